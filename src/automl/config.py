@@ -1,0 +1,126 @@
+"""Compose `conf/` with Hydra and turn it into a checked `RunConfig`; every mistake becomes a ConfigError."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from automl import paths
+from automl.errors import ConfigError
+from automl.schema import RunConfig, run_config_from_plain, yaml_key
+
+PRIMARY = "train"
+"""conf/train.yaml: the primary config of a run."""
+GROUPS = ("env", "ppo", "network", "reward", "scoring", "experiment")
+
+
+def group_options(group: str) -> list[str]:
+    """Options of a config group: the YAML files in conf/<group>/."""
+    folder = paths.conf_dir() / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def check_group_overrides(overrides: Sequence[str]) -> None:
+    """Reject `group=option` where the option has no file, naming the options that exist."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        group = key.lstrip("+~").removeprefix("override ")
+        if not sep or group not in GROUPS:
+            continue
+        options = group_options(group)
+        if value not in options:
+            raise ConfigError(file=f"conf/{group}/", key=group, value=value,
+                              rule=f"there is no such option; options: {', '.join(options) or 'none'}",
+                              fix=f"use one of them, e.g. {group}={options[0] if options else '...'}")
+
+
+def allowed_keys(dotted: str) -> list[str]:
+    """Keys allowed next to `dotted` (for `ppo.foo`: the PPO keys), from the schema."""
+    cls: typing.Any = RunConfig
+    for part in dotted.split(".")[:-1]:
+        hints = typing.get_type_hints(cls)
+        if part not in hints or not dataclasses.is_dataclass(hints[part]):
+            return []
+        cls = hints[part]
+    return sorted(yaml_key(cls, f.name) for f in dataclasses.fields(cls))
+
+
+def _source_of(choices: dict[str, Any], key: str) -> str:
+    group = key.split(".")[0]
+    choice = choices.get(group)
+    return f"conf/{group}/{choice}.yaml or the command line" if choice else "conf/train.yaml or the command line"
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose conf/train.yaml with overrides through Hydra's compose API (no output folders)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    check_group_overrides(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base=None):
+            return hydra_compose(config_name=PRIMARY, overrides=list(overrides), return_hydra_config=False)
+    except (HydraException, OmegaConfBaseException) as err:
+        unknown = re.search(r"Could not override '([^']+)'", str(err))
+        if unknown:
+            key = unknown.group(1)
+            value = next((o.partition("=")[2] for o in overrides if o.startswith(f"{key}=")), None)
+            raise ConfigError(file="command line", key=key, value=value,
+                              rule=f"it is not a known key; allowed: {', '.join(allowed_keys(key))}",
+                              fix="correct its spelling (see src/automl/schema.py)") from None
+        raise ConfigError(file="command line", key=" ".join(overrides) or "<none>", value=None,
+                          rule=f"Hydra could not compose it: {str(err).splitlines()[0]}",
+                          fix="check the key names against conf/ (`+key=value` adds a new key)") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def to_run_config(cfg: DictConfig, *, choices: dict[str, Any] | None = None) -> RunConfig:
+    """Resolve a composed DictConfig and check it against the schema, once, at the entry point."""
+    choices = choices or {}
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(file=_source_of(choices, str(key)), key=str(key), value="???",
+                          rule="it has no value", fix=f"set {key}=... on the command line") from None
+    assert isinstance(plain, dict)
+    plain.pop("hydra", None)
+    try:
+        return run_config_from_plain(plain, source="composed config")
+    except ConfigError as err:
+        err.file = _source_of(choices, err.key)
+        raise
+
+
+def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
+    """Compose and check in one go (tests, the orchestrator's pre-launch check)."""
+    cfg = compose(overrides)
+    return to_run_config(cfg, choices=_choices_from_overrides(overrides))
+
+
+def _choices_from_overrides(overrides: Sequence[str]) -> dict[str, str]:
+    choices = {"ppo": "default", "network": "medium"}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.lstrip("+") in GROUPS:
+            choices[key.lstrip("+")] = value
+    choices.setdefault("env", "navigation")
+    return choices
+
+
+def save_resolved(cfg: RunConfig, path: Path) -> None:
+    """config.yaml of a run: the fully resolved config, readable by train_one again."""
+    from automl.schema import to_plain
+
+    paths.atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg))))

@@ -1,0 +1,62 @@
+"""The batched environment interface that every environment of a run implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import gymnasium
+import torch
+
+# Names of per-episode task metrics an environment reports in `StepResult.episode`.
+SUCCESS = "success"
+"""1.0 where the finished episode reached its goal, else 0.0."""
+FELL = "terminated"
+"""1.0 where the finished episode ended by failure (the body fell, the pole dropped)."""
+LENGTH = "length"
+"""Steps the finished episode lasted."""
+FINAL_DISTANCE = "final_distance"
+"""Distance to the goal when the episode ended."""
+RETURN = "return"
+"""Episodic return under the task's own reference reward (gymnasium's reward; the default weights)."""
+
+
+@dataclass
+class StepResult:
+    """One batched step. Finished environments are already reset: `observations` are their first."""
+
+    observations: torch.Tensor
+    """(num_envs, obs_dim) float32."""
+    terms: dict[str, torch.Tensor]
+    """Raw reward terms, each (num_envs,) float32; the run weights them with `reward.scales`."""
+    terminated: torch.Tensor
+    """(num_envs,) bool: the episode ended by the task's own rule (goal reached or failure)."""
+    truncated: torch.Tensor
+    """(num_envs,) bool: the episode hit its time limit."""
+    episode: dict[str, torch.Tensor]
+    """Per-episode task metrics, each (num_envs,) float32, meaningful where the episode just ended."""
+
+
+@runtime_checkable
+class BatchedEnv(Protocol):
+    """What the trainer needs from an environment: tensors in, tensors out, all envs at once."""
+
+    observation_space: gymnasium.spaces.Box
+    """Space of one environment's observation."""
+    action_space: gymnasium.spaces.Space
+    """Space of one environment's action (Box or Discrete)."""
+    num_envs: int
+    device: torch.device
+    reward_terms: tuple[str, ...]
+    """Names of the raw reward terms `step` returns, in a fixed order."""
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Reset every environment; returns (num_envs, obs_dim) observations."""
+        ...
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Apply (num_envs, act_dim) actions (or (num_envs, 1) indices for Discrete)."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,29 @@
+"""Exit codes and the one error type for bad input (config, search space, flags)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+"""Success."""
+EXIT_FAILURE = 1
+"""Anything that is not the user's input: a crash, a diverged run, a failed study."""
+EXIT_BAD_INPUT = 2
+"""Bad input: config, search space or flags. Printed as one message, never a traceback."""
+
+
+class ConfigError(Exception):
+    """Bad input, reported as one line naming the file, the key, the value, the rule and the fix."""
+
+    def __init__(self, *, file: str, key: str, value: object, rule: str, fix: str = "") -> None:
+        self.file = file
+        self.key = key
+        self.value = value
+        self.rule = rule
+        self.fix = fix
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = f"{self.file}: `{self.key}` is {self.value!r}, but {self.rule}."
+        if self.fix:
+            text += f" Fix: {self.fix}"
+        return text

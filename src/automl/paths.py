@@ -1,0 +1,176 @@
+"""Every output path of the project: a run's folder, a study's folder, the shared analysis folder."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG_ROOT_ENV = "AUTOML_LOG_ROOT"
+"""Environment variable that moves `starter_kit_log/` elsewhere (tests use it)."""
+
+
+def repo_root() -> Path:
+    """The project's root: the folder holding `conf/` and `templates/`."""
+    return Path(__file__).resolve().parents[2]
+
+
+def conf_dir() -> Path:
+    return repo_root() / "conf"
+
+
+def templates_dir() -> Path:
+    return repo_root() / "templates"
+
+
+def log_root() -> Path:
+    """`starter_kit_log/` (or $AUTOML_LOG_ROOT)."""
+    override = os.environ.get(LOG_ROOT_ENV)
+    return Path(override) if override else repo_root() / "starter_kit_log"
+
+
+def runs_root() -> Path:
+    return log_root() / "runs"
+
+
+def automl_root() -> Path:
+    return log_root() / "automl"
+
+
+def analysis_dir() -> Path:
+    return log_root() / "analysis"
+
+
+def new_run_dir(env_name: str) -> Path:
+    """A fresh, explicitly named folder for a run started by hand."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return runs_root() / f"{stamp}_{env_name}_{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one train_one run (names in DESIGN.md)."""
+
+    root: Path
+
+    @property
+    def tb(self) -> Path:
+        return self.root / "tb"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.pt"
+
+    @property
+    def stdout_log(self) -> Path:
+        return self.root / "stdout.log"
+
+    @property
+    def stderr_log(self) -> Path:
+        return self.root / "stderr.log"
+
+
+def trial_name(number: int) -> str:
+    return f"trial_{number:04d}"
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """The files of one study folder, `starter_kit_log/automl/<study_name>/`."""
+
+    root: Path
+
+    @classmethod
+    def for_study(cls, study_name: str) -> StudyPaths:
+        return cls(automl_root() / study_name)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "study.journal"
+
+    @property
+    def search_space(self) -> Path:
+        return self.root / "search_space.yaml"
+
+    @property
+    def meta(self) -> Path:
+        return self.root / "meta.yaml"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "automl_state.yaml"
+
+    @property
+    def configs_dir(self) -> Path:
+        return self.root / "configs"
+
+    def trial_config(self, number: int) -> Path:
+        return self.configs_dir / f"{trial_name(number)}.json"
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.root / "trials"
+
+    def trial_dir(self, number: int) -> Path:
+        return self.trials_dir / trial_name(number)
+
+    def trial_run(self, number: int) -> RunPaths:
+        return RunPaths(self.trial_dir(number))
+
+    @property
+    def trial_final_csv(self) -> Path:
+        return self.root / "trial_final.csv"
+
+    @property
+    def threshold_hits_csv(self) -> Path:
+        return self.root / "threshold_hits.csv"
+
+    @property
+    def experiment_df_csv(self) -> Path:
+        return self.root / "experiment_df.csv"
+
+    @property
+    def validation_csv(self) -> Path:
+        return self.root / "validation.csv"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def importance_yaml(self) -> Path:
+        return self.root / "hyperparameter_importance.yaml"
+
+    @property
+    def best_config(self) -> Path:
+        return self.root / "best_config.yaml"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+
+def latest_importance_yaml() -> Path:
+    """`starter_kit_log/analysis/hyperparameter_importance.yaml`: copy of the latest study's."""
+    return analysis_dir() / "hyperparameter_importance.yaml"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file others may read while we run: temp file in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

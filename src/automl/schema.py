@@ -1,0 +1,322 @@
+"""Typed schemas of one run's config; the composed Hydra config is checked and converted here, once.
+
+Values live in `conf/` (the Hydra config groups); these dataclasses say what each key is, its type
+and its rule. Every mistake becomes one `ConfigError` naming the file, key, value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from automl.errors import ConfigError
+
+Device = Literal["auto", "cpu", "cuda"]
+EnvKind = Literal["navigation", "gymnasium", "custom"]
+Activation = Literal["elu", "relu", "tanh", "leaky_relu", "selu", "gelu"]
+
+
+@dataclass
+class EnvConfig:
+    """Which environment a run trains on and how many copies of it step at once."""
+
+    name: str
+    """Short name shown in logs and folder names (`navigation`, `cartpole`, ...)."""
+    kind: EnvKind
+    """`navigation` (built-in batched task), `gymnasium` (a gymnasium vector env) or `custom`."""
+    num_envs: int | None
+    """Environments stepped together; null picks 2048 on a GPU and 256 on CPU."""
+    device: Device
+    """`auto` (cuda when available), `cpu` or `cuda`."""
+    gym_id: str | None
+    """Gymnasium id such as `CartPole-v1` (kind `gymnasium` only)."""
+    factory: str | None
+    """`package.module:function` returning a BatchedEnv (kind `custom` only)."""
+    params: dict[str, Any]
+    """Keyword arguments for the environment's constructor (task parameters)."""
+
+    def check(self, source: str) -> None:
+        if self.num_envs is not None and self.num_envs <= 0:
+            raise ConfigError(file=source, key="env.num_envs", value=self.num_envs,
+                              rule="it must be a positive integer (or null for 2048 on GPU / 256 on CPU)",
+                              fix="set env.num_envs=256, for example")
+        if self.kind == "gymnasium" and not self.gym_id:
+            raise ConfigError(file=source, key="env.gym_id", value=self.gym_id,
+                              rule="an env of kind `gymnasium` needs a gymnasium id",
+                              fix="set env.gym_id=CartPole-v1, for example")
+        if self.kind == "custom" and (not self.factory or ":" not in self.factory):
+            raise ConfigError(file=source, key="env.factory", value=self.factory,
+                              rule="an env of kind `custom` needs `package.module:function`",
+                              fix="set env.factory=my_package.my_module:make_env")
+
+
+@dataclass
+class PPOConfig:
+    """skrl PPO settings under skrl's own names (`lambda` becomes skrl 2.x's `gae_lambda`)."""
+
+    learning_rate: float
+    """Adam learning rate for policy and value networks."""
+    discount_factor: float
+    """Discount factor gamma, in (0, 1]."""
+    gae_lambda: float
+    """GAE lambda, in [0, 1]; the YAML key is `lambda`."""
+    ratio_clip: float
+    """Clip range of the PPO probability ratio."""
+    value_clip: float
+    """Clip range of the value prediction (0 disables it)."""
+    entropy_loss_scale: float
+    """Weight of the entropy bonus."""
+    learning_epochs: int
+    """Passes over each rollout."""
+    mini_batches: int
+    """Mini-batches per pass."""
+    rollouts: int
+    """Environment steps per environment between updates."""
+    grad_norm_clip: float
+    """Global gradient-norm clip (0 disables it)."""
+    value_loss_scale: float
+    """Weight of the value loss."""
+    kl_threshold: float
+    """Stop an update's epochs early above this KL divergence (0 disables it)."""
+    time_limit_bootstrap: bool
+    """Bootstrap the value at time-limit truncation."""
+    normalize_observations: bool
+    """Standardize observations with a running mean and variance (skrl's RunningStandardScaler)."""
+
+    def check(self, source: str) -> None:
+        positive = {"learning_rate": self.learning_rate, "ratio_clip": self.ratio_clip,
+                    "learning_epochs": self.learning_epochs, "mini_batches": self.mini_batches,
+                    "rollouts": self.rollouts}
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(file=source, key=f"ppo.{key}", value=value, rule="it must be > 0",
+                                  fix=f"set ppo.{key} to a positive value")
+        unit = {"discount_factor": (self.discount_factor, 0.0, 1.0),
+                "lambda": (self.gae_lambda, 0.0, 1.0)}
+        for key, (value, low, high) in unit.items():
+            if not low < value <= high and not (key == "lambda" and value == 0.0):
+                raise ConfigError(file=source, key=f"ppo.{key}", value=value,
+                                  rule=f"it must lie in ({low}, {high}]", fix=f"set ppo.{key}=0.95, for example")
+        for key in ("value_clip", "entropy_loss_scale", "grad_norm_clip", "value_loss_scale", "kl_threshold"):
+            if getattr(self, key) < 0:
+                raise ConfigError(file=source, key=f"ppo.{key}", value=getattr(self, key),
+                                  rule="it must be >= 0", fix=f"set ppo.{key} to 0 or more")
+
+
+@dataclass
+class NetworkConfig:
+    """Sizes and activation of the policy and value MLPs."""
+
+    policy_hidden_layer_sizes: list[int]
+    """Hidden layer widths of the policy, input side first."""
+    value_hidden_layer_sizes: list[int]
+    """Hidden layer widths of the value function."""
+    activation: Activation
+    """Activation between hidden layers."""
+
+    def check(self, source: str) -> None:
+        for key in ("policy_hidden_layer_sizes", "value_hidden_layer_sizes"):
+            sizes = getattr(self, key)
+            if not sizes or any(s <= 0 for s in sizes):
+                raise ConfigError(file=source, key=f"network.{key}", value=sizes,
+                                  rule="it must be a non-empty list of positive widths",
+                                  fix=f"set network.{key}=[256,128,64], for example")
+
+
+@dataclass
+class RewardConfig:
+    """Reward weights: reward = sum of scales[term] * term over the terms the environment exposes."""
+
+    scales: dict[str, float]
+    """Weight of each raw reward term, by term name."""
+
+
+@dataclass
+class ScoringConfig:
+    """The run's score: weighted task metrics averaged over the last evaluation points."""
+
+    weights: dict[str, float]
+    """Weight of each task metric (success_rate, termination_rate, episode_length, return, ...)."""
+    window: int
+    """How many of the last evaluation points the score averages."""
+
+    def check(self, source: str) -> None:
+        if self.window <= 0:
+            raise ConfigError(file=source, key="scoring.window", value=self.window,
+                              rule="it must be >= 1", fix="set scoring.window=3, for example")
+        if not self.weights:
+            raise ConfigError(file=source, key="scoring.weights", value=self.weights,
+                              rule="it must weight at least one task metric",
+                              fix="set scoring.weights.success_rate=1.0, for example")
+
+
+@dataclass
+class TrainConfig:
+    """Length, seed and reporting of a run."""
+
+    frames: int
+    """Environment frames to train for (steps x environments)."""
+    seed: int
+    """Seed of torch, the environment and the sampler."""
+    eval_frequency: int
+    """Frames between two evaluation points (task metrics and score written to TensorBoard)."""
+    threads: int | None
+    """torch CPU threads of this process; null uses every core."""
+    quiet: bool
+    """No progress lines on stdout (a trial under the search sets it)."""
+    progress_seconds: float
+    """Seconds between two progress lines."""
+
+    def check(self, source: str) -> None:
+        for key in ("frames", "eval_frequency"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(file=source, key=f"train.{key}", value=getattr(self, key),
+                                  rule="it must be a positive number of frames",
+                                  fix=f"set train.{key}=200000, for example")
+        if self.threads is not None and self.threads <= 0:
+            raise ConfigError(file=source, key="train.threads", value=self.threads,
+                              rule="it must be >= 1 or null", fix="set train.threads=1")
+
+
+@dataclass
+class RunConfig:
+    """One train_one run: everything in `config.yaml` of its run dir."""
+
+    env: EnvConfig
+    ppo: PPOConfig
+    network: NetworkConfig
+    reward: RewardConfig
+    scoring: ScoringConfig
+    train: TrainConfig
+    run_dir: str | None
+    """Output folder; null makes a fresh one under starter_kit_log/runs/."""
+    mode: Literal["train", "eval"]
+    """`train` or `eval` (evaluate `checkpoint` for `episodes` episodes)."""
+    checkpoint: str | None
+    """model.pt to evaluate (mode=eval)."""
+    episodes: int
+    """Episodes to evaluate in mode=eval."""
+    experiment: dict[str, Any] = field(default_factory=dict)
+    """Free-form notes of an exported preset (`+experiment=...`): where it came from."""
+
+    def check(self, source: str) -> None:
+        for part in (self.env, self.ppo, self.network, self.scoring, self.train):
+            part.check(source)
+        if self.mode == "eval" and not self.checkpoint:
+            raise ConfigError(file=source, key="checkpoint", value=self.checkpoint,
+                              rule="mode=eval needs a checkpoint", fix="add checkpoint=PATH/model.pt")
+        if self.episodes <= 0:
+            raise ConfigError(file=source, key="episodes", value=self.episodes,
+                              rule="it must be >= 1", fix="set episodes=100, for example")
+
+
+ALIASES: dict[type, dict[str, str]] = {PPOConfig: {"lambda": "gae_lambda"}}
+"""YAML key -> dataclass field, where the YAML name is not a valid Python name."""
+
+
+def yaml_key(cls: type, field_name: str) -> str:
+    for key, name in ALIASES.get(cls, {}).items():
+        if name == field_name:
+            return key
+    return field_name
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
+    """Check `value` against the annotation `tp` and return it converted (int -> float only)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+
+    def bad(rule: str, fix: str = "") -> ConfigError:
+        return ConfigError(file=source, key=key, value=value, rule=rule, fix=fix)
+
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, key, source)
+    if origin is Literal:
+        if value not in args:
+            raise bad(f"it must be one of {', '.join(map(str, args))}", f"set {key}={args[0]}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path=key, source=source)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad(f"it must be a list of {_type_name(args[0])}")
+        return [_convert(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise bad("it must be a mapping")
+        return {str(k): _convert(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad("it must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("it must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("it must be a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad("it must be a string")
+        return value
+    raise TypeError(f"schema type {tp!r} of {key} is not supported")
+
+
+def build(cls: type, data: Any, *, path: str, source: str) -> Any:
+    """Build dataclass `cls` from a plain mapping, rejecting unknown, missing and mistyped keys."""
+    prefix = f"{path}." if path else ""
+    if not isinstance(data, Mapping):
+        raise ConfigError(file=source, key=path or "<root>", value=data, rule="it must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    aliases = ALIASES.get(cls, {})
+    allowed = sorted(yaml_key(cls, n) for n in fields)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = aliases.get(key, key)
+        if name not in fields:
+            raise ConfigError(file=source, key=f"{prefix}{key}", value=value,
+                              rule=f"it is not a known key; allowed keys here: {', '.join(allowed)}",
+                              fix="remove it or correct its spelling")
+        kwargs[name] = _convert(hints[name], value, f"{prefix}{key}", source)
+    for name, f in fields.items():
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in kwargs and no_default:
+            raise ConfigError(file=source, key=f"{prefix}{yaml_key(cls, name)}", value=None,
+                              rule="it is missing", fix=f"add `{yaml_key(cls, name)}` to the config")
+    return cls(**kwargs)
+
+
+def to_plain(obj: Any) -> Any:
+    """A dataclass tree back to plain YAML-ready data, with YAML key names (`lambda`)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {yaml_key(type(obj), f.name): to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def run_config_from_plain(data: Mapping[str, Any], *, source: str) -> RunConfig:
+    """Check and convert a composed, resolved run config (a plain dict)."""
+    cfg = build(RunConfig, data, path="", source=source)
+    cfg.check(source)
+    return cfg

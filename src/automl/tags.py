@@ -1,0 +1,29 @@
+"""TensorBoard tags that cross the boundary between a trial and the orchestrator."""
+
+from __future__ import annotations
+
+SUCCESS_RATE = "Task / success_rate"
+TERMINATION_RATE = "Task / termination_rate"
+EPISODE_LENGTH = "Task / episode_length"
+RETURN = "Task / return"
+FINAL_DISTANCE = "Task / final_distance"
+SCORE = "Task / score"
+"""The run's score (conf/scoring) at each evaluation point, smoothed over its window."""
+EPISODE_REWARD_MEAN = "Reward / episode_reward_mean"
+"""Shaped episodic reward under the run's own weights: logged, never used as the score."""
+REWARD_TERM_PREFIX = "Reward / "
+FRAMES_PER_SECOND = "Stats / frames_per_second"
+
+TASK_METRIC_TAGS: dict[str, str] = {
+    "success_rate": SUCCESS_RATE,
+    "termination_rate": TERMINATION_RATE,
+    "episode_length": EPISODE_LENGTH,
+    "return": RETURN,
+    "final_distance": FINAL_DISTANCE,
+}
+"""Task metric name (as used in conf/scoring and summary.json) -> TensorBoard tag."""
+
+
+def reward_term_tag(term: str) -> str:
+    """Tag of one raw reward term's per-step mean, e.g. ``Reward / termination``."""
+    return f"{REWARD_TERM_PREFIX}{term}"
