@@ -1,0 +1,162 @@
+"""A gymnasium vector env behind the BatchedEnv interface: numpy in the env, torch tensors outside.
+
+The env's own reward is the one raw term (`env_reward`); the adapter keeps each sub-env's return and
+length itself so the run gets per-episode task metrics without gymnasium's RecordEpisodeStatistics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.spaces import Box, Discrete
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import iterate
+
+from automl.envs.base import FELL, LENGTH, RETURN, StepResult
+from automl.errors import ConfigError
+
+ENV_REWARD = "env_reward"
+"""Name of the one raw reward term: the gymnasium env's own reward."""
+
+# The adapter does not know which conf/env option was chosen; a caller that does may set err.file.
+_SOURCE = "conf/env/*.yaml or the command line"
+
+
+class GymVectorEnv:
+    """`num_envs` copies of a gymnasium env, stepped in this process, reset in the same step."""
+
+    reward_terms: tuple[str, ...] = (ENV_REWARD,)
+
+    def __init__(
+        self, *, gym_id: str, num_envs: int, device: torch.device, seed: int, **params: Any
+    ) -> None:
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self._seed = seed
+        self._seeded = False
+        self._vec = _make_vec(gym_id, num_envs, params)
+        # SAME_STEP returns a finished sub-env's reset observation in the very step that ended it,
+        # which is what StepResult promises. NEXT_STEP would spend one extra step per episode on a
+        # reset whose reward (0) and action are meaningless, so we refuse to run under it.
+        mode = self._vec.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            self._vec.close()
+            raise RuntimeError(f"{gym_id}: expected autoreset mode SAME_STEP, got {mode}")
+
+        single_obs = self._vec.single_observation_space
+        flat = gymnasium.spaces.flatten_space(single_obs)
+        if not isinstance(flat, Box):
+            self._vec.close()
+            raise ConfigError(file=_SOURCE, key="env.gym_id", value=gym_id,
+                              rule=f"its observation space {single_obs} does not flatten to a Box",
+                              fix="wrap the env so that it observes a Box, or use env=custom")
+        self._single_obs_space = single_obs
+        self.observation_space = Box(low=flat.low.astype(np.float32),
+                                     high=flat.high.astype(np.float32), dtype=np.float32)
+        self.action_space = self._vec.single_action_space
+        if not isinstance(self.action_space, Box | Discrete):
+            self._vec.close()
+            raise ConfigError(file=_SOURCE, key="env.gym_id", value=gym_id,
+                              rule=f"its action space {self.action_space} is neither Box nor "
+                                   "Discrete, which is all the PPO models here can emit",
+                              fix="pick an env with a Box or Discrete action space")
+
+        # Accumulated in float64 so long episodes do not drift from the sum of the float32 terms.
+        self._return = np.zeros(num_envs, dtype=np.float64)
+        self._length = np.zeros(num_envs, dtype=np.int64)
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Reset all sub-envs; sub-env i gets `seed + i` (None: the constructor's seed, once)."""
+        if seed is None and not self._seeded:
+            seed = self._seed
+        self._seeded = True
+        # An int seed makes gymnasium seed sub-env i with seed + i; None continues their streams.
+        obs, _ = self._vec.reset(seed=seed)
+        self._return[:] = 0.0
+        self._length[:] = 0
+        return self._to_tensor(obs)
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Apply one batch of actions; finished sub-envs come back already reset."""
+        obs, reward, terminated, truncated, _ = self._vec.step(self._to_env_actions(actions))
+        reward = np.asarray(reward, dtype=np.float64)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        self._return += reward
+        self._length += 1
+
+        done = terminated | truncated
+        episode = {
+            RETURN: np.where(done, self._return, 0.0),
+            LENGTH: np.where(done, self._length, 0),
+            # A time limit hit on the same step as a failure still counts as the failure.
+            FELL: terminated.astype(np.float64),
+        }
+        self._return[done] = 0.0
+        self._length[done] = 0
+
+        return StepResult(
+            observations=self._to_tensor(obs),
+            terms={ENV_REWARD: self._float_tensor(reward)},
+            terminated=torch.as_tensor(terminated, device=self.device),
+            truncated=torch.as_tensor(truncated, device=self.device),
+            episode={name: self._float_tensor(value) for name, value in episode.items()},
+        )
+
+    def close(self) -> None:
+        self._vec.close()
+
+    def _to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
+        array = actions.detach().cpu().numpy()
+        space = self.action_space
+        if isinstance(space, Discrete):
+            # The policy emits indices 0..n-1; a Discrete space may start elsewhere.
+            return array.reshape(self.num_envs).astype(np.int64) + int(space.start)
+        assert isinstance(space, Box)
+        array = array.reshape(self.num_envs, *space.shape).astype(space.dtype)
+        # A Gaussian policy samples outside the bounds; gymnasium envs assume they are respected.
+        return np.clip(array, space.low, space.high)
+
+    def _to_tensor(self, obs: Any) -> torch.Tensor:
+        if isinstance(self._single_obs_space, Box):
+            flat = np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1)
+        else:
+            # Dict, Tuple, Discrete, ... observations: flatten each sub-env's the gymnasium way.
+            flat = np.stack([
+                gymnasium.spaces.flatten(self._single_obs_space, one)
+                for one in iterate(self._vec.observation_space, obs)
+            ]).astype(np.float32)
+        return torch.as_tensor(flat, device=self.device)
+
+    def _float_tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
+
+
+def _make_vec(gym_id: str, num_envs: int, params: dict[str, Any]) -> gymnasium.vector.VectorEnv:
+    """gymnasium.make_vec with same-step autoreset; a bad id or parameter becomes a ConfigError."""
+    try:
+        return gymnasium.make_vec(
+            gym_id,
+            num_envs=num_envs,
+            vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **params,
+        )
+    except gymnasium.error.Error as err:
+        # NameNotFound, VersionNotFound, NamespaceNotFound, DeprecatedEnv, ...
+        raise ConfigError(
+            file=_SOURCE, key="env.gym_id", value=gym_id, rule=f"gymnasium cannot make it ({err})",
+            fix="use a registered id such as CartPole-v1 (list them with "
+                "`python -c 'import gymnasium; gymnasium.pprint_registry()'`)",
+        ) from None
+    except TypeError as err:
+        if not params or "unexpected keyword argument" not in str(err):
+            raise
+        raise ConfigError(
+            file=_SOURCE, key="env.params", value=params,
+            rule=f"{gym_id} does not accept one of them ({err})",
+            fix=f"remove it, or check the keyword arguments of {gym_id}'s constructor",
+        ) from None

@@ -1,0 +1,270 @@
+"""The built-in task: a two-wheeled robot on a tippy suspension drives to a goal, turns to the goal
+heading and stops there. Pure torch, every environment stepped at once (CPU or CUDA).
+
+The body pitches under forward acceleration and rolls under centripetal acceleration (v * yaw rate);
+past `tip_limit` it falls and the episode ends (termination). Episodes otherwise run to the time
+limit; an episode succeeds when, at its end, the robot is within tolerance of the goal position and
+heading and is standing still.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, StepResult
+
+TERMS: tuple[str, ...] = (
+    "position_tracking", "fine_position_tracking", "heading_tracking", "forward_velocity",
+    "approach_scale", "arrival_bonus", "stop_scale", "zero_ang_bonus", "orientation", "lin_vel_z",
+    "ang_vel_xy", "torques", "dof_vel", "dof_acc", "action_rate", "termination",
+)
+"""The 16 raw reward terms (the unified navigation search space's reward weights)."""
+
+REFERENCE_SCALES: dict[str, float] = {
+    "position_tracking": 2.0, "fine_position_tracking": 2.0, "heading_tracking": 1.0,
+    "forward_velocity": 0.5, "approach_scale": 4.0, "arrival_bonus": 10.0, "stop_scale": 2.0,
+    "zero_ang_bonus": 6.0, "orientation": -0.05, "lin_vel_z": -0.5, "ang_vel_xy": -0.05,
+    "torques": -1e-5, "dof_vel": -5e-5, "dof_acc": -2.5e-7, "action_rate": -0.01,
+    "termination": -200.0,
+}
+"""Reference weights (conf/reward/navigation.yaml): the `return` task metric uses these, whatever
+weights the run trains with, so returns compare across trials."""
+
+OBS_DIM = 15
+ACT_DIM = 2
+
+
+@dataclass(frozen=True)
+class NavigationParams:
+    """Physical and task parameters; `stage` picks a preset, any field can be overridden."""
+
+    goal_distance: tuple[float, float] = (1.0, 4.0)
+    """Range of the goal's distance from the start, metres."""
+    max_steps: int = 400
+    """Time limit in control steps."""
+    dt: float = 0.05
+    """Control period, seconds."""
+    tip_limit: float = 0.3
+    """Pitch or roll (rad) past which the body falls."""
+    tilt_gain: float = 0.1
+    """Tilt (rad) per m/s^2 of acceleration at rest: how easily the body tips."""
+    pos_tolerance: float = 0.3
+    """Success: distance to the goal below this, metres."""
+    heading_tolerance: float = 0.3
+    """Success: heading error below this, rad."""
+    speed_tolerance: float = 0.15
+    """Success: |forward speed| below this, m/s."""
+    yaw_rate_tolerance: float = 0.3
+    """Success: |yaw rate| below this, rad/s."""
+    arrival_radius: float = 0.5
+    """The arrival bonus is paid once per episode on first coming this close, metres."""
+    max_torque: float = 10.0
+    """Wheel motor torque at action 1.0, N m."""
+    wheel_radius: float = 0.1
+    track_width: float = 0.5
+    wheel_inertia: float = 0.25
+    wheel_damping: float = 2.0
+    suspension_stiffness: float = 60.0
+    suspension_damping: float = 6.0
+    body_height: float = 0.3
+
+
+STAGES: dict[int, NavigationParams] = {
+    1: NavigationParams(),
+    2: NavigationParams(goal_distance=(2.0, 7.0), max_steps=500, tip_limit=0.28, tilt_gain=0.11,
+                        pos_tolerance=0.2, heading_tolerance=0.2, speed_tolerance=0.1,
+                        yaw_rate_tolerance=0.2),
+}
+
+
+def make_params(stage: int = 1, **overrides: Any) -> NavigationParams:
+    """A stage preset with field overrides (lists become tuples)."""
+    if stage not in STAGES:
+        raise ValueError(f"The value of `stage` is {stage}, but must be one of {sorted(STAGES)}")
+    known = {f.name for f in fields(NavigationParams)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"Unknown navigation parameter(s) {unknown}; known: {sorted(known)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return replace(STAGES[stage], **fixed)
+
+
+def wrap_angle(a: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
+
+
+class NavigationEnv:
+    """Batched navigation task implementing `automl.envs.base.BatchedEnv`."""
+
+    reward_terms = TERMS
+
+    def __init__(self, *, num_envs: int, device: torch.device | str = "cpu", seed: int = 0,
+                 stage: int = 1, **overrides: Any) -> None:
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.p = make_params(stage, **overrides)
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        n, dev = num_envs, self.device
+        zeros = lambda *shape: torch.zeros(*shape, device=dev)  # noqa: E731
+        self.pos, self.goal = zeros(n, 2), zeros(n, 2)
+        self.yaw, self.goal_yaw = zeros(n), zeros(n)
+        self.wheel_vel, self.last_action = zeros(n, 2), zeros(n, 2)
+        self.tilt, self.tilt_rate = zeros(n, 2), zeros(n, 2)  # (pitch, roll)
+        self.last_distance, self.arrived = zeros(n), torch.zeros(n, dtype=torch.bool, device=dev)
+        self.steps = torch.zeros(n, dtype=torch.long, device=dev)
+        self.ret = zeros(n)
+        self.ref_scales = torch.tensor([REFERENCE_SCALES[t] for t in TERMS], device=dev)
+
+    # ----------------------------------------------------------------------------------------------
+    def _uniform(self, n: int, low: float, high: float, *extra: int) -> torch.Tensor:
+        u = torch.rand(n, *extra, generator=self.generator, device=self.device)
+        return low + (high - low) * u
+
+    def _reset_ids(self, ids: torch.Tensor) -> None:
+        n = ids.numel()
+        if n == 0:
+            return
+        self.pos[ids] = 0.0
+        self.yaw[ids] = self._uniform(n, -math.pi, math.pi)
+        dist = self._uniform(n, *self.p.goal_distance)
+        bearing = self._uniform(n, -math.pi, math.pi)
+        self.goal[ids] = torch.stack((dist * torch.cos(bearing), dist * torch.sin(bearing)), dim=1)
+        self.goal_yaw[ids] = self._uniform(n, -math.pi, math.pi)
+        for t in (self.wheel_vel, self.last_action, self.tilt, self.tilt_rate):
+            t[ids] = 0.0
+        self.last_distance[ids] = dist
+        self.arrived[ids] = False
+        self.steps[ids] = 0
+        self.ret[ids] = 0.0
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self._reset_ids(torch.arange(self.num_envs, device=self.device))
+        # Spread episode starts over the time limit so episodes do not all end on the same step.
+        self.steps[:] = (self._uniform(self.num_envs, 0.0, 1.0) * self.p.max_steps * 0.5).long()
+        return self._observe()
+
+    def close(self) -> None:
+        pass
+
+    # ----------------------------------------------------------------------------------------------
+    def _goal_frame(self, ids: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Goal offset in the body frame, distance, bearing error and final-heading error."""
+        goal, pos, yaw, goal_yaw = self.goal, self.pos, self.yaw, self.goal_yaw
+        if ids is not None:
+            goal, pos, yaw, goal_yaw = goal[ids], pos[ids], yaw[ids], goal_yaw[ids]
+        delta = goal - pos
+        cos, sin = torch.cos(yaw), torch.sin(yaw)
+        local_x = cos * delta[:, 0] + sin * delta[:, 1]
+        local_y = -sin * delta[:, 0] + cos * delta[:, 1]
+        distance = torch.sqrt(local_x.square() + local_y.square())
+        bearing_err = torch.atan2(local_y, local_x)
+        heading_err = wrap_angle(goal_yaw - yaw)
+        return torch.stack((local_x, local_y), 1), distance, bearing_err, heading_err
+
+    def _body_velocity(self, wheel_vel: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        wheel_vel = self.wheel_vel if wheel_vel is None else wheel_vel
+        r = self.p.wheel_radius
+        speed = r * wheel_vel.mean(1)
+        yaw_rate = r * (wheel_vel[:, 1] - wheel_vel[:, 0]) / self.p.track_width
+        return speed, yaw_rate
+
+    def _observe(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        local, distance, _, heading_err = self._goal_frame(ids)
+        wheel_vel = self.wheel_vel if ids is None else self.wheel_vel[ids]
+        speed, yaw_rate = self._body_velocity(wheel_vel)
+        return self._features(local, distance, heading_err, speed, yaw_rate, ids)
+
+    def _features(self, local: torch.Tensor, distance: torch.Tensor, heading_err: torch.Tensor,
+                  speed: torch.Tensor, yaw_rate: torch.Tensor, ids: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+        state = (self.tilt, self.tilt_rate, self.wheel_vel, self.last_action)
+        tilt, tilt_rate, wheel_vel, last_action = (
+            state if ids is None else tuple(t[ids] for t in state))
+        return torch.cat((
+            local / 4.0, (distance / 4.0).unsqueeze(1),
+            torch.stack((torch.sin(heading_err), torch.cos(heading_err), speed, yaw_rate / 4.0), 1),
+            tilt / self.p.tip_limit, tilt_rate / 4.0, wheel_vel / 20.0, last_action,
+        ), dim=1)
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        p = self.p
+        action = actions.to(self.device, torch.float32).clamp(-1.0, 1.0)
+        torque = action * p.max_torque
+        old_speed, _ = self._body_velocity()
+        wheel_acc = torque / p.wheel_inertia - p.wheel_damping * self.wheel_vel
+        self.wheel_vel = self.wheel_vel + wheel_acc * p.dt
+        speed, yaw_rate = self._body_velocity()
+        self.yaw = wrap_angle(self.yaw + yaw_rate * p.dt)
+        heading = torch.stack((torch.cos(self.yaw), torch.sin(self.yaw)), 1)
+        self.pos = self.pos + heading * (speed * p.dt).unsqueeze(1)
+
+        # Suspension: forward acceleration pitches the body, centripetal acceleration rolls it.
+        forward_acc = (speed - old_speed) / p.dt
+        lateral_acc = speed * yaw_rate
+        drive = torch.stack((-forward_acc, lateral_acc), 1) * p.tilt_gain * p.suspension_stiffness
+        tilt_acc = drive - p.suspension_stiffness * self.tilt - p.suspension_damping * self.tilt_rate
+        self.tilt_rate = self.tilt_rate + tilt_acc * p.dt
+        self.tilt = self.tilt + self.tilt_rate * p.dt
+        lin_vel_z = p.body_height * (torch.sin(self.tilt) * self.tilt_rate).sum(1)
+
+        local, distance, bearing_err, heading_err = self._goal_frame()
+        self.steps += 1
+        fell = (self.tilt.abs() > p.tip_limit).any(1)
+        timeout = (self.steps >= p.max_steps) & ~fell
+        near = torch.exp(-distance / 0.5)
+        first_arrival = (distance < p.arrival_radius) & ~self.arrived
+        self.arrived |= first_arrival
+        # Far from the goal the robot should face the goal; close to it, the goal heading.
+        track_err = torch.where(distance < 0.5, heading_err, bearing_err).abs()
+        toward_goal = speed * torch.cos(bearing_err)
+
+        dt = p.dt
+        terms = {
+            "position_tracking": torch.exp(-distance / 2.0) * dt,
+            "fine_position_tracking": torch.exp(-distance / 0.25) * dt,
+            "heading_tracking": torch.exp(-track_err / 0.5) * dt,
+            "forward_velocity": toward_goal.clamp(-1.0, 1.0) * (1.0 - near) * dt,
+            "approach_scale": self.last_distance - distance,
+            "arrival_bonus": first_arrival.float(),
+            "stop_scale": torch.exp(-speed.abs() / 0.1) * near * dt,
+            "zero_ang_bonus": torch.exp(-yaw_rate.abs() / 0.2) * near * dt,
+            "orientation": self.tilt.square().sum(1) * dt,
+            "lin_vel_z": lin_vel_z.square() * dt,
+            "ang_vel_xy": self.tilt_rate.square().sum(1) * dt,
+            "torques": torque.square().sum(1) * dt,
+            "dof_vel": self.wheel_vel.square().sum(1) * dt,
+            "dof_acc": wheel_acc.square().sum(1) * dt,
+            "action_rate": (action - self.last_action).square().sum(1),
+            "termination": fell.float(),
+        }
+        self.last_distance = distance
+        self.last_action = action
+        self.ret += torch.stack([terms[t] for t in TERMS], 1) @ self.ref_scales
+
+        success = (timeout & (distance < p.pos_tolerance) & (heading_err.abs() < p.heading_tolerance)
+                   & (speed.abs() < p.speed_tolerance) & (yaw_rate.abs() < p.yaw_rate_tolerance))
+        episode = {
+            SUCCESS: success.float(), FELL: fell.float(), LENGTH: self.steps.float(),
+            FINAL_DISTANCE: distance.clone(), RETURN: self.ret.clone(),
+        }
+        observations = self._features(local, distance, heading_err, speed, yaw_rate)
+        done = fell | timeout
+        if bool(done.any()):
+            ids = done.nonzero().squeeze(1)
+            self._reset_ids(ids)
+            observations[ids] = self._observe(ids)
+        return StepResult(observations=observations, terms=terms, terminated=fell,
+                          truncated=timeout, episode=episode)

@@ -1,0 +1,48 @@
+"""Build the run's environment from `env.*`: device and size resolved, kind dispatched."""
+
+from __future__ import annotations
+
+import torch
+
+from automl.envs.base import BatchedEnv
+from automl.schema import EnvConfig
+
+GPU_ENVS = 2048
+CPU_ENVS = 256
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu; `cuda` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from automl.errors import ConfigError
+
+        raise ConfigError(file="conf/env or the command line", key="env.device", value=device,
+                          rule="no CUDA device is visible to torch", fix="use env.device=auto or cpu")
+    return torch.device(device)
+
+
+def resolve_num_envs(cfg: EnvConfig, device: torch.device) -> int:
+    if cfg.num_envs is not None:
+        return cfg.num_envs
+    return GPU_ENVS if device.type == "cuda" else CPU_ENVS
+
+
+def make_env(cfg: EnvConfig, *, device: torch.device, seed: int) -> BatchedEnv:
+    num_envs = resolve_num_envs(cfg, device)
+    if cfg.kind == "navigation":
+        from automl.envs.navigation import NavigationEnv
+
+        return NavigationEnv(num_envs=num_envs, device=device, seed=seed, **cfg.params)
+    if cfg.kind == "gymnasium":
+        from automl.envs.gym_adapter import GymVectorEnv
+
+        assert cfg.gym_id is not None  # checked by EnvConfig.check
+        return GymVectorEnv(gym_id=cfg.gym_id, num_envs=num_envs, device=device, seed=seed,
+                            **cfg.params)
+    from automl.envs.custom import make_custom_env
+
+    assert cfg.factory is not None
+    return make_custom_env(factory=cfg.factory, num_envs=num_envs, device=device, seed=seed,
+                           params=cfg.params)

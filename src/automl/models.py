@@ -1,0 +1,93 @@
+"""skrl policy and value models built from `network.*`: MLPs with a Gaussian or categorical head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import torch
+from skrl.models.torch import CategoricalMixin, DeterministicMixin, GaussianMixin, Model
+from torch import nn
+
+from automl.schema import NetworkConfig
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "selu": nn.SELU,
+    "gelu": nn.GELU,
+}
+
+
+def mlp(inputs: int, sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in sizes:
+        layers += [nn.Linear(inputs, width), ACTIVATIONS[activation]()]
+        inputs = width
+    return nn.Sequential(*layers)
+
+
+class GaussianPolicy(GaussianMixin, Model):
+    """Continuous actions: MLP mean, state-independent log standard deviation."""
+
+    def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space,
+                 device: torch.device, sizes: list[int], activation: str) -> None:
+        Model.__init__(self, observation_space=observation_space, action_space=action_space,
+                       device=device)
+        GaussianMixin.__init__(self, clip_actions=False, clip_log_std=True, min_log_std=-5.0,
+                               max_log_std=1.0, role="policy")
+        self.net = mlp(self.num_observations, sizes, activation)
+        self.mean = nn.Linear(sizes[-1], self.num_actions)
+        self.log_std = nn.Parameter(torch.zeros(self.num_actions))
+
+    def compute(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:
+        return self.mean(self.net(inputs["observations"])), {"log_std": self.log_std}
+
+
+class CategoricalPolicy(CategoricalMixin, Model):
+    """Discrete actions: MLP logits."""
+
+    def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space,
+                 device: torch.device, sizes: list[int], activation: str) -> None:
+        Model.__init__(self, observation_space=observation_space, action_space=action_space,
+                       device=device)
+        CategoricalMixin.__init__(self, unnormalized_log_prob=True, role="policy")
+        self.net = nn.Sequential(mlp(self.num_observations, sizes, activation),
+                                 nn.Linear(sizes[-1], int(action_space.n)))
+
+    def compute(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:
+        return self.net(inputs["observations"]), {}
+
+
+class Value(DeterministicMixin, Model):
+    """State value: MLP with one output."""
+
+    def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space,
+                 device: torch.device, sizes: list[int], activation: str) -> None:
+        Model.__init__(self, observation_space=observation_space, action_space=action_space,
+                       device=device)
+        DeterministicMixin.__init__(self, clip_actions=False, role="value")
+        self.net = nn.Sequential(mlp(self.num_observations, sizes, activation),
+                                 nn.Linear(sizes[-1], 1))
+
+    def compute(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:
+        return self.net(inputs["observations"]), {}
+
+
+def build_models(net: NetworkConfig, observation_space: gymnasium.Space,
+                 action_space: gymnasium.Space, device: torch.device) -> dict[str, Model]:
+    """Policy (Gaussian for Box actions, categorical for Discrete) and value models."""
+    policy_cls = CategoricalPolicy if isinstance(action_space, gymnasium.spaces.Discrete) \
+        else GaussianPolicy
+    return {
+        "policy": policy_cls(observation_space, action_space, device,
+                             net.policy_hidden_layer_sizes, net.activation),
+        "value": Value(observation_space, action_space, device, net.value_hidden_layer_sizes,
+                       net.activation),
+    }
+
+
+def deterministic_action(policy: Model, observations: torch.Tensor) -> torch.Tensor:
+    """The policy's most likely action (mean, or arg-max logit), for evaluation."""
+    actions, outputs = policy.act({"observations": observations}, role="policy")
+    if "mean_actions" in outputs:
+        return outputs["mean_actions"]
+    return outputs["net_output"].argmax(dim=-1, keepdim=True)

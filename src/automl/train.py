@@ -1,0 +1,331 @@
+"""One training run: skrl PPO on a batched environment, task metrics and score to TensorBoard,
+config.yaml, summary.json and model.pt in the run dir. Knows nothing of Optuna.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from automl import reasons, scoring, tags
+from automl.config import save_resolved
+from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, BatchedEnv
+from automl.errors import ConfigError
+from automl.paths import RunPaths
+from automl.schema import RunConfig
+from automl.summary import RunSummary, git_sha, package_versions, write_summary
+
+EPISODE_METRICS = {SUCCESS: "success_rate", FELL: "termination_rate", LENGTH: "episode_length",
+                   FINAL_DISTANCE: "final_distance", RETURN: "return"}
+"""Per-episode value reported by an env -> task metric name (mean over finished episodes)."""
+
+
+class Diverged(RuntimeError):
+    """NaN or inf in observations, actions, rewards, losses or weights."""
+
+
+class StopRequested(RuntimeError):
+    """SIGTERM or SIGINT: stop, write outputs, exit."""
+
+
+def reward_weights(cfg: RunConfig, env: BatchedEnv) -> dict[str, float]:
+    """reward.scales checked against the terms the environment exposes."""
+    exposed = set(env.reward_terms)
+    for term, scale in cfg.reward.scales.items():
+        if term not in exposed:
+            raise ConfigError(
+                file="conf/reward or the command line", key=f"reward.scales.{term}", value=scale,
+                rule=f"env `{cfg.env.name}` exposes no term `{term}`; its terms: "
+                     f"{', '.join(env.reward_terms)}",
+                fix="remove the scale or pick the reward preset of this env (e.g. reward=gymnasium)")
+    return dict(cfg.reward.scales)
+
+
+@dataclass
+class EpisodeWindow:
+    """Sums over the episodes that ended since the last evaluation point (on device: no syncs)."""
+
+    device: torch.device
+    num_envs: int
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    term_sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    episodes: torch.Tensor | None = None
+    steps: int = 0
+    shaped: torch.Tensor | None = None
+    """Per-env running shaped return under the run's own weights."""
+
+    def __post_init__(self) -> None:
+        self.shaped = torch.zeros(self.num_envs, device=self.device)
+        self.reset()
+
+    def reset(self) -> None:
+        zero = lambda: torch.zeros((), device=self.device)  # noqa: E731
+        self.sums = {name: zero() for name in [*EPISODE_METRICS.values(), "episode_reward_mean"]}
+        self.term_sums = {}
+        self.episodes = zero()
+        self.steps = 0
+
+    def add(self, terms: dict[str, torch.Tensor], reward: torch.Tensor, done: torch.Tensor,
+            episode: dict[str, torch.Tensor]) -> None:
+        assert self.shaped is not None and self.episodes is not None
+        self.shaped += reward
+        done_f = done.float()
+        self.episodes += done_f.sum()
+        for key, name in EPISODE_METRICS.items():
+            if key in episode:
+                self.sums[name] += (episode[key] * done_f).sum()
+        self.sums["episode_reward_mean"] += (self.shaped * done_f).sum()
+        self.shaped *= 1.0 - done_f
+        for term, value in terms.items():
+            total = value.mean()
+            self.term_sums[term] = self.term_sums[term] + total if term in self.term_sums else total
+        self.steps += 1
+
+    def metrics(self, available: set[str]) -> dict[str, float] | None:
+        """Task metrics of the window, or None when no episode ended in it."""
+        assert self.episodes is not None
+        count = float(self.episodes.item())
+        if count == 0:
+            return None
+        names = [EPISODE_METRICS[k] for k in EPISODE_METRICS if k in available]
+        out = {name: float(self.sums[name].item()) / count for name in names}
+        out["episode_reward_mean"] = float(self.sums["episode_reward_mean"].item()) / count
+        out["episodes"] = count
+        return out
+
+    def term_means(self) -> dict[str, float]:
+        return {t: float(v.item()) / max(self.steps, 1) for t, v in self.term_sums.items()}
+
+
+class Tee:
+    """Writes to the terminal (unless quiet) and to stdout.log."""
+
+    def __init__(self, log: TextIO, terminal: TextIO | None) -> None:
+        self.log, self.terminal = log, terminal
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.log.flush()
+        if self.terminal is not None:
+            self.terminal.write(text)
+            self.terminal.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
+def _install_stop_handlers() -> dict[str, bool]:
+    flag = {"stop": False}
+
+    def handler(signum: int, frame: object) -> None:
+        flag["stop"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return flag
+
+
+def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):  # noqa: ANN201
+    """skrl PPO with our models and memory; its TensorBoard writer goes to run_dir/tb."""
+    from skrl.agents.torch.base import ExperimentCfg
+    from skrl.agents.torch.ppo import PPO, PPO_CFG
+    from skrl.memories.torch import RandomMemory
+    from skrl.resources.preprocessors.torch import RunningStandardScaler
+
+    from automl.models import build_models
+
+    p = cfg.ppo
+    ppo_cfg = PPO_CFG(
+        rollouts=p.rollouts, learning_epochs=p.learning_epochs, mini_batches=p.mini_batches,
+        discount_factor=p.discount_factor, gae_lambda=p.gae_lambda, learning_rate=p.learning_rate,
+        grad_norm_clip=p.grad_norm_clip, ratio_clip=p.ratio_clip, value_clip=p.value_clip,
+        entropy_loss_scale=p.entropy_loss_scale, value_loss_scale=p.value_loss_scale,
+        kl_threshold=p.kl_threshold, time_limit_bootstrap=p.time_limit_bootstrap,
+        observation_preprocessor=RunningStandardScaler if p.normalize_observations else None,
+        observation_preprocessor_kwargs={"size": env.observation_space, "device": env.device},
+        # We write TensorBoard points ourselves at eval points (step = frames), never skrl's clock.
+        experiment=ExperimentCfg(directory=str(run.root), experiment_name=run.tb.name,
+                                 write_interval=2**62, checkpoint_interval=0),
+    )
+    models = build_models(cfg.network, env.observation_space, env.action_space, env.device)
+    memory = RandomMemory(memory_size=p.rollouts, num_envs=env.num_envs, device=env.device)
+    agent = PPO(models=models, memory=memory, observation_space=env.observation_space,
+                action_space=env.action_space, device=env.device, cfg=ppo_cfg)
+    agent.init()
+    agent.enable_training_mode(True)
+    return agent
+
+
+def save_model(agent, cfg: RunConfig, env: BatchedEnv, path: Path) -> None:  # noqa: ANN001
+    """Weights only (loadable with torch.load(weights_only=True)) and what is needed to rebuild."""
+    import gymnasium
+
+    preprocessor = agent.checkpoint_modules.get("observation_preprocessor")
+    discrete = isinstance(env.action_space, gymnasium.spaces.Discrete)
+    state = {
+        "policy": agent.policy.state_dict(),
+        "value": agent.value.state_dict(),
+        "observation_preprocessor": preprocessor.state_dict() if preprocessor is not None else {},
+        "network": {"policy_hidden_layer_sizes": list(cfg.network.policy_hidden_layer_sizes),
+                    "value_hidden_layer_sizes": list(cfg.network.value_hidden_layer_sizes),
+                    "activation": cfg.network.activation},
+        "env": cfg.env.name,
+        "obs_dim": int(env.observation_space.shape[0]),
+        "discrete": discrete,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def check_finite(agent) -> None:  # noqa: ANN001
+    """Raise Diverged when the last update's losses or the weights are not finite."""
+    for tag in ("Loss / Policy loss", "Loss / Value loss"):
+        values = agent.tracking_data.get(tag)
+        if values and not math.isfinite(values[-1]):
+            raise Diverged(f"{tag} is {values[-1]}")
+    for name, model in (("policy", agent.policy), ("value", agent.value)):
+        for param in model.parameters():
+            if not bool(torch.isfinite(param).all()):
+                raise Diverged(f"{name} weights are not finite")
+
+
+def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
+    """Train, writing every output; returns the summary (also written to summary.json)."""
+    from automl.envs.registry import make_env, resolve_device
+
+    start = time.monotonic()
+    run.root.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, run.config)
+    log = run.stdout_log.open("a")
+    out = Tee(log, None if cfg.train.quiet else sys.__stdout__)
+    stop = _install_stop_handlers()
+
+    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    from skrl.utils import set_seed
+
+    set_seed(cfg.train.seed, deterministic=False)
+    device = resolve_device(cfg.env.device)
+    env = make_env(cfg.env, device=device, seed=cfg.train.seed)
+    weights = reward_weights(cfg, env)
+    timesteps = math.ceil(cfg.train.frames / env.num_envs)
+    agent = build_agent(cfg, env, run, timesteps)
+    writer = agent.writer
+    window = EpisodeWindow(device=env.device, num_envs=env.num_envs)
+    point_scores: list[float] = []
+    last_metrics: dict[str, float] = {}
+    frames, next_eval, next_print = 0, cfg.train.eval_frequency, start
+    status, message, score = reasons.STATUS_COMPLETED, "", math.nan
+    finite = torch.ones((), dtype=torch.bool, device=env.device)
+    available: set[str] = set()
+    print(f"train_one: env={cfg.env.name} num_envs={env.num_envs} device={env.device} "
+          f"frames={cfg.train.frames} run_dir={run.root}", file=out)
+
+    observations = env.reset(seed=cfg.train.seed)
+    try:
+        for step in range(timesteps):
+            if stop["stop"]:
+                raise StopRequested("stop requested (SIGTERM/SIGINT)")
+            agent.pre_interaction(timestep=step, timesteps=timesteps)
+            with torch.no_grad():
+                actions, _ = agent.act(observations, None, timestep=step, timesteps=timesteps)
+                result = env.step(actions)
+                reward = sum(scale * result.terms[term] for term, scale in weights.items())
+                if not isinstance(reward, torch.Tensor):  # no weighted term at all
+                    reward = torch.zeros(env.num_envs, device=env.device)
+                finite &= torch.isfinite(result.observations).all() & torch.isfinite(reward).all()
+                finite &= torch.isfinite(actions).all()
+                agent.record_transition(
+                    observations=observations, states=None, actions=actions,
+                    rewards=reward.unsqueeze(1), next_observations=result.observations,
+                    next_states=None, terminated=result.terminated.unsqueeze(1),
+                    truncated=result.truncated.unsqueeze(1), infos={}, timestep=step,
+                    timesteps=timesteps)
+                window.add(result.terms, reward, result.terminated | result.truncated,
+                           result.episode)
+                available |= set(result.episode)
+            agent.post_interaction(timestep=step, timesteps=timesteps)
+            observations = result.observations
+            frames += env.num_envs
+
+            if (step + 1) % cfg.ppo.rollouts == 0:
+                if not bool(finite.item()):
+                    raise Diverged("NaN or inf in observations, actions or rewards")
+                check_finite(agent)
+            if frames >= next_eval or step == timesteps - 1:
+                next_eval += cfg.train.eval_frequency
+                metrics = window.metrics(available)
+                if metrics is not None:
+                    last_metrics = metrics
+                    point_scores.append(scoring.point_score(metrics, cfg.scoring.weights))
+                    score = scoring.windowed_score(point_scores, cfg.scoring.window)
+                    write_point(writer, agent, frames, timesteps, metrics, window.term_means(),
+                                score, frames / max(time.monotonic() - start, 1e-9))
+                    window.reset()
+            now = time.monotonic()
+            if now >= next_print:
+                next_print = now + cfg.train.progress_seconds
+                print(progress_line(frames, cfg.train.frames, now - start, last_metrics, score),
+                      file=out)
+    except Diverged as err:
+        status, message = reasons.STATUS_DIVERGED, str(err)
+        print(f"train_one: diverged at {frames} frames: {err}", file=out)
+    except StopRequested as err:
+        status, message = reasons.STATUS_STOPPED, str(err)
+        print(f"train_one: stopped at {frames} frames", file=out)
+    finally:
+        writer.flush()
+        writer.close()
+        env.close()
+
+    if status != reasons.STATUS_DIVERGED:
+        save_model(agent, cfg, env, run.model)
+    wall = time.monotonic() - start
+    summary = RunSummary(
+        status=status, score=score if math.isfinite(score) else None, frames=frames, wall_s=wall,
+        seed=cfg.train.seed, git_sha=git_sha(),
+        metrics={**last_metrics, "frames_per_second": frames / max(wall, 1e-9)},
+        packages=package_versions(), message=message)
+    write_summary(summary, run.summary)
+    print(f"train_one: {status}; score {summary.score}; {frames} frames in {wall:.1f} s; "
+          f"outputs in {run.root}", file=out)
+    log.close()
+    return summary
+
+
+def write_point(writer, agent, frames: int, timesteps: int, metrics: dict[str, float],  # noqa: ANN001
+                term_means: dict[str, float], score: float, fps: float) -> None:
+    """One evaluation point in TensorBoard (step = frames), flushed so the search sees it now."""
+    for name, tag in tags.TASK_METRIC_TAGS.items():
+        if name in metrics:
+            writer.add_scalar(tag=tag, value=metrics[name], timestep=frames)
+    writer.add_scalar(tag=tags.EPISODE_REWARD_MEAN, value=metrics["episode_reward_mean"],
+                      timestep=frames)
+    for term, value in term_means.items():
+        writer.add_scalar(tag=tags.reward_term_tag(term), value=value, timestep=frames)
+    writer.add_scalar(tag=tags.SCORE, value=score, timestep=frames)
+    writer.add_scalar(tag=tags.FRAMES_PER_SECOND, value=fps, timestep=frames)
+    agent.write_tracking_data(timestep=frames, timesteps=timesteps)
+    writer.flush()
+
+
+def progress_line(frames: int, total: int, elapsed: float, metrics: dict[str, float],
+                  score: float) -> str:
+    parts = [f"frames {frames:,}/{total:,} ({100 * frames / total:.0f}%)",
+             f"{frames / max(elapsed, 1e-9):,.0f} frames/s"]
+    if "success_rate" in metrics:
+        parts.append(f"success {metrics['success_rate']:.2f}")
+    if "return" in metrics:
+        parts.append(f"return {metrics['return']:.1f}")
+    if math.isfinite(score):
+        parts.append(f"score {score:.3f}")
+    return "  ".join(parts)

@@ -1,0 +1,231 @@
+"""Stand-in for the trial worker: scripted TensorBoard curves, crashes, hangs and NaNs, no torch.
+
+Launched like the real worker, `python tests/standin_worker.py [--behaviour FILE.json] k=v ...`;
+overrides it does not use are ignored. Behaviour file (every key optional; top-level keys are the
+defaults, then each rule whose `when` equals the overrides replaces the keys it sets, in order):
+
+    {"seconds_per_point": 0.02, "noise": 0.0, "curve": "rise",
+     "score": {"param": "ppo.learning_rate", "target": 3e-4, "log": true, "scale": 1.0},
+     "crash_at": null, "die_at": null, "hang_at": null, "nan_at": null, "exit_code": null,
+     "rules": [{"when": {"ppo.learning_epochs": 7}, "crash_at": 30000}]}
+
+quality = scale * exp(-distance / width) (`width` defaults to 1), distance = |log10(value/target)|
+on magnitudes (log) or |value - target|; no `param`: quality = scale. Score at a fraction f of the
+frames: rise: quality * f; plateau: quality * min(1, 4f); drop: quality * 2f up to f = 0.5, then 0;
+plus Gaussian noise (std `noise`, seeded by train.seed). At the first point at or past `*_at`
+frames: crash_at writes "error" to stderr and summary.json, exit 1; die_at SIGKILLs itself (no
+summary); hang_at stops writing and ignores SIGTERM/SIGINT; nan_at writes NaN, status "diverged",
+exit 1. exit_code exits at once with that code, writing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+from automl import reasons, tags
+from automl.paths import RunPaths, atomic_write_text
+from automl.summary import RunSummary, write_summary
+
+DEFAULTS: dict[str, Any] = {
+    "seconds_per_point": 0.02, "noise": 0.0, "curve": "rise", "score": {},
+    "crash_at": None, "die_at": None, "hang_at": None, "nan_at": None, "exit_code": None,
+}
+CURVES = {
+    "rise": lambda f: f,
+    "plateau": lambda f: min(1.0, 4.0 * f),
+    "drop": lambda f: 2.0 * f if f <= 0.5 else 0.0,
+}
+stop_requested = threading.Event()
+
+
+def parse_value(text: str) -> Any:
+    """An override's value: int, float, bool, null, a [list] (as YAML), else the string itself."""
+    lowered = {"true": True, "false": False, "null": None}
+    if text.lower() in lowered:
+        return lowered[text.lower()]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    # YAML only for lists: it would read `1e-05` as a string and `no` as False, unlike Hydra.
+    return yaml.safe_load(text) if text.startswith("[") else text
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """`key=value` (Hydra's `+`/`++`/`~` prefixes allowed) -> {dotted key: value}."""
+    overrides = {}
+    for arg in args:
+        if arg.startswith("~"):  # Hydra's delete-a-key: nothing to delete here
+            continue
+        key, sep, value = arg.partition("=")
+        if not sep:
+            sys.exit(f"standin_worker: override {arg!r} is not key=value")
+        overrides[key.lstrip("+")] = parse_value(value)
+    return overrides
+
+
+def load_behaviour(path: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults, then the file's top-level keys, then every matching rule's keys."""
+    raw = json.loads(Path(path).read_text()) if path else {}
+    behaviour = {**DEFAULTS, **{k: v for k, v in raw.items() if k != "rules"}}
+    for rule in raw.get("rules", []):
+        when = rule.get("when", {})
+        if all(overrides.get(key) == value for key, value in when.items()):
+            behaviour.update({k: v for k, v in rule.items() if k != "when"})
+    # A typo in a test's script must fail loudly, not run the default behaviour.
+    if unknown := sorted(set(behaviour) - set(DEFAULTS)):
+        sys.exit(f"standin_worker: unknown behaviour keys {unknown}; known: {sorted(DEFAULTS)}")
+    if behaviour["curve"] not in CURVES:
+        sys.exit(f"standin_worker: curve {behaviour['curve']!r} is not one of {sorted(CURVES)}")
+    return behaviour
+
+
+def quality(spec: dict[str, Any], overrides: dict[str, Any]) -> float:
+    """Final score: `scale`, shrunk as the chosen parameter moves away from its target."""
+    scale = float(spec.get("scale", 1.0))
+    if not spec.get("param"):
+        return scale
+    if spec["param"] not in overrides:
+        sys.exit(f"standin_worker: score.param {spec['param']} is not among the overrides")
+    value, target = float(overrides[spec["param"]]), float(spec["target"])
+    if spec.get("log", False):
+        distance = abs(math.log10(abs(value) / abs(target)))
+    else:
+        distance = abs(value - target)
+    return scale * math.exp(-distance / float(spec.get("width", 1.0)))
+
+
+def metrics_for(score: float) -> dict[str, float]:
+    """Task metrics consistent with a score (names as in conf/scoring and summary.json)."""
+    success = min(max(score, 0.0), 1.0) if math.isfinite(score) else math.nan
+    return {"success_rate": success, "termination_rate": 1.0 - success,
+            "episode_length": 200.0 - 100.0 * success, "episode_reward_mean": 10.0 * score}
+
+
+def write_point(writer: EventFileWriter, frames: int, score: float) -> None:
+    """One evaluation point, one event per tag (as torch's SummaryWriter.add_scalar), flushed."""
+    metrics = metrics_for(score)
+    values = {tags.SCORE: score, tags.SUCCESS_RATE: metrics["success_rate"],
+              tags.TERMINATION_RATE: metrics["termination_rate"],
+              tags.EPISODE_LENGTH: metrics["episode_length"],
+              tags.EPISODE_REWARD_MEAN: metrics["episode_reward_mean"]}
+    for tag, value in values.items():
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
+        writer.add_event(Event(summary=summary, step=frames, wall_time=time.time()))
+    writer.flush()
+
+
+def hang(frames: int) -> None:
+    """A stuck trial: deaf to SIGTERM and SIGINT, so only SIGKILL ends it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print(f"standin_worker: hanging at {frames} frames", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(3600)
+
+
+class Outcome(NamedTuple):
+    """How the scripted run ended, for summary.json."""
+
+    status: str
+    score: float
+    frames: int
+    message: str = ""
+
+
+def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -> Outcome:
+    """Write the scripted curve, point by point, until it ends, crashes, diverges or is stopped."""
+    frames_total = int(overrides.get("train.frames", 100_000))
+    every = int(overrides.get("train.eval_frequency", 10_000))
+    rng = random.Random(int(overrides.get("train.seed", 42)))
+    final = quality(behaviour["score"], overrides)
+    steps = list(range(every, frames_total + 1, every))
+    if not steps or steps[-1] != frames_total:
+        steps.append(frames_total)
+    writer = EventFileWriter(str(run.tb))
+    score, reached = math.nan, 0
+    try:
+        for frames in steps:
+            # Training time passes before each point; a stop request cuts it short.
+            if stop_requested.wait(behaviour["seconds_per_point"]):
+                return Outcome(reasons.STATUS_STOPPED, score, reached, "stop requested")
+            if (at := behaviour["hang_at"]) is not None and frames >= at:
+                hang(frames)
+            if (at := behaviour["die_at"]) is not None and frames >= at:
+                os.kill(os.getpid(), signal.SIGKILL)  # like an OOM kill: no summary, no cleanup
+            if (at := behaviour["crash_at"]) is not None and frames >= at:
+                message = f"standin_worker: scripted crash at {frames} frames"
+                print(f"Traceback (most recent call last):\nRuntimeError: {message}",
+                      file=sys.stderr)
+                return Outcome(reasons.STATUS_ERROR, math.nan, reached, message)
+            score = final * CURVES[behaviour["curve"]](frames / frames_total)
+            score += rng.gauss(0.0, behaviour["noise"]) if behaviour["noise"] else 0.0
+            if (at := behaviour["nan_at"]) is not None and frames >= at:
+                score = math.nan
+            write_point(writer, frames, score)
+            reached = frames
+            if math.isnan(score):
+                return Outcome(reasons.STATUS_DIVERGED, score, reached, "NaN score")
+        return Outcome(reasons.STATUS_COMPLETED, score, reached)
+    finally:
+        writer.close()
+
+
+def nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    """{"a.b": 1} -> {"a": {"b": 1}}, the shape of a resolved config.yaml."""
+    tree: dict[str, Any] = {}
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def main() -> int:
+    """Run the scripted trial; exit 0 (completed or stopped) or 1 (error, diverged)."""
+    start = time.monotonic()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--behaviour", help="JSON file scripting the run (see the module doc)")
+    parser.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides")
+    args = parser.parse_args()
+    overrides = parse_overrides(args.overrides)
+    if "run_dir" not in overrides:
+        sys.exit("standin_worker: run_dir=PATH is required")
+    behaviour = load_behaviour(args.behaviour, overrides)
+    if behaviour["exit_code"] is not None:  # a worker that fails before writing anything
+        print(f"standin_worker: scripted exit {behaviour['exit_code']}", file=sys.stderr)
+        return int(behaviour["exit_code"])
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_requested.set())
+    run = RunPaths(Path(str(overrides["run_dir"])))
+    atomic_write_text(run.config, yaml.safe_dump(nest(overrides), sort_keys=True))
+    end = train(run, overrides, behaviour)
+    summary = RunSummary(
+        status=end.status, score=end.score if math.isfinite(end.score) else None,
+        frames=end.frames, wall_s=time.monotonic() - start,
+        seed=int(overrides.get("train.seed", 42)), git_sha=None, message=end.message,
+        metrics={k: v for k, v in metrics_for(end.score).items() if math.isfinite(v)})
+    write_summary(summary, run.summary)  # atomic: the orchestrator may read it at any moment
+    return 1 if end.status in (reasons.STATUS_ERROR, reasons.STATUS_DIVERGED) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
