@@ -150,3 +150,10 @@ def test_incomplete_env_points_at_the_interface() -> None:
                         params={})
     assert "src/automl/envs/base.py" in str(info.value)
     assert "reset()" not in info.value.rule  # only what is missing is named
+
+
+def test_params_cannot_override_what_the_run_sets() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_custom_env(factory=EXAMPLE, num_envs=2, device=CPU, seed=0,
+                        params={"seed": 3, "max_steps": 5})
+    assert info.value.key == "env.params" and "seed" in info.value.rule

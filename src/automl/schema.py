@@ -143,8 +143,19 @@ class ScoringConfig:
     """Weight of each task metric (success_rate, termination_rate, episode_length, return, ...)."""
     window: int
     """How many of the last evaluation points the score averages."""
+    plateau_patience: int
+    """Search: stop a trial whose score has not improved for this many reports (0 disables)."""
+    plateau_min_delta: float
+    """Search: an improvement smaller than this (score units) does not count."""
+    drop: float
+    """Search: stop a trial whose score falls this far (score units) below its recent best
+    (0 disables)."""
 
     def check(self, source: str) -> None:
+        for key in ("plateau_patience", "plateau_min_delta", "drop"):
+            if getattr(self, key) < 0:
+                raise ConfigError(file=source, key=f"scoring.{key}", value=getattr(self, key),
+                                  rule="it must be >= 0", fix=f"set scoring.{key}=0 to disable it")
         if self.window <= 0:
             raise ConfigError(file=source, key="scoring.window", value=self.window,
                               rule="it must be >= 1", fix="set scoring.window=3, for example")
@@ -231,7 +242,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
+def check_value(tp: Any, value: Any, key: str, source: str) -> Any:
     """Check `value` against the annotation `tp` and return it converted (int -> float only)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -243,7 +254,7 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, key, source)
+        return check_value(inner[0], value, key, source)
     if origin is Literal:
         if value not in args:
             raise bad(f"it must be one of {', '.join(map(str, args))}", f"set {key}={args[0]}")
@@ -253,11 +264,11 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise bad(f"it must be a list of {_type_name(args[0])}")
-        return [_convert(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return [check_value(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise bad("it must be a mapping")
-        return {str(k): _convert(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
+        return {str(k): check_value(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
@@ -295,7 +306,7 @@ def build(cls: type, data: Any, *, path: str, source: str) -> Any:
             raise ConfigError(file=source, key=f"{prefix}{key}", value=value,
                               rule=f"it is not a known key; allowed keys here: {', '.join(allowed)}",
                               fix="remove it or correct its spelling")
-        kwargs[name] = _convert(hints[name], value, f"{prefix}{key}", source)
+        kwargs[name] = check_value(hints[name], value, f"{prefix}{key}", source)
     for name, f in fields.items():
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if name not in kwargs and no_default:

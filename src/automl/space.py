@@ -27,7 +27,7 @@ from automl.config import allowed_keys
 from automl.constraints import Constraint
 from automl.errors import ConfigError
 from automl.schema import RunConfig, yaml_key
-from automl.schema import _convert as convert_value
+from automl.schema import check_value as convert_value
 
 if TYPE_CHECKING:
     import optuna

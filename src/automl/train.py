@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -282,12 +283,15 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     except StopRequested as err:
         status, message = reasons.STATUS_STOPPED, str(err)
         print(f"train_one: stopped at {frames} frames", file=out)
+    except Exception as err:  # a crash still leaves a summary saying why
+        status, message = reasons.STATUS_ERROR, f"{type(err).__name__}: {err}"
+        traceback.print_exc(file=sys.stderr)
     finally:
         writer.flush()
         writer.close()
         env.close()
 
-    if status != reasons.STATUS_DIVERGED:
+    if status in (reasons.STATUS_COMPLETED, reasons.STATUS_STOPPED):
         save_model(agent, cfg, env, run.model)
     wall = time.monotonic() - start
     summary = RunSummary(

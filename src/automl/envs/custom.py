@@ -53,6 +53,12 @@ def make_custom_env(
 ) -> BatchedEnv:
     """Build the user's env with `factory(num_envs=, device=, seed=, **params)` and check it."""
     fn = load_factory(factory)
+    reserved = sorted({"num_envs", "device", "seed"} & set(params))
+    if reserved:
+        # Silently letting env.params override the run's own settings would hide the mistake.
+        raise ConfigError(file=_SOURCE, key="env.params", value=params,
+                          rule=f"{', '.join(reserved)} are set by the run, not by env.params",
+                          fix="set env.num_envs, env.device or train.seed instead")
     kwargs = {"num_envs": num_envs, "device": device, "seed": seed, **params}
     _check_signature(fn, factory, kwargs)
     env = fn(**kwargs)

@@ -1,0 +1,272 @@
+"""`automl.py`: flags and Hydra overrides in, one checked plan out, then search / validate / report.
+
+The main process never imports torch or skrl: trials do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from automl import paths, reasons, records
+from automl.config import compose, load_run_config, to_run_config
+from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ConfigError
+from automl.launcher import default_worker, detect_gpus, plan_slots
+from automl.paths import StudyPaths
+from automl.schema import RunConfig
+from automl.space import SearchSpace, load_space
+from automl.study import PRUNERS, SEARCH_METHODS, open_storage, study_exists
+
+MODES = ("stage", "search", "validate", "report")
+DEFAULT_SPACE = "templates/ppo_search_space.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="automl.py",
+        description="Search PPO hyperparameters, network size and reward weights jointly.",
+        epilog="Anything of the form key=value is a Hydra override passed to every trial, "
+               "e.g. env=cartpole train.frames=200000.")
+    a = p.add_argument
+    a("--mode", default="stage", help=f"one of {', '.join(MODES)} (default stage)")
+    a("--budget-hours", type=float, default=12.0, help="wall-clock budget of the whole run")
+    a("--hp-trials", type=int, default=8, help="search trials to train")
+    a("--space", default=None, help=f"search-space file (default {DEFAULT_SPACE})")
+    a("--search-method", default="bayesian", help="bayesian (multivariate TPE), random, grid, cmaes")
+    a("--pruner", default="hyperband", help="hyperband, median, successive_halving, none")
+    a("--grace-frames", type=int, default=None, help="frames before a trial may be pruned "
+      "(Hyperband's min_resource; default 10%% of train.frames)")
+    a("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
+    a("--threads-per-trial", type=int, default=1, help="torch CPU threads per trial on CPU")
+    a("--gpu-fraction", type=float, default=0.25, help="share of a GPU per trial")
+    a("--storage", default=None, help="Optuna storage URL (default: journal file in the study)")
+    a("--study-name", default=None, help="study name (default: <search_space_id>_<time>)")
+    a("--resume", action="store_true", help="continue an existing study")
+    a("--seed", type=int, default=None, help="seed of the sampler")
+    a("--target-score", type=float, default=None, help="log threshold_hits.csv at this score")
+    a("--trial-timeout", type=float, default=600.0, help="kill a trial silent this long (s)")
+    a("--max-failure-rate", type=float, default=0.5, help="stop when more trials fail")
+    a("--validate-top", type=int, default=3, help="configurations re-run in validation")
+    a("--validate-seeds", type=int, default=3, help="fresh seeds per validated configuration")
+    a("--final-frames-multiplier", type=float, default=2.0, help="final run's frames x this")
+    a("--stage-shares", default="0.7,0.2,0.1", help="budget shares of search,validate,final")
+    a("--quiet", action="store_true", help="one line per finished trial, no live table")
+    a("--worker", default=None, help=argparse.SUPPRESS)  # tests: a stand-in trial worker
+    a("overrides", nargs="*", help="Hydra overrides for every trial (key=value)")
+    return p
+
+
+def _bad_flag(flag: str, value: Any, rule: str, fix: str) -> ConfigError:
+    return ConfigError(file="command line", key=flag, value=value, rule=rule, fix=fix)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Every flag rule, before anything is read or written."""
+    choices = {"--mode": (args.mode, MODES), "--search-method": (args.search_method, SEARCH_METHODS),
+               "--pruner": (args.pruner, PRUNERS)}
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise _bad_flag(flag, value, f"it must be one of {', '.join(allowed)}",
+                            f"use {flag} {allowed[0]}")
+    positive = {"--budget-hours": args.budget_hours, "--hp-trials": args.hp_trials,
+                "--threads-per-trial": args.threads_per_trial, "--trial-timeout": args.trial_timeout,
+                "--validate-top": args.validate_top, "--validate-seeds": args.validate_seeds,
+                "--final-frames-multiplier": args.final_frames_multiplier}
+    for flag, value in positive.items():
+        if not value > 0:
+            raise _bad_flag(flag, value, "it must be > 0", f"give {flag} a positive value")
+    if args.workers is not None and args.workers <= 0:
+        raise _bad_flag("--workers", args.workers, "it must be >= 1", "drop it to fill the machine")
+    if not 0 < args.gpu_fraction <= 1:
+        raise _bad_flag("--gpu-fraction", args.gpu_fraction, "it must lie in (0, 1]",
+                        "use --gpu-fraction 0.25 for 4 trials per GPU")
+    if not 0 <= args.max_failure_rate <= 1:
+        raise _bad_flag("--max-failure-rate", args.max_failure_rate, "it must lie in [0, 1]",
+                        "use --max-failure-rate 0.5")
+    stage_shares(args.stage_shares)
+    for item in args.overrides:
+        if "=" not in item:
+            raise _bad_flag("overrides", item, "a Hydra override has the form key=value",
+                            "e.g. env=cartpole or train.frames=200000")
+
+
+def stage_shares(text: str) -> tuple[float, float, float]:
+    try:
+        shares = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        shares = ()
+    if len(shares) != 3 or any(s < 0 for s in shares) or not 0.99 <= sum(shares) <= 1.01:
+        raise _bad_flag("--stage-shares", text, "it must be three non-negative shares summing to 1",
+                        "use --stage-shares 0.7,0.2,0.1")
+    return shares  # type: ignore[return-value]
+
+
+@dataclass
+class Plan:
+    """The checked inputs of a study."""
+
+    base: RunConfig
+    """The run config every trial starts from (fixed values and command-line overrides applied)."""
+    space: SearchSpace
+    study_paths: StudyPaths
+    storage_url: str | None
+    use_gpu: bool
+    frames: int
+    grace_frames: int
+
+
+def _space_path(args: argparse.Namespace, study_paths: StudyPaths | None) -> Path:
+    if args.space:
+        return Path(args.space)
+    if args.resume and study_paths is not None and study_paths.search_space.exists():
+        return study_paths.search_space
+    return paths.repo_root() / DEFAULT_SPACE
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Compose, load the space, check a sample composes, settle the study's name and place."""
+    first = to_run_config(compose(args.overrides))
+    named = StudyPaths.for_study(args.study_name) if args.study_name else None
+    space_file = _space_path(args, named)
+    if not space_file.exists():
+        raise ConfigError(file=str(space_file), key="--space", value=str(space_file),
+                          rule="the file does not exist",
+                          fix=f"give an existing file, e.g. --space {DEFAULT_SPACE}")
+    space = load_space(space_file, reward_terms=list(first.reward.scales))
+    if args.search_method == "grid":
+        space.grid()
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    sample = space.suggest(probe)
+    base = load_run_config([*space.fixed_overrides(), *args.overrides])
+    load_run_config([*space.fixed_overrides(), *space.overrides(sample), *args.overrides])
+    name = args.study_name or f"{space.space_id}_{time.strftime('%Y%m%d-%H%M%S')}"
+    study_paths = StudyPaths.for_study(name)
+    gpus = detect_gpus()
+    if base.env.device == "cuda" and gpus == 0:
+        raise ConfigError(file="command line", key="env.device", value="cuda",
+                          rule="no NVIDIA GPU is visible", fix="use env.device=auto or cpu")
+    use_gpu = base.env.device != "cpu" and gpus > 0
+    grace = args.grace_frames or max(base.train.eval_frequency, base.train.frames // 10)
+    if grace >= base.train.frames:
+        raise _bad_flag("--grace-frames", grace, f"it must be below train.frames "
+                        f"({base.train.frames})", "lower --grace-frames or raise train.frames")
+    return Plan(base=base, space=space, study_paths=study_paths, storage_url=args.storage,
+                use_gpu=use_gpu, frames=base.train.frames, grace_frames=grace)
+
+
+def make_sampler(method: str, space: SearchSpace, seed: int | None,
+                 hp_trials: int) -> optuna.samplers.BaseSampler:
+    if method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if method == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if method == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    startup = max(3, min(10, hp_trials // 3))
+    return optuna.samplers.TPESampler(multivariate=True, seed=seed, n_startup_trials=startup,
+                                      constant_liar=True)
+
+
+def make_pruner(name: str, *, grace: int, frames: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=grace, max_resource=frames,
+                                              reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=grace)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
+    """Create the study (refusing an existing one without --resume), or load it to resume."""
+    sp = plan.study_paths
+    folder_had_study = sp.journal.exists() or sp.meta.exists()
+    storage = open_storage(sp, plan.storage_url)
+    exists = folder_had_study or study_exists(storage, sp.name)
+    if exists and not args.resume:
+        raise ConfigError(file=str(sp.root), key="--study-name", value=sp.name,
+                          rule="a study of this name exists already",
+                          fix="add --resume to continue it, or choose another --study-name")
+    if args.resume and not exists:
+        raise ConfigError(file=str(sp.root), key="--study-name", value=sp.name,
+                          rule="--resume needs an existing study", fix="drop --resume")
+    study = optuna.create_study(
+        study_name=sp.name, storage=storage, direction="maximize", load_if_exists=args.resume,
+        sampler=make_sampler(args.search_method, plan.space, args.seed, args.hp_trials),
+        pruner=make_pruner(args.pruner, grace=plan.grace_frames, frames=plan.frames))
+    if not exists:
+        plan.space.dump(sp.search_space)
+        if plan.space.prior_params():
+            study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
+    return study
+
+
+def recover_trials(study: optuna.Study) -> list[int]:
+    """--resume: fail RUNNING trials of dead local orchestrators; run interrupted ones again."""
+    host = socket.gethostname()
+    retried = {t.user_attrs.get(records.RETRY_OF) for t in study.get_trials(deepcopy=False)}
+    again: list[int] = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        if attrs.get(records.PHASE, "search") != "search":
+            continue
+        dead = (t.state == optuna.trial.TrialState.RUNNING and attrs.get(records.HOST) == host
+                and not _alive(attrs.get(records.PID)))
+        if dead:
+            study._storage.set_trial_user_attr(t._trial_id, records.STOP_REASON, reasons.ERROR)
+            study._storage.set_trial_user_attr(t._trial_id, records.ERROR_TAIL,
+                                               "the orchestrator running it died")
+            study._storage.set_trial_user_attr(t._trial_id, records.INTERRUPTED, True)
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        if (dead or attrs.get(records.INTERRUPTED)) and t.number not in retried:
+            study.enqueue_trial(t.params, user_attrs={records.RETRY_OF: t.number})
+            again.append(t.number)
+    return again
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        check_flags(args)
+        from automl.pipeline import run_mode
+
+        return run_mode(args, sys.argv[1:] if argv is None else argv)
+    except ConfigError as err:
+        print(f"automl: error: {err.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    return shlex.split(args.worker) if args.worker else default_worker()
+
+
+def slots_for(args: argparse.Namespace, plan: Plan) -> list:  # noqa: ANN201
+    return plan_slots(workers=args.workers, use_gpu=plan.use_gpu, gpus=detect_gpus(),
+                      gpu_fraction=args.gpu_fraction, threads_per_trial=args.threads_per_trial,
+                      cpus=os.cpu_count() or 1)
+
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "main"]

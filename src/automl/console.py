@@ -1,0 +1,92 @@
+"""What the search shows on the terminal: a live rich table, or one line per finished trial."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+
+def _fmt_score(score: float) -> str:
+    return f"{score:.4g}" if math.isfinite(score) else "-"
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+class QuietConsole:
+    """--quiet: one line per finished trial, nothing else."""
+
+    def __init__(self) -> None:
+        self.out = Console(highlight=False)
+
+    def __enter__(self) -> QuietConsole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, scheduler: Any) -> None:
+        return None
+
+    def trial_finished(self, number: int, reason: str, score: float, frames: int) -> None:
+        self.out.print(f"trial {number:4d}  {reason:10s}  score {_fmt_score(score):>10s}  "
+                       f"frames {frames:,}")
+
+    def message(self, text: str) -> None:
+        self.out.print(text)
+
+
+class LiveConsole(QuietConsole):
+    """A live table of running trials, counts by stop reason, best so far and time left.
+
+    Refreshed by the search loop itself (no refresh thread: trials are forked from this process).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = Live(console=self.out, auto_refresh=False, transient=False)
+        self.last = 0.0
+
+    def __enter__(self) -> LiveConsole:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def update(self, scheduler: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        self.live.update(self.render(scheduler), refresh=True)
+
+    def trial_finished(self, number: int, reason: str, score: float, frames: int) -> None:
+        self.live.console.print(f"trial {number:4d} ended: {reason:10s} score "
+                                f"{_fmt_score(score)}  frames {frames:,}")
+
+    def render(self, scheduler: Any) -> Group:
+        table = Table(title=f"study {scheduler.paths.name}: running trials", expand=False)
+        for column in ("trial", "frames", "score", "elapsed", "slot"):
+            table.add_column(column, justify="right")
+        for number, r in sorted(scheduler.running.items()):
+            done = f"{r.frames:,}/{scheduler.s.frames:,}"
+            table.add_row(str(number), done, _fmt_score(r.score),
+                          _fmt_time(time.monotonic() - r.proc.started),
+                          f"{r.proc.slot.index}" + (f" gpu{r.proc.slot.gpu}"
+                                                    if r.proc.slot.gpu is not None else ""))
+        counts = "  ".join(f"{k} {v}" for k, v in scheduler.finished.items() if v) or "none yet"
+        best = scheduler.best
+        best_text = f"trial {best[1]} score {_fmt_score(best[0])}" if best else "-"
+        footer = Text(f"trained {scheduler.trained_count()}/{scheduler.s.hp_trials}   "
+                      f"finished: {counts}\nbest: {best_text}   "
+                      f"time left: {_fmt_time(scheduler.time_left())}")
+        return Group(table, footer)

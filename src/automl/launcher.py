@@ -1,0 +1,148 @@
+"""Trial subprocesses: slots (CPU threads or GPU shares), launch, and termination that leaves no child.
+
+Each trial runs in its own process session, so a signal reaches the trial and anything it started.
+On Linux the trial also dies with the orchestrator (PR_SET_PDEATHSIG), so a `kill -9` of the
+orchestrator leaves no trial behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automl import paths
+from automl.paths import RunPaths
+
+TERMINATE_GRACE_S = 4.0
+"""Seconds between SIGTERM and SIGKILL: a pruned trial is gone within 5 s of the decision."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place a trial can run: a CPU thread share, or a share of one GPU."""
+
+    index: int
+    threads: int
+    """torch CPU threads of the trial."""
+    gpu: int | None = None
+    """Physical GPU index (set through CUDA_VISIBLE_DEVICES), None on CPU."""
+
+
+def detect_gpus() -> int:
+    """Visible NVIDIA GPUs, without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi -L."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10,
+                             check=False)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def plan_slots(*, workers: int | None, use_gpu: bool, gpus: int, gpu_fraction: float,
+               threads_per_trial: int, cpus: int) -> list[Slot]:
+    """As many slots as fit (or `workers`): 1/gpu_fraction per GPU, else cpus // threads."""
+    if use_gpu:
+        per_gpu = max(1, round(1.0 / gpu_fraction))
+        count = workers or gpus * per_gpu
+        threads = max(1, cpus // count)
+        return [Slot(index=i, threads=threads, gpu=(i // per_gpu) % gpus) for i in range(count)]
+    count = workers or max(1, cpus // threads_per_trial)
+    threads = threads_per_trial if workers is None else max(1, cpus // count)
+    return [Slot(index=i, threads=threads) for i in range(count)]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the orchestrator dies (Linux only)."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class TrialProcess:
+    """A running trial subprocess and its run folder."""
+
+    number: int
+    run: RunPaths
+    slot: Slot
+    process: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+    kill_at: float | None = None
+    """When SIGKILL follows the SIGTERM already sent."""
+
+    def poll(self) -> int | None:
+        code = self.process.poll()
+        if code is None and self.kill_at is not None and time.monotonic() >= self.kill_at:
+            self._signal(signal.SIGKILL)
+            self.kill_at = None
+        return code
+
+    def terminate(self) -> None:
+        """SIGTERM now, SIGKILL after TERMINATE_GRACE_S (driven by poll / wait_gone)."""
+        if self.process.poll() is None and self.kill_at is None:
+            self._signal(signal.SIGTERM)
+            self.kill_at = time.monotonic() + TERMINATE_GRACE_S
+
+    def wait_gone(self, timeout: float = TERMINATE_GRACE_S + 2.0) -> int | None:
+        """Terminate and wait until the process (group) is gone; returns the exit code."""
+        self.terminate()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            code = self.poll()
+            if code is not None:
+                self._signal(signal.SIGKILL)  # anything the trial started
+                return code
+            time.sleep(0.05)
+        self._signal(signal.SIGKILL)
+        return self.process.wait()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.run.stderr_log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def trial_env(slot: Slot) -> dict[str, str]:
+    """Environment of a trial: its thread count and GPU, and the project on PYTHONPATH."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(slot.threads)
+    if slot.gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+    src = str(paths.repo_root() / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot) -> TrialProcess:
+    """Start one trial; its stderr goes to run_dir/stderr.log (its stdout.log it writes itself)."""
+    run.root.mkdir(parents=True, exist_ok=True)
+    with run.stderr_log.open("ab") as stderr:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            env=trial_env(slot), cwd=paths.repo_root(), preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+    return TrialProcess(number=number, run=run, slot=slot, process=process)
+
+
+def default_worker() -> list[str]:
+    """The real trial worker: this Python running train_one.py."""
+    return [sys.executable, str(Path(paths.repo_root()) / "train_one.py")]

@@ -1,0 +1,35 @@
+"""What the study stores about each trial (Optuna user attributes) and the trial_final.csv columns.
+
+The orchestrator writes these; reports and analysis read them. Optuna's own trial state follows the
+stop reason: completed/plateau/drop -> COMPLETE (value = score); pruned/constraint/budget -> PRUNED;
+error/timeout -> FAIL.
+"""
+
+from __future__ import annotations
+
+STOP_REASON = "stop_reason"
+"""One of automl.reasons.ALL."""
+FRAMES = "frames"
+"""Frames the trial reached."""
+WALL_S = "wall_s"
+"""Seconds from launch to end."""
+RUN_DIR = "run_dir"
+"""The trial's run folder (trials/trial_NNNN), relative to the study folder."""
+METRICS = "metrics"
+"""Task metrics of the trial's last evaluation point (success_rate, episode_reward_mean, ...)."""
+CONFIG_VALUES = "config_values"
+"""Every config key the search set: sampled and fixed values, by config key."""
+ERROR_TAIL = "error_tail"
+"""Last lines of the trial's stderr when it failed."""
+PHASE = "phase"
+"""search / validation / final."""
+INTERRUPTED = "interrupted"
+"""True when the orchestrator stopped (budget, Ctrl-C) before the trial could finish."""
+RETRY_OF = "retry_of"
+"""Number of the trial this one re-runs after an interruption or a dead orchestrator."""
+HOST = "host"
+PID = "orchestrator_pid"
+"""Who ran the trial: a --resume marks RUNNING trials of dead local orchestrators as failed."""
+
+TRIAL_FINAL_COLUMNS = ("trial", "frames", "score", "stop_reason", "wall_s")
+"""Leading columns of trial_final.csv; the searched parameters and `error_tail` follow."""

@@ -1,0 +1,83 @@
+"""Files a person (or a script) reads while a study runs: trial_final.csv, threshold_hits.csv,
+automl_state.yaml and meta.yaml. Every write is atomic (temp file, then rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl import records
+from automl.paths import StudyPaths, atomic_write_text
+from automl.summary import git_sha, package_versions
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value)
+    return "" if value is None else value
+
+
+def _rewrite_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(header), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def append_trial_final(study_paths: StudyPaths, row: Mapping[str, Any],
+                       param_names: Sequence[str]) -> None:
+    """One row the moment a trial ends (the file is rewritten whole, atomically)."""
+    header = [*records.TRIAL_FINAL_COLUMNS, *param_names, "error_tail"]
+    rows = [*_read_csv(study_paths.trial_final_csv), dict(row)]
+    _rewrite_csv(study_paths.trial_final_csv, header, rows)
+
+
+def append_threshold_hit(study_paths: StudyPaths, row: Mapping[str, Any]) -> None:
+    """First time a trial's score crosses --target-score."""
+    header = ["trial", "frames", "score", "elapsed_s", "time"]
+    rows = [*_read_csv(study_paths.threshold_hits_csv), dict(row)]
+    _rewrite_csv(study_paths.threshold_hits_csv, header, rows)
+
+
+def write_state(study_paths: StudyPaths, state: Mapping[str, Any]) -> None:
+    """automl_state.yaml: what the search is doing now."""
+    atomic_write_text(study_paths.state, yaml.safe_dump(dict(state), sort_keys=False))
+
+
+def write_meta(study_paths: StudyPaths, *, argv: Sequence[str], extra: Mapping[str, Any]) -> None:
+    """meta.yaml: how the study was started (appended to on --resume, never overwritten)."""
+    previous: list[Any] = []
+    if study_paths.meta.exists():
+        loaded = yaml.safe_load(study_paths.meta.read_text()) or {}
+        previous = loaded.get("sessions", [])
+    session = {
+        "command_line": " ".join([Path(sys.argv[0]).name, *argv]),
+        "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": socket.gethostname(),
+        "git_sha": git_sha(),
+        "packages": package_versions(),
+        **extra,
+    }
+    meta = {"study_name": study_paths.name, "storage": extra.get("storage"),
+            "sessions": [*previous, session]}
+    atomic_write_text(study_paths.meta, yaml.safe_dump(meta, sort_keys=False))

@@ -1,0 +1,391 @@
+"""The search loop: ask Optuna, check constraints, launch trials in free slots, read their event
+files, report to the pruner, apply the stoppers, the budget and the timeouts, record every end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from automl import reasons, records, reports, tags
+from automl.launcher import Slot, TrialProcess, launch
+from automl.paths import StudyPaths, atomic_write_text
+from automl.space import SearchSpace
+from automl.stoppers import DropStopper, PlateauStopper, StopperSet
+from automl.summary import read_summary
+from automl.tb_reader import EventTail
+
+POLL_S = 0.25
+STATE_EVERY_S = 5.0
+MAX_CONSTRAINT_REJECTIONS = 1000
+"""Consecutive constraint rejections after which the space is taken to be infeasible."""
+
+STATE_OF_REASON = {
+    reasons.COMPLETED: TrialState.COMPLETE, reasons.PLATEAU: TrialState.COMPLETE,
+    reasons.DROP: TrialState.COMPLETE, reasons.PRUNED: TrialState.PRUNED,
+    reasons.CONSTRAINT: TrialState.PRUNED, reasons.BUDGET: TrialState.PRUNED,
+    reasons.ERROR: TrialState.FAIL, reasons.TIMEOUT: TrialState.FAIL,
+}
+
+
+@dataclass
+class SearchSettings:
+    """Everything the loop needs, checked by the CLI before anything is launched."""
+
+    space: SearchSpace
+    worker: list[str]
+    """Command prefix of a trial (python train_one.py); overrides are appended."""
+    user_overrides: list[str]
+    """Hydra overrides from the command line: they win over the space's fixed values."""
+    hp_trials: int
+    budget_s: float
+    frames: int
+    eval_frequency: int
+    slots: list[Slot]
+    plateau_patience: int
+    plateau_min_delta: float
+    drop: float
+    grace_frames: int
+    trial_timeout: float
+    max_failure_rate: float
+    target_score: float | None
+    quiet: bool
+    use_gpu: bool
+
+
+@dataclass
+class Running:
+    """A launched trial and what the loop knows of it."""
+
+    trial: optuna.Trial
+    proc: TrialProcess
+    values: dict[str, Any]
+    tail: EventTail
+    stoppers: StopperSet
+    last_step: int = -1
+    frames: int = 0
+    score: float = math.nan
+    last_progress: float = field(default_factory=time.monotonic)
+    reason: str | None = None
+    """Decided by the loop (pruned, plateau, ...); recorded once the process is gone."""
+    hit_target: bool = False
+    error: str = ""
+    """What went wrong, when the loop itself decided the trial failed (NaN score)."""
+
+
+@dataclass
+class Outcome:
+    """How the search ended."""
+
+    finished: dict[str, int]
+    stopped_by: str
+    """hp_trials / grid / budget / interrupted / failures / infeasible"""
+    message: str = ""
+
+
+class Scheduler:
+    """Fills free slots with new trials and drives the running ones to exactly one stop reason."""
+
+    def __init__(self, study: optuna.Study, study_paths: StudyPaths, settings: SearchSettings,
+                 console: Any) -> None:
+        self.study, self.paths, self.s, self.console = study, study_paths, settings, console
+        self.running: dict[int, Running] = {}
+        self.free: list[Slot] = list(settings.slots)
+        self.finished: dict[str, int] = {r: 0 for r in reasons.ALL}
+        self.durations: list[float] = []
+        self.start = time.monotonic()
+        self.deadline = self.start + settings.budget_s
+        self.interrupted = False
+        self.rejections = 0
+        self.next_state = 0.0
+        self.best: tuple[float, int, dict[str, Any]] | None = None
+
+    # -------------------------------------------------------------------------------- main loop
+    def run(self) -> Outcome:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        stopped_by, message = "hp_trials", ""
+        try:
+            while True:
+                now = time.monotonic()
+                if self.interrupted or now >= self.deadline:
+                    stopped_by = "interrupted" if self.interrupted else "budget"
+                    self._stop_all(reasons.BUDGET)
+                    break
+                failed = self._failure_message()
+                if failed:
+                    stopped_by, message = "failures", failed
+                    self._stop_all(reasons.BUDGET)
+                    break
+                why_not = self._fill_slots()
+                self._poll_all()
+                if not self.running and why_not:
+                    stopped_by = why_not
+                    break
+                if now >= self.next_state:
+                    self.write_state("search")
+                    self.next_state = now + STATE_EVERY_S
+                self.console.update(self)
+                time.sleep(POLL_S)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if stopped_by == "infeasible":
+            message = (f"{MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row violated the "
+                       f"constraints of {self.s.space.source}; loosen them or the ranges")
+        self.write_state("search finished")
+        return Outcome(finished=dict(self.finished), stopped_by=stopped_by, message=message)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+
+    # ------------------------------------------------------------------------------- launching
+    def trained_count(self) -> int:
+        """Trials of the study that count toward --hp-trials (all but constraint/interrupted)."""
+        count = 0
+        for t in self.study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            if attrs.get(records.PHASE, "search") != "search":
+                continue
+            if attrs.get(records.STOP_REASON) == reasons.CONSTRAINT or attrs.get(records.INTERRUPTED):
+                continue
+            count += 1
+        return count
+
+    def _budget_allows_start(self) -> bool:
+        """No trial starts that cannot finish before the deadline, given durations seen so far."""
+        estimate = self._expected_duration()
+        return estimate is None or time.monotonic() + estimate <= self.deadline
+
+    def _expected_duration(self) -> float | None:
+        if self.durations:
+            return max(self.durations)
+        projections = [
+            (time.monotonic() - r.proc.started) * self.s.frames / r.frames
+            for r in self.running.values() if r.frames > 0
+        ]
+        return statistics.median(projections) if projections else None
+
+    def _fill_slots(self) -> str | None:
+        """Launch into free slots; returns why no more trials can start (None while they can)."""
+        sampler = self.study.sampler
+        while self.free:
+            if self.trained_count() >= self.s.hp_trials:
+                return "hp_trials"
+            if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study):
+                return "grid"
+            if not self._budget_allows_start():
+                return "budget"
+            if self.rejections >= MAX_CONSTRAINT_REJECTIONS:
+                return "infeasible"
+            self._start_one()
+        return None
+
+    def _start_one(self) -> None:
+        trial = self.study.ask()
+        values = self.s.space.suggest(trial)
+        trial.set_user_attr(records.PHASE, "search")
+        trial.set_user_attr(records.HOST, socket.gethostname())
+        trial.set_user_attr(records.PID, os.getpid())
+        config_values = self.s.space.config_values(values)
+        trial.set_user_attr(records.CONFIG_VALUES, config_values)
+        violated = self.s.space.check(values)
+        trial.set_constraint("space", float(len(violated)))
+        if violated:
+            self.rejections += 1
+            trial.set_user_attr(records.ERROR_TAIL, "violates: " + "; ".join(violated))
+            self._record(trial, values, reasons.CONSTRAINT, frames=0, wall=0.0, score=math.nan,
+                         error_tail="violates: " + "; ".join(violated))
+            return
+        self.rejections = 0
+        slot = self.free.pop(0)
+        run = self.paths.trial_run(trial.number)
+        trial.set_user_attr(records.RUN_DIR, str(run.root.relative_to(self.paths.root)))
+        overrides = self._overrides(values, run.root, slot)
+        self._write_trial_config(trial.number, values, config_values, overrides)
+        proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot)
+        stoppers = StopperSet(
+            plateau=PlateauStopper(patience=self.s.plateau_patience,
+                                   min_delta=self.s.plateau_min_delta, grace=self._grace_reports())
+            if self.s.plateau_patience > 0 else None,
+            drop=DropStopper(window=max(self.s.plateau_patience, 3), drop=self.s.drop,
+                             grace=self._grace_reports()) if self.s.drop > 0 else None)
+        self.running[trial.number] = Running(trial=trial, proc=proc, values=values,
+                                             tail=EventTail(run.tb), stoppers=stoppers)
+
+    def _grace_reports(self) -> int:
+        return max(1, self.s.grace_frames // self.s.eval_frequency)
+
+    def _overrides(self, values: dict[str, Any], run_dir: Any, slot: Slot) -> list[str]:
+        ours = [f"run_dir={run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
+        if slot.gpu is not None:
+            ours.append("env.device=cuda")
+        return [*self.s.space.fixed_overrides(), *self.s.space.overrides(values),
+                *self.s.user_overrides, *ours]
+
+    def _write_trial_config(self, number: int, values: dict[str, Any],
+                            config_values: dict[str, Any], overrides: list[str]) -> None:
+        payload = {"trial": number, "search_space_id": self.s.space.space_id, "params": values,
+                   "config_values": config_values, "overrides": overrides,
+                   "command": [*self.s.worker, *overrides]}
+        atomic_write_text(self.paths.trial_config(number), json.dumps(payload, indent=2) + "\n")
+
+    # --------------------------------------------------------------------------------- polling
+    def _poll_all(self) -> None:
+        for number in list(self.running):
+            self._poll_one(self.running[number])
+
+    def _poll_one(self, r: Running) -> None:
+        new = r.tail.poll()
+        if new:
+            r.last_progress = time.monotonic()
+        for frames, value in new.get(tags.SCORE, []):
+            if r.reason is None:
+                self._report(r, frames, value)
+        code = r.proc.poll()
+        if code is not None:
+            self._finish(r, code)
+            return
+        if r.reason is None and time.monotonic() - r.last_progress > self.s.trial_timeout:
+            r.reason = reasons.TIMEOUT
+            r.proc.terminate()
+
+    def _report(self, r: Running, frames: int, value: float) -> None:
+        r.frames = max(r.frames, frames)
+        step = frames // self.s.eval_frequency * self.s.eval_frequency
+        if step <= r.last_step:
+            return
+        r.last_step = step
+        if not math.isfinite(value):
+            r.reason = reasons.ERROR
+            r.error = f"score is {value} at {frames} frames"
+            r.proc.terminate()
+            return
+        r.score = value
+        r.trial.report(value, step)
+        self._check_target(r, frames, value)
+        if r.trial.should_prune():
+            r.reason = reasons.PRUNED
+        else:
+            r.reason = r.stoppers.update(value)
+        if r.reason is not None:
+            r.proc.terminate()
+
+    def _check_target(self, r: Running, frames: int, value: float) -> None:
+        if self.s.target_score is None or r.hit_target or value < self.s.target_score:
+            return
+        r.hit_target = True
+        reports.append_threshold_hit(self.paths, {
+            "trial": r.trial.number, "frames": frames, "score": value,
+            "elapsed_s": round(time.monotonic() - self.start, 1),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    def _finish(self, r: Running, code: int) -> None:
+        """The process is gone: settle the stop reason and record the trial once."""
+        del self.running[r.trial.number]
+        self.free.append(r.proc.slot)
+        self.free.sort(key=lambda s: s.index)
+        for frames, value in r.tail.poll().get(tags.SCORE, []):  # points written just before exit
+            if r.reason is None:
+                self._report(r, frames, value)
+        summary = read_summary(r.proc.run.summary) or {}
+        reason, error_tail = r.reason, ""
+        if reason is None:
+            if code == 0 and summary.get("status") == "completed":
+                reason = reasons.COMPLETED
+            else:
+                reason = reasons.ERROR
+        if reason in (reasons.ERROR, reasons.TIMEOUT):
+            detail = r.error or summary.get("message", "")
+            error_tail = "\n".join(x for x in (detail, f"exit code {code}", r.proc.stderr_tail())
+                                   if x)
+        final = summary.get("score") if reason == reasons.COMPLETED else None
+        score = float(final) if isinstance(final, (int, float)) else r.score
+        frames = int(summary.get("frames") or r.frames)
+        wall = time.monotonic() - r.proc.started
+        r.trial.set_user_attr(records.METRICS, summary.get("metrics") or {})
+        if reason == reasons.COMPLETED:
+            self.durations.append(wall)
+        self._record(r.trial, r.values, reason, frames=frames, wall=wall, score=score,
+                     error_tail=error_tail)
+
+    def _record(self, trial: optuna.Trial, values: dict[str, Any], reason: str, *, frames: int,
+                wall: float, score: float, error_tail: str) -> None:
+        trial.set_user_attr(records.STOP_REASON, reason)
+        trial.set_user_attr(records.FRAMES, frames)
+        trial.set_user_attr(records.WALL_S, round(wall, 2))
+        if error_tail:
+            trial.set_user_attr(records.ERROR_TAIL, error_tail[-2000:])
+        if reason == reasons.BUDGET:
+            trial.set_user_attr(records.INTERRUPTED, True)
+        state = STATE_OF_REASON[reason]
+        if state == TrialState.COMPLETE and not math.isfinite(score):
+            state, reason = TrialState.FAIL, reasons.ERROR  # completed without any score point
+            trial.set_user_attr(records.STOP_REASON, reason)
+        self.study.tell(trial, score if state == TrialState.COMPLETE else None, state=state)
+        self.finished[reason] += 1
+        if state == TrialState.COMPLETE and (self.best is None or score > self.best[0]):
+            self.best = (score, trial.number, values)
+        row = {"trial": trial.number, "frames": frames,
+               "score": score if math.isfinite(score) else None, "stop_reason": reason,
+               "wall_s": round(wall, 2), **values, "error_tail": error_tail[-500:]}
+        reports.append_trial_final(self.paths, row, self.s.space.names)
+        self.console.trial_finished(trial.number, reason, score, frames)
+
+    def _stop_all(self, reason: str) -> None:
+        """Deadline, Ctrl-C or too many failures: stop every trial, record each, leave no child."""
+        for r in list(self.running.values()):
+            if r.reason is None:
+                r.reason = reason
+            r.proc.terminate()
+        for r in list(self.running.values()):
+            code = r.proc.wait_gone()
+            self._finish(r, code)
+
+    def _failure_message(self) -> str:
+        failed = self.finished[reasons.ERROR] + self.finished[reasons.TIMEOUT]
+        ended = sum(v for k, v in self.finished.items() if k != reasons.CONSTRAINT)
+        if ended >= 4 and failed / ended > self.s.max_failure_rate:
+            return (f"{failed} of {ended} trials failed (error or timeout), more than "
+                    f"--max-failure-rate {self.s.max_failure_rate}; see the error_tail column of "
+                    f"{self.paths.trial_final_csv}")
+        return ""
+
+    # ----------------------------------------------------------------------------------- state
+    def time_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def write_state(self, phase: str) -> None:
+        elapsed = time.monotonic() - self.start
+        remaining = max(0, self.s.hp_trials - self.trained_count())
+        estimate = self._expected_duration()
+        eta = None
+        if estimate is not None:
+            eta = min(self.time_left(), estimate * math.ceil(remaining / len(self.s.slots)))
+        best = None
+        if self.best is not None:
+            best = {"trial": self.best[1], "score": self.best[0], "params": self.best[2]}
+        reports.write_state(self.paths, {
+            "phase": phase,
+            "study": self.paths.name,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "running": [{"trial": n, "frames": r.frames,
+                         "score": r.score if math.isfinite(r.score) else None,
+                         "elapsed_s": round(time.monotonic() - r.proc.started, 1)}
+                        for n, r in sorted(self.running.items())],
+            "finished": {k: v for k, v in self.finished.items() if v},
+            "trained": self.trained_count(),
+            "hp_trials": self.s.hp_trials,
+            "best": best,
+            "budget": {"total_s": round(self.s.budget_s, 1), "used_s": round(elapsed, 1),
+                       "left_s": round(self.time_left(), 1)},
+            "estimated_time_left_s": None if eta is None else round(eta, 1),
+        })
