@@ -1,12 +1,23 @@
-"""The modes of automl.py: search, validate, report, and stage (all three under one budget)."""
+"""The modes of automl.py: search, validate, report, and stage (all of them under one budget).
+
+stage = search (one seed, pruned) -> validation (top K configurations x M fresh seeds, no pruning)
+-> final run of the validated choice (frames x multiplier) -> reports and export.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from automl import reports
+import optuna
+import yaml
+
+from automl import reasons, records, reports
 from automl.cli import (
     Plan,
     make_plan,
@@ -16,13 +27,42 @@ from automl.cli import (
     stage_shares,
     worker_command,
 )
+from automl.config import GROUPS, load_run_config
 from automl.console import LiveConsole, QuietConsole
-from automl.errors import EXIT_FAILURE, EXIT_OK
+from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
+from automl.launcher import detect_gpus, plan_slots
+from automl.paths import StudyPaths
+from automl.runner import Job, JobResult, run_jobs
 from automl.scheduler import Outcome, Scheduler, SearchSettings
+from automl.study import load_study
+
+VALIDATION_SEED_BASE = 1000
+"""Validation seeds start here, skipping any seed a search trial used."""
 
 
-def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan,
-               budget_s: float) -> Outcome:
+@dataclass
+class StageLog:
+    """What each stage did, including budgets too small for it: shown in the summary and the state."""
+
+    notes: list[str] = field(default_factory=list)
+    phase: str = ""
+
+    def note(self, paths: StudyPaths, text: str) -> None:
+        print(f"automl: {text}")
+        self.notes.append(text)
+        self.write(paths)
+
+    def write(self, paths: StudyPaths, **extra: Any) -> None:
+        state = {}
+        if paths.state.exists():
+            state = yaml.safe_load(paths.state.read_text()) or {}
+        state.update({"phase": self.phase, "stage_notes": self.notes, **extra,
+                      "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        reports.write_state(paths, state)
+
+
+# ------------------------------------------------------------------------------------------ search
+def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget_s: float) -> Outcome:
     """The search stage: one Optuna study, trials in asynchronous slots, until a limit is hit."""
     study = open_study(args, plan)
     again = recover_trials(study) if args.resume else []
@@ -44,7 +84,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan,
     console = QuietConsole() if args.quiet else LiveConsole()
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), {args.hp_trials} trials of {plan.frames:,} frames, "
-                    f"budget {budget_s / 3600:.2f} h")
+                    f"search budget {budget_s / 3600:.2f} h")
     with console:
         outcome = Scheduler(study, plan.study_paths, settings, console).run()
     counts = ", ".join(f"{k} {v}" for k, v in outcome.finished.items() if v) or "no trial ended"
@@ -54,21 +94,228 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan,
     return outcome
 
 
+# -------------------------------------------------------------------------------------- validation
+def _trial_file(study_paths: StudyPaths, number: int) -> dict[str, Any]:
+    return json.loads(study_paths.trial_config(number).read_text())
+
+
+def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get(records.PHASE, "search") == "search" and t.value is not None]
+    return sorted(done, key=lambda t: t.value, reverse=True)  # type: ignore[arg-type, return-value]
+
+
+def _search_duration(study: optuna.Study) -> float | None:
+    """Longest wall time of a completed search trial: what one more full run is expected to take."""
+    walls = [t.user_attrs.get(records.WALL_S) for t in _completed(study)
+             if t.user_attrs.get(records.STOP_REASON) == reasons.COMPLETED]
+    walls = [w for w in walls if isinstance(w, (int, float))]
+    return max(walls) if walls else None
+
+
+def _fresh_seeds(study_paths: StudyPaths, study: optuna.Study, count: int) -> list[int]:
+    used = set()
+    for t in study.get_trials(deepcopy=False):
+        try:
+            base = _trial_file(study_paths, t.number).get("base_overrides", [])
+        except (OSError, ValueError):
+            continue
+        used |= {int(o.split("=", 1)[1]) for o in base if o.startswith("train.seed=")}
+    seeds, seed = [], VALIDATION_SEED_BASE
+    while len(seeds) < count:
+        if seed not in used:
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+def _slots(args: argparse.Namespace, study_paths: StudyPaths, trial: int) -> list:  # noqa: ANN202
+    base = load_run_config(_trial_file(study_paths, trial)["base_overrides"])
+    gpus = detect_gpus()
+    return plan_slots(workers=args.workers, use_gpu=base.env.device != "cpu" and gpus > 0, gpus=gpus,
+                      gpu_fraction=args.gpu_fraction, threads_per_trial=args.threads_per_trial,
+                      cpus=__import__("os").cpu_count() or 1)
+
+
+def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.Study,
+                   deadline: float, log: StageLog) -> list[Any]:
+    """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv."""
+    from automl.analysis.validation import config_id_for, summarize_validation, write_validation_csv
+
+    log.phase = "validation"
+    top = _completed(study)[: args.validate_top]
+    if not top:
+        log.note(study_paths, "validation skipped: the search completed no trial")
+        return []
+    seeds = _fresh_seeds(study_paths, study, args.validate_seeds)
+    slots = _slots(args, study_paths, top[0].number)
+    jobs = [Job(name=f"{config_id_for(t.number)}_seed{seed}",
+                overrides=[*_trial_file(study_paths, t.number)["base_overrides"], f"train.seed={seed}"],
+                run_dir=study_paths.validation_dir / f"{config_id_for(t.number)}_seed{seed}")
+            for seed in seeds for t in top]  # seed-major: a cut leaves every config some seeds
+    duration, left = _search_duration(study), deadline - time.monotonic()
+    rounds = math.ceil(len(jobs) / len(slots))
+    if duration is not None and duration > left:
+        log.note(study_paths, f"validation skipped: budget too small (one run takes ~{duration:.0f} s, "
+                 f"{max(left, 0):.0f} s left for validation); raise --budget-hours or the validate share")
+        return []
+    if duration is not None and rounds * duration > left:
+        log.note(study_paths, f"validation budget fits ~{int(left // duration) * len(slots)} of "
+                 f"{len(jobs)} runs; the rest will be cut at the deadline")
+    log.write(study_paths, validation={"configs": [config_id_for(t.number) for t in top],
+                                       "seeds": seeds, "runs": len(jobs)})
+    print(f"automl: validating {len(top)} configuration(s) x {len(seeds)} fresh seed(s) "
+          f"in {len(slots)} slot(s)")
+    results, cut = run_jobs(jobs, worker=worker_command(args), slots=slots, deadline=deadline,
+                            on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
+                                                    f"score {r.score:.4g}"))
+    if cut:
+        log.note(study_paths, f"validation cut by the budget after {len(results)} of {len(jobs)} runs")
+    by_name = {r.job.name: r for r in results}
+    rows = [(config_id_for(t.number), t.number, seed,
+             by_name[n].score if (n := f"{config_id_for(t.number)}_seed{seed}") in by_name else math.nan)
+            for seed in seeds for t in top]
+    rows = [r for r in rows if f"{r[0]}_seed{r[2]}" in by_name]
+    summary = summarize_validation(rows, search_scores={t.number: float(t.value) for t in top})
+    write_validation_csv(study_paths, rows, summary)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------- final
+def _groups(user_overrides: Sequence[str]) -> dict[str, str]:
+    return {k: v for k, _, v in (o.partition("=") for o in user_overrides) if k in GROUPS}
+
+
+def run_final(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.Study, trial: int,
+              deadline: float, log: StageLog) -> JobResult | None:
+    """Train the chosen configuration once more, frames x --final-frames-multiplier."""
+    log.phase = "final"
+    config = _trial_file(study_paths, trial)
+    frames = load_run_config(config["base_overrides"]).train.frames
+    final_frames = int(frames * args.final_frames_multiplier)
+    duration, left = _search_duration(study), deadline - time.monotonic()
+    if duration is not None and duration * args.final_frames_multiplier > left:
+        log.note(study_paths, f"final run skipped: budget too small (needs ~"
+                 f"{duration * args.final_frames_multiplier:.0f} s, {max(left, 0):.0f} s left)")
+        return None
+    run_dir = study_paths.root / "final"
+    job = Job(name="final", overrides=[*config["base_overrides"], f"train.frames={final_frames}"],
+              run_dir=run_dir)
+    print(f"automl: final run of trial {trial}'s configuration, {final_frames:,} frames")
+    results, _ = run_jobs([job], worker=worker_command(args), slots=_slots(args, study_paths, trial)[:1],
+                          deadline=deadline)
+    result = results[0]
+    log.note(study_paths, f"final run: {result.reason}, score {result.score:.4g}, "
+             f"checkpoint {run_dir / 'model.pt'}")
+    return result
+
+
+# ------------------------------------------------------------------------------------------- modes
+def _existing(args: argparse.Namespace) -> tuple[StudyPaths, optuna.Study]:
+    if not args.study_name:
+        raise ConfigError(file="command line", key="--study-name", value=None,
+                          rule=f"--mode {args.mode} works on an existing study",
+                          fix="add --study-name NAME (a folder under starter_kit_log/automl/)")
+    sp = StudyPaths.for_study(args.study_name)
+    if not sp.journal.exists() and not args.storage:
+        raise ConfigError(file=str(sp.root), key="--study-name", value=args.study_name,
+                          rule="no study of that name exists", fix="check the name (analyze.py lists them)")
+    study = load_study(sp, args.storage)
+    if args.mode == "validate" and not _completed(study):
+        raise ConfigError(file=str(sp.root), key="--study-name", value=args.study_name,
+                          rule="the study has no completed trial to validate",
+                          fix="run --mode search first (or give it more budget)")
+    return sp, study
+
+
+def finish(args: argparse.Namespace, sp: StudyPaths, study: optuna.Study, validated: list[Any],
+           deadline: float, log: StageLog, *, final: bool) -> None:
+    """Choose, run the final stage, export and report; print the summary."""
+    from automl.analysis.export import export_best_config, export_validated_best, trial_config_values
+    from automl.analysis.reports import write_reports
+    from automl.analysis.validation import choose_best, selection_note
+
+    best_trial, exported = None, None
+    if validated and any(r.n for r in validated):
+        chosen = choose_best(validated)
+        best_trial = chosen.source_trial
+        user = _trial_file(sp, best_trial).get("user_overrides", [])
+        exported = export_validated_best(sp, validated, study=study, groups=_groups(user))
+        log.note(sp, selection_note(validated))
+    elif _completed(study):
+        best_trial = _completed(study)[0].number
+        user = _trial_file(sp, best_trial).get("user_overrides", [])
+        exported = export_best_config(
+            sp, config_values=trial_config_values(sp, best_trial, study=study),
+            source={"trial": best_trial, "search_score": _completed(study)[0].value,
+                    "validated": False}, groups=_groups(user))
+        log.note(sp, f"the choice rests on the search alone (trial {best_trial}): no validation result")
+    if final and best_trial is not None:
+        run_final(args, sp, study, best_trial, deadline, log)
+    log.phase = "report"
+    written = write_reports(sp, study=study)
+    log.phase = "done"
+    log.write(sp)
+    print_summary(sp, validated, best_trial, exported, written, log)
+
+
+def print_summary(sp: StudyPaths, validated: list[Any], best_trial: int | None,
+                  exported: tuple[Any, Any] | None, written: list[Any], log: StageLog) -> None:
+    print("\nautoml: summary")
+    if best_trial is None:
+        print("  no completed trial: nothing to choose")
+    else:
+        chosen = next((r for r in validated if r.source_trial == best_trial), None)
+        if chosen is not None and chosen.n:
+            print(f"  best validated configuration: trial {best_trial}, score {chosen.mean:.4g} "
+                  f"(95% CI {chosen.ci_low:.4g} .. {chosen.ci_high:.4g}, {chosen.n} seeds)")
+        else:
+            print(f"  best configuration (not validated): trial {best_trial}")
+    for note in log.notes:
+        print(f"  note: {note}")
+    if exported:
+        print(f"  best config: {exported[0]}  (Hydra preset: {exported[1]})")
+    print(f"  importance: {sp.importance_yaml}")
+    print(f"  plots: {sp.plots_dir}")
+    print(f"  all trials: {sp.experiment_df_csv}")
+    del written
+
+
 def run_mode(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Dispatch on --mode; returns the exit code."""
     start = time.monotonic()
     budget_s = args.budget_hours * 3600.0
     shares = stage_shares(args.stage_shares)
+    log = StageLog()
     if args.mode in ("search", "stage"):
         plan = make_plan(args)
         search_budget = budget_s * (shares[0] if args.mode == "stage" else 1.0)
         outcome = run_search(args, argv, plan, search_budget)
-        if outcome.stopped_by in ("failures", "infeasible"):
+        sp = plan.study_paths
+        study = load_study(sp, args.storage)
+        if outcome.stopped_by in ("failures", "infeasible", "interrupted"):
+            if outcome.stopped_by == "interrupted":
+                print(f"automl: interrupted; continue with --resume --study-name {sp.name}")
+            from automl.analysis.reports import write_reports
+
+            write_reports(sp, study=study)
             return EXIT_FAILURE
-        if outcome.stopped_by == "interrupted":
-            print(f"automl: interrupted; continue with --resume --study-name "
-                  f"{plan.study_paths.name}")
-            return EXIT_FAILURE
-        del start
+        if args.mode == "search":
+            from automl.analysis.reports import write_reports
+
+            write_reports(sp, study=study)
+            print(f"automl: reports in {sp.root}")
+            return EXIT_OK
+        validated = run_validation(args, sp, study, start + budget_s * (shares[0] + shares[1]), log)
+        finish(args, sp, study, validated, start + budget_s, log, final=True)
         return EXIT_OK
+    sp, study = _existing(args)
+    if args.mode == "validate":
+        validated = run_validation(args, sp, study, start + budget_s, log)
+        finish(args, sp, study, validated, start + budget_s, log, final=False)
+        return EXIT_OK
+    from automl.analysis.validation import read_validation_csv
+
+    log.phase = "report"
+    finish(args, sp, study, read_validation_csv(sp), start + budget_s, log, final=False)
     return EXIT_OK

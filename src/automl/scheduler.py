@@ -176,11 +176,11 @@ class Scheduler:
 
     def _fill_slots(self) -> str | None:
         """Launch into free slots; returns why no more trials can start (None while they can)."""
-        sampler = self.study.sampler
+        grid = isinstance(self.study.sampler, optuna.samplers.GridSampler)
         while self.free:
             if self.trained_count() >= self.s.hp_trials:
                 return "hp_trials"
-            if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(self.study):
+            if grid and self._grid_taken():
                 return "grid"
             if not self._budget_allows_start():
                 return "budget"
@@ -188,6 +188,18 @@ class Scheduler:
                 return "infeasible"
             self._start_one()
         return None
+
+    def _grid_taken(self) -> bool:
+        """Grid search: every point has a trial, ended or running, and no trial is queued.
+
+        GridSampler.is_exhausted counts only ended trials: a slot freed while the last points
+        run would start a copy of a running point.
+        """
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return False
+        taken = {t.system_attrs["grid_id"] for t in trials if "grid_id" in t.system_attrs}
+        return len(taken) >= self.s.space.grid_size()
 
     def _start_one(self) -> None:
         trial = self.study.ask()
@@ -209,8 +221,9 @@ class Scheduler:
         slot = self.free.pop(0)
         run = self.paths.trial_run(trial.number)
         trial.set_user_attr(records.RUN_DIR, str(run.root.relative_to(self.paths.root)))
-        overrides = self._overrides(values, run.root, slot)
-        self._write_trial_config(trial.number, values, config_values, overrides)
+        base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
+        overrides = [*base, *self._run_overrides(run.root, slot)]
+        self._write_trial_config(trial.number, values, config_values, base, overrides)
         proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot)
         stoppers = StopperSet(
             plateau=PlateauStopper(patience=self.s.plateau_patience,
@@ -224,17 +237,19 @@ class Scheduler:
     def _grace_reports(self) -> int:
         return max(1, self.s.grace_frames // self.s.eval_frequency)
 
-    def _overrides(self, values: dict[str, Any], run_dir: Any, slot: Slot) -> list[str]:
+    @staticmethod
+    def _run_overrides(run_dir: Any, slot: Slot) -> list[str]:
+        """Where and how this run happens (not part of the configuration)."""
         ours = [f"run_dir={run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
         if slot.gpu is not None:
             ours.append("env.device=cuda")
-        return [*self.s.space.fixed_overrides(), *self.s.space.overrides(values),
-                *self.s.user_overrides, *ours]
+        return ours
 
-    def _write_trial_config(self, number: int, values: dict[str, Any],
-                            config_values: dict[str, Any], overrides: list[str]) -> None:
+    def _write_trial_config(self, number: int, values: dict[str, Any], config_values: dict[str, Any],
+                            base: list[str], overrides: list[str]) -> None:
         payload = {"trial": number, "search_space_id": self.s.space.space_id, "params": values,
-                   "config_values": config_values, "overrides": overrides,
+                   "config_values": config_values, "base_overrides": base,
+                   "user_overrides": self.s.user_overrides, "overrides": overrides,
                    "command": [*self.s.worker, *overrides]}
         atomic_write_text(self.paths.trial_config(number), json.dumps(payload, indent=2) + "\n")
 
@@ -330,7 +345,7 @@ class Scheduler:
         if state == TrialState.COMPLETE and not math.isfinite(score):
             state, reason = TrialState.FAIL, reasons.ERROR  # completed without any score point
             trial.set_user_attr(records.STOP_REASON, reason)
-        self.study.tell(trial, score if state == TrialState.COMPLETE else None, state=state)
+        self._tell(trial, score if state == TrialState.COMPLETE else None, state)
         self.finished[reason] += 1
         if state == TrialState.COMPLETE and (self.best is None or score > self.best[0]):
             self.best = (score, trial.number, values)
@@ -339,6 +354,17 @@ class Scheduler:
                "wall_s": round(wall, 2), **values, "error_tail": error_tail[-500:]}
         reports.append_trial_final(self.paths, row, self.s.space.names)
         self.console.trial_finished(trial.number, reason, score, frames)
+
+    def _tell(self, trial: optuna.Trial, value: float | None, state: TrialState) -> None:
+        try:
+            self.study.tell(trial, value, state=state)
+        except RuntimeError as err:
+            # GridSampler.after_trial calls study.stop() once every grid point has ended, and
+            # Optuna allows that only inside study.optimize. The state is stored before it
+            # raises, and _fill_slots sees the finished grid itself.
+            if not isinstance(self.study.sampler, optuna.samplers.GridSampler) or \
+                    "Study.stop" not in str(err):
+                raise
 
     def _stop_all(self, reason: str) -> None:
         """Deadline, Ctrl-C or too many failures: stop every trial, record each, leave no child."""

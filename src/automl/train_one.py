@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def main(cfg: DictConfig) -> float:
 def run() -> None:
     """Check `group=option` overrides before Hydra sees them, then hand off to Hydra."""
     args = sys.argv[1:]
+    # The root shim drops its folder from sys.path so that automl.py cannot shadow this package.
+    # The package is imported now; put the working folder back, last, so that a user's own
+    # `env.factory=my_pkg.my_env:make` beside it imports (trials run from the repository root).
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     if not any(a in ("-m", "--multirun") for a in args):
         try:
             check_group_overrides([a for a in args if not a.startswith("-")])

@@ -230,6 +230,7 @@ class NavigationEnv:
         # Far from the goal the robot should face the goal; close to it, the goal heading.
         track_err = torch.where(distance < 0.5, heading_err, bearing_err).abs()
         toward_goal = speed * torch.cos(bearing_err)
+        aligned = torch.exp(-heading_err.abs() / 0.3)
 
         dt = p.dt
         terms = {
@@ -240,7 +241,8 @@ class NavigationEnv:
             "approach_scale": self.last_distance - distance,
             "arrival_bonus": first_arrival.float(),
             "stop_scale": torch.exp(-speed.abs() / 0.1) * near * dt,
-            "zero_ang_bonus": torch.exp(-yaw_rate.abs() / 0.2) * near * dt,
+            # Still once aligned: turning towards the goal heading must not cost this bonus.
+            "zero_ang_bonus": torch.exp(-yaw_rate.abs() / 0.2) * aligned * near * dt,
             "orientation": self.tilt.square().sum(1) * dt,
             "lin_vel_z": lin_vel_z.square() * dt,
             "ang_vel_xy": self.tilt_rate.square().sum(1) * dt,

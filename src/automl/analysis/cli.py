@@ -1,0 +1,232 @@
+"""`analyze.py`: the study's table, a side-by-side comparison of two trials, plots, importance.
+
+Bad input (no such study, an empty study, an unknown metric, a trial that does not exist) prints
+one message to stderr and exits 2; a study that is still running is read as it stands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from rich.console import Console
+from rich.table import Table
+
+from automl.analysis.folder import LATEST, StudyView, open_view, resolve_study
+from automl.analysis.importance import EVALUATORS, PED_ANOVA, write_importance
+from automl.analysis.table import (
+    METRICS,
+    SORT_METRICS,
+    TrialRow,
+    experiment_df_text,
+    sort_rows,
+    trial_rows,
+)
+from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
+from automl.paths import atomic_write_text
+
+PROG = "analyze.py"
+SORTS = ("descending", "ascending")
+_TRIAL_ID = re.compile(r"(?:trial_?)?(\d+)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Reports of an automl study: table, comparison, plots, importance.")
+    parser.add_argument("--study", default=LATEST, metavar="NAME|PATH|latest",
+                        help="study name under starter_kit_log/automl/, a study folder, or "
+                        "`latest` (the most recently modified one; default)")
+    parser.add_argument("--metric", default="score", help=f"sort by: {', '.join(SORT_METRICS)}")
+    parser.add_argument("--sort", default="descending", help="descending (default) or ascending")
+    parser.add_argument("--top", type=int, default=None, metavar="N", help="show the first N rows")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="two trials side by side (numbers or trial_NNNN)")
+    parser.add_argument("--plots", action="store_true", help="regenerate plots/*.png")
+    parser.add_argument("--importance", action="store_true",
+                        help="recompute hyperparameter_importance.yaml")
+    parser.add_argument("--evaluator", default=PED_ANOVA,
+                        help=f"importance evaluator: {', '.join(EVALUATORS)} (default {PED_ANOVA})")
+    return parser
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.metric not in SORT_METRICS:
+        raise ConfigError(file="command line", key="--metric", value=args.metric,
+                          rule=f"it must be one of {', '.join(SORT_METRICS)}",
+                          fix="e.g. --metric success_rate")
+    if args.sort not in SORTS:
+        raise ConfigError(file="command line", key="--sort", value=args.sort,
+                          rule=f"it must be one of {', '.join(SORTS)}", fix="e.g. --sort ascending")
+    if args.top is not None and args.top < 1:
+        raise ConfigError(file="command line", key="--top", value=args.top,
+                          rule="it must be a positive number of rows", fix="e.g. --top 10")
+    if args.evaluator not in EVALUATORS:
+        raise ConfigError(file="command line", key="--evaluator", value=args.evaluator,
+                          rule=f"it must be one of {', '.join(EVALUATORS)}",
+                          fix=f"e.g. --evaluator {PED_ANOVA}")
+
+
+def _require_trials(view: StudyView, *, completed: bool, what: str) -> None:
+    name = view.study.study_name
+    if not view.trials:
+        raise ConfigError(file=str(view.paths.root), key="trials", value=0,
+                          rule=f"study {name} has no search trials yet, so there is no {what}",
+                          fix="wait until automl.py has started trials, or pick another study "
+                          "with --study")
+    if completed and not view.scored():
+        raise ConfigError(file=str(view.paths.root), key="completed trials", value=0,
+                          rule=f"{what} needs completed trials, and study {name} has none yet "
+                          f"({len(view.trials)} search trials, none complete with a score)",
+                          fix="wait until a trial completes (analyze.py shows the running ones)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
+
+
+def fmt(value: Any) -> str:
+    """A cell: 4 significant digits, `-` for missing, lists as written."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.4g}"
+
+
+def _row_cells(row: TrialRow, names: list[str]) -> list[str]:
+    wall = f"{row.wall_s:.0f}" if row.wall_s is not None else "-"
+    return [str(row.number), row.stop_reason, fmt(row.score), fmt(row.frames), wall,
+            *(fmt(row.params.get(n)) for n in names),
+            *(fmt(row.metrics.get(m)) for m in METRICS), fmt(row.validated_score)]
+
+
+def _table(view: StudyView, rows: list[TrialRow], *, metric: str, descending: bool) -> Table:
+    arrow = " ▼" if descending else " ▲"
+    names = view.param_names
+    headers = ["trial", "stop", "score", "frames", "wall s", *names, *METRICS, "validated"]
+    table = Table(title=f"study {view.study.study_name}: {len(view.trials)} search trials",
+                  header_style="bold")
+    for header in headers:
+        label = header + arrow if header == metric else header
+        table.add_column(label, justify="left" if header == "stop" else "right",
+                         overflow="fold")
+    for row in rows:
+        style = "dim" if row.state in ("failed", "waiting") else (
+            "italic cyan" if row.state == "running" else None)
+        table.add_row(*_row_cells(row, names), style=style)
+    return table
+
+
+def _console() -> Console:
+    # Piped or captured output gets a wide page: a table of 20 parameters folds badly at 80.
+    return Console(width=None if sys.stdout.isatty() else 220)
+
+
+# ---------------------------------------------------------------------------------------------
+# Actions
+
+
+def show_table(view: StudyView, *, metric: str, descending: bool, top: int | None) -> None:
+    """Print the table and refresh experiment_df.csv (best first by score)."""
+    _require_trials(view, completed=False, what="table")
+    rows = trial_rows(view)
+    atomic_write_text(view.paths.experiment_df_csv,
+                      experiment_df_text(view, sort_rows(rows, descending=view.maximize)))
+    shown = sort_rows(rows, metric=metric, descending=descending)[:top]
+    console = _console()
+    console.print(_table(view, shown, metric=metric, descending=descending))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+    console.print(f"{summary}. Sorted by {metric}, {'descending' if descending else 'ascending'}"
+                  f"{f', first {top}' if top else ''}. Wrote {view.paths.experiment_df_csv}")
+
+
+def _trial_number(view: StudyView, raw: str) -> int:
+    match = _TRIAL_ID.fullmatch(raw.strip())
+    numbers = [t.number for t in view.trials]
+    if match is None or int(match.group(1)) not in numbers:
+        have = f"trials {min(numbers)}..{max(numbers)}" if numbers else "no trials"
+        raise ConfigError(file=str(view.paths.root), key="--compare", value=raw,
+                          rule=f"study {view.study.study_name} has no search trial {raw} "
+                          f"(it has {have})",
+                          fix="pass two trial numbers from the table, e.g. --compare 3 7")
+    return int(match.group(1))
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return math.isfinite(a) != math.isfinite(b)
+        return not math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return a != b
+
+
+def compare_rows(a: TrialRow, b: TrialRow, names: list[str]) -> list[tuple[str, Any, Any, bool]]:
+    """(field, value in a, value in b, differs) for the outcome, each parameter and metric."""
+    fields: list[tuple[str, Any, Any]] = [
+        ("state", a.state, b.state), ("stop reason", a.stop_reason, b.stop_reason),
+        ("score", a.score, b.score), ("frames", a.frames, b.frames),
+        ("wall s", a.wall_s, b.wall_s),
+        *((n, a.params.get(n), b.params.get(n)) for n in names),
+        *((m, a.metrics.get(m), b.metrics.get(m)) for m in METRICS),
+        ("validated score", a.validated_score, b.validated_score)]
+    return [(name, x, y, _differs(x, y)) for name, x, y in fields]
+
+
+def show_compare(view: StudyView, first: str, second: str) -> None:
+    numbers = [_trial_number(view, first), _trial_number(view, second)]
+    rows = {r.number: r for r in trial_rows(view) if r.number in numbers}
+    a, b = rows[numbers[0]], rows[numbers[1]]
+    table = Table(title=f"study {view.study.study_name}: {a.config_id} vs {b.config_id} "
+                  "(* marks a difference)", header_style="bold")
+    for header in ("", a.config_id, b.config_id, "differs"):
+        table.add_column(header, justify="left" if header == "" else "right")
+    for name, x, y, differs in compare_rows(a, b, view.param_names):
+        table.add_row(name, fmt(x), fmt(y), "*" if differs else "",
+                      style="bold yellow" if differs else None)
+    _console().print(table)
+
+
+def _run(args: argparse.Namespace) -> None:
+    _check_args(args)
+    view = open_view(resolve_study(args.study))
+    if args.compare:
+        _require_trials(view, completed=False, what="comparison")
+        show_compare(view, *args.compare)
+        return
+    console = _console()
+    if args.importance:
+        _require_trials(view, completed=True, what="an importance ranking")
+        path = write_importance(view.paths, study=view.study, evaluator=args.evaluator)
+        console.print(f"Wrote {path} (and its copy in the analysis folder)")
+    if args.plots:
+        _require_trials(view, completed=False, what="plot")
+        from automl.analysis.plots import make_plots  # matplotlib only when plots are asked for
+
+        for path in make_plots(view.paths, study=view.study):
+            console.print(f"Wrote {path}")
+    if not (args.importance or args.plots):
+        show_table(view, metric=args.metric, descending=args.sort == "descending", top=args.top)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of analyze.py; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        _run(args)
+    except ConfigError as err:
+        print(f"{PROG}: {err.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK

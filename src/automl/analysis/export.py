@@ -1,0 +1,131 @@
+"""The chosen configuration, exported twice: best_config.yaml in the study folder (for people) and
+a Hydra preset conf/experiment/<study>_best.yaml that train_one runs as `+experiment=<study>_best`."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from automl import paths, records
+from automl.analysis.folder import open_view
+from automl.analysis.validation import ValidationResult, choose_best
+from automl.errors import ConfigError
+from automl.paths import StudyPaths, atomic_write_text
+
+EXPERIMENT_GROUP = "experiment"
+PRESET_SUFFIX = "_best"
+
+
+def preset_name(study_name: str) -> str:
+    """`<study>_best`, with every character a file name or a Hydra override could trip on as `_`."""
+    safe = re.sub(r"[^A-Za-z0-9_]+", "_", study_name).strip("_") or "study"
+    return f"{safe}{PRESET_SUFFIX}"
+
+
+def nest(config_values: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"ppo.learning_rate": 3e-4}` -> `{"ppo": {"learning_rate": 3e-4}}`."""
+    tree: dict[str, Any] = {}
+    for key, value in config_values.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"config key {key!r} goes below {part!r}, which is itself set "
+                                 "to a value: a key cannot be both a value and a section")
+            node = child
+        if isinstance(node.get(leaf), dict):
+            raise ValueError(f"config key {key!r} is set to a value, but other keys go below it")
+        node[leaf] = list(value) if isinstance(value, tuple) else value
+    return tree
+
+
+def _plain(value: Any) -> Any:
+    """NaN and inf as null (YAML readers disagree on them); numpy scalars as Python ones."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _dump(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None, width=100)
+
+
+def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, Any],
+                       source: Mapping[str, Any], groups: Mapping[str, str] | None = None,
+                       conf_dir: Path | None = None) -> tuple[Path, Path]:
+    """Write best_config.yaml and conf/experiment/<study>_best.yaml; return both paths.
+
+    `config_values`: the configuration by config key (sampled and fixed values, as in a trial's
+    `config_values` attribute). `source`: where it comes from (trial, validated mean, CI, ...), kept
+    in best_config.yaml's `source:` and the preset's `experiment:`. `groups`: config-group choices
+    the study ran with (`{"env": "navigation"}`), written as the preset's default overrides.
+    """
+    name = preset_name(study_paths.name)
+    preset = (conf_dir or paths.conf_dir()) / EXPERIMENT_GROUP / f"{name}.yaml"
+    values = nest(config_values)
+    provenance = {"study": study_paths.name, **{k: _plain(v) for k, v in source.items()}}
+    usage = f"uv run train_one.py +{EXPERIMENT_GROUP}={name}"
+    best = {**values, **({"groups": dict(groups)} if groups else {}),
+            "source": {**provenance, "preset": str(preset), "run_with": usage}}
+    atomic_write_text(study_paths.best_config,
+                      f"# Best configuration of study {study_paths.name}, chosen by validation.\n"
+                      f"# Train it again: {usage}\n" + _dump(best))
+    body: dict[str, Any] = {}
+    if groups:
+        body["defaults"] = [{f"override /{group}": option} for group, option in groups.items()]
+    body.update(values)
+    body["experiment"] = provenance
+    atomic_write_text(preset, "# @package _global_\n"
+                      f"# Best configuration of study {study_paths.name} (written by automl).\n"
+                      f"#   {usage}\n" + _dump(body))
+    return study_paths.best_config, preset
+
+
+def trial_config_values(study_paths: StudyPaths, trial_number: int, *,
+                        study: optuna.Study | None = None) -> dict[str, Any]:
+    """A search trial's configuration by config key: its `config_values` attribute, else its
+    parameters through the study's search space (sampled and fixed values)."""
+    view = open_view(study_paths, study)
+    trial = next((t for t in view.trials if t.number == trial_number), None)
+    if trial is None:
+        numbers = [t.number for t in view.trials]
+        raise ConfigError(file=str(study_paths.root), key="trial", value=trial_number,
+                          rule=f"study {view.study.study_name} has no search trial of that number "
+                          f"(it has {_span(numbers)})", fix="pick a trial number it has")
+    stored = trial.user_attrs.get(records.CONFIG_VALUES)
+    if isinstance(stored, Mapping) and stored:
+        return dict(stored)
+    if view.space is None:
+        raise ConfigError(file=str(study_paths.search_space), key=records.CONFIG_VALUES,
+                          value=None, rule=f"trial {trial_number} stores no config values and the "
+                          "study's search space cannot be read",
+                          fix="restore search_space.yaml in the study folder")
+    return view.space.config_values(view.params(trial))
+
+
+def _span(numbers: Sequence[int]) -> str:
+    return f"trials {min(numbers)}..{max(numbers)}" if numbers else "no trials"
+
+
+def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationResult], *,
+                          study: optuna.Study | None = None,
+                          groups: Mapping[str, str] | None = None,
+                          conf_dir: Path | None = None) -> tuple[Path, Path]:
+    """Export the configuration validation chose (highest validated mean), with its statistics."""
+    best = choose_best(results)
+    source = {"trial": best.source_trial, "config_id": best.config_id,
+              "validated_mean": best.mean, "validated_std": best.std,
+              "ci_low": best.ci_low, "ci_high": best.ci_high, "n_seeds": best.n,
+              "search_score": best.search_score}
+    values = trial_config_values(study_paths, best.source_trial, study=study)
+    return export_best_config(study_paths, config_values=values, source=source, groups=groups,
+                              conf_dir=conf_dir)

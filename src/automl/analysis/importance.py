@@ -1,0 +1,231 @@
+"""hyperparameter_importance.yaml: which searched parameters (PPO, network, reward) drive the score.
+
+Seed 004's shape: `importance_ranking` (parameter, importance, best_value) and `top_5_configs`, plus
+the evaluator, the trial count it rests on, the score's definition and when it was made. Optuna's
+PED-ANOVA by default; fANOVA when asked for and scikit-learn is installed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.importance import (
+    BaseImportanceEvaluator,
+    FanovaImportanceEvaluator,
+    PedAnovaImportanceEvaluator,
+)
+
+from automl import paths
+from automl.analysis.folder import StudyView, open_view
+from automl.analysis.table import trial_row
+from automl.analysis.validation import read_validation_csv
+from automl.errors import ConfigError
+from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
+
+PED_ANOVA = "ped_anova"
+FANOVA = "fanova"
+EVALUATORS = (PED_ANOVA, FANOVA)
+"""Names `analyze.py --evaluator` takes."""
+TOP_N = 5
+MIN_TRIALS = 2
+"""Completed trials below which no ranking is attempted."""
+SIGNIFICANT = 4
+"""Significant digits of the numbers written (the exact values are in experiment_df.csv)."""
+
+
+def round_sig(value: Any, digits: int = SIGNIFICANT) -> Any:
+    """Floats to `digits` significant digits (lists element-wise); NaN as None; others as they are."""
+    if isinstance(value, (list, tuple)):
+        return [round_sig(v, digits) for v in value]
+    if isinstance(value, bool) or not isinstance(value, float):
+        return value
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def pick_evaluator(name: str) -> tuple[BaseImportanceEvaluator, str | None]:
+    """The evaluator for `name`, and a note when fANOVA had to fall back to PED-ANOVA."""
+    if name not in EVALUATORS:
+        raise ConfigError(file="command line", key="--evaluator", value=name,
+                          rule=f"it must be one of {', '.join(EVALUATORS)}",
+                          fix=f"use --evaluator {PED_ANOVA} (default) or --evaluator {FANOVA}")
+    if name == FANOVA:
+        if importlib.util.find_spec("sklearn") is not None:
+            return FanovaImportanceEvaluator(seed=0), None
+        return PedAnovaImportanceEvaluator(), ("fANOVA was asked for but scikit-learn is not "
+                                               "installed, so PED-ANOVA was used (install "
+                                               "scikit-learn for fANOVA)")
+    return PedAnovaImportanceEvaluator(), None
+
+
+# ---------------------------------------------------------------------------------------------
+# Score definition
+
+
+def describe_scoring(scoring: dict[str, Any]) -> str:
+    """`mean of the last 3 evaluation points of 1.0 * success_rate - 0.5 * termination_rate`."""
+    terms: list[str] = []
+    for name, weight in (scoring.get("weights") or {}).items():
+        w = float(weight)
+        if not terms:
+            terms.append(f"{w:g} * {name}")
+        else:
+            terms.append(f"{'-' if w < 0 else '+'} {abs(w):g} * {name}")
+    window = scoring.get("window")
+    return f"mean of the last {window} evaluation points of " + " ".join(terms)
+
+
+def score_definition(view: StudyView) -> tuple[str, dict[str, Any] | None]:
+    """The score's definition from the first completed trial with a readable config.yaml."""
+    done = sorted((t for t in view.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                  key=lambda t: t.number)
+    for trial in done:
+        config = RunPaths(view.run_dir(trial)).config
+        try:
+            data = yaml.safe_load(config.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        scoring = data.get("scoring") if isinstance(data, dict) else None
+        if isinstance(scoring, dict):
+            return describe_scoring(scoring), scoring
+    return "unknown: no completed trial has a readable config.yaml with a `scoring` section", None
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranking
+
+
+def _group(view: StudyView, name: str) -> str:
+    spec = view.spec(name)
+    return spec.key.split(".")[0] if spec is not None else "unknown"
+
+
+def _importances(view: StudyView, evaluator: BaseImportanceEvaluator) -> dict[str, float]:
+    """Raw importances over the completed trials (a copy of the study holding only those)."""
+    scored = view.scored()
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory"
+    try:
+        copy = optuna.create_study(direction=view.study.direction)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    copy.add_trials(scored)
+    with warnings.catch_warnings():
+        # PED-ANOVA warns on small studies and `normalize=False` is experimental: both expected.
+        warnings.simplefilter("ignore")
+        found = optuna.importance.get_param_importances(copy, evaluator=evaluator,
+                                                        normalize=False)
+    return {name: float(value) for name, value in found.items()}
+
+
+def ranking(view: StudyView, evaluator: BaseImportanceEvaluator) -> tuple[list[dict], str | None]:
+    """[{parameter, group, importance, best_value}] sorted, summing to 1; or [] and why not."""
+    scored = view.scored()
+    if len(scored) < MIN_TRIALS:
+        return [], (f"no ranking: {len(scored)} completed trial(s) with a finite score, but an "
+                    f"importance needs at least {MIN_TRIALS}; run more trials")
+    try:
+        raw = _importances(view, evaluator)
+    except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as err:
+        return [], f"no ranking: {type(evaluator).__name__} failed on this study ({err})"
+    total = sum(v for v in raw.values() if math.isfinite(v))
+    if not raw or total <= 0:
+        return [], ("no ranking: no parameter separates the best trials from the rest (every "
+                    "importance is 0; constant parameters or too few distinct scores)")
+    best = view.params(scored[0])
+    shares = {name: raw.get(name, 0.0) / total for name in view.param_names}
+    shares = {k: (v if math.isfinite(v) else 0.0) for k, v in shares.items()}
+    order = sorted(shares, key=lambda n: -shares[n])
+    return [{"parameter": name, "group": _group(view, name),
+             "importance": round(shares[name], 4), "best_value": round_sig(best.get(name))}
+            for name in order], None
+
+
+def top_configs(view: StudyView, n: int = TOP_N) -> list[dict[str, Any]]:
+    """The `n` best completed trials: config_id, parameters, score and two metrics."""
+    validated = {r.source_trial: r.mean for r in read_validation_csv(view.paths)}
+    configs = []
+    for trial in view.scored()[:n]:
+        row = trial_row(view, trial, validated)
+        entry: dict[str, Any] = {"config_id": trial_name(trial.number)}
+        entry.update({k: round_sig(v) for k, v in row.params.items()})
+        entry["score"] = round_sig(row.score)
+        entry["episode_reward_mean"] = round_sig(row.metrics.get("episode_reward_mean"))
+        entry["success_rate"] = round_sig(row.metrics.get("success_rate"))
+        if math.isfinite(row.validated_score):
+            entry["validated_score"] = round_sig(row.validated_score)
+        configs.append(entry)
+    return configs
+
+
+def importance_report(view: StudyView, *, evaluator: str = PED_ANOVA) -> dict[str, Any]:
+    """Content of hyperparameter_importance.yaml (see the module docstring)."""
+    chosen, fallback = pick_evaluator(evaluator)
+    ranked, note = ranking(view, chosen)
+    definition, scoring = score_definition(view)
+    report: dict[str, Any] = {"importance_ranking": ranked, "top_5_configs": top_configs(view)}
+    if note:
+        report["note"] = note
+    report["evaluator"] = type(chosen).__name__
+    if fallback:
+        report["evaluator_note"] = fallback
+    report.update({
+        "completed_trials": len(view.scored()),
+        "study_name": view.study.study_name,
+        "score_definition": definition,
+        "scoring": scoring,
+        "generated_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    })
+    return report
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, except lists of scalars (layer sizes, weights) on one line."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flat = all(not isinstance(v, (list, dict)) for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat and bool(data))
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def importance_text(report: dict[str, Any]) -> str:
+    header = (f"# Hyperparameter importance of study {report['study_name']}: which searched "
+              "parameters drive the score.\n# Made by analyze.py --importance; "
+              "best_value is the value in the best completed trial.\n")
+    return header + yaml.dump(report, Dumper=_Dumper, sort_keys=False,
+                                default_flow_style=False, width=100)
+
+
+def write_importance(study_paths: StudyPaths, *, study: optuna.Study | None = None,
+                     evaluator: str = PED_ANOVA) -> Path:
+    """Write hyperparameter_importance.yaml in the study folder and copy it to analysis/."""
+    report = importance_report(open_view(study_paths, study), evaluator=evaluator)
+    return save_importance(study_paths, report)
+
+
+def save_importance(study_paths: StudyPaths, report: dict[str, Any]) -> Path:
+    """Write a report to the study folder and copy it to analysis/hyperparameter_importance.yaml."""
+    text = importance_text(report)
+    atomic_write_text(study_paths.importance_yaml, text)
+    atomic_write_text(paths.latest_importance_yaml(), text)
+    return study_paths.importance_yaml
+
+
+def read_importance(study_paths: StudyPaths) -> dict[str, Any] | None:
+    """The study's importance YAML, or None when missing or unreadable."""
+    try:
+        data = yaml.safe_load(study_paths.importance_yaml.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,172 @@
+"""One row per search trial (score, stop reason, frames, parameters, task metrics, validated score)
+and experiment_df.csv, the study's table sorted best first."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from automl import records, tags
+from automl.analysis.folder import StudyView, open_view
+from automl.analysis.validation import read_validation_csv
+from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
+from automl.summary import read_summary
+from automl.tb_reader import read_scalars
+
+METRICS = ("success_rate", "termination_rate", "episode_length", "episode_reward_mean")
+"""Task metrics of each row; episode_reward_mean is the shaped reward under the trial's own weights."""
+METRIC_TAGS = {"success_rate": tags.SUCCESS_RATE, "termination_rate": tags.TERMINATION_RATE,
+               "episode_length": tags.EPISODE_LENGTH,
+               "episode_reward_mean": tags.EPISODE_REWARD_MEAN}
+SORT_METRICS = ("score", *METRICS)
+"""What `analyze.py --metric` sorts by."""
+STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
+               TrialState.FAIL: "failed", TrialState.RUNNING: "running",
+               TrialState.WAITING: "waiting"}
+_STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4}
+"""Finished results first, whatever the sort metric: a partial score is not a final one."""
+LEADING_COLUMNS = ("trial", "state", "stop_reason", "score", "frames", "wall_s")
+TRAILING_COLUMNS = (*METRICS, "validated_score")
+
+
+@dataclass
+class TrialRow:
+    """What the table shows of one search trial."""
+
+    number: int
+    state: str
+    """complete / pruned / failed / running / waiting."""
+    stop_reason: str
+    """automl.reasons value; `running` while it runs."""
+    score: float
+    """Final score when complete; else the last score it reported (NaN if none)."""
+    frames: int | None
+    wall_s: float | None
+    params: dict[str, Any] = field(default_factory=dict)
+    """Signed native values, by parameter name."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    validated_score: float = math.nan
+    """Mean over the validation seeds, where the configuration was validated."""
+
+    @property
+    def config_id(self) -> str:
+        return trial_name(self.number)
+
+    def value(self, metric: str) -> float:
+        """`score` or one of METRICS; NaN when unknown."""
+        raw = self.score if metric == "score" else self.metrics.get(metric, math.nan)
+        return float(raw) if raw is not None else math.nan
+
+
+def _last_intermediate(trial: FrozenTrial) -> tuple[int, float] | None:
+    if not trial.intermediate_values:
+        return None
+    step = max(trial.intermediate_values)
+    return step, float(trial.intermediate_values[step])
+
+
+def _tb_metrics(run: RunPaths) -> tuple[dict[str, float], int | None]:
+    """Last value of each task metric in the run's event files, and the last frame seen."""
+    if not run.tb.is_dir():
+        return {}, None
+    series = read_scalars(run.tb, verify_data=False)
+    found = {name: series[tag][-1][1] for name, tag in METRIC_TAGS.items() if series.get(tag)}
+    steps = [points[-1][0] for points in series.values() if points]
+    return found, max(steps) if steps else None
+
+
+def _metrics(view: StudyView, trial: FrozenTrial) -> tuple[dict[str, float], dict[str, Any]]:
+    """Task metrics (user attribute, else summary.json, else event files) and the summary."""
+    run = RunPaths(view.run_dir(trial))
+    summary = read_summary(run.summary) or {}
+    metrics = trial.user_attrs.get(records.METRICS) or summary.get("metrics") or {}
+    chosen = {k: float(metrics[k]) for k in METRICS if isinstance(metrics.get(k), (int, float))}
+    if len(chosen) < len(METRICS) and trial.state == TrialState.RUNNING:
+        tb, _ = _tb_metrics(run)
+        chosen = {**tb, **chosen}
+    return chosen, summary
+
+
+def trial_row(view: StudyView, trial: FrozenTrial, validated: dict[int, float]) -> TrialRow:
+    """The row of one trial, from its user attributes, its summary.json and its event files."""
+    metrics, summary = _metrics(view, trial)
+    last = _last_intermediate(trial)
+    if trial.state == TrialState.COMPLETE and trial.value is not None:
+        score = float(trial.value)
+    elif last is not None:
+        score = last[1]
+    else:
+        found = summary.get("score")
+        score = float(found) if isinstance(found, (int, float)) else math.nan
+    frames = trial.user_attrs.get(records.FRAMES, summary.get("frames"))
+    if frames is None and last is not None:
+        frames = last[0]
+    wall = trial.user_attrs.get(records.WALL_S, summary.get("wall_s"))
+    if wall is None and trial.state == TrialState.RUNNING and trial.datetime_start is not None:
+        wall = time.time() - trial.datetime_start.timestamp()
+    state = STATE_NAMES.get(trial.state, trial.state.name.lower())
+    reason = trial.user_attrs.get(records.STOP_REASON) or state
+    return TrialRow(number=trial.number, state=state, stop_reason=str(reason), score=score,
+                    frames=int(frames) if frames is not None else None,
+                    wall_s=float(wall) if wall is not None else None,
+                    params=view.params(trial), metrics=metrics,
+                    validated_score=validated.get(trial.number, math.nan))
+
+
+def trial_rows(view: StudyView) -> list[TrialRow]:
+    """Rows of every search trial, in trial order."""
+    validated = {r.source_trial: r.mean for r in read_validation_csv(view.paths)}
+    return [trial_row(view, t, validated) for t in view.trials]
+
+
+def sort_rows(rows: list[TrialRow], *, metric: str = "score",
+              descending: bool = True) -> list[TrialRow]:
+    """Complete trials first, then pruned, running, failed; within each by `metric`, NaN last."""
+    def key(row: TrialRow) -> tuple[int, int, float, int]:
+        value = row.value(metric)
+        missing = not math.isfinite(value)
+        signed = 0.0 if missing else (-value if descending else value)
+        return (_STATE_ORDER.get(row.state, 9), int(missing), signed, row.number)
+
+    return sorted(rows, key=key)
+
+
+def _cell(value: Any) -> str:
+    """CSV text: lists as JSON, floats exact, missing as empty."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def experiment_df_text(view: StudyView, rows: list[TrialRow]) -> str:
+    """experiment_df.csv content: the leading columns, each parameter, each metric, validated."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = view.param_names
+    writer.writerow([*LEADING_COLUMNS, *names, *TRAILING_COLUMNS])
+    for r in rows:
+        lead = [r.number, r.state, r.stop_reason, r.score, r.frames, r.wall_s]
+        tail = [r.metrics.get(m) for m in METRICS] + [r.validated_score]
+        writer.writerow([_cell(v) for v in (*lead, *(r.params.get(n) for n in names), *tail)])
+    return buffer.getvalue()
+
+
+def write_experiment_df(study_paths: StudyPaths, study: optuna.Study | None = None) -> Path:
+    """Rewrite experiment_df.csv atomically: every search trial, best first."""
+    view = open_view(study_paths, study)
+    rows = sort_rows(trial_rows(view), descending=view.maximize)
+    atomic_write_text(study_paths.experiment_df_csv, experiment_df_text(view, rows))
+    return study_paths.experiment_df_csv

@@ -1,0 +1,217 @@
+"""Validation statistics: per-config mean, spread and bootstrap CI over fresh seeds; the final pick.
+
+Pure functions over (config_id, source_trial, seed, score) rows, plus validation.csv in and out.
+Scores are higher-is-better (the study maximizes the score of conf/scoring).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from automl.paths import StudyPaths, atomic_write_text, trial_name
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+"""Fixed, so the same scores always give the same interval."""
+CONFIDENCE = 0.95
+
+CSV_COLUMNS = ("config_id", "source_trial", "n_seeds", "mean", "std", "ci_low", "ci_high",
+               "search_score", "seeds", "scores")
+"""validation.csv columns; `seeds` and `scores` are ;-separated, in the same order."""
+
+
+class ValidationRow(NamedTuple):
+    """One validation run: a configuration trained again under a fresh seed, without pruning."""
+
+    config_id: str
+    """Name of the configuration, e.g. `trial_0023`."""
+    source_trial: int
+    """Number of the search trial the configuration comes from."""
+    seed: int
+    score: float
+    """Final score of the run; NaN when it failed or diverged."""
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Statistics of one configuration over its validation seeds."""
+
+    config_id: str
+    source_trial: int
+    n: int
+    """Seeds with a finite score (the statistics rest on these)."""
+    mean: float
+    std: float
+    """Sample standard deviation (ddof=1); 0 for a single seed."""
+    ci_low: float
+    """Lower end of the bootstrap 95% confidence interval of the mean."""
+    ci_high: float
+    search_score: float
+    """The source trial's score in the search (one seed, possibly lucky); NaN when unknown."""
+    seeds: tuple[int, ...] = field(default=())
+    """Every seed run, in order."""
+    scores: tuple[float, ...] = field(default=())
+    """Score of each seed in `seeds`; NaN for a failed run."""
+
+    @property
+    def n_failed(self) -> int:
+        """Seeds whose run gave no finite score."""
+        return len(self.scores) - self.n
+
+
+def bootstrap_ci(scores: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean; (x, x) for one score, NaNs for none."""
+    values = np.asarray(scores, dtype=float)
+    if values.size == 0:
+        return math.nan, math.nan
+    if values.size == 1:
+        return float(values[0]), float(values[0])
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(resamples, values.size), replace=True).mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def _result(config_id: str, source_trial: int, runs: list[ValidationRow],
+            search_score: float) -> ValidationResult:
+    finite = [float(r.score) for r in runs if math.isfinite(r.score)]
+    mean = float(np.mean(finite)) if finite else math.nan
+    std = float(np.std(finite, ddof=1)) if len(finite) > 1 else (0.0 if finite else math.nan)
+    low, high = bootstrap_ci(finite)
+    return ValidationResult(config_id=config_id, source_trial=source_trial, n=len(finite),
+                            mean=mean, std=std, ci_low=low, ci_high=high,
+                            search_score=search_score, seeds=tuple(int(r.seed) for r in runs),
+                            scores=tuple(float(r.score) for r in runs))
+
+
+def summarize_validation(rows: Iterable[tuple[str, int, int, float]], *,
+                         search_scores: Mapping[int, float] | None = None
+                         ) -> list[ValidationResult]:
+    """Group rows (config_id, source_trial, seed, score) by config; one result each, in order.
+
+    `search_scores` maps a source trial number to its search score (fills `search_score`).
+    """
+    groups: dict[str, list[ValidationRow]] = {}
+    for raw in rows:
+        row = ValidationRow(*raw)
+        groups.setdefault(str(row.config_id), []).append(row)
+    results = []
+    for config_id, runs in groups.items():
+        trials = {int(r.source_trial) for r in runs}
+        if len(trials) != 1:
+            raise ValueError(f"config {config_id!r} comes from several source trials "
+                             f"{sorted(trials)}, but must come from one: give each its own id")
+        source = trials.pop()
+        search = (search_scores or {}).get(source, math.nan)
+        results.append(_result(config_id, source, runs, float(search)))
+    return results
+
+
+def _rank_key(result: ValidationResult) -> tuple[int, float, float, int]:
+    # A config that fails on some seed is not reliable: it ranks below every config that never
+    # failed, whatever its mean. Ties: smaller spread, then the earlier trial.
+    std = result.std if math.isfinite(result.std) else math.inf
+    return (int(result.n_failed > 0), -result.mean, std, result.source_trial)
+
+
+def choose_best(results: Sequence[ValidationResult]) -> ValidationResult:
+    """The configuration with the highest validated mean (not the best single search run)."""
+    candidates = [r for r in results if r.n > 0]
+    if not candidates:
+        ids = ", ".join(r.config_id for r in results) or "none"
+        raise ValueError(f"no validated configuration has a finite score (configs: {ids}); "
+                         "validation needs at least one run that finished")
+    return min(candidates, key=_rank_key)
+
+
+def best_by_search(results: Sequence[ValidationResult]) -> ValidationResult:
+    """The validated configuration whose single search run scored highest."""
+    known = [r for r in results if math.isfinite(r.search_score)]
+    if not known:
+        raise ValueError("no validated configuration carries its search score; "
+                         "pass search_scores= to summarize_validation")
+    return max(known, key=lambda r: (r.search_score, -r.source_trial))
+
+
+def differs_from_search_best(results: Sequence[ValidationResult]) -> bool:
+    """Whether validation picks another configuration than the best search run."""
+    return choose_best(results).source_trial != best_by_search(results).source_trial
+
+
+def selection_note(results: Sequence[ValidationResult]) -> str:
+    """One line for the console and logs: what validation chose, and why when it overrules."""
+    best = choose_best(results)
+    text = (f"validation picked {best.config_id} (trial {best.source_trial}): mean {best.mean:.4g} "
+            f"over {best.n} seeds, 95% CI [{best.ci_low:.4g}, {best.ci_high:.4g}]")
+    known = [r for r in results if math.isfinite(r.search_score)]
+    if known and differs_from_search_best(results):
+        lucky = best_by_search(results)
+        text += (f"; the best search run, {lucky.config_id} (search score "
+                 f"{lucky.search_score:.4g}), validated at only {lucky.mean:.4g}")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# validation.csv
+
+
+def _number(value: float) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def write_validation_csv(study_paths: StudyPaths, rows: Iterable[tuple[str, int, int, float]],
+                         results: Sequence[ValidationResult]) -> Path:
+    """Write validation.csv atomically: one line per result, with its seeds and scores from `rows`."""
+    per_config: dict[str, list[ValidationRow]] = {}
+    for raw in rows:
+        row = ValidationRow(*raw)
+        per_config.setdefault(str(row.config_id), []).append(row)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in results:
+        runs = per_config.get(r.config_id, [])
+        seeds = [str(x.seed) for x in runs] if runs else [str(s) for s in r.seeds]
+        scores = [_number(x.score) for x in runs] if runs else [_number(s) for s in r.scores]
+        writer.writerow([r.config_id, r.source_trial, len(seeds), _number(r.mean), _number(r.std),
+                         _number(r.ci_low), _number(r.ci_high), _number(r.search_score),
+                         ";".join(seeds), ";".join(scores)])
+    atomic_write_text(study_paths.validation_csv, buffer.getvalue())
+    return study_paths.validation_csv
+
+
+def _float(text: str) -> float:
+    return float(text) if text.strip() else math.nan
+
+
+def read_validation_csv(study_paths: StudyPaths) -> list[ValidationResult]:
+    """validation.csv back as results; [] when the study has none (yet)."""
+    try:
+        text = study_paths.validation_csv.read_text()
+    except OSError:
+        return []
+    results = []
+    for line in csv.DictReader(io.StringIO(text)):
+        scores = tuple(_float(s) for s in line["scores"].split(";")) if line["scores"] else ()
+        seeds = tuple(int(s) for s in line["seeds"].split(";")) if line["seeds"] else ()
+        results.append(ValidationResult(
+            config_id=line["config_id"], source_trial=int(line["source_trial"]),
+            n=sum(math.isfinite(s) for s in scores), mean=_float(line["mean"]),
+            std=_float(line["std"]), ci_low=_float(line["ci_low"]), ci_high=_float(line["ci_high"]),
+            search_score=_float(line["search_score"]), seeds=seeds, scores=scores))
+    return results
+
+
+def config_id_for(trial_number: int) -> str:
+    """The id validation gives a search trial's configuration: `trial_0023`."""
+    return trial_name(trial_number)

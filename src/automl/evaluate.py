@@ -1,0 +1,85 @@
+"""Eval mode: run a saved policy deterministically for N episodes and return its task metrics."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automl import scoring
+from automl.errors import ConfigError
+from automl.schema import NetworkConfig, RunConfig
+from automl.train import EPISODE_METRICS, EpisodeWindow, reward_weights
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """model.pt as written by a run (weights only: no code is unpickled)."""
+    if not path.is_file():
+        raise ConfigError(file="command line", key="checkpoint", value=str(path),
+                          rule="the file does not exist", fix="point it at a run's model.pt")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input
+        raise ConfigError(file="command line", key="checkpoint", value=str(path),
+                          rule=f"it is not a model.pt written by train_one ({err})",
+                          fix="point it at a run's model.pt") from None
+    if not isinstance(state, dict) or "policy" not in state or "network" not in state:
+        raise ConfigError(file="command line", key="checkpoint", value=str(path),
+                          rule="it is not a model.pt written by train_one",
+                          fix="point it at a run's model.pt")
+    return state
+
+
+def evaluate(cfg: RunConfig) -> dict[str, float]:
+    """Task metrics over `episodes` finished episodes, actions = the policy's most likely ones."""
+    from skrl.resources.preprocessors.torch import RunningStandardScaler
+
+    from automl.envs.registry import make_env, resolve_device, resolve_num_envs
+    from automl.models import build_models, deterministic_action
+
+    assert cfg.checkpoint is not None
+    state = load_checkpoint(Path(cfg.checkpoint))
+    if state.get("env") != cfg.env.name:
+        raise ConfigError(file="command line", key="env", value=cfg.env.name,
+                          rule=f"the checkpoint was trained on env `{state.get('env')}`",
+                          fix=f"add env={state.get('env')}")
+    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    torch.manual_seed(cfg.train.seed)
+    device = resolve_device(cfg.env.device)
+    env_cfg = cfg.env
+    env_cfg.num_envs = min(resolve_num_envs(env_cfg, device), cfg.episodes)
+    env = make_env(env_cfg, device=device, seed=cfg.train.seed)
+    weights = reward_weights(cfg, env)
+    network = NetworkConfig(**state["network"])
+    policy = build_models(network, env.observation_space, env.action_space, device)["policy"]
+    policy.load_state_dict(state["policy"])
+    policy.eval()
+    scaler = None
+    if state["observation_preprocessor"]:
+        scaler = RunningStandardScaler(env.observation_space, device=device)
+        scaler.load_state_dict(state["observation_preprocessor"])
+        scaler.eval()
+    window = EpisodeWindow(device=device, num_envs=env.num_envs)
+    available: set[str] = set()
+    observations = env.reset(seed=cfg.train.seed)
+    with torch.no_grad():
+        while float(window.episodes.item()) < cfg.episodes:  # type: ignore[union-attr]
+            inputs = scaler(observations) if scaler is not None else observations
+            result = env.step(deterministic_action(policy, inputs))
+            reward = sum(s * result.terms[t] for t, s in weights.items())
+            reward = reward if isinstance(reward, torch.Tensor) else torch.zeros(env.num_envs)
+            window.add(result.terms, reward, result.terminated | result.truncated, result.episode)
+            available |= set(result.episode)
+            observations = result.observations
+    env.close()
+    metrics = window.metrics(available) or {}
+    score = scoring.point_score(metrics, cfg.scoring.weights)
+    metrics["score"] = score if math.isfinite(score) else math.nan
+    metrics["checkpoint"] = str(cfg.checkpoint)  # type: ignore[assignment]
+    return metrics
+
+
+__all__ = ["EPISODE_METRICS", "evaluate", "load_checkpoint"]

@@ -1,0 +1,90 @@
+"""Plain batches of runs in asynchronous slots, without Optuna and without pruning: the validation
+and final stages. A freed slot starts the next job at once; at the deadline every job stops."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from automl import reasons
+from automl.launcher import Slot, TrialProcess, launch
+from automl.paths import RunPaths
+from automl.summary import read_summary
+
+POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: a name, the trial command's overrides and where it writes."""
+
+    name: str
+    overrides: list[str]
+    run_dir: Path
+
+
+@dataclass
+class JobResult:
+    """How a job ended: a stop reason from automl.reasons and the run's final score."""
+
+    job: Job
+    reason: str
+    score: float
+    frames: int
+    wall_s: float
+    message: str = ""
+
+
+def _result(job: Job, proc: TrialProcess, code: int, stopped: bool) -> JobResult:
+    summary = read_summary(proc.run.summary) or {}
+    score = summary.get("score")
+    completed = code == 0 and summary.get("status") == reasons.STATUS_COMPLETED
+    reason = reasons.BUDGET if stopped else (reasons.COMPLETED if completed else reasons.ERROR)
+    message = "" if completed else (summary.get("message") or proc.stderr_tail(5))
+    return JobResult(job=job, reason=reason,
+                     score=float(score) if isinstance(score, (int, float)) and completed else math.nan,
+                     frames=int(summary.get("frames") or 0),
+                     wall_s=time.monotonic() - proc.started, message=message)
+
+
+def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline: float,
+             on_done: object = None) -> tuple[list[JobResult], bool]:
+    """Run every job (or until the deadline / Ctrl-C); returns results and whether it was cut."""
+    pending, free = list(jobs), list(slots)
+    running: list[tuple[Job, TrialProcess]] = []
+    results: list[JobResult] = []
+    cut = {"flag": False}
+    previous = {s: signal.signal(s, lambda *_: cut.__setitem__("flag", True))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while pending or running:
+            if cut["flag"] or time.monotonic() >= deadline:
+                cut["flag"] = True
+                for job, proc in running:
+                    results.append(_result(job, proc, proc.wait_gone(), stopped=True))
+                running.clear()
+                break
+            while pending and free:
+                job, slot = pending.pop(0), free.pop(0)
+                ours = [f"run_dir={job.run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
+                if slot.gpu is not None:
+                    ours.append("env.device=cuda")
+                proc = launch(number=len(results) + len(running), command=[*worker, *job.overrides, *ours],
+                              run=RunPaths(job.run_dir), slot=slot)
+                running.append((job, proc))
+            for job, proc in list(running):
+                code = proc.poll()
+                if code is not None:
+                    running.remove((job, proc))
+                    free.append(proc.slot)
+                    results.append(_result(job, proc, code, stopped=False))
+                    if callable(on_done):
+                        on_done(results[-1])
+            time.sleep(POLL_S)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return results, cut["flag"]
