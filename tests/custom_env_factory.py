@@ -7,8 +7,7 @@ with the attributes and methods of `BatchedEnv` in src/automl/envs/base.py. Try 
 repository root (the folder holding `tests/` must be on sys.path; it is when you run from there):
 
     python train_one.py env=custom env.factory=tests.custom_env_factory:make \\
-        '~reward.scales.env_reward' +reward.scales.progress=1.0 +reward.scales.effort=-0.01 \\
-        +env.params.max_steps=40
+        +reward.scales.progress=1.0 +reward.scales.effort=-0.01 +env.params.max_steps=40
 
 `reward.scales` must name the terms the env exposes (`reward_terms` below); a search may tune
 those weights, so the run is scored on task metrics (success, falls, length, return under

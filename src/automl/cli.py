@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--final-frames-multiplier", type=float, default=2.0, help="final run's frames x this")
     a("--stage-shares", default="0.7,0.2,0.1", help="budget shares of search,validate,final")
     a("--quiet", action="store_true", help="one line per finished trial, no live table")
+    a("--no-fork-server", action="store_true",
+      help="start every trial as a cold Python process instead of forking it from a warm server")
     a("--worker", default=None, help=argparse.SUPPRESS)  # tests: a stand-in trial worker
     a("overrides", nargs="*", help="Hydra overrides for every trial (key=value)")
     return p
@@ -257,6 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"automl: error: {err.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def start_forkserver(args: argparse.Namespace) -> Any:
+    """A warm fork server for the real worker (not for a --worker stand-in), unless disabled."""
+    if args.worker or args.no_fork_server:
+        return None
+    from automl.forkserver import ForkServer
+    from automl.launcher import Slot, trial_env
+
+    print("automl: starting the trial fork server (imports torch once for all trials)")
+    return ForkServer(env=trial_env(Slot(index=0, threads=1)))
 
 
 def worker_command(args: argparse.Namespace) -> list[str]:

@@ -75,8 +75,13 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         if unknown:
             key = unknown.group(1)
             value = next((o.partition("=")[2] for o in overrides if o.startswith(f"{key}=")), None)
+            allowed = allowed_keys(key)
+            if not allowed:  # a key inside a free mapping (reward.scales, env.params): it may be new
+                raise ConfigError(file="command line", key=key, value=value,
+                                  rule="the composed config has no such key",
+                                  fix=f"add a new key with a leading `+`: +{key}={value}") from None
             raise ConfigError(file="command line", key=key, value=value,
-                              rule=f"it is not a known key; allowed: {', '.join(allowed_keys(key))}",
+                              rule=f"it is not a known key; allowed: {', '.join(allowed)}",
                               fix="correct its spelling (see src/automl/schema.py)") from None
         raise ConfigError(file="command line", key=" ".join(overrides) or "<none>", value=None,
                           rule=f"Hydra could not compose it: {str(err).splitlines()[0]}",
@@ -98,9 +103,9 @@ def to_run_config(cfg: DictConfig, *, choices: dict[str, Any] | None = None) -> 
     plain.pop("hydra", None)
     try:
         return run_config_from_plain(plain, source="composed config")
-    except ConfigError as err:
-        err.file = _source_of(choices, err.key)
-        raise
+    except ConfigError as err:  # a fresh error: str(err) must name the right file too
+        raise ConfigError(file=_source_of(choices, err.key), key=err.key, value=err.value,
+                          rule=err.rule, fix=err.fix) from None
 
 
 def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:

@@ -38,10 +38,12 @@ class QuietConsole:
 
     def trial_finished(self, number: int, reason: str, score: float, frames: int) -> None:
         self.out.print(f"trial {number:4d}  {reason:10s}  score {_fmt_score(score):>10s}  "
-                       f"frames {frames:,}")
+                       f"frames {frames:,}", soft_wrap=True)
 
     def message(self, text: str) -> None:
-        self.out.print(text)
+        # soft_wrap: no line breaks inserted at the console width, which would cut paths in two
+        # (in a log file or a pipe the width is 80).
+        self.out.print(text, soft_wrap=True)
 
 
 class LiveConsole(QuietConsole):

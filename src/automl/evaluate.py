@@ -12,7 +12,7 @@ import torch
 from automl import scoring
 from automl.errors import ConfigError
 from automl.schema import NetworkConfig, RunConfig
-from automl.train import EPISODE_METRICS, EpisodeWindow, reward_weights
+from automl.train import EPISODE_METRICS, EpisodeWindow, reward_weights, shaped_reward
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -69,8 +69,7 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
         while float(window.episodes.item()) < cfg.episodes:  # type: ignore[union-attr]
             inputs = scaler(observations) if scaler is not None else observations
             result = env.step(deterministic_action(policy, inputs))
-            reward = sum(s * result.terms[t] for t, s in weights.items())
-            reward = reward if isinstance(reward, torch.Tensor) else torch.zeros(env.num_envs)
+            reward = shaped_reward(result.terms, weights, num_envs=env.num_envs, device=device)
             window.add(result.terms, reward, result.terminated | result.truncated, result.episode)
             available |= set(result.episode)
             observations = result.observations

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from automl import paths
+from automl.forkserver import ForkedProcess, ForkServer
 from automl.paths import RunPaths
 
 TERMINATE_GRACE_S = 4.0
@@ -132,9 +133,17 @@ def trial_env(slot: Slot) -> dict[str, str]:
     return env
 
 
-def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot) -> TrialProcess:
-    """Start one trial; its stderr goes to run_dir/stderr.log (its stdout.log it writes itself)."""
+def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot,
+           forkserver: ForkServer | None = None) -> TrialProcess:
+    """Start one trial; its stderr goes to run_dir/stderr.log (its stdout.log it writes itself).
+
+    With a fork server, the trial is forked from it (command[0], the Python, is dropped)."""
     run.root.mkdir(parents=True, exist_ok=True)
+    if forkserver is not None:
+        pid = forkserver.spawn(argv=command[1:], env=trial_env(slot), cwd=str(paths.repo_root()),
+                               stderr=str(run.stderr_log))
+        return TrialProcess(number=number, run=run, slot=slot,
+                            process=ForkedProcess(forkserver, pid))  # type: ignore[arg-type]
     with run.stderr_log.open("ab") as stderr:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,

@@ -25,6 +25,7 @@ from automl.cli import (
     recover_trials,
     slots_for,
     stage_shares,
+    start_forkserver,
     worker_command,
 )
 from automl.config import GROUPS, load_run_config
@@ -67,6 +68,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
     study = open_study(args, plan)
     again = recover_trials(study) if args.resume else []
     slots = slots_for(args, plan)
+    forkserver = FORKSERVER.get("server")
     reports.write_meta(plan.study_paths, argv=argv, extra={
         "mode": args.mode, "storage": plan.storage_url, "search_method": args.search_method,
         "pruner": args.pruner, "slots": len(slots), "budget_hours": args.budget_hours,
@@ -80,7 +82,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
         plateau_patience=scoring.plateau_patience, plateau_min_delta=scoring.plateau_min_delta,
         drop=scoring.drop, grace_frames=plan.grace_frames, trial_timeout=args.trial_timeout,
         max_failure_rate=args.max_failure_rate, target_score=args.target_score,
-        quiet=args.quiet, use_gpu=plan.use_gpu)
+        quiet=args.quiet, use_gpu=plan.use_gpu, forkserver=forkserver)
     console = QuietConsole() if args.quiet else LiveConsole()
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), {args.hp_trials} trials of {plan.frames:,} frames, "
@@ -167,6 +169,7 @@ def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: opt
     print(f"automl: validating {len(top)} configuration(s) x {len(seeds)} fresh seed(s) "
           f"in {len(slots)} slot(s)")
     results, cut = run_jobs(jobs, worker=worker_command(args), slots=slots, deadline=deadline,
+                            forkserver=FORKSERVER.get("server"),
                             on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
                                                     f"score {r.score:.4g}"))
     if cut:
@@ -203,7 +206,7 @@ def run_final(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.S
               run_dir=run_dir)
     print(f"automl: final run of trial {trial}'s configuration, {final_frames:,} frames")
     results, _ = run_jobs([job], worker=worker_command(args), slots=_slots(args, study_paths, trial)[:1],
-                          deadline=deadline)
+                          deadline=deadline, forkserver=FORKSERVER.get("server"))
     result = results[0]
     log.note(study_paths, f"final run: {result.reason}, score {result.score:.4g}, "
              f"checkpoint {run_dir / 'model.pt'}")
@@ -281,14 +284,28 @@ def print_summary(sp: StudyPaths, validated: list[Any], best_trial: int | None,
     del written
 
 
+FORKSERVER: dict[str, Any] = {}
+"""The pipeline's one warm fork server (search, validation and final runs share it)."""
+
+
 def run_mode(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """Dispatch on --mode; returns the exit code."""
+    """Dispatch on --mode, with a fork server for the real worker; returns the exit code."""
+    try:
+        return _run_mode(args, argv)
+    finally:
+        server = FORKSERVER.pop("server", None)
+        if server is not None:
+            server.close()
+
+
+def _run_mode(args: argparse.Namespace, argv: Sequence[str]) -> int:
     start = time.monotonic()
     budget_s = args.budget_hours * 3600.0
     shares = stage_shares(args.stage_shares)
     log = StageLog()
     if args.mode in ("search", "stage"):
         plan = make_plan(args)
+        FORKSERVER["server"] = start_forkserver(args)
         search_budget = budget_s * (shares[0] if args.mode == "stage" else 1.0)
         outcome = run_search(args, argv, plan, search_budget)
         sp = plan.study_paths
@@ -311,6 +328,7 @@ def run_mode(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return EXIT_OK
     sp, study = _existing(args)
     if args.mode == "validate":
+        FORKSERVER["server"] = start_forkserver(args)
         validated = run_validation(args, sp, study, start + budget_s, log)
         finish(args, sp, study, validated, start + budget_s, log, final=False)
         return EXIT_OK

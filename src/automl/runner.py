@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from automl import reasons
+from automl.forkserver import ForkServer
 from automl.launcher import Slot, TrialProcess, launch
 from automl.paths import RunPaths
 from automl.summary import read_summary
@@ -51,7 +52,8 @@ def _result(job: Job, proc: TrialProcess, code: int, stopped: bool) -> JobResult
 
 
 def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline: float,
-             on_done: object = None) -> tuple[list[JobResult], bool]:
+             on_done: object = None, forkserver: ForkServer | None = None
+             ) -> tuple[list[JobResult], bool]:
     """Run every job (or until the deadline / Ctrl-C); returns results and whether it was cut."""
     pending, free = list(jobs), list(slots)
     running: list[tuple[Job, TrialProcess]] = []
@@ -73,7 +75,7 @@ def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline:
                 if slot.gpu is not None:
                     ours.append("env.device=cuda")
                 proc = launch(number=len(results) + len(running), command=[*worker, *job.overrides, *ours],
-                              run=RunPaths(job.run_dir), slot=slot)
+                              run=RunPaths(job.run_dir), slot=slot, forkserver=forkserver)
                 running.append((job, proc))
             for job, proc in list(running):
                 code = proc.poll()

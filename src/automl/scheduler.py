@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from automl import reasons, records, reports, tags
+from automl.forkserver import ForkServer
 from automl.launcher import Slot, TrialProcess, launch
 from automl.paths import StudyPaths, atomic_write_text
 from automl.space import SearchSpace
@@ -60,6 +61,8 @@ class SearchSettings:
     target_score: float | None
     quiet: bool
     use_gpu: bool
+    forkserver: ForkServer | None = None
+    """Trials are forked from it (fast start) when set; else each is a cold `python` start."""
 
 
 @dataclass
@@ -128,7 +131,10 @@ class Scheduler:
                 why_not = self._fill_slots()
                 self._poll_all()
                 if not self.running and why_not:
-                    stopped_by = why_not
+                    # A study that ran out of trials (or grid points) mostly failing has failed,
+                    # however few trials it had.
+                    message = self._failure_message(minimum=1)
+                    stopped_by = "failures" if message else why_not
                     break
                 if now >= self.next_state:
                     self.write_state("search")
@@ -224,7 +230,8 @@ class Scheduler:
         base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
         overrides = [*base, *self._run_overrides(run.root, slot)]
         self._write_trial_config(trial.number, values, config_values, base, overrides)
-        proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot)
+        proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot,
+                      forkserver=self.s.forkserver)
         stoppers = StopperSet(
             plateau=PlateauStopper(patience=self.s.plateau_patience,
                                    min_delta=self.s.plateau_min_delta, grace=self._grace_reports())
@@ -259,21 +266,24 @@ class Scheduler:
             self._poll_one(self.running[number])
 
     def _poll_one(self, r: Running) -> None:
+        # Exit first: the last points of a process that ended by itself must not prune or stop
+        # it after the fact (_finish reads them without a decision).
+        code = r.proc.poll()
+        if code is not None:
+            self._finish(r, code)
+            return
         new = r.tail.poll()
         if new:
             r.last_progress = time.monotonic()
         for frames, value in new.get(tags.SCORE, []):
             if r.reason is None:
                 self._report(r, frames, value)
-        code = r.proc.poll()
-        if code is not None:
-            self._finish(r, code)
-            return
         if r.reason is None and time.monotonic() - r.last_progress > self.s.trial_timeout:
             r.reason = reasons.TIMEOUT
             r.proc.terminate()
 
-    def _report(self, r: Running, frames: int, value: float) -> None:
+    def _report(self, r: Running, frames: int, value: float, *, decide: bool = True) -> None:
+        """Record one score point; `decide`: ask the pruner and the stoppers (while it runs)."""
         r.frames = max(r.frames, frames)
         step = frames // self.s.eval_frequency * self.s.eval_frequency
         if step <= r.last_step:
@@ -287,6 +297,8 @@ class Scheduler:
         r.score = value
         r.trial.report(value, step)
         self._check_target(r, frames, value)
+        if not decide:
+            return
         if r.trial.should_prune():
             r.reason = reasons.PRUNED
         else:
@@ -310,7 +322,7 @@ class Scheduler:
         self.free.sort(key=lambda s: s.index)
         for frames, value in r.tail.poll().get(tags.SCORE, []):  # points written just before exit
             if r.reason is None:
-                self._report(r, frames, value)
+                self._report(r, frames, value, decide=False)
         summary = read_summary(r.proc.run.summary) or {}
         reason, error_tail = r.reason, ""
         if reason is None:
@@ -376,10 +388,11 @@ class Scheduler:
             code = r.proc.wait_gone()
             self._finish(r, code)
 
-    def _failure_message(self) -> str:
+    def _failure_message(self, minimum: int = 4) -> str:
+        """Why the study has failed, once `minimum` trials have ended; "" while it has not."""
         failed = self.finished[reasons.ERROR] + self.finished[reasons.TIMEOUT]
         ended = sum(v for k, v in self.finished.items() if k != reasons.CONSTRAINT)
-        if ended >= 4 and failed / ended > self.s.max_failure_rate:
+        if ended >= minimum and failed / ended > self.s.max_failure_rate:
             return (f"{failed} of {ended} trials failed (error or timeout), more than "
                     f"--max-failure-rate {self.s.max_failure_rate}; see the error_tail column of "
                     f"{self.paths.trial_final_csv}")

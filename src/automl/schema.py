@@ -263,29 +263,29 @@ def check_value(tp: Any, value: Any, key: str, source: str) -> Any:
         return build(tp, value, path=key, source=source)
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise bad(f"it must be a list of {_type_name(args[0])}")
+            raise bad(f"it must be a list of {_type_name(args[0])}", f"write a list: {key}=[...]")
         return [check_value(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise bad("it must be a mapping")
+            raise bad("it must be a mapping", f"write a mapping: {key}={{...}}")
         return {str(k): check_value(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise bad("it must be true or false")
+            raise bad("it must be true or false", f"set {key}=true or {key}=false")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("it must be an integer")
+            raise bad("it must be an integer", f"write a whole number such as {key}=1000 (1e3 reads as a float)")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("it must be a number")
+            raise bad("it must be a number", f"write a number such as {key}=0.001")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise bad("it must be a string")
+            raise bad("it must be a string", f"quote it: {key}='...'")
         return value
     raise TypeError(f"schema type {tp!r} of {key} is not supported")
 

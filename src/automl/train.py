@@ -50,6 +50,15 @@ def reward_weights(cfg: RunConfig, env: BatchedEnv) -> dict[str, float]:
     return dict(cfg.reward.scales)
 
 
+def shaped_reward(terms: dict[str, torch.Tensor], weights: dict[str, float], *, num_envs: int,
+                  device: torch.device) -> torch.Tensor:
+    """The reward PPO trains on: sum of weights[term] * terms[term]; zeros when nothing is weighted."""
+    reward = torch.zeros(num_envs, device=device)
+    for term, scale in weights.items():
+        reward = reward + scale * terms[term]
+    return reward
+
+
 @dataclass
 class EpisodeWindow:
     """Sums over the episodes that ended since the last evaluation point (on device: no syncs)."""
@@ -212,7 +221,12 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     stop = _install_stop_handlers()
 
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    from skrl import logger as skrl_logger
     from skrl.utils import set_seed
+
+    # skrl's logger has its own handler; under Hydra it would also reach the root (stdout)
+    # handler, printing every skrl line twice.
+    skrl_logger.propagate = False
 
     set_seed(cfg.train.seed, deterministic=False)
     device = resolve_device(cfg.env.device)
@@ -228,6 +242,7 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     status, message, score = reasons.STATUS_COMPLETED, "", math.nan
     finite = torch.ones((), dtype=torch.bool, device=env.device)
     available: set[str] = set()
+    first_step_at: float | None = None
     print(f"train_one: env={cfg.env.name} num_envs={env.num_envs} device={env.device} "
           f"frames={cfg.train.frames} run_dir={run.root}", file=out)
 
@@ -240,9 +255,9 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
             with torch.no_grad():
                 actions, _ = agent.act(observations, None, timestep=step, timesteps=timesteps)
                 result = env.step(actions)
-                reward = sum(scale * result.terms[term] for term, scale in weights.items())
-                if not isinstance(reward, torch.Tensor):  # no weighted term at all
-                    reward = torch.zeros(env.num_envs, device=env.device)
+                if first_step_at is None:
+                    first_step_at = time.time()
+                reward = shaped_reward(result.terms, weights, num_envs=env.num_envs, device=env.device)
                 finite &= torch.isfinite(result.observations).all() & torch.isfinite(reward).all()
                 finite &= torch.isfinite(actions).all()
                 agent.record_transition(
@@ -298,7 +313,7 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
         status=status, score=score if math.isfinite(score) else None, frames=frames, wall_s=wall,
         seed=cfg.train.seed, git_sha=git_sha(),
         metrics={**last_metrics, "frames_per_second": frames / max(wall, 1e-9)},
-        packages=package_versions(), message=message)
+        packages=package_versions(), message=message, first_step_at=first_step_at)
     write_summary(summary, run.summary)
     print(f"train_one: {status}; score {summary.score}; {frames} frames in {wall:.1f} s; "
           f"outputs in {run.root}", file=out)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from automl import paths, records
 from automl.analysis.folder import open_view
 from automl.analysis.validation import ValidationResult, choose_best
+from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
 
@@ -55,10 +55,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _dump(data: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=None, width=100)
-
-
 def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, Any],
                        source: Mapping[str, Any], groups: Mapping[str, str] | None = None,
                        conf_dir: Path | None = None) -> tuple[Path, Path]:
@@ -78,7 +74,7 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
             "source": {**provenance, "preset": str(preset), "run_with": usage}}
     atomic_write_text(study_paths.best_config,
                       f"# Best configuration of study {study_paths.name}, chosen by validation.\n"
-                      f"# Train it again: {usage}\n" + _dump(best))
+                      f"# Train it again: {usage}\n" + dump_yaml(best))
     body: dict[str, Any] = {}
     if groups:
         body["defaults"] = [{f"override /{group}": option} for group, option in groups.items()]
@@ -86,7 +82,7 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
     body["experiment"] = provenance
     atomic_write_text(preset, "# @package _global_\n"
                       f"# Best configuration of study {study_paths.name} (written by automl).\n"
-                      f"#   {usage}\n" + _dump(body))
+                      f"#   {usage}\n" + dump_yaml(body))
     return study_paths.best_config, preset
 
 

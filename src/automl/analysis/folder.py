@@ -65,9 +65,13 @@ def resolve_study(spec: str | None) -> StudyPaths:
                               fix="run automl.py first, or point $AUTOML_LOG_ROOT at the log "
                               "folder that holds automl/<study_name>/")
         return StudyPaths(max(folders, key=_last_change))
+    # A bare name is a study under automl/ first; a path (or an existing folder) otherwise.
     as_path = Path(spec).expanduser()
-    looks_like_path = os.sep in spec or spec.startswith(".") or as_path.is_dir()
-    study = StudyPaths(as_path.resolve()) if looks_like_path else StudyPaths.for_study(spec)
+    by_name = None if os.sep in spec or spec.startswith(".") else StudyPaths.for_study(spec)
+    if by_name is not None and (by_name.root.is_dir() or not as_path.is_dir()):
+        study = by_name
+    else:
+        study = StudyPaths(as_path.resolve())
     if not study.root.is_dir():
         names = ", ".join(p.name for p in study_folders()) or "none yet"
         raise ConfigError(file=str(study.root), key="--study", value=spec,

@@ -26,6 +26,7 @@ from automl import paths
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.table import trial_row
 from automl.analysis.validation import read_validation_csv
+from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
 
@@ -187,24 +188,11 @@ def importance_report(view: StudyView, *, evaluator: str = PED_ANOVA) -> dict[st
     return report
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, except lists of scalars (layer sizes, weights) on one line."""
-
-
-def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
-    flat = all(not isinstance(v, (list, dict)) for v in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat and bool(data))
-
-
-_Dumper.add_representer(list, _represent_list)
-
-
 def importance_text(report: dict[str, Any]) -> str:
     header = (f"# Hyperparameter importance of study {report['study_name']}: which searched "
               "parameters drive the score.\n# Made by analyze.py --importance; "
               "best_value is the value in the best completed trial.\n")
-    return header + yaml.dump(report, Dumper=_Dumper, sort_keys=False,
-                                default_flow_style=False, width=100)
+    return header + dump_yaml(report)
 
 
 def write_importance(study_paths: StudyPaths, *, study: optuna.Study | None = None,

@@ -74,14 +74,12 @@ def _last_intermediate(trial: FrozenTrial) -> tuple[int, float] | None:
     return step, float(trial.intermediate_values[step])
 
 
-def _tb_metrics(run: RunPaths) -> tuple[dict[str, float], int | None]:
-    """Last value of each task metric in the run's event files, and the last frame seen."""
+def _tb_metrics(run: RunPaths) -> dict[str, float]:
+    """Last value of each task metric in the run's event files (a trial still running)."""
     if not run.tb.is_dir():
-        return {}, None
+        return {}
     series = read_scalars(run.tb, verify_data=False)
-    found = {name: series[tag][-1][1] for name, tag in METRIC_TAGS.items() if series.get(tag)}
-    steps = [points[-1][0] for points in series.values() if points]
-    return found, max(steps) if steps else None
+    return {name: series[tag][-1][1] for name, tag in METRIC_TAGS.items() if series.get(tag)}
 
 
 def _metrics(view: StudyView, trial: FrozenTrial) -> tuple[dict[str, float], dict[str, Any]]:
@@ -91,8 +89,7 @@ def _metrics(view: StudyView, trial: FrozenTrial) -> tuple[dict[str, float], dic
     metrics = trial.user_attrs.get(records.METRICS) or summary.get("metrics") or {}
     chosen = {k: float(metrics[k]) for k in METRICS if isinstance(metrics.get(k), (int, float))}
     if len(chosen) < len(METRICS) and trial.state == TrialState.RUNNING:
-        tb, _ = _tb_metrics(run)
-        chosen = {**tb, **chosen}
+        chosen = {**_tb_metrics(run), **chosen}
     return chosen, summary
 
 

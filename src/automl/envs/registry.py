@@ -32,8 +32,17 @@ def resolve_num_envs(cfg: EnvConfig, device: torch.device) -> int:
 def make_env(cfg: EnvConfig, *, device: torch.device, seed: int) -> BatchedEnv:
     num_envs = resolve_num_envs(cfg, device)
     if cfg.kind == "navigation":
-        from automl.envs.navigation import NavigationEnv
+        from automl.envs.navigation import NavigationEnv, make_params
 
+        try:
+            make_params(**cfg.params)  # the task's own check of stage and parameter names
+        except (TypeError, ValueError) as err:
+            from automl.errors import ConfigError
+
+            raise ConfigError(file="conf/env or the command line", key="env.params", value=cfg.params,
+                              rule=f"the navigation task rejects them: {err}",
+                              fix="use stage 1 or 2 and the fields of NavigationParams "
+                                  "(src/automl/envs/navigation.py)") from None
         return NavigationEnv(num_envs=num_envs, device=device, seed=seed, **cfg.params)
     if cfg.kind == "gymnasium":
         from automl.envs.gym_adapter import GymVectorEnv

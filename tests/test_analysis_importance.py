@@ -1,0 +1,124 @@
+"""hyperparameter_importance.yaml: seed 004's shape, a driving parameter ranks first, fallbacks."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+from fake_study import FakeTrial, lr_driven_trials, make_study
+
+from automl import paths
+from automl.analysis import importance
+from automl.analysis.importance import write_importance
+
+NAMES = {"learning_rate", "lambda_param", "learning_epochs", "policy_hidden_layer_sizes",
+         "torques", "termination"}
+
+
+@pytest.fixture
+def log_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path))
+    return tmp_path
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_learning_rate_drives_the_score_and_ranks_first(log_root: Path) -> None:
+    trials = lr_driven_trials(30)
+    study_paths = make_study("lr", trials)
+    path = write_importance(study_paths)
+    assert path == study_paths.importance_yaml
+    report = load(path)
+    ranking = report["importance_ranking"]
+    assert [r["parameter"] for r in ranking][0] == "learning_rate"
+    assert {r["parameter"] for r in ranking} == NAMES  # PPO, network and reward together
+    assert sum(r["importance"] for r in ranking) == pytest.approx(1.0, abs=1e-3)
+    assert [r["importance"] for r in ranking] == sorted((r["importance"] for r in ranking),
+                                                        reverse=True)
+    assert ranking[0]["importance"] > 0.5
+    best = max(trials, key=lambda t: t.score or 0.0)
+    by_name = {r["parameter"]: r for r in ranking}
+    assert by_name["learning_rate"]["best_value"] == pytest.approx(best.params["learning_rate"],
+                                                                   rel=1e-3)
+    assert by_name["torques"]["best_value"] < 0  # signed native value
+    assert by_name["policy_hidden_layer_sizes"]["best_value"] == \
+        best.params["policy_hidden_layer_sizes"]
+    assert {r["group"] for r in ranking} == {"ppo", "network", "reward"}
+    # The copy for the latest study is the same file.
+    assert paths.latest_importance_yaml().read_text() == path.read_text()
+
+
+def test_report_fields_and_top_configs(log_root: Path) -> None:
+    trials = lr_driven_trials(12, seed=1)
+    study_paths = make_study("fields", trials)
+    report = load(write_importance(study_paths))
+    assert report["evaluator"] == "PedAnovaImportanceEvaluator"
+    assert report["completed_trials"] == 12
+    assert report["study_name"] == "fields"
+    assert report["scoring"] == {"weights": {"success_rate": 1.0, "termination_rate": -0.5},
+                                 "window": 3}
+    assert report["score_definition"] == ("mean of the last 3 evaluation points of "
+                                          "1 * success_rate - 0.5 * termination_rate")
+    assert "generated_at" in report and "note" not in report
+    top = report["top_5_configs"]
+    assert len(top) == 5
+    scores = [c["score"] for c in top]
+    assert scores == sorted(scores, reverse=True)
+    ranked = sorted(range(12), key=lambda i: -(trials[i].score or 0.0))
+    assert [c["config_id"] for c in top] == [f"trial_{i:04d}" for i in ranked[:5]]
+    first = top[0]
+    assert set(first) >= NAMES | {"config_id", "score", "episode_reward_mean", "success_rate"}
+    assert first["episode_reward_mean"] == pytest.approx(10 * scores[0], rel=1e-3)
+
+
+def test_fewer_than_two_completed_trials_still_writes_a_file(log_root: Path) -> None:
+    params = lr_driven_trials(2)[0].params
+    study_paths = make_study("one", [FakeTrial(params, score=0.5),
+                                     FakeTrial(params, score=0.2, state="pruned", points=2)])
+    report = load(write_importance(study_paths))
+    assert report["importance_ranking"] == []
+    assert "1 completed trial" in report["note"] and "at least 2" in report["note"]
+    assert report["completed_trials"] == 1
+    assert len(report["top_5_configs"]) == 1
+
+
+def test_empty_study_writes_a_note(log_root: Path) -> None:
+    report = load(write_importance(make_study("empty", [])))
+    assert report["importance_ranking"] == [] and report["top_5_configs"] == []
+    assert report["completed_trials"] == 0 and "no ranking" in report["note"]
+    assert report["score_definition"].startswith("unknown")
+
+
+def test_evaluator_failure_falls_back_to_a_note(log_root: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    study_paths = make_study("fails", lr_driven_trials(6))
+
+    def boom(*_args: object, **_kwargs: object) -> dict:
+        raise ValueError("all values identical")
+
+    monkeypatch.setattr(importance.optuna.importance, "get_param_importances", boom)
+    report = load(write_importance(study_paths))
+    assert report["importance_ranking"] == []
+    assert "failed" in report["note"] and "all values identical" in report["note"]
+
+
+def test_fanova_without_sklearn_falls_back_to_ped_anova(log_root: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importance.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real(name, *a))
+    report = load(write_importance(make_study("fanova", lr_driven_trials(8)), evaluator="fanova"))
+    assert report["evaluator"] == "PedAnovaImportanceEvaluator"
+    assert "scikit-learn is not installed" in report["evaluator_note"]
+    assert report["importance_ranking"]
+
+
+def test_round_sig() -> None:
+    assert importance.round_sig(0.000123456) == 0.0001235
+    assert importance.round_sig([1.23456, 2]) == [1.235, 2]
+    assert importance.round_sig(float("nan")) is None
+    assert importance.round_sig(-200) == -200

@@ -1,0 +1,260 @@
+"""The built-in navigation task: shapes, device, determinism, its 16 reward terms, falls and success."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, BatchedEnv, StepResult
+from automl.envs.navigation import OBS_DIM, REFERENCE_SCALES, TERMS, NavigationEnv, make_params
+from automl.train import shaped_reward
+
+CPU = torch.device("cpu")
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="no CUDA device"))]
+EPISODE_KEYS = {SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN}
+
+# Observation layout (NavigationEnv._features), for the scripted controller and reset checks.
+GOAL_X, GOAL_Y, DISTANCE, SIN_HEADING_ERR, COS_HEADING_ERR = 0, 1, 2, 3, 4
+TILT, WHEEL_VEL = slice(7, 9), slice(11, 13)
+
+
+def random_actions(generator: torch.Generator, num_envs: int) -> torch.Tensor:
+    return torch.rand(num_envs, 2, generator=generator) * 2.0 - 1.0
+
+
+@dataclass
+class Rollout:
+    """What a random policy saw: each term's range, finished episodes and their outcomes."""
+
+    term_min: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TERMS, math.inf))
+    term_max: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TERMS, -math.inf))
+    episodes: int = 0
+    successes: float = 0.0
+    falls: float = 0.0
+
+
+@pytest.fixture(scope="module")
+def random_rollout() -> Rollout:
+    """256 envs x 600 steps of uniform random actions in [-1, 1]."""
+    env = NavigationEnv(num_envs=256, device=CPU, seed=0)
+    generator = torch.Generator().manual_seed(1)
+    env.reset(seed=0)
+    out = Rollout()
+    for _ in range(600):
+        result = env.step(random_actions(generator, env.num_envs))
+        for term, value in result.terms.items():
+            out.term_min[term] = min(out.term_min[term], float(value.min()))
+            out.term_max[term] = max(out.term_max[term], float(value.max()))
+        done = (result.terminated | result.truncated).float()
+        out.episodes += int(done.sum())
+        out.successes += float((result.episode[SUCCESS] * done).sum())
+        out.falls += float((result.episode[FELL] * done).sum())
+    return out
+
+
+def test_spaces_and_terms() -> None:
+    env = NavigationEnv(num_envs=4, device=CPU, seed=0)
+    assert isinstance(env, BatchedEnv)
+    assert env.observation_space.shape == (OBS_DIM,) == (15,)
+    assert env.action_space.shape == (2,)
+    assert float(env.action_space.low.min()) == -1.0 and float(env.action_space.high.max()) == 1.0
+    assert env.reward_terms == TERMS and len(set(TERMS)) == 16
+    assert tuple(REFERENCE_SCALES) == TERMS
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_reset_and_step_shapes_dtypes_device(device: str) -> None:
+    n = 8
+    env = NavigationEnv(num_envs=n, device=device, seed=0)
+    dev = torch.device(device)
+    obs = env.reset(seed=0)
+    assert obs.shape == (n, OBS_DIM) and obs.dtype == torch.float32 and obs.device.type == dev.type
+    for _ in range(3):
+        result = env.step(torch.zeros(n, 2, device=dev))
+        assert isinstance(result, StepResult)
+        assert result.observations.shape == (n, OBS_DIM)
+        assert result.observations.dtype == torch.float32
+        assert bool(torch.isfinite(result.observations).all())
+        assert tuple(result.terms) == TERMS
+        assert set(result.episode) == EPISODE_KEYS
+        for value in (*result.terms.values(), *result.episode.values()):
+            assert value.shape == (n,) and value.dtype == torch.float32
+            assert value.device.type == dev.type
+        for flag in (result.terminated, result.truncated):
+            assert flag.shape == (n,) and flag.dtype == torch.bool and flag.device.type == dev.type
+    env.close()
+
+
+def rollout_trace(env: NavigationEnv, seed: int, steps: int) -> list[torch.Tensor]:
+    """Everything the env returns over `steps` seeded random steps, flattened to tensors."""
+    generator = torch.Generator().manual_seed(seed)
+    trace = [env.reset(seed=seed)]
+    for _ in range(steps):
+        result = env.step(random_actions(generator, env.num_envs))
+        trace += [result.observations, result.terminated, result.truncated,
+                  *result.terms.values(), *result.episode.values()]
+    return trace
+
+
+def test_same_seed_same_rollout() -> None:
+    steps = 300  # past the first time limits and falls: resets draw from the generator too
+    first = rollout_trace(NavigationEnv(num_envs=64, device=CPU, seed=7), seed=7, steps=steps)
+    again = rollout_trace(NavigationEnv(num_envs=64, device=CPU, seed=7), seed=7, steps=steps)
+    assert len(first) == len(again)
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    # The rollout did cover resets (terminated / truncated flags set somewhere).
+    dones = [t for t in first[1:] if t.dtype == torch.bool]
+    assert any(bool(d.any()) for d in dones)
+
+    # reset(seed=...) restarts the same env's streams: a used env repeats the rollout.
+    env = NavigationEnv(num_envs=64, device=CPU, seed=0)
+    rollout_trace(env, seed=3, steps=20)
+    for a, b in zip(first, rollout_trace(env, seed=7, steps=steps), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_another_seed_another_rollout() -> None:
+    a = NavigationEnv(num_envs=64, device=CPU, seed=7).reset(seed=7)
+    b = NavigationEnv(num_envs=64, device=CPU, seed=8).reset(seed=8)
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("term", TERMS)
+def test_every_term_varies_under_a_random_policy(term: str, random_rollout: Rollout) -> None:
+    low, high = random_rollout.term_min[term], random_rollout.term_max[term]
+    assert math.isfinite(low) and math.isfinite(high)
+    assert high > low, f"reward term {term} is constant ({low}) over 256 envs x 600 random steps"
+
+
+def test_reward_is_the_weighted_sum_of_terms() -> None:
+    env = NavigationEnv(num_envs=32, device=CPU, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    weights = {t: float(torch.randn((), generator=generator)) for t in TERMS}
+    env.reset(seed=0)
+    for _ in range(50):
+        terms = env.step(random_actions(generator, env.num_envs)).terms
+        reward = shaped_reward(terms, weights, num_envs=env.num_envs, device=env.device)
+        expected = sum(weights[t] * terms[t].double() for t in TERMS)
+        assert reward.shape == (env.num_envs,) and reward.dtype == torch.float32
+        assert torch.allclose(reward.double(), expected, rtol=1e-5, atol=1e-5)
+        # One weighted term: exactly that term, scaled; the others do not leak in.
+        assert torch.equal(shaped_reward(terms, {"termination": -200.0}, num_envs=env.num_envs,
+                                         device=env.device), -200.0 * terms["termination"])
+    nothing = shaped_reward(terms, {}, num_envs=env.num_envs, device=env.device)
+    assert torch.equal(nothing, torch.zeros(env.num_envs))
+
+
+def test_episode_return_is_the_reward_under_reference_weights() -> None:
+    # The `return` task metric is computed inside the env; summing the trainer's shaped reward
+    # under the reference weights over each episode must give the same number.
+    env = NavigationEnv(num_envs=64, device=CPU, seed=2)
+    generator = torch.Generator().manual_seed(2)
+    env.reset(seed=2)
+    running = torch.zeros(env.num_envs)
+    checked = 0
+    for _ in range(450):
+        result = env.step(random_actions(generator, env.num_envs))
+        running += shaped_reward(result.terms, REFERENCE_SCALES, num_envs=env.num_envs,
+                                 device=env.device)
+        done = result.terminated | result.truncated
+        if bool(done.any()):
+            assert torch.allclose(result.episode[RETURN][done], running[done], rtol=1e-4, atol=1e-3)
+            checked += int(done.sum())
+            running[done] = 0.0
+    assert checked >= 64  # every env finished at least one episode
+
+
+def bang_bang(step: int, num_envs: int, period: int = 10) -> torch.Tensor:
+    """Full torque forward, then full reverse, switching every `period` steps."""
+    sign = 1.0 if (step // period) % 2 == 0 else -1.0
+    return torch.full((num_envs, 2), sign)
+
+
+def test_an_aggressive_policy_makes_the_body_fall() -> None:
+    n = 64
+    env = NavigationEnv(num_envs=n, device=CPU, seed=0)
+    env.reset(seed=0)
+    fell = torch.zeros(n, dtype=torch.bool)
+    for step in range(40):
+        result = env.step(bang_bang(step, n))
+        terminated = result.terminated
+        # A fall is a termination, its metric and its penalty term, all on the same step.
+        assert torch.equal(result.episode[FELL], terminated.float())
+        assert torch.equal(result.terms["termination"], terminated.float())
+        assert not bool((terminated & result.truncated).any())
+        assert bool((result.episode[SUCCESS][terminated] == 0.0).all())
+        # A fallen env starts over at once: upright, wheels still.
+        assert bool((result.observations[terminated][:, TILT] == 0.0).all())
+        assert bool((result.observations[terminated][:, WHEEL_VEL] == 0.0).all())
+        fell |= terminated
+    assert bool(fell.all()), f"only {int(fell.sum())} of {n} bodies fell under full-torque bang-bang"
+
+
+def test_a_random_policy_rarely_succeeds(random_rollout: Rollout) -> None:
+    assert random_rollout.episodes >= 256  # every env finished at least one episode
+    assert random_rollout.successes / random_rollout.episodes < 0.05
+
+
+def drive_to_goal(obs: torch.Tensor, speed_cmd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A hand-written controller from observations alone: face the goal, drive there with limited
+    acceleration (the body tips), stop, turn to the goal heading. Returns (actions, speed command)."""
+    p = make_params()
+    goal_x, goal_y, distance = obs[:, GOAL_X] * 4.0, obs[:, GOAL_Y] * 4.0, obs[:, DISTANCE] * 4.0
+    heading_err = torch.atan2(obs[:, SIN_HEADING_ERR], obs[:, COS_HEADING_ERR])
+    wheel_vel = obs[:, WHEEL_VEL] * 20.0
+    bearing = torch.atan2(goal_y, goal_x)
+    far = distance > 0.1
+    speed_goal = torch.where(far, (0.8 * distance).clamp(max=0.6) * bearing.cos().clamp(min=0.0) ** 4, 0.0)
+    yaw_rate = torch.where(far, (2.0 * bearing).clamp(-1.5, 1.5), (2.0 * heading_err).clamp(-1.0, 1.0))
+    speed_cmd = speed_cmd + (speed_goal - speed_cmd).clamp(-0.05, 0.05)
+    half_track = yaw_rate * p.track_width / 2.0
+    target = torch.stack((speed_cmd - half_track, speed_cmd + half_track), 1) / p.wheel_radius
+    # Feed-forward against wheel damping plus a proportional term on the wheel speed error.
+    feed_forward = p.wheel_damping * p.wheel_inertia / p.max_torque
+    return (feed_forward * target + 0.1 * (target - wheel_vel)).clamp(-1.0, 1.0), speed_cmd
+
+
+def test_a_careful_controller_succeeds() -> None:
+    # The counterpart of the random-policy test: success is reachable, so "< 5%" above means
+    # the random policy is bad at the task, not that the task cannot be solved.
+    n = 128
+    env = NavigationEnv(num_envs=n, device=CPU, seed=3)
+    obs = env.reset(seed=3)
+    speed_cmd = torch.zeros(n)
+    episodes = successes = falls = 0.0
+    for _ in range(800):
+        actions, speed_cmd = drive_to_goal(obs, speed_cmd)
+        result = env.step(actions)
+        done = result.terminated | result.truncated
+        speed_cmd = torch.where(done, 0.0, speed_cmd)
+        episodes += float(done.sum())
+        successes += float(result.episode[SUCCESS][done].sum())
+        falls += float(result.episode[FELL][done].sum())
+        obs = result.observations
+    assert episodes >= n
+    assert successes / episodes > 0.8, f"{successes:.0f} of {episodes:.0f} episodes succeeded"
+    assert falls / episodes < 0.05
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"stage": 3}, "`stage` is 3"),
+    ({"max_step": 10}, "Unknown navigation parameter(s) ['max_step']"),
+])
+def test_bad_task_parameters_are_refused(kwargs: dict, says: str) -> None:
+    with pytest.raises(ValueError) as info:
+        NavigationEnv(num_envs=2, device=CPU, seed=0, **kwargs)
+    assert says in str(info.value)
+
+
+def test_stage_two_is_harder_and_overrides_apply() -> None:
+    one, two = make_params(1), make_params(2)
+    assert two.goal_distance[1] > one.goal_distance[1] and two.pos_tolerance < one.pos_tolerance
+    env = NavigationEnv(num_envs=4, device=CPU, seed=0, stage=2, max_steps=10, goal_distance=[2.0, 2.5])
+    assert env.p.max_steps == 10 and env.p.goal_distance == (2.0, 2.5)
+    obs = env.reset(seed=0)
+    assert bool(((obs[:, DISTANCE] * 4.0 >= 2.0 - 1e-5) & (obs[:, DISTANCE] * 4.0 <= 2.5 + 1e-5)).all())

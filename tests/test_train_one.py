@@ -1,0 +1,363 @@
+"""train_one end to end: tiny real runs on CartPole and the navigation task, their outputs, eval mode,
+repeatability, bad input (exit 2, one message), divergence and SIGTERM.
+
+The real runs are shared between tests (module-scoped fixtures) to keep the file's runtime modest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from automl import paths, reasons, scoring, tags
+from automl.config import load_run_config
+from automl.envs.navigation import TERMS
+from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from automl.schema import run_config_from_plain
+from automl.tb_reader import Series, read_scalars
+
+REPO = paths.repo_root()
+SUMMARY_KEYS = {"status", "score", "frames", "wall_s", "seed", "git_sha", "packages", "metrics"}
+SKRL_TAGS = ("Loss / Policy loss", "Loss / Value loss", "Policy / Standard deviation")
+"""Some of the tags skrl's PPO writes itself, at our evaluation points."""
+
+# One CPU thread, few mini-batches: tiny runs that still go through every part of the real loop.
+TINY = ["train.threads=1", "ppo.mini_batches=4"]
+CARTPOLE = ["env=cartpole", "train.frames=3000", "train.eval_frequency=1000", *TINY]
+# Episodes of at most 48 steps: every 32-step window between evaluation points sees some end.
+NAVIGATION = ["env=navigation", "env.num_envs=32", "env.device=cpu", "+env.params.max_steps=48",
+              "train.frames=4096", "train.eval_frequency=1024", *TINY]
+NAVIGATION_EVAL_POINTS = [1024, 2048, 3072, 4096]
+CUSTOM = ["env=custom", "+reward.scales.progress=1.0", "+reward.scales.effort=-0.01",
+          "env.num_envs=16", "env.device=cpu", *TINY]
+
+
+def train_one(args: list[str], *, log_root: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python train_one.py ARGS` from the repository root, as a user (or the search) runs it."""
+    env = {**os.environ, paths.LOG_ROOT_ENV: str(log_root)}
+    return subprocess.run([sys.executable, "train_one.py", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@dataclass
+class Run:
+    root: Path
+    args: list[str]
+    process: subprocess.CompletedProcess[str]
+
+    @property
+    def files(self) -> paths.RunPaths:
+        return paths.RunPaths(self.root)
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads(self.files.summary.read_text())
+
+    def scalars(self) -> Series:
+        return read_scalars(self.files.tb)
+
+    def explain(self) -> str:
+        return f"exit {self.process.returncode}\nstdout:\n{self.process.stdout}\nstderr:\n{self.process.stderr}"
+
+
+def real_run(tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str]) -> Run:
+    folder = tmp_path_factory.mktemp(name)
+    root = folder / "run"
+    full = [*args, f"run_dir={root}"]
+    return Run(root=root, args=full, process=train_one(full, log_root=folder / "log"))
+
+
+@pytest.fixture(scope="module")
+def cartpole(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return real_run(tmp_path_factory, "cartpole", CARTPOLE)
+
+
+@pytest.fixture(scope="module")
+def navigation(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return real_run(tmp_path_factory, "navigation", NAVIGATION)
+
+
+@pytest.fixture(params=["cartpole", "navigation"])
+def run(request: pytest.FixtureRequest) -> Run:
+    return request.getfixturevalue(request.param)
+
+
+# --------------------------------------------------------------------------------------------------
+# A real run and what it leaves behind
+
+
+@pytest.mark.slow
+def test_a_tiny_run_completes_and_writes_every_output(run: Run) -> None:
+    assert run.process.returncode == EXIT_OK, run.explain()
+    assert "Traceback" not in run.process.stderr
+    files = run.files
+    assert list(files.tb.glob("events.out.tfevents.*"))
+    for path in (files.config, files.summary, files.model, files.stdout_log):
+        assert path.is_file(), f"{path.name} missing"
+    log = files.stdout_log.read_text()
+    assert "train_one: completed" in log and str(run.root) in log
+
+
+@pytest.mark.slow
+def test_skrl_logs_each_line_once(run: Run) -> None:
+    both = run.process.stdout + run.process.stderr
+    assert both.count("Seed: 42") == 1, both
+
+
+@pytest.mark.slow
+def test_navigation_writes_task_reward_term_and_skrl_tags(navigation: Run) -> None:
+    assert navigation.process.returncode == EXIT_OK, navigation.explain()
+    series = navigation.scalars()
+    wanted = [*tags.TASK_METRIC_TAGS.values(), tags.SCORE, tags.EPISODE_REWARD_MEAN,
+              tags.FRAMES_PER_SECOND, *(tags.reward_term_tag(t) for t in TERMS)]
+    missing = [tag for tag in wanted if tag not in series]
+    assert not missing, f"missing tags {missing}; written: {sorted(series)}"
+    for tag in wanted:  # one point per evaluation point, at step = frames
+        assert [step for step, _ in series[tag]] == NAVIGATION_EVAL_POINTS, tag
+        assert all(math.isfinite(value) for _, value in series[tag]), tag
+    for tag in SKRL_TAGS:
+        assert tag in series, f"skrl tag {tag} missing; written: {sorted(series)}"
+    for tag in (tags.SUCCESS_RATE, tags.TERMINATION_RATE):
+        assert all(0.0 <= value <= 1.0 for _, value in series[tag])
+    assert all(0 < value <= 48 for _, value in series[tags.EPISODE_LENGTH])
+    # A fall costs the termination term 1 on its step: its per-step mean is a fall frequency.
+    assert all(0.0 <= value <= 1.0 for _, value in series[tags.reward_term_tag("termination")])
+
+
+@pytest.mark.slow
+def test_cartpole_writes_task_and_reward_tags(cartpole: Run) -> None:
+    assert cartpole.process.returncode == EXIT_OK, cartpole.explain()
+    series = cartpole.scalars()
+    frames = cartpole.summary()["frames"]
+    # CartPole (gymnasium) reports no success; its task metrics are falls, length and return.
+    for tag in (tags.TERMINATION_RATE, tags.EPISODE_LENGTH, tags.RETURN, tags.SCORE,
+                tags.EPISODE_REWARD_MEAN, tags.reward_term_tag("env_reward"), *SKRL_TAGS):
+        assert tag in series, f"missing {tag}; written: {sorted(series)}"
+    steps = [step for step, _ in series[tags.SCORE]]
+    assert len(steps) == 3 and steps == sorted(steps) and steps[-1] == frames
+    # CartPole pays 1 per step: the episodic return is the episode length.
+    assert series[tags.RETURN] == series[tags.EPISODE_LENGTH]
+    assert all(value == 1.0 for _, value in series[tags.reward_term_tag("env_reward")])
+
+
+@pytest.mark.slow
+def test_score_is_the_window_mean_of_weighted_task_metrics(run: Run) -> None:
+    cfg = run_config_from_plain(yaml.safe_load(run.files.config.read_text()), source="config.yaml")
+    series = run.scalars()
+    points = [scoring.point_score({name: series[tags.TASK_METRIC_TAGS[name]][i][1]
+                                   for name in cfg.scoring.weights}, cfg.scoring.weights)
+              for i in range(len(series[tags.SCORE]))]
+    for i, (_, logged) in enumerate(series[tags.SCORE]):
+        expected = scoring.windowed_score(points[: i + 1], cfg.scoring.window)
+        assert logged == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert run.summary()["score"] == pytest.approx(series[tags.SCORE][-1][1], rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_config_yaml_is_the_resolved_config_and_loads_back(run: Run) -> None:
+    data = yaml.safe_load(run.files.config.read_text())
+    assert set(data) == {"env", "ppo", "network", "reward", "scoring", "train", "run_dir", "mode",
+                         "checkpoint", "episodes", "experiment"}
+    assert data["run_dir"] == str(run.root) and data["mode"] == "train"
+    assert data["ppo"]["mini_batches"] == 4 and data["train"]["threads"] == 1
+    loaded = run_config_from_plain(data, source=str(run.files.config))
+    assert loaded == load_run_config(run.args)  # exactly what the command line composed to
+
+
+@pytest.mark.slow
+def test_navigation_config_yaml_keeps_env_params_and_all_weights(navigation: Run) -> None:
+    data = yaml.safe_load(navigation.files.config.read_text())
+    assert data["env"]["num_envs"] == 32 and data["env"]["params"] == {"stage": 1, "max_steps": 48}
+    assert tuple(data["reward"]["scales"]) == TERMS
+
+
+def git_head() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.slow
+def test_summary_json(run: Run) -> None:
+    summary = run.summary()
+    cfg = load_run_config(run.args)
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["status"] == reasons.STATUS_COMPLETED
+    # Whole steps of num_envs frames, at least train.frames.
+    num_envs = cfg.env.num_envs
+    assert num_envs is not None
+    assert summary["frames"] == math.ceil(cfg.train.frames / num_envs) * num_envs
+    assert summary["seed"] == cfg.train.seed == 42
+    assert 0 < summary["wall_s"] < 300
+    assert summary["git_sha"] == git_head()
+    assert summary["packages"]["torch"] == metadata.version("torch")
+    assert summary["packages"]["skrl"] == metadata.version("skrl")
+    assert isinstance(summary["score"], float) and math.isfinite(summary["score"])
+    metrics = summary["metrics"]
+    assert metrics["frames_per_second"] > 0 and metrics["episodes"] >= 1
+    # The metrics are those of the last evaluation point in TensorBoard.
+    series = run.scalars()
+    for name, tag in tags.TASK_METRIC_TAGS.items():
+        if tag in series:
+            assert metrics[name] == pytest.approx(series[tag][-1][1], rel=1e-6, abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_navigation_summary_has_every_task_metric(navigation: Run) -> None:
+    metrics = navigation.summary()["metrics"]
+    for name in ("success_rate", "termination_rate", "episode_length", "final_distance", "return",
+                 "episode_reward_mean"):
+        assert isinstance(metrics[name], float), name
+
+
+@pytest.mark.slow
+def test_model_pt_loads_with_weights_only(run: Run) -> None:
+    state = torch.load(run.files.model, map_location="cpu", weights_only=True)
+    cfg = load_run_config(run.args)
+    assert state["env"] == cfg.env.name
+    assert state["network"]["policy_hidden_layer_sizes"] == cfg.network.policy_hidden_layer_sizes
+    assert state["policy"] and state["value"]
+    assert all(torch.isfinite(t).all() for t in state["policy"].values())
+    assert state["observation_preprocessor"]  # normalize_observations is on by default
+    assert state["discrete"] == (cfg.env.name == "cartpole")
+
+
+@pytest.mark.slow
+def test_eval_mode_prints_metrics_json(run: Run, tmp_path: Path) -> None:
+    env_args = [a for a in run.args if a.startswith(("env", "+env"))]
+    process = train_one([*env_args, "mode=eval", f"checkpoint={run.files.model}", "episodes=8",
+                         "train.threads=1"], log_root=tmp_path)
+    assert process.returncode == EXIT_OK, process.stderr
+    metrics = json.loads(process.stdout)  # stdout is the JSON and nothing else
+    assert metrics["episodes"] >= 8
+    assert metrics["checkpoint"] == str(run.files.model)
+    assert isinstance(metrics["score"], float) and math.isfinite(metrics["score"])
+    assert 0.0 <= metrics["termination_rate"] <= 1.0
+    assert not list(tmp_path.iterdir())  # eval writes no run folder
+
+
+@pytest.mark.slow
+def test_same_config_and_seed_give_the_same_run(navigation: Run, tmp_path_factory: pytest.TempPathFactory
+                                                ) -> None:
+    again = real_run(tmp_path_factory, "navigation_again", NAVIGATION)
+    assert again.process.returncode == EXIT_OK, again.explain()
+    first, second = navigation.summary(), again.summary()
+    first["metrics"].pop("frames_per_second")
+    second["metrics"].pop("frames_per_second")
+    assert first["metrics"] == second["metrics"]
+    assert first["score"] == second["score"] and first["frames"] == second["frames"]
+    a = torch.load(navigation.files.model, weights_only=True)
+    b = torch.load(again.files.model, weights_only=True)
+    for part in ("policy", "value", "observation_preprocessor"):
+        for key, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][key]), f"{part}.{key} differs"
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: exit 2, one message naming key, value and rule, no traceback
+
+
+BAD_INPUT = [
+    (["ppo.foo=1"], ["`ppo.foo`", "not a known key", "learning_rate"]),
+    (["ppo.learning_rate=abc"], ["`ppo.learning_rate` is 'abc'", "must be a number"]),
+    (["network=huge"], ["`network` is 'huge'", "options: deep, large, medium, small"]),
+    (["env.num_envs=0"], ["`env.num_envs` is 0", "positive integer"]),
+    (["train.frames=0"], ["`train.frames` is 0", "positive number of frames"]),
+    (["train.frames=-100"], ["`train.frames` is -100", "positive number of frames"]),
+    (["env=cartpole", "+reward.scales.bogus=1.0"],
+     ["`reward.scales.bogus`", "exposes no term `bogus`", "its terms: env_reward"]),
+    (["env=navigation", "env.num_envs=8", "+reward.scales.bogus=1.0"],
+     ["`reward.scales.bogus`", "exposes no term `bogus`", f"its terms: {', '.join(TERMS)}"]),
+    (["env=navigation", "env.num_envs=8", "+env.params.max_step=10"],
+     ["`env.params`", "Unknown navigation parameter(s) ['max_step']"]),
+    (["env=custom"], ["`env.factory`", "has no value"]),
+    (["mode=eval", "checkpoint=MISSING"], ["`checkpoint`", "does not exist"]),
+]
+
+
+@pytest.mark.parametrize("args, says", BAD_INPUT, ids=[" ".join(args) for args, _ in BAD_INPUT])
+def test_bad_input_exits_2_with_one_message(args: list[str], says: list[str], tmp_path: Path) -> None:
+    args = [a.replace("MISSING", str(tmp_path / "no_run" / "model.pt")) for a in args]
+    process = train_one([*args, f"run_dir={tmp_path / 'run'}", "train.threads=1"],
+                        log_root=tmp_path / "log")
+    output = process.stdout + process.stderr
+    assert process.returncode == EXIT_BAD_INPUT, output
+    assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output
+    errors = [line for line in process.stderr.splitlines() if line.startswith("train_one: error:")]
+    assert len(errors) == 1, process.stderr
+    for text in says:
+        assert text in errors[0]
+    assert "Fix:" in errors[0]
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Runs that end early: divergence and SIGTERM
+
+
+@pytest.mark.slow
+def test_nan_observations_end_the_run_as_diverged(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    process = train_one([*CUSTOM, "env.factory=tests.nan_env_factory:make", "+env.params.nan_after=30",
+                         "train.frames=20000", "train.eval_frequency=4000", f"run_dir={root}"],
+                        log_root=tmp_path / "log")
+    assert process.returncode == EXIT_FAILURE, process.stderr
+    assert "Traceback" not in process.stderr
+    summary = json.loads((root / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["status"] == reasons.STATUS_DIVERGED
+    assert "NaN" in summary["message"]
+    # Caught at the first update after step 30 (rollouts=24): long before the budget ran out.
+    assert 30 * 16 <= summary["frames"] <= 2 * 24 * 16
+    assert "diverged" in (root / "stdout.log").read_text()
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_run_and_writes_its_summary(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    log = paths.RunPaths(root).stdout_log
+    env = {**os.environ, paths.LOG_ROOT_ENV: str(tmp_path / "log")}
+    process = subprocess.Popen(
+        [sys.executable, "train_one.py", *CUSTOM, "env.factory=tests.custom_env_factory:make",
+         "train.frames=100000000", "train.progress_seconds=0.5", f"run_dir={root}"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Training has started once a progress line with frames > 0 is in stdout.log.
+        wait_for(lambda: log.is_file() and re.search(r"frames [1-9][\d,]*/", log.read_text()),
+                 timeout=120, what="the first progress line")
+        process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        stdout, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert took < 10, f"train_one took {took:.1f} s to stop after SIGTERM"
+    assert process.returncode == EXIT_FAILURE, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["status"] == reasons.STATUS_STOPPED
+    assert 0 < summary["frames"] < 100_000_000
+    assert (root / "model.pt").is_file()  # a stopped run keeps what it learned
+    torch.load(root / "model.pt", weights_only=True)
