@@ -74,7 +74,8 @@ def test_hyperband_prunes_bad_trials_before_they_finish(tmp_path):
 def test_plateau_and_drop_stoppers_end_flat_and_falling_curves(tmp_path):
     # rollouts 24: plateau curve 0.4 0.8 1 1 1 1 ...; rollouts 48: drop curve 0.2 0.4 .. 1 0 ...
     # With patience 3 and drop 0.3 both fire at the 6th point (60k frames) of 10.
-    behaviour = write_behaviour(tmp_path, "curves", seconds_per_point=0.05, curve="plateau",
+    # 0.1 s per point: the verdict at 60k has 0.4 s to reach the trial before it would finish.
+    behaviour = write_behaviour(tmp_path, "curves", seconds_per_point=0.1, curve="plateau",
                                 rules=[{"when": {"ppo.rollouts": 48}, "curve": "drop"}])
     argv = search_argv(study="stoppers", space="two_by_two.yaml", behaviour=behaviour,
                        hp_trials=4, flags=["--pruner", "none", "--search-method", "grid"],
@@ -149,6 +150,16 @@ def test_grid_search_visits_every_combination_once(tmp_path, capsys):
     assert len(trials(sp)) == 4
     assert "search ended (grid)" in capsys.readouterr().out
 
+
+
+def test_grid_search_with_priors_visits_every_combination_once(tmp_path):
+    behaviour = write_behaviour(tmp_path, "fast", seconds_per_point=0.02)
+    argv = search_argv(study="grid_priors", space="two_by_two_priors.yaml", behaviour=behaviour,
+                       hp_trials=4, flags=["--search-method", "grid", "--pruner", "none"])
+    assert run_search(argv) == 0
+    combos = sorted((float(r["learning_rate"]), int(r["rollouts"]))
+                    for r in rows(StudyPaths.for_study("grid_priors")))
+    assert combos == [(1e-4, 24), (1e-4, 48), (3e-4, 24), (3e-4, 48)]
 
 # ------------------------------------------------------------------------------------- outputs
 PRIORS = {"learning_rate": 3e-4, "rollouts": 48, "learning_epochs": 6,

@@ -57,8 +57,9 @@ def fates(tmp_path_factory):
             {"when": {"ppo.learning_epochs": 6}, "nan_at": 30_000},
             {"when": {"ppo.learning_epochs": 7}, "hang_at": 30_000},
             {"when": {"ppo.learning_epochs": 8}, "die_at": 30_000}])
+        # The budget (54 s) bounds the run should the hung trial never be killed.
         argv = search_argv(study="fates", space="epochs.yaml", behaviour=behaviour, hp_trials=5,
-                           flags=["--search-method", "grid", "--pruner", "none",
+                           budget_hours=0.015, flags=["--search-method", "grid", "--pruner", "none",
                                   "--max-failure-rate", "1.0",
                                   "--trial-timeout", str(TRIAL_TIMEOUT_S)])
         try:

@@ -171,5 +171,5 @@ def test_crc_matches_tensorboard(data: bytes) -> None:
 def test_importing_the_reader_pulls_in_no_heavy_framework() -> None:
     heavy = ("torch", "tensorflow", "skrl", "numpy")
     code = f"import sys, automl.tb_reader; print(sorted(set({heavy!r}) & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

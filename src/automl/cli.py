@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from automl import paths, reasons, records
+from automl import paths, reasons, records, reports
 from automl.config import compose, load_run_config, to_run_config
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ConfigError
 from automl.launcher import default_worker, detect_gpus, plan_slots
@@ -25,6 +25,7 @@ from automl.paths import StudyPaths
 from automl.schema import RunConfig
 from automl.space import SearchSpace, load_space
 from automl.study import PRUNERS, SEARCH_METHODS, open_storage, study_exists
+from automl.summary import read_summary
 
 MODES = ("stage", "search", "validate", "report")
 DEFAULT_SPACE = "templates/ppo_search_space.yaml"
@@ -208,12 +209,13 @@ def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
         pruner=make_pruner(args.pruner, grace=plan.grace_frames, frames=plan.frames))
     if not exists:
         plan.space.dump(sp.search_space)
-        if plan.space.prior_params():
+        # Grid search visits every combination anyway: an enqueued prior would repeat one.
+        if plan.space.prior_params() and args.search_method != "grid":
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
     return study
 
 
-def recover_trials(study: optuna.Study) -> list[int]:
+def recover_trials(study: optuna.Study, plan: Plan) -> list[int]:
     """--resume: fail RUNNING trials of dead local orchestrators; run interrupted ones again."""
     host = socket.gethostname()
     retried = {t.user_attrs.get(records.RETRY_OF) for t in study.get_trials(deepcopy=False)}
@@ -229,11 +231,26 @@ def recover_trials(study: optuna.Study) -> list[int]:
             study._storage.set_trial_user_attr(t._trial_id, records.ERROR_TAIL,
                                                "the orchestrator running it died")
             study._storage.set_trial_user_attr(t._trial_id, records.INTERRUPTED, True)
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            try:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            except RuntimeError:  # GridSampler.after_trial calls study.stop(), outside optimize()
+                pass
+            _record_dead(plan, t)
         if (dead or attrs.get(records.INTERRUPTED)) and t.number not in retried:
             study.enqueue_trial(t.params, user_attrs={records.RETRY_OF: t.number})
             again.append(t.number)
     return again
+
+
+def _record_dead(plan: Plan, trial: optuna.trial.FrozenTrial) -> None:
+    """The trial_final.csv row of a trial whose orchestrator died (every ended trial has one)."""
+    names = plan.space.names
+    values = plan.space.from_optuna(trial.params) if set(names) <= trial.params.keys() else {}
+    summary = read_summary(plan.study_paths.trial_run(trial.number).summary) or {}
+    reports.append_trial_final(plan.study_paths, {
+        "trial": trial.number, "frames": int(summary.get("frames") or 0), "score": None,
+        "stop_reason": reasons.ERROR, "wall_s": None, **values,
+        "error_tail": "the orchestrator running it died"}, names)
 
 
 def _alive(pid: Any) -> bool:

@@ -66,7 +66,7 @@ class StageLog:
 def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget_s: float) -> Outcome:
     """The search stage: one Optuna study, trials in asynchronous slots, until a limit is hit."""
     study = open_study(args, plan)
-    again = recover_trials(study) if args.resume else []
+    again = recover_trials(study, plan) if args.resume else []
     slots = slots_for(args, plan)
     forkserver = FORKSERVER.get("server")
     reports.write_meta(plan.study_paths, argv=argv, extra={

@@ -27,6 +27,7 @@ from automl.tb_reader import EventTail
 
 POLL_S = 0.25
 STATE_EVERY_S = 5.0
+TRAINED_REFRESH_S = 2.0
 MAX_CONSTRAINT_REJECTIONS = 1000
 """Consecutive constraint rejections after which the space is taken to be infeasible."""
 
@@ -111,6 +112,28 @@ class Scheduler:
         self.rejections = 0
         self.next_state = 0.0
         self.best: tuple[float, int, dict[str, Any]] | None = None
+        self._trained: int | None = None
+        self._trained_at = 0.0
+        self.earlier: dict[str, int] = {r: 0 for r in reasons.ALL}
+        """Trials that sessions before this one (--resume) ended, by stop reason."""
+        self._count_earlier()
+
+    def _count_earlier(self) -> None:
+        """--resume: trials ended before count in the state and the best so far (not in this
+        session's failure rate, so a fixed cause of failures does not stop the study again)."""
+        for t in self.study.get_trials(deepcopy=False):
+            reason = t.user_attrs.get(records.STOP_REASON)
+            if (t.user_attrs.get(records.PHASE, "search") != "search" or reason not in self.earlier
+                    or not t.state.is_finished()):
+                continue
+            self.earlier[reason] += 1
+            if t.state == TrialState.COMPLETE and t.value is not None and (
+                    self.best is None or t.value > self.best[0]):
+                try:
+                    values = self.s.space.from_optuna(t.params)
+                except (KeyError, ValueError):  # resumed with another space file
+                    values = dict(t.params)
+                self.best = (t.value, t.number, values)
 
     # -------------------------------------------------------------------------------- main loop
     def run(self) -> Outcome:
@@ -155,9 +178,21 @@ class Scheduler:
 
     # ------------------------------------------------------------------------------- launching
     def trained_count(self) -> int:
-        """Trials of the study that count toward --hp-trials (all but constraint/interrupted)."""
+        """Trials of the study that count toward --hp-trials (all but constraint/interrupted).
+
+        Read from the storage at most every TRAINED_REFRESH_S (other orchestrators may share the
+        study); launches of this process are added in between, so the loop does not re-read every
+        trial on each poll."""
+        now = time.monotonic()
+        if self._trained is None or now - self._trained_at > TRAINED_REFRESH_S:
+            self._trained, self._trained_at = self._count_trained(), now
+        return self._trained
+
+    def _count_trained(self) -> int:
         count = 0
         for t in self.study.get_trials(deepcopy=False):
+            if t.state == TrialState.WAITING:  # enqueued (prior, retry): counted once launched
+                continue
             attrs = t.user_attrs
             if attrs.get(records.PHASE, "search") != "search":
                 continue
@@ -224,6 +259,8 @@ class Scheduler:
                          error_tail="violates: " + "; ".join(violated))
             return
         self.rejections = 0
+        if self._trained is not None:
+            self._trained += 1
         slot = self.free.pop(0)
         run = self.paths.trial_run(trial.number)
         trial.set_user_attr(records.RUN_DIR, str(run.root.relative_to(self.paths.root)))
@@ -325,11 +362,13 @@ class Scheduler:
                 self._report(r, frames, value, decide=False)
         summary = read_summary(r.proc.run.summary) or {}
         reason, error_tail = r.reason, ""
+        finished_anyway = code == 0 and summary.get("status") == "completed"
+        if reason == reasons.PRUNED and finished_anyway:
+            # It trained all its frames before the stop reached it: a full-budget result, not a
+            # pruned one. (A stopper's verdict stands: plateau and drop trials keep their score.)
+            reason = None
         if reason is None:
-            if code == 0 and summary.get("status") == "completed":
-                reason = reasons.COMPLETED
-            else:
-                reason = reasons.ERROR
+            reason = reasons.COMPLETED if finished_anyway else reasons.ERROR
         if reason in (reasons.ERROR, reasons.TIMEOUT):
             detail = r.error or summary.get("message", "")
             error_tail = "\n".join(x for x in (detail, f"exit code {code}", r.proc.stderr_tail())
@@ -354,6 +393,8 @@ class Scheduler:
         if reason == reasons.BUDGET:
             trial.set_user_attr(records.INTERRUPTED, True)
         state = STATE_OF_REASON[reason]
+        if state == TrialState.FAIL:
+            score = math.nan  # a failed trial has no result, whatever it reported before
         if state == TrialState.COMPLETE and not math.isfinite(score):
             state, reason = TrialState.FAIL, reasons.ERROR  # completed without any score point
             trial.set_user_attr(records.STOP_REASON, reason)
@@ -420,7 +461,8 @@ class Scheduler:
                          "score": r.score if math.isfinite(r.score) else None,
                          "elapsed_s": round(time.monotonic() - r.proc.started, 1)}
                         for n, r in sorted(self.running.items())],
-            "finished": {k: v for k, v in self.finished.items() if v},
+            "finished": {k: v + self.earlier[k] for k, v in self.finished.items()
+                         if v + self.earlier[k]},
             "trained": self.trained_count(),
             "hp_trials": self.s.hp_trials,
             "best": best,

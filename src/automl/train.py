@@ -214,12 +214,7 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     from automl.envs.registry import make_env, resolve_device
 
     start = time.monotonic()
-    run.root.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run.config)
-    log = run.stdout_log.open("a")
-    out = Tee(log, None if cfg.train.quiet else sys.__stdout__)
     stop = _install_stop_handlers()
-
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     from skrl import logger as skrl_logger
     from skrl.utils import set_seed
@@ -231,7 +226,15 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     set_seed(cfg.train.seed, deterministic=False)
     device = resolve_device(cfg.env.device)
     env = make_env(cfg.env, device=device, seed=cfg.train.seed)
-    weights = reward_weights(cfg, env)
+    try:
+        weights = reward_weights(cfg, env)  # bad input: nothing written yet
+    except ConfigError:
+        env.close()
+        raise
+    run.root.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, run.config)
+    log = run.stdout_log.open("a")
+    out = Tee(log, None if cfg.train.quiet else sys.__stdout__)
     timesteps = math.ceil(cfg.train.frames / env.num_envs)
     agent = build_agent(cfg, env, run, timesteps)
     writer = agent.writer

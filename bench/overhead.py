@@ -1,0 +1,81 @@
+"""Orchestrator overhead per trial (scheduling, event-file polling, CSV and YAML writes), measured
+with the stand-in worker so no training time is mixed in.
+
+    uv run python bench/overhead.py [--trials 200] [--workers 2]
+
+Runs the search loop in this process twice, with N/4 and N trials, and prints the search loop's own
+CPU seconds per trial (set-up and the final reports excluded; process CPU time: the stand-in trials
+are other processes) for each and their ratio: the baseline is the small study, so a ratio near 1
+means no growth with the number of trials.
+Target: < 50 ms per trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def run_search(trials: int, workers: int, tmp: Path) -> tuple[float, float]:
+    """Orchestrator CPU seconds and wall seconds for a search of `trials` stand-in trials."""
+    from automl.cli import main
+    from automl.scheduler import Scheduler
+
+    loop_cpu: list[float] = []
+    original = Scheduler.run
+
+    def timed_run(self: Scheduler):  # noqa: ANN202 - the search loop alone, not set-up or reports
+        start = time.process_time()
+        try:
+            return original(self)
+        finally:
+            loop_cpu.append(time.process_time() - start)
+
+    Scheduler.run = timed_run  # type: ignore[method-assign]
+
+    behaviour = tmp / "behaviour.json"
+    behaviour.write_text(json.dumps({"seconds_per_point": 0.0,
+                                     "score": {"param": "ppo.learning_rate", "target": 3e-4,
+                                               "log": True}}))
+    worker = f"{sys.executable} {ROOT / 'tests' / 'standin_worker.py'} --behaviour {behaviour}"
+    os.environ["AUTOML_LOG_ROOT"] = str(tmp / f"log{trials}")
+    wall = time.monotonic()
+    code = main(["--mode", "search", "--quiet", "--hp-trials", str(trials), "--workers", str(workers),
+                 "--search-method", "random", "--pruner", "none", "--budget-hours", "2",
+                 "--space", str(ROOT / "templates" / "fine_tuning.yaml"), "--worker", worker,
+                 "--study-name", f"overhead{trials}", "train.frames=50000",
+                 "train.eval_frequency=10000"])
+    Scheduler.run = original  # type: ignore[method-assign]
+    if code != 0:
+        raise SystemExit(f"search failed with exit code {code}")
+    return loop_cpu[0], time.monotonic() - wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        small = max(10, args.trials // 4)
+        cpu_small, wall_small = run_search(small, args.workers, Path(tmp))
+        cpu_big, wall_big = run_search(args.trials, args.workers, Path(tmp))
+    per_small, per_big = cpu_small / small * 1000, cpu_big / args.trials * 1000
+    print(f"{small:4d} trials: orchestrator CPU {cpu_small:6.2f} s = {per_small:5.1f} ms/trial "
+          f"(wall {wall_small:.0f} s)")
+    print(f"{args.trials:4d} trials: orchestrator CPU {cpu_big:6.2f} s = {per_big:5.1f} ms/trial "
+          f"(wall {wall_big:.0f} s)")
+    print(f"growth: {per_big / per_small:.2f}x per trial at {args.trials} vs {small} trials "
+          f"(1.0 = none); target < 50 ms/trial")
+
+
+if __name__ == "__main__":
+    main()
