@@ -62,7 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
     parser.add_argument("--device", default="both", choices=["cpu", "cuda", "both"])
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (a search trial on CPU uses 1 by default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seconds = 1.0 if args.quick else 3.0

@@ -69,6 +69,8 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
     again = recover_trials(study, plan) if args.resume else []
     slots = slots_for(args, plan)
     forkserver = FORKSERVER.get("server")
+    if forkserver is not None:
+        forkserver.wait_ready()  # its imports, once, before the search clock and slots start
     reports.write_meta(plan.study_paths, argv=argv, extra={
         "mode": args.mode, "storage": plan.storage_url, "search_method": args.search_method,
         "pruner": args.pruner, "slots": len(slots), "budget_hours": args.budget_hours,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import socket
 import sys
 import time
@@ -28,35 +29,34 @@ def _csv_value(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _rewrite_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+def _append_csv(path: Path, header: Sequence[str], row: Mapping[str, Any]) -> None:
+    """Append one row (and the header to a new file) with a single O_APPEND write: readers never
+    see half a row, several orchestrators sharing a study folder never overwrite each other's rows,
+    and the cost does not grow with the file."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(header), extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        if os.fstat(fd).st_size == 0:
+            writer.writeheader()
         writer.writerow({k: _csv_value(v) for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+        os.write(fd, buffer.getvalue().encode())
+    finally:
+        os.close(fd)
 
 
 def append_trial_final(study_paths: StudyPaths, row: Mapping[str, Any],
                        param_names: Sequence[str]) -> None:
-    """One row the moment a trial ends (the file is rewritten whole, atomically)."""
-    header = [*records.TRIAL_FINAL_COLUMNS, *param_names, "error_tail"]
-    rows = [*_read_csv(study_paths.trial_final_csv), dict(row)]
-    _rewrite_csv(study_paths.trial_final_csv, header, rows)
+    """One row the moment a trial ends."""
+    _append_csv(study_paths.trial_final_csv,
+                [*records.TRIAL_FINAL_COLUMNS, *param_names, "error_tail"], row)
 
 
 def append_threshold_hit(study_paths: StudyPaths, row: Mapping[str, Any]) -> None:
     """First time a trial's score crosses --target-score."""
-    header = ["trial", "frames", "score", "elapsed_s", "time"]
-    rows = [*_read_csv(study_paths.threshold_hits_csv), dict(row)]
-    _rewrite_csv(study_paths.threshold_hits_csv, header, rows)
+    _append_csv(study_paths.threshold_hits_csv, ["trial", "frames", "score", "elapsed_s", "time"],
+                row)
 
 
 def write_state(study_paths: StudyPaths, state: Mapping[str, Any]) -> None:

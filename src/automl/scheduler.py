@@ -25,7 +25,8 @@ from automl.stoppers import DropStopper, PlateauStopper, StopperSet
 from automl.summary import read_summary
 from automl.tb_reader import EventTail
 
-POLL_S = 0.25
+POLL_S = 0.1
+"""Seconds between two polls of the running trials: a freed slot waits at most this long."""
 STATE_EVERY_S = 5.0
 TRAINED_REFRESH_S = 2.0
 MAX_CONSTRAINT_REJECTIONS = 1000

@@ -170,6 +170,11 @@ def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):
     memory = RandomMemory(memory_size=p.rollouts, num_envs=env.num_envs, device=env.device)
     agent = PPO(models=models, memory=memory, observation_space=env.observation_space,
                 action_space=env.action_space, device=env.device, cfg=ppo_cfg)
+    # The same Adam, fused: one kernel per step instead of several small ops per parameter tensor
+    # (about a sixth of a CPU update's time otherwise).
+    params = [*agent.policy.parameters(), *agent.value.parameters()]
+    agent.optimizer = torch.optim.Adam(params, lr=p.learning_rate, fused=True)
+    agent.checkpoint_modules["optimizer"] = agent.optimizer
     agent.init()
     agent.enable_training_mode(True)
     return agent

@@ -115,36 +115,37 @@ class NavigationEnv:
         self.generator.manual_seed(seed)
         n, dev = num_envs, self.device
         zeros = lambda *shape: torch.zeros(*shape, device=dev)  # noqa: E731
-        self.pos, self.goal = zeros(n, 2), zeros(n, 2)
+        # Pairs are stored channel-first, (2, num_envs): every row is contiguous, so per-pair
+        # sums and the observation's concatenation are plain memory copies (CPU speed).
+        self.pos, self.goal = zeros(2, n), zeros(2, n)
         self.yaw, self.goal_yaw = zeros(n), zeros(n)
-        self.wheel_vel, self.last_action = zeros(n, 2), zeros(n, 2)
-        self.tilt, self.tilt_rate = zeros(n, 2), zeros(n, 2)  # (pitch, roll)
+        self.wheel_vel, self.last_action = zeros(2, n), zeros(2, n)
+        self.tilt, self.tilt_rate = zeros(2, n), zeros(2, n)  # (pitch, roll)
         self.last_distance, self.arrived = zeros(n), torch.zeros(n, dtype=torch.bool, device=dev)
         self.steps = torch.zeros(n, dtype=torch.long, device=dev)
         self.ret = zeros(n)
         self.ref_scales = torch.tensor([REFERENCE_SCALES[t] for t in TERMS], device=dev)
 
     # ----------------------------------------------------------------------------------------------
-    def _uniform(self, n: int, low: float, high: float, *extra: int) -> torch.Tensor:
-        u = torch.rand(n, *extra, generator=self.generator, device=self.device)
+    def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
+        u = torch.rand(n, generator=self.generator, device=self.device)
         return low + (high - low) * u
 
     def _reset_ids(self, ids: torch.Tensor) -> None:
         n = ids.numel()
         if n == 0:
             return
-        self.pos[ids] = 0.0
         self.yaw[ids] = self._uniform(n, -math.pi, math.pi)
         dist = self._uniform(n, *self.p.goal_distance)
         bearing = self._uniform(n, -math.pi, math.pi)
-        self.goal[ids] = torch.stack((dist * torch.cos(bearing), dist * torch.sin(bearing)), dim=1)
+        self.goal[:, ids] = torch.stack((dist * torch.cos(bearing), dist * torch.sin(bearing)))
         self.goal_yaw[ids] = self._uniform(n, -math.pi, math.pi)
-        for t in (self.wheel_vel, self.last_action, self.tilt, self.tilt_rate):
-            t[ids] = 0.0
+        for pair in (self.pos, self.wheel_vel, self.last_action, self.tilt, self.tilt_rate):
+            pair.index_fill_(1, ids, 0.0)
         self.last_distance[ids] = dist
-        self.arrived[ids] = False
-        self.steps[ids] = 0
-        self.ret[ids] = 0.0
+        self.arrived.index_fill_(0, ids, False)
+        self.steps.index_fill_(0, ids, 0)
+        self.ret.index_fill_(0, ids, 0.0)
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         if seed is not None:
@@ -160,77 +161,77 @@ class NavigationEnv:
     # ----------------------------------------------------------------------------------------------
     def _goal_frame(self, ids: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Goal offset in the body frame, distance, bearing error and final-heading error."""
+        """Goal offset in the body frame (2, n), distance, bearing error, final-heading error."""
         goal, pos, yaw, goal_yaw = self.goal, self.pos, self.yaw, self.goal_yaw
         if ids is not None:
-            goal, pos, yaw, goal_yaw = goal[ids], pos[ids], yaw[ids], goal_yaw[ids]
-        delta = goal - pos
+            goal, pos, yaw, goal_yaw = goal[:, ids], pos[:, ids], yaw[ids], goal_yaw[ids]
+        dx, dy = goal - pos
         cos, sin = torch.cos(yaw), torch.sin(yaw)
-        local_x = cos * delta[:, 0] + sin * delta[:, 1]
-        local_y = -sin * delta[:, 0] + cos * delta[:, 1]
-        distance = torch.sqrt(local_x.square() + local_y.square())
-        bearing_err = torch.atan2(local_y, local_x)
+        local = torch.stack((cos * dx + sin * dy, cos * dy - sin * dx))
+        distance = torch.sqrt(local.square().sum(0))  # vector_norm over dim 0 is slow on CPU
+        bearing_err = torch.atan2(local[1], local[0])
         heading_err = wrap_angle(goal_yaw - yaw)
-        return torch.stack((local_x, local_y), 1), distance, bearing_err, heading_err
+        return local, distance, bearing_err, heading_err
 
     def _body_velocity(self, wheel_vel: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-        wheel_vel = self.wheel_vel if wheel_vel is None else wheel_vel
+        left, right = self.wheel_vel if wheel_vel is None else wheel_vel
         r = self.p.wheel_radius
-        speed = r * wheel_vel.mean(1)
-        yaw_rate = r * (wheel_vel[:, 1] - wheel_vel[:, 0]) / self.p.track_width
-        return speed, yaw_rate
+        return r * 0.5 * (left + right), (r / self.p.track_width) * (right - left)
 
     def _observe(self, ids: torch.Tensor | None = None) -> torch.Tensor:
         local, distance, _, heading_err = self._goal_frame(ids)
-        wheel_vel = self.wheel_vel if ids is None else self.wheel_vel[ids]
+        wheel_vel = self.wheel_vel if ids is None else self.wheel_vel[:, ids]
         speed, yaw_rate = self._body_velocity(wheel_vel)
         return self._features(local, distance, heading_err, speed, yaw_rate, ids)
 
     def _features(self, local: torch.Tensor, distance: torch.Tensor, heading_err: torch.Tensor,
                   speed: torch.Tensor, yaw_rate: torch.Tensor, ids: torch.Tensor | None = None
                   ) -> torch.Tensor:
+        """(n, 15): goal offset, distance, heading error (sin, cos), speed, yaw rate, tilt,
+        tilt rate, wheel speeds, last action; scaled to about [-1, 1]."""
         state = (self.tilt, self.tilt_rate, self.wheel_vel, self.last_action)
         tilt, tilt_rate, wheel_vel, last_action = (
-            state if ids is None else tuple(t[ids] for t in state))
-        return torch.cat((
-            local / 4.0, (distance / 4.0).unsqueeze(1),
-            torch.stack((torch.sin(heading_err), torch.cos(heading_err), speed, yaw_rate / 4.0), 1),
-            tilt / self.p.tip_limit, tilt_rate / 4.0, wheel_vel / 20.0, last_action,
-        ), dim=1)
+            state if ids is None else tuple(t[:, ids] for t in state))
+        rows = torch.cat((
+            local * 0.25, (distance * 0.25).unsqueeze(0),
+            torch.stack((torch.sin(heading_err), torch.cos(heading_err), speed, yaw_rate * 0.25)),
+            tilt / self.p.tip_limit, tilt_rate * 0.25, wheel_vel * 0.05, last_action,
+        ))
+        return rows.T.contiguous()
 
     def step(self, actions: torch.Tensor) -> StepResult:
         p = self.p
-        action = actions.to(self.device, torch.float32).clamp(-1.0, 1.0)
+        action = actions.to(self.device, torch.float32).T.clamp(-1.0, 1.0).contiguous()
         torque = action * p.max_torque
         old_speed, _ = self._body_velocity()
         wheel_acc = torque / p.wheel_inertia - p.wheel_damping * self.wheel_vel
         self.wheel_vel = self.wheel_vel + wheel_acc * p.dt
         speed, yaw_rate = self._body_velocity()
         self.yaw = wrap_angle(self.yaw + yaw_rate * p.dt)
-        heading = torch.stack((torch.cos(self.yaw), torch.sin(self.yaw)), 1)
-        self.pos = self.pos + heading * (speed * p.dt).unsqueeze(1)
+        step = speed * p.dt
+        self.pos = self.pos + torch.stack((torch.cos(self.yaw) * step, torch.sin(self.yaw) * step))
 
         # Suspension: forward acceleration pitches the body, centripetal acceleration rolls it.
         forward_acc = (speed - old_speed) / p.dt
-        lateral_acc = speed * yaw_rate
-        drive = torch.stack((-forward_acc, lateral_acc), 1) * p.tilt_gain * p.suspension_stiffness
+        drive = torch.stack((-forward_acc, speed * yaw_rate)) * (p.tilt_gain * p.suspension_stiffness)
         tilt_acc = drive - p.suspension_stiffness * self.tilt - p.suspension_damping * self.tilt_rate
         self.tilt_rate = self.tilt_rate + tilt_acc * p.dt
         self.tilt = self.tilt + self.tilt_rate * p.dt
-        lin_vel_z = p.body_height * (torch.sin(self.tilt) * self.tilt_rate).sum(1)
+        lin_vel_z = p.body_height * (torch.sin(self.tilt) * self.tilt_rate).sum(0)
 
         local, distance, bearing_err, heading_err = self._goal_frame()
         self.steps += 1
-        fell = (self.tilt.abs() > p.tip_limit).any(1)
+        fell = (self.tilt.abs() > p.tip_limit).any(0)
         timeout = (self.steps >= p.max_steps) & ~fell
         near = torch.exp(-distance / 0.5)
         first_arrival = (distance < p.arrival_radius) & ~self.arrived
         self.arrived |= first_arrival
         # Far from the goal the robot should face the goal; close to it, the goal heading.
-        track_err = torch.where(distance < 0.5, heading_err, bearing_err).abs()
+        abs_heading_err = heading_err.abs()
+        track_err = torch.where(distance < 0.5, abs_heading_err, bearing_err.abs())
         toward_goal = speed * torch.cos(bearing_err)
-        aligned = torch.exp(-heading_err.abs() / 0.3)
+        aligned = torch.exp(-abs_heading_err / 0.3)
 
         dt = p.dt
         terms = {
@@ -243,24 +244,24 @@ class NavigationEnv:
             "stop_scale": torch.exp(-speed.abs() / 0.1) * near * dt,
             # Still once aligned: turning towards the goal heading must not cost this bonus.
             "zero_ang_bonus": torch.exp(-yaw_rate.abs() / 0.2) * aligned * near * dt,
-            "orientation": self.tilt.square().sum(1) * dt,
+            "orientation": self.tilt.square().sum(0) * dt,
             "lin_vel_z": lin_vel_z.square() * dt,
-            "ang_vel_xy": self.tilt_rate.square().sum(1) * dt,
-            "torques": torque.square().sum(1) * dt,
-            "dof_vel": self.wheel_vel.square().sum(1) * dt,
-            "dof_acc": wheel_acc.square().sum(1) * dt,
-            "action_rate": (action - self.last_action).square().sum(1),
+            "ang_vel_xy": self.tilt_rate.square().sum(0) * dt,
+            "torques": torque.square().sum(0) * dt,
+            "dof_vel": self.wheel_vel.square().sum(0) * dt,
+            "dof_acc": wheel_acc.square().sum(0) * dt,
+            "action_rate": (action - self.last_action).square().sum(0),
             "termination": fell.float(),
         }
         self.last_distance = distance
         self.last_action = action
-        self.ret += torch.stack([terms[t] for t in TERMS], 1) @ self.ref_scales
+        self.ret += self.ref_scales @ torch.stack([terms[t] for t in TERMS])
 
-        success = (timeout & (distance < p.pos_tolerance) & (heading_err.abs() < p.heading_tolerance)
+        success = (timeout & (distance < p.pos_tolerance) & (abs_heading_err < p.heading_tolerance)
                    & (speed.abs() < p.speed_tolerance) & (yaw_rate.abs() < p.yaw_rate_tolerance))
         episode = {
-            SUCCESS: success.float(), FELL: fell.float(), LENGTH: self.steps.float(),
-            FINAL_DISTANCE: distance.clone(), RETURN: self.ret.clone(),
+            SUCCESS: success.float(), FELL: terms["termination"], LENGTH: self.steps.float(),
+            FINAL_DISTANCE: distance, RETURN: self.ret.clone(),
         }
         observations = self._features(local, distance, heading_err, speed, yaw_rate)
         done = fell | timeout
