@@ -39,6 +39,7 @@ def synthetic_worker(tmp: Path) -> str:
 
 
 def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    from automl import paths
     from automl.cli import main
     from automl.paths import StudyPaths
     from automl.study import load_study
@@ -60,6 +61,10 @@ def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str
     main(["--mode", "validate", "--quiet", "--study-name", name, "--validate-top", "1",
           "--validate-seeds", "2", "--budget-hours", str(args.budget_hours / 2),
           *(["--worker", synthetic_worker(tmp)] if args.synthetic else [])])
+    from automl.analysis.export import preset_name
+
+    # validate exports a Hydra preset into conf/experiment/: a benchmark leaves none behind.
+    (paths.conf_dir() / "experiment" / f"{preset_name(name)}.yaml").unlink(missing_ok=True)
     rows = (StudyPaths.for_study(name).validation_csv).read_text().splitlines()[1:]
     validated = float(rows[0].split(",")[3]) if rows else float("nan")
     return {"curve": curve, "validated": validated}  # type: ignore[dict-item]
