@@ -12,7 +12,6 @@ training >= 15,000 frames/s at 256. GPU: training >= 300,000 frames/s at 2048.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
