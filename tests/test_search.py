@@ -131,6 +131,8 @@ def test_constraint_rejections_are_recorded_and_not_counted(tmp_path):
         if reason_of(t) == reasons.CONSTRAINT:
             assert t.state == TrialState.PRUNED
             assert not sp.trial_dir(t.number).exists()  # never launched
+            config = json.loads(sp.trial_config(t.number).read_text())  # but its config is kept
+            assert config["params"]["learning_rate"] > 5e-4 and config["overrides"] == []
     state = yaml.safe_load(sp.state.read_text())
     assert state["trained"] == 2
     assert state["finished"][reasons.CONSTRAINT] == len(rejected)

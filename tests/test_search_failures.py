@@ -138,10 +138,10 @@ def test_mostly_crashing_trials_stop_the_study_with_exit_code_1(tmp_path, capsys
     errors = [r for r in table if r["stop_reason"] == reasons.ERROR]
     assert len(errors) / len(table) > 0.5
     assert all("scripted crash at 20000 frames" in r["error_tail"] for r in errors)
-    out = capsys.readouterr().out
-    assert "search ended (failures)" in out
-    assert "trials failed (error or timeout), more than --max-failure-rate 0.5" in out
-    assert "error_tail" in out
+    captured = capsys.readouterr()
+    assert "search ended (failures)" in captured.out
+    assert "trials failed (error or timeout), more than --max-failure-rate 0.5" in captured.err
+    assert "error_tail" in captured.err
     assert all(t.state.is_finished() for t in trials(sp))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
     counts = ", ".join(f"{k} {v}" for k, v in outcome.finished.items() if v) or "no trial ended"
     console.message(f"automl: search ended ({outcome.stopped_by}): {counts}")
     if outcome.message:
-        console.message(f"automl: {outcome.message}")
+        print(f"automl: {outcome.message}", file=sys.stderr)
     return outcome
 
 
@@ -314,7 +315,8 @@ def _run_mode(args: argparse.Namespace, argv: Sequence[str]) -> int:
         study = load_study(sp, args.storage)
         if outcome.stopped_by in ("failures", "infeasible", "interrupted"):
             if outcome.stopped_by == "interrupted":
-                print(f"automl: interrupted; continue with --resume --study-name {sp.name}")
+                print(f"automl: interrupted; continue with --resume --study-name {sp.name}",
+                      file=sys.stderr)
             from automl.analysis.reports import write_reports
 
             write_reports(sp, study=study)

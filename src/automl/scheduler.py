@@ -251,11 +251,12 @@ class Scheduler:
         trial.set_user_attr(records.PID, os.getpid())
         config_values = self.s.space.config_values(values)
         trial.set_user_attr(records.CONFIG_VALUES, config_values)
+        base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
         violated = self.s.space.check(values)
         trial.set_constraint("space", float(len(violated)))
-        if violated:
+        if violated:  # recorded like any trial (its config too), never trained
             self.rejections += 1
-            trial.set_user_attr(records.ERROR_TAIL, "violates: " + "; ".join(violated))
+            self._write_trial_config(trial.number, values, config_values, base, [])
             self._record(trial, values, reasons.CONSTRAINT, frames=0, wall=0.0, score=math.nan,
                          error_tail="violates: " + "; ".join(violated))
             return
@@ -265,7 +266,6 @@ class Scheduler:
         slot = self.free.pop(0)
         run = self.paths.trial_run(trial.number)
         trial.set_user_attr(records.RUN_DIR, str(run.root.relative_to(self.paths.root)))
-        base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
         overrides = [*base, *self._run_overrides(run.root, slot)]
         self._write_trial_config(trial.number, values, config_values, base, overrides)
         proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot,
