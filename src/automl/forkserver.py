@@ -90,6 +90,9 @@ class LineReader:
 def serve() -> None:
     """Preload, announce readiness, then fork one trial per request until stdin closes."""
     _prctl_death_signal()
+    # Ctrl-C in a terminal reaches the whole foreground process group; the server must outlive it
+    # so the orchestrator can still collect its trials' exit codes. It stops when stdin closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for module in PRELOAD:
         __import__(module)
     os.write(1, b'{"ready": true}\n')
@@ -147,6 +150,9 @@ class ForkServer:
             if pid is not None:
                 return pid
 
+    def alive(self) -> bool:
+        return self.process.poll() is None and not self.reader.closed
+
     def pump(self) -> None:
         """Collect exit messages already sent, without blocking."""
         for message in self.reader.read(timeout=0):
@@ -163,6 +169,16 @@ class ForkServer:
                 self.process.kill()
 
 
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class ForkedProcess:
     """A trial forked by the server, with the part of subprocess.Popen's interface we use."""
 
@@ -174,6 +190,10 @@ class ForkedProcess:
         if self.returncode is None:
             self.server.pump()
             self.returncode = self.server.exits.pop(self.pid, None)
+        if self.returncode is None and not self.server.alive() and not _pid_exists(self.pid):
+            # The server died, and with it the exit status: the trial got the SIGTERM of its
+            # PR_SET_PDEATHSIG (or was killed) and is gone.
+            self.returncode = -signal.SIGTERM
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:

@@ -139,11 +139,14 @@ def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot,
 
     With a fork server, the trial is forked from it (command[0], the Python, is dropped)."""
     run.root.mkdir(parents=True, exist_ok=True)
-    if forkserver is not None:
-        pid = forkserver.spawn(argv=command[1:], env=trial_env(slot), cwd=str(paths.repo_root()),
-                               stderr=str(run.stderr_log))
-        return TrialProcess(number=number, run=run, slot=slot,
-                            process=ForkedProcess(forkserver, pid))  # type: ignore[arg-type]
+    if forkserver is not None and forkserver.alive():
+        try:
+            pid = forkserver.spawn(argv=command[1:], env=trial_env(slot),
+                                   cwd=str(paths.repo_root()), stderr=str(run.stderr_log))
+            return TrialProcess(number=number, run=run, slot=slot,
+                                process=ForkedProcess(forkserver, pid))  # type: ignore[arg-type]
+        except RuntimeError as err:  # the server died: this and later trials start cold
+            print(f"automl: {err}; starting trials without it", file=sys.stderr)
     with run.stderr_log.open("ab") as stderr:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,

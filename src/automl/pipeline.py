@@ -71,7 +71,10 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
     slots = slots_for(args, plan)
     forkserver = FORKSERVER.get("server")
     if forkserver is not None:
-        forkserver.wait_ready()  # its imports, once, before the search clock and slots start
+        try:
+            forkserver.wait_ready()  # its imports, once, before the search clock and slots start
+        except RuntimeError as err:
+            print(f"automl: {err}; starting trials without it", file=sys.stderr)
     reports.write_meta(plan.study_paths, argv=argv, extra={
         "mode": args.mode, "storage": plan.storage_url, "search_method": args.search_method,
         "pruner": args.pruner, "slots": len(slots), "budget_hours": args.budget_hours,
