@@ -254,15 +254,10 @@ def _record_dead(plan: Plan, trial: optuna.trial.FrozenTrial) -> None:
 
 
 def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
+    """Whether the orchestrator that recorded `pid` (on this host) still runs (not this one)."""
+    from automl.forkserver import pid_exists
+
+    return isinstance(pid, int) and pid != os.getpid() and pid_exists(pid)
 
 
 def main(argv: list[str] | None = None) -> int:

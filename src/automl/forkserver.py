@@ -169,7 +169,8 @@ class ForkServer:
                 self.process.kill()
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether a process of that id exists (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -190,7 +191,7 @@ class ForkedProcess:
         if self.returncode is None:
             self.server.pump()
             self.returncode = self.server.exits.pop(self.pid, None)
-        if self.returncode is None and not self.server.alive() and not _pid_exists(self.pid):
+        if self.returncode is None and not self.server.alive() and not pid_exists(self.pid):
             # The server died, and with it the exit status: the trial got the SIGTERM of its
             # PR_SET_PDEATHSIG (or was killed) and is gone.
             self.returncode = -signal.SIGTERM
