@@ -1,4 +1,5 @@
-"""hyperparameter_importance.yaml: seed 004's shape, a driving parameter ranks first, fallbacks."""
+"""hyperparameter_importance.yaml: the navigation AutoML pipeline's shape, a driving parameter
+ranks first, fallbacks."""
 
 from __future__ import annotations
 

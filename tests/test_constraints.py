@@ -19,7 +19,7 @@ def parse(text: object, index: int = 0) -> Constraint:
 
 
 @pytest.mark.parametrize(("text", "values", "violated"), [
-    # the seed's three constraints
+    # the unified space's three constraints
     ("learning_rate > 5e-4 and learning_epochs > 8", {}, True),
     ("learning_rate > 5e-4 and learning_epochs > 8", {"learning_epochs": 8}, False),
     ("learning_rate > 5e-4 and learning_epochs > 8", {"learning_rate": 5e-4}, False),

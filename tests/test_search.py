@@ -122,7 +122,7 @@ def test_constraint_rejections_are_recorded_and_not_counted(tmp_path):
     table = rows(sp)
     rejected = [r for r in table if r["stop_reason"] == reasons.CONSTRAINT]
     trained = [r for r in table if r["stop_reason"] != reasons.CONSTRAINT]
-    assert rejected, "the seed should sample an excluded learning rate"
+    assert rejected, "the sampler seed should give an excluded learning rate"
     assert len(trained) == 2
     assert all(float(r["learning_rate"]) > 5e-4 for r in rejected)
     assert all(float(r["learning_rate"]) < 5e-4 for r in trained)

@@ -1,6 +1,7 @@
 """Constraints of a search space: small expressions over parameter names, checked with `ast`.
 
-A constraint names a combination to skip (seed 004: `"learning_rate > 5e-4 and learning_epochs > 8"
+A constraint names a combination to skip (unified navigation space:
+`"learning_rate > 5e-4 and learning_epochs > 8"
 # Skip: unstable`): it is *violated* when its expression holds. The text is parsed once with
 `ast.parse`, every node is checked against a table of allowed constructs, and evaluation walks the
 tree. Nothing is ever passed to `eval`, `exec` or `compile`.

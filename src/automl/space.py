@@ -1,4 +1,4 @@
-"""Search-space files (seed 004's schema) parsed into typed parameter specs and constraints.
+"""Search-space files (the unified navigation AutoML schema) parsed into typed parameter specs and constraints.
 
 A space file holds `search_space_id`, `fixed`, `ppo_params`, `reward_weights` and `constraints`
 (see `templates/`). This module checks it once, at load time, and maps every parameter to its

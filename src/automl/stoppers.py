@@ -1,4 +1,5 @@
-"""Per-trial early stoppers (seed 002): end a trial whose score has plateaued or dropped.
+"""Per-trial early stoppers, as in Optuna + ASHA studies: end a trial whose score has plateaued
+or dropped.
 
 Pure and stateful: the orchestrator feeds each trial's stoppers one reported score at a time, in
 the order reported. Scores are "higher is better". A stopper never sees a step or a time: how

@@ -1,6 +1,7 @@
 """hyperparameter_importance.yaml: which searched parameters (PPO, network, reward) drive the score.
 
-Seed 004's shape: `importance_ranking` (parameter, importance, best_value) and `top_5_configs`, plus
+The navigation AutoML pipeline's shape: `importance_ranking` (parameter, importance,
+best_value) and `top_5_configs`, plus
 the evaluator, the trial count it rests on, the score's definition and when it was made. Optuna's
 PED-ANOVA by default; fANOVA when asked for and scikit-learn is installed.
 """
