@@ -63,7 +63,6 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
         scaler.load_state_dict(state["observation_preprocessor"])
         scaler.eval()
     window = EpisodeWindow(device=device, num_envs=env.num_envs)
-    available: set[str] = set()
     observations = env.reset(seed=cfg.train.seed)
     with torch.no_grad():
         while float(window.episodes.item()) < cfg.episodes:  # type: ignore[union-attr]
@@ -71,10 +70,9 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
             result = env.step(deterministic_action(policy, inputs))
             reward = shaped_reward(result.terms, weights, num_envs=env.num_envs, device=device)
             window.add(result.terms, reward, result.terminated | result.truncated, result.episode)
-            available |= set(result.episode)
             observations = result.observations
     env.close()
-    metrics = window.metrics(available) or {}
+    metrics = window.metrics() or {}
     score = scoring.point_score(metrics, cfg.scoring.weights)
     metrics["score"] = score if math.isfinite(score) else math.nan
     metrics["checkpoint"] = str(cfg.checkpoint)  # type: ignore[assignment]

@@ -71,6 +71,8 @@ class EpisodeWindow:
     steps: int = 0
     shaped: torch.Tensor | None = None
     """Per-env running shaped return under the run's own weights."""
+    reported: set[str] = field(default_factory=set)
+    """Per-episode metrics the environment reports (an env need not report all of them)."""
 
     def __post_init__(self) -> None:
         self.shaped = torch.zeros(self.num_envs, device=self.device)
@@ -86,6 +88,7 @@ class EpisodeWindow:
     def add(self, terms: dict[str, torch.Tensor], reward: torch.Tensor, done: torch.Tensor,
             episode: dict[str, torch.Tensor]) -> None:
         assert self.shaped is not None and self.episodes is not None
+        self.reported.update(episode)
         self.shaped += reward
         done_f = done.float()
         self.episodes += done_f.sum()
@@ -99,13 +102,13 @@ class EpisodeWindow:
             self.term_sums[term] = self.term_sums[term] + total if term in self.term_sums else total
         self.steps += 1
 
-    def metrics(self, available: set[str]) -> dict[str, float] | None:
+    def metrics(self) -> dict[str, float] | None:
         """Task metrics of the window, or None when no episode ended in it."""
         assert self.episodes is not None
         count = float(self.episodes.item())
         if count == 0:
             return None
-        names = [EPISODE_METRICS[k] for k in EPISODE_METRICS if k in available]
+        names = [EPISODE_METRICS[k] for k in EPISODE_METRICS if k in self.reported]
         out = {name: float(self.sums[name].item()) / count for name in names}
         out["episode_reward_mean"] = float(self.sums["episode_reward_mean"].item()) / count
         out["episodes"] = count
@@ -214,23 +217,35 @@ def check_finite(agent) -> None:  # noqa: ANN001
                 raise Diverged(f"{name} weights are not finite")
 
 
-def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
-    """Train, writing every output; returns the summary (also written to summary.json)."""
-    from automl.envs.registry import make_env, resolve_device
+@dataclass
+class Progress:
+    """What a run knows of itself while it trains."""
 
-    start = time.monotonic()
-    stop = _install_stop_handlers()
-    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
+    start: float
+    """time.monotonic() at the start."""
+    frames: int = 0
+    point_scores: list[float] = field(default_factory=list)
+    """Score of each evaluation point; the run's score averages the last `scoring.window`."""
+    score: float = math.nan
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Task metrics of the last evaluation point."""
+    first_step_at: float | None = None
+    """Unix time of the first environment step."""
+
+
+def open_run(cfg: RunConfig, run: RunPaths) -> tuple[BatchedEnv, dict[str, float], TextIO, Tee]:
+    """Seed, build the env, check the reward weights against it, and only then create the run dir."""
     from skrl import logger as skrl_logger
     from skrl.utils import set_seed
 
+    from automl.envs.registry import make_env, resolve_device
+
+    torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     # skrl's logger has its own handler; under Hydra it would also reach the root (stdout)
     # handler, printing every skrl line twice.
     skrl_logger.propagate = False
-
     set_seed(cfg.train.seed, deterministic=False)
-    device = resolve_device(cfg.env.device)
-    env = make_env(cfg.env, device=device, seed=cfg.train.seed)
+    env = make_env(cfg.env, device=resolve_device(cfg.env.device), seed=cfg.train.seed)
     try:
         weights = reward_weights(cfg, env)  # bad input: nothing written yet
     except ConfigError:
@@ -239,18 +254,57 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     run.root.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, run.config)
     log = run.stdout_log.open("a")
-    out = Tee(log, None if cfg.train.quiet else sys.__stdout__)
+    return env, weights, log, Tee(log, None if cfg.train.quiet else sys.__stdout__)
+
+
+def collect_step(agent, env: BatchedEnv, weights: dict[str, float],  # noqa: ANN001
+                 observations: torch.Tensor, step: int, timesteps: int, window: EpisodeWindow,
+                 finite: torch.Tensor) -> torch.Tensor:
+    """One batched env step recorded in skrl's memory; returns the next observations."""
+    agent.pre_interaction(timestep=step, timesteps=timesteps)
+    with torch.no_grad():
+        actions, _ = agent.act(observations, None, timestep=step, timesteps=timesteps)
+        result = env.step(actions)
+        reward = shaped_reward(result.terms, weights, num_envs=env.num_envs, device=env.device)
+        # Checked once per rollout (no device sync per step): NaN/inf anywhere ends the run.
+        finite &= torch.isfinite(result.observations).all() & torch.isfinite(reward).all()
+        finite &= torch.isfinite(actions).all()
+        agent.record_transition(
+            observations=observations, states=None, actions=actions,
+            rewards=reward.unsqueeze(1), next_observations=result.observations, next_states=None,
+            terminated=result.terminated.unsqueeze(1), truncated=result.truncated.unsqueeze(1),
+            infos={}, timestep=step, timesteps=timesteps)
+        window.add(result.terms, reward, result.terminated | result.truncated, result.episode)
+    agent.post_interaction(timestep=step, timesteps=timesteps)
+    return result.observations
+
+
+def evaluation_point(cfg: RunConfig, agent, window: EpisodeWindow, progress: Progress,  # noqa: ANN001
+                     timesteps: int) -> None:
+    """Score the episodes that ended since the last point and write them (if any ended)."""
+    metrics = window.metrics()
+    if metrics is None:
+        return
+    progress.metrics = metrics
+    progress.point_scores.append(scoring.point_score(metrics, cfg.scoring.weights))
+    progress.score = scoring.windowed_score(progress.point_scores, cfg.scoring.window)
+    fps = progress.frames / max(time.monotonic() - progress.start, 1e-9)
+    write_point(agent.writer, agent, progress.frames, timesteps, metrics, window.term_means(),
+                progress.score, fps)
+    window.reset()
+
+
+def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
+    """Train, writing every output; returns the summary (also written to summary.json)."""
+    progress = Progress(start=time.monotonic())
+    stop = _install_stop_handlers()
+    env, weights, log, out = open_run(cfg, run)
     timesteps = math.ceil(cfg.train.frames / env.num_envs)
     agent = build_agent(cfg, env, run, timesteps)
-    writer = agent.writer
     window = EpisodeWindow(device=env.device, num_envs=env.num_envs)
-    point_scores: list[float] = []
-    last_metrics: dict[str, float] = {}
-    frames, next_eval, next_print = 0, cfg.train.eval_frequency, start
-    status, message, score = reasons.STATUS_COMPLETED, "", math.nan
     finite = torch.ones((), dtype=torch.bool, device=env.device)
-    available: set[str] = set()
-    first_step_at: float | None = None
+    next_eval, next_print = cfg.train.eval_frequency, progress.start
+    status, message = reasons.STATUS_COMPLETED, ""
     print(f"train_one: env={cfg.env.name} num_envs={env.num_envs} device={env.device} "
           f"frames={cfg.train.frames} run_dir={run.root}", file=out)
 
@@ -259,73 +313,56 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
         for step in range(timesteps):
             if stop["stop"]:
                 raise StopRequested("stop requested (SIGTERM/SIGINT)")
-            agent.pre_interaction(timestep=step, timesteps=timesteps)
-            with torch.no_grad():
-                actions, _ = agent.act(observations, None, timestep=step, timesteps=timesteps)
-                result = env.step(actions)
-                if first_step_at is None:
-                    first_step_at = time.time()
-                reward = shaped_reward(result.terms, weights, num_envs=env.num_envs, device=env.device)
-                finite &= torch.isfinite(result.observations).all() & torch.isfinite(reward).all()
-                finite &= torch.isfinite(actions).all()
-                agent.record_transition(
-                    observations=observations, states=None, actions=actions,
-                    rewards=reward.unsqueeze(1), next_observations=result.observations,
-                    next_states=None, terminated=result.terminated.unsqueeze(1),
-                    truncated=result.truncated.unsqueeze(1), infos={}, timestep=step,
-                    timesteps=timesteps)
-                window.add(result.terms, reward, result.terminated | result.truncated,
-                           result.episode)
-                available |= set(result.episode)
-            agent.post_interaction(timestep=step, timesteps=timesteps)
-            observations = result.observations
-            frames += env.num_envs
-
+            observations = collect_step(agent, env, weights, observations, step, timesteps,
+                                        window, finite)
+            progress.first_step_at = progress.first_step_at or time.time()
+            progress.frames += env.num_envs
             if (step + 1) % cfg.ppo.rollouts == 0:
                 if not bool(finite.item()):
                     raise Diverged("NaN or inf in observations, actions or rewards")
                 check_finite(agent)
-            if frames >= next_eval or step == timesteps - 1:
+            if progress.frames >= next_eval or step == timesteps - 1:
                 next_eval += cfg.train.eval_frequency
-                metrics = window.metrics(available)
-                if metrics is not None:
-                    last_metrics = metrics
-                    point_scores.append(scoring.point_score(metrics, cfg.scoring.weights))
-                    score = scoring.windowed_score(point_scores, cfg.scoring.window)
-                    write_point(writer, agent, frames, timesteps, metrics, window.term_means(),
-                                score, frames / max(time.monotonic() - start, 1e-9))
-                    window.reset()
+                evaluation_point(cfg, agent, window, progress, timesteps)
             now = time.monotonic()
             if now >= next_print:
                 next_print = now + cfg.train.progress_seconds
-                print(progress_line(frames, cfg.train.frames, now - start, last_metrics, score),
-                      file=out)
+                print(progress_line(progress.frames, cfg.train.frames, now - progress.start,
+                                    progress.metrics, progress.score), file=out)
     except Diverged as err:
         status, message = reasons.STATUS_DIVERGED, str(err)
-        print(f"train_one: diverged at {frames} frames: {err}", file=out)
+        print(f"train_one: diverged at {progress.frames} frames: {err}", file=out)
     except StopRequested as err:
         status, message = reasons.STATUS_STOPPED, str(err)
-        print(f"train_one: stopped at {frames} frames", file=out)
+        print(f"train_one: stopped at {progress.frames} frames", file=out)
     except Exception as err:  # a crash still leaves a summary saying why
         status, message = reasons.STATUS_ERROR, f"{type(err).__name__}: {err}"
         traceback.print_exc(file=sys.stderr)
     finally:
-        writer.flush()
-        writer.close()
+        agent.writer.flush()
+        agent.writer.close()
         env.close()
 
     if status in (reasons.STATUS_COMPLETED, reasons.STATUS_STOPPED):
         save_model(agent, cfg, env, run.model)
-    wall = time.monotonic() - start
-    summary = RunSummary(
-        status=status, score=score if math.isfinite(score) else None, frames=frames, wall_s=wall,
-        seed=cfg.train.seed, git_sha=git_sha(),
-        metrics={**last_metrics, "frames_per_second": frames / max(wall, 1e-9)},
-        packages=package_versions(), message=message, first_step_at=first_step_at)
-    write_summary(summary, run.summary)
-    print(f"train_one: {status}; score {summary.score}; {frames} frames in {wall:.1f} s; "
-          f"outputs in {run.root}", file=out)
+    summary = finish_run(cfg, run, progress, status, message)
+    print(f"train_one: {status}; score {summary.score}; {progress.frames} frames in "
+          f"{summary.wall_s:.1f} s; outputs in {run.root}", file=out)
     log.close()
+    return summary
+
+
+def finish_run(cfg: RunConfig, run: RunPaths, progress: Progress, status: str,
+               message: str) -> RunSummary:
+    """summary.json: how the run ended, its score and last task metrics."""
+    wall = time.monotonic() - progress.start
+    score = progress.score
+    summary = RunSummary(
+        status=status, score=score if math.isfinite(score) else None, frames=progress.frames,
+        wall_s=wall, seed=cfg.train.seed, git_sha=git_sha(),
+        metrics={**progress.metrics, "frames_per_second": progress.frames / max(wall, 1e-9)},
+        packages=package_versions(), message=message, first_step_at=progress.first_step_at)
+    write_summary(summary, run.summary)
     return summary
 
 
