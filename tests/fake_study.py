@@ -10,18 +10,16 @@ from __future__ import annotations
 import json
 import math
 import random
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 import yaml
 from optuna.trial import TrialState
-from tensorboard.compat.proto.event_pb2 import Event
-from tensorboard.compat.proto.summary_pb2 import Summary
+from standin_worker import write_point
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from automl import reasons, records, tags
+from automl import reasons, records
 from automl.paths import RunPaths, StudyPaths, trial_name
 from automl.space import SearchSpace, load_space
 from automl.study import open_storage
@@ -93,14 +91,7 @@ def write_events(run: RunPaths, points: list[tuple[int, float]]) -> None:
     writer = EventFileWriter(str(run.tb))
     try:
         for frames, score in points:
-            metrics = metrics_for(score)
-            values = {tags.SCORE: score, tags.SUCCESS_RATE: metrics["success_rate"],
-                      tags.TERMINATION_RATE: metrics["termination_rate"],
-                      tags.EPISODE_LENGTH: metrics["episode_length"],
-                      tags.EPISODE_REWARD_MEAN: metrics["episode_reward_mean"]}
-            for tag, value in values.items():
-                summary = Summary(value=[Summary.Value(tag=tag, simple_value=value)])
-                writer.add_event(Event(summary=summary, step=frames, wall_time=time.time()))
+            write_point(writer, frames, score, metrics_for(score))
     finally:
         writer.close()
 

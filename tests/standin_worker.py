@@ -118,9 +118,10 @@ def metrics_for(score: float) -> dict[str, float]:
             "episode_length": 200.0 - 100.0 * success, "episode_reward_mean": 10.0 * score}
 
 
-def write_point(writer: EventFileWriter, frames: int, score: float) -> None:
+def write_point(writer: EventFileWriter, frames: int, score: float,
+                metrics: dict[str, float] | None = None) -> None:
     """One evaluation point, one event per tag (as torch's SummaryWriter.add_scalar), flushed."""
-    metrics = metrics_for(score)
+    metrics = metrics_for(score) if metrics is None else metrics
     values = {tags.SCORE: score, tags.SUCCESS_RATE: metrics["success_rate"],
               tags.TERMINATION_RATE: metrics["termination_rate"],
               tags.EPISODE_LENGTH: metrics["episode_length"],

@@ -19,8 +19,8 @@ import optuna
 
 from automl import paths, reasons, records, reports
 from automl.config import compose, load_run_config, to_run_config
-from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ConfigError
-from automl.launcher import default_worker, detect_gpus, plan_slots
+from automl.errors import EXIT_BAD_INPUT, ConfigError
+from automl.launcher import Slot, default_worker, detect_gpus, plan_slots
 from automl.paths import StudyPaths
 from automl.schema import RunConfig
 from automl.space import SearchSpace, load_space
@@ -122,7 +122,6 @@ class Plan:
     space: SearchSpace
     study_paths: StudyPaths
     storage_url: str | None
-    use_gpu: bool
     frames: int
     grace_frames: int
 
@@ -153,17 +152,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
     load_run_config([*space.fixed_overrides(), *space.overrides(sample), *args.overrides])
     name = args.study_name or f"{space.space_id}_{time.strftime('%Y%m%d-%H%M%S')}"
     study_paths = StudyPaths.for_study(name)
-    gpus = detect_gpus()
-    if base.env.device == "cuda" and gpus == 0:
+    if base.env.device == "cuda" and detect_gpus() == 0:
         raise ConfigError(file="command line", key="env.device", value="cuda",
                           rule="no NVIDIA GPU is visible", fix="use env.device=auto or cpu")
-    use_gpu = base.env.device != "cpu" and gpus > 0
     grace = args.grace_frames or max(base.train.eval_frequency, base.train.frames // 10)
     if grace >= base.train.frames:
         raise _bad_flag("--grace-frames", grace, f"it must be below train.frames "
                         f"({base.train.frames})", "lower --grace-frames or raise train.frames")
     return Plan(base=base, space=space, study_paths=study_paths, storage_url=args.storage,
-                use_gpu=use_gpu, frames=base.train.frames, grace_frames=grace)
+                frames=base.train.frames, grace_frames=grace)
 
 
 def make_sampler(method: str, space: SearchSpace, seed: int | None,
@@ -288,10 +285,10 @@ def worker_command(args: argparse.Namespace) -> list[str]:
     return shlex.split(args.worker) if args.worker else default_worker()
 
 
-def slots_for(args: argparse.Namespace, plan: Plan) -> list:  # noqa: ANN201
-    return plan_slots(workers=args.workers, use_gpu=plan.use_gpu, gpus=detect_gpus(),
+def slots_for(args: argparse.Namespace, device: str) -> list[Slot]:
+    """The slots for trials of `env.device` (GPU shares when it is not cpu and a GPU is visible)."""
+    gpus = detect_gpus()
+    return plan_slots(workers=args.workers, use_gpu=device != "cpu" and gpus > 0, gpus=gpus,
                       gpu_fraction=args.gpu_fraction, threads_per_trial=args.threads_per_trial,
                       cpus=os.cpu_count() or 1)
 
-
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "main"]

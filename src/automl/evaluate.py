@@ -12,7 +12,7 @@ import torch
 from automl import scoring
 from automl.errors import ConfigError
 from automl.schema import NetworkConfig, RunConfig
-from automl.train import EPISODE_METRICS, EpisodeWindow, reward_weights, shaped_reward
+from automl.train import EpisodeWindow, reward_weights, shaped_reward
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -78,5 +78,3 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
     metrics["checkpoint"] = str(cfg.checkpoint)  # type: ignore[assignment]
     return metrics
 
-
-__all__ = ["EPISODE_METRICS", "evaluate", "load_checkpoint"]

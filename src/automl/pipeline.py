@@ -32,7 +32,7 @@ from automl.cli import (
 from automl.config import GROUPS, load_run_config
 from automl.console import LiveConsole, QuietConsole
 from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
-from automl.launcher import detect_gpus, plan_slots
+from automl.launcher import Slot
 from automl.paths import StudyPaths
 from automl.runner import Job, JobResult, run_jobs
 from automl.scheduler import Outcome, Scheduler, SearchSettings
@@ -68,7 +68,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
     """The search stage: one Optuna study, trials in asynchronous slots, until a limit is hit."""
     study = open_study(args, plan)
     again = recover_trials(study, plan) if args.resume else []
-    slots = slots_for(args, plan)
+    slots = slots_for(args, plan.base.env.device)
     forkserver = FORKSERVER.get("server")
     if forkserver is not None:
         try:
@@ -88,7 +88,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
         plateau_patience=scoring.plateau_patience, plateau_min_delta=scoring.plateau_min_delta,
         drop=scoring.drop, grace_frames=plan.grace_frames, trial_timeout=args.trial_timeout,
         max_failure_rate=args.max_failure_rate, target_score=args.target_score,
-        quiet=args.quiet, use_gpu=plan.use_gpu, forkserver=forkserver)
+        forkserver=forkserver)
     console = QuietConsole() if args.quiet else LiveConsole()
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), {args.hp_trials} trials of {plan.frames:,} frames, "
@@ -137,12 +137,10 @@ def _fresh_seeds(study_paths: StudyPaths, study: optuna.Study, count: int) -> li
     return seeds
 
 
-def _slots(args: argparse.Namespace, study_paths: StudyPaths, trial: int) -> list:  # noqa: ANN202
+def _slots(args: argparse.Namespace, study_paths: StudyPaths, trial: int) -> list[Slot]:
+    """Slots for re-running a search trial's configuration (its own env.device)."""
     base = load_run_config(_trial_file(study_paths, trial)["base_overrides"])
-    gpus = detect_gpus()
-    return plan_slots(workers=args.workers, use_gpu=base.env.device != "cpu" and gpus > 0, gpus=gpus,
-                      gpu_fraction=args.gpu_fraction, threads_per_trial=args.threads_per_trial,
-                      cpus=__import__("os").cpu_count() or 1)
+    return slots_for(args, base.env.device)
 
 
 def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.Study,
@@ -262,14 +260,14 @@ def finish(args: argparse.Namespace, sp: StudyPaths, study: optuna.Study, valida
     if final and best_trial is not None:
         run_final(args, sp, study, best_trial, deadline, log)
     log.phase = "report"
-    written = write_reports(sp, study=study)
+    write_reports(sp, study=study)
     log.phase = "done"
     log.write(sp)
-    print_summary(sp, validated, best_trial, exported, written, log)
+    print_summary(sp, validated, best_trial, exported, log)
 
 
 def print_summary(sp: StudyPaths, validated: list[Any], best_trial: int | None,
-                  exported: tuple[Any, Any] | None, written: list[Any], log: StageLog) -> None:
+                  exported: tuple[Any, Any] | None, log: StageLog) -> None:
     print("\nautoml: summary")
     if best_trial is None:
         print("  no completed trial: nothing to choose")
@@ -287,7 +285,6 @@ def print_summary(sp: StudyPaths, validated: list[Any], best_trial: int | None,
     print(f"  importance: {sp.importance_yaml}")
     print(f"  plots: {sp.plots_dir}")
     print(f"  all trials: {sp.experiment_df_csv}")
-    del written
 
 
 FORKSERVER: dict[str, Any] = {}

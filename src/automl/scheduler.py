@@ -61,8 +61,6 @@ class SearchSettings:
     trial_timeout: float
     max_failure_rate: float
     target_score: float | None
-    quiet: bool
-    use_gpu: bool
     forkserver: ForkServer | None = None
     """Trials are forked from it (fast start) when set; else each is a cold `python` start."""
 
