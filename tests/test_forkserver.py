@@ -112,3 +112,23 @@ def test_the_server_ignores_ctrl_c(tmp_path):
     finally:
         server.close()
     assert server.process.returncode == 0  # it stopped when its stdin closed
+
+
+def test_pump_wakes_when_a_trial_ends_not_at_its_timeout(tmp_path):
+    # The search loop sleeps in pump(timeout) between passes; a trial's end must wake it.
+    server = ForkServer(env=trial_env(Slot(index=0, threads=1)))
+    try:
+        server.wait_ready()
+        pid = server.spawn(argv=["train_one.py", "env=cartpole", "train.frames=16", "env.num_envs=8",
+                                 "train.eval_frequency=8", f"run_dir={tmp_path / 'run'}",
+                                 "train.quiet=true"],
+                           env=trial_env(Slot(index=0, threads=1)), cwd=str(REPO),
+                           stderr=str(tmp_path / "stderr.log"))
+        start = time.monotonic()
+        while pid not in server.exits and time.monotonic() - start < 120:
+            server.pump(timeout=600)
+        assert server.exits.get(pid) == 0, (tmp_path / "stderr.log").read_text()
+        assert time.monotonic() - start < 120  # woken by the exit, not by the 600 s timeout
+        server.pump(timeout=0)  # nothing more to collect: returns at once
+    finally:
+        server.close()

@@ -303,6 +303,66 @@ def test_bad_input_exits_2_with_one_message(args: list[str], says: list[str], tm
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
+@pytest.mark.parametrize("args", [["ppo.learning_rate=abc"], ["ppo.foo=1"], ["network=huge"]],
+                         ids=lambda a: a[0])
+def test_bad_input_through_hydras_own_start_exits_2_too(args: list[str], tmp_path: Path) -> None:
+    # A `hydra.*` override takes the run through Hydra's main instead of the plain compose.
+    process = train_one([*args, "hydra.verbose=false", f"run_dir={tmp_path / 'run'}"],
+                        log_root=tmp_path / "log")
+    output = process.stdout + process.stderr
+    assert process.returncode == EXIT_BAD_INPUT, output
+    assert "Traceback" not in output
+    assert len([x for x in process.stderr.splitlines() if x.startswith("train_one: error:")]) == 1
+
+
+def test_a_plain_run_composes_its_config_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Trial start latency: no second compose for a bad-input check, no Hydra app start-up.
+    import automl.config
+    import automl.train
+    import automl.train_one
+    from automl.summary import RunSummary
+
+    composed: list[list[str]] = []
+    real = automl.config._compose
+
+    def counting(overrides: list[str], **kwargs: Any) -> Any:
+        composed.append(list(overrides))
+        return real(overrides, **kwargs)
+
+    def fake_train(cfg: Any, run: paths.RunPaths) -> RunSummary:
+        assert cfg.ppo.learning_rate == 0.0042 and run.root == tmp_path / "run"
+        return RunSummary(status="completed", score=0.5, frames=0, wall_s=0.0, seed=0, git_sha=None)
+
+    def no_hydra() -> None:
+        raise AssertionError("Hydra's main was started for a plain run")
+
+    monkeypatch.setattr(automl.config, "_compose", counting)
+    monkeypatch.setattr(automl.train, "train", fake_train)
+    monkeypatch.setattr(automl.train_one, "main", no_hydra)
+    args = ["env=cartpole", "ppo.learning_rate=0.0042", f"run_dir={tmp_path / 'run'}"]
+    monkeypatch.setattr(sys, "argv", ["train_one.py", *args])
+    automl.train_one.run()
+    assert composed == [args]
+
+
+def test_hydra_flags_still_work(tmp_path: Path) -> None:
+    process = train_one(["--cfg", "job", "env=cartpole", "ppo.learning_rate=0.0042"], log_root=tmp_path)
+    assert process.returncode == EXIT_OK, process.stderr
+    printed = yaml.safe_load(process.stdout)
+    assert printed["ppo"]["learning_rate"] == 0.0042 and printed["env"]["name"] == "cartpole"
+    assert not list(tmp_path.rglob("summary.json"))
+
+
+@pytest.mark.slow
+def test_hydra_multirun_trains_each_job_in_its_own_folder(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    process = train_one(["--multirun", *CARTPOLE, "train.seed=1,2", f"hydra.sweep.dir={sweep}"],
+                        log_root=tmp_path / "log")
+    assert process.returncode == EXIT_OK, process.stdout + process.stderr
+    seeds = sorted(json.loads((sweep / str(job) / "summary.json").read_text())["seed"] for job in (0, 1))
+    assert seeds == [1, 2]
+
+
 # --------------------------------------------------------------------------------------------------
 # Runs that end early: divergence and SIGTERM
 

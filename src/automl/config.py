@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from automl import paths
@@ -60,6 +60,15 @@ def _source_of(choices: dict[str, Any], key: str) -> str:
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """Compose conf/train.yaml with overrides through Hydra's compose API (no output folders)."""
+    return _compose(overrides, with_choices=False)[0]
+
+
+def compose_with_choices(overrides: Sequence[str] = ()) -> tuple[DictConfig, dict[str, Any]]:
+    """compose(), plus the option picked in each config group (to name the file of a bad value)."""
+    return _compose(overrides, with_choices=True)
+
+
+def _compose(overrides: Sequence[str], *, with_choices: bool) -> tuple[DictConfig, dict[str, Any]]:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -69,7 +78,14 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base=None):
-            return hydra_compose(config_name=PRIMARY, overrides=list(overrides), return_hydra_config=False)
+            cfg = hydra_compose(config_name=PRIMARY, overrides=list(overrides),
+                                return_hydra_config=with_choices)
+        if not with_choices:
+            return cfg, {}
+        choices = dict(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg, choices
     except (HydraException, OmegaConfBaseException) as err:
         unknown = re.search(r"Could not override '([^']+)'", str(err))
         if unknown:

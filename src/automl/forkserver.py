@@ -99,7 +99,7 @@ def serve() -> None:
     requests = LineReader(0)
     children: set[int] = set()
     while not requests.closed:
-        for request in requests.read(timeout=0.05):
+        for request in requests.read(timeout=0.02):
             pid = os.fork()
             if pid == 0:
                 _child(request)
@@ -153,11 +153,18 @@ class ForkServer:
     def alive(self) -> bool:
         return self.process.poll() is None and not self.reader.closed
 
-    def pump(self) -> None:
-        """Collect exit messages already sent, without blocking."""
-        for message in self.reader.read(timeout=0):
-            if "exit" in message:
-                self.exits[int(message["exit"])] = int(message["code"])
+    def pump(self, timeout: float = 0.0) -> None:
+        """Collect exit messages: those already sent, or (timeout > 0) wait up to `timeout`
+        seconds for the next one, so a caller that sleeps between polls wakes when a trial ends."""
+        end = time.monotonic() + timeout
+        while True:
+            ended = False
+            for message in self.reader.read(timeout=max(0.0, end - time.monotonic())):
+                if "exit" in message:
+                    self.exits[int(message["exit"])] = int(message["code"])
+                    ended = True
+            if ended or self.reader.closed or time.monotonic() >= end:
+                return
 
     def close(self) -> None:
         if self.process.poll() is None:

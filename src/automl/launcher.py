@@ -155,6 +155,15 @@ def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot,
     return TrialProcess(number=number, run=run, slot=slot, process=process)
 
 
+def pause(seconds: float, forkserver: ForkServer | None) -> None:
+    """Sleep between two polls of running trials; with a fork server, wake as soon as one of its
+    trials ends, so its slot is refilled at once."""
+    if forkserver is not None and forkserver.alive():
+        forkserver.pump(timeout=seconds)
+    else:
+        time.sleep(seconds)
+
+
 def default_worker() -> list[str]:
     """The real trial worker: this Python running train_one.py."""
     return [sys.executable, str(Path(paths.repo_root()) / "train_one.py")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from automl import reasons
 from automl.forkserver import ForkServer
-from automl.launcher import Slot, TrialProcess, launch
+from automl.launcher import Slot, TrialProcess, launch, pause
 from automl.paths import RunPaths
 from automl.summary import read_summary
 
@@ -85,7 +85,7 @@ def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline:
                     results.append(_result(job, proc, code, stopped=False))
                     if callable(on_done):
                         on_done(results[-1])
-            time.sleep(POLL_S)
+            pause(POLL_S, forkserver)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from automl import reasons, records, reports, tags
 from automl.forkserver import ForkServer
-from automl.launcher import Slot, TrialProcess, launch
+from automl.launcher import Slot, TrialProcess, launch, pause
 from automl.paths import StudyPaths, atomic_write_text
 from automl.space import SearchSpace
 from automl.stoppers import DropStopper, PlateauStopper, StopperSet
@@ -140,6 +140,9 @@ class Scheduler:
         stopped_by, message = "hp_trials", ""
         try:
             while True:
+                # Poll first: a slot freed by a trial that just ended is filled in this pass,
+                # unless that end stops the search (deadline, failure rate).
+                self._poll_all()
                 now = time.monotonic()
                 if self.interrupted or now >= self.deadline:
                     stopped_by = "interrupted" if self.interrupted else "budget"
@@ -151,7 +154,6 @@ class Scheduler:
                     self._stop_all(reasons.BUDGET)
                     break
                 why_not = self._fill_slots()
-                self._poll_all()
                 if not self.running and why_not:
                     # A study that ran out of trials (or grid points) mostly failing has failed,
                     # however few trials it had.
@@ -162,7 +164,7 @@ class Scheduler:
                     self.write_state("search")
                     self.next_state = now + STATE_EVERY_S
                 self.console.update(self)
-                time.sleep(POLL_S)
+                pause(POLL_S, self.s.forkserver)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -34,6 +34,8 @@ class RunSummary:
     packages: dict[str, str] = field(default_factory=dict)
     message: str = ""
     """Why the run ended, when it did not complete."""
+    started_at: float | None = None
+    """Unix time the trainer started (building the env and agent); wall_s counts from here."""
     first_step_at: float | None = None
     """Unix time of the first environment step (trial start latency = this - launch time)."""
 

@@ -229,6 +229,8 @@ class Progress:
     score: float = math.nan
     metrics: dict[str, float] = field(default_factory=dict)
     """Task metrics of the last evaluation point."""
+    started_at: float = field(default_factory=time.time)
+    """Unix time at the start."""
     first_step_at: float | None = None
     """Unix time of the first environment step."""
 
@@ -361,7 +363,8 @@ def finish_run(cfg: RunConfig, run: RunPaths, progress: Progress, status: str,
         status=status, score=score if math.isfinite(score) else None, frames=progress.frames,
         wall_s=wall, seed=cfg.train.seed, git_sha=git_sha(),
         metrics={**progress.metrics, "frames_per_second": progress.frames / max(wall, 1e-9)},
-        packages=package_versions(), message=message, first_step_at=progress.first_step_at)
+        packages=package_versions(), message=message, started_at=progress.started_at,
+        first_step_at=progress.first_step_at)
     write_summary(summary, run.summary)
     return summary
 
