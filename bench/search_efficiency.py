@@ -70,6 +70,21 @@ def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str
     return {"curve": curve, "validated": validated}  # type: ignore[dict-item]
 
 
+def without_priors(space: Path, tmp: Path) -> str:
+    """A copy of the space file with every `prior:` removed (nothing else changes)."""
+    import yaml
+
+    data = yaml.safe_load(space.read_text())
+    for section in data.values():
+        if isinstance(section, dict):
+            for spec in section.values():
+                if isinstance(spec, dict):
+                    spec.pop("prior", None)
+    copy = tmp / f"{space.stem}_no_prior.yaml"
+    copy.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(copy)
+
+
 def time_to_reach(curve: list[tuple[float, float]], target: float) -> float:
     best = float("-inf")
     for t, value in curve:
@@ -86,10 +101,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--space", default=str(ROOT / "templates" / "ppo_search_space.yaml"))
     parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument("--no-prior", action="store_true",
+                        help="drop the space's priors: no method starts with the all-priors trial, "
+                        "so the comparison is of the samplers and pruners alone")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.frames=500000")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["AUTOML_LOG_ROOT"] = tmp
+        if args.no_prior:
+            args.space = without_priors(Path(args.space), Path(tmp))
         ratios = []
         for seed in range(args.seeds):
             res = {m: run(m, seed, args, Path(tmp)) for m in METHODS}

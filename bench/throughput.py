@@ -1,12 +1,17 @@
 """Throughput of the built-in task and of training, with ratios to baselines run in this invocation.
 
     uv run python bench/throughput.py [--quick] [--device cpu|cuda|both]
+    uv run python bench/throughput.py --concurrent 1,2,4,8 [--device cuda] [--num-envs 2048]
 
 Env-only: batched navigation steps/s at 256, 2048, 8192 environments; baseline: the same code at
 one environment (the gain from batching). Training: train_one frames/s at 256 environments with the
 medium network on CPU (2048 and 8192 on cuda); baseline: env-only steps/s at the same size (the
 share of time left to PPO). Targets (2-core CPU): env-only >= 1,000,000 steps/s at 2048;
 training >= 15,000 frames/s at 256. GPU: training >= 300,000 frames/s at 2048.
+
+--concurrent: N trials started together on one device (one GPU shared, or the CPU cores split
+between them), each its own process forked from the fork server as in a search; aggregate
+frames/s = all frames / (last trial's end - first trial's trainer start); baseline: 1 trial.
 """
 
 from __future__ import annotations
@@ -57,13 +62,77 @@ def train_frames_per_s(num_envs: int, device: str, frames: int, threads: int) ->
     return summary.frames / summary.wall_s
 
 
+def concurrent_frames_per_s(count: int, device: str, num_envs: int, frames: int,
+                            server: object) -> tuple[float, list[float]]:
+    """Aggregate frames/s of `count` trials sharing the device, and each trial's own frames/s."""
+    import json
+    import os
+
+    from automl.launcher import Slot, default_worker, launch
+
+    threads = max(1, (os.cpu_count() or 1) // count)
+    gpu = 0 if device == "cuda" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for i in range(count):
+            run = RunPaths(Path(tmp) / f"trial_{i}")
+            overrides = [f"env.num_envs={num_envs}", f"env.device={device}", f"train.frames={frames}",
+                         f"train.eval_frequency={frames // 4}", f"train.threads={threads}",
+                         "train.quiet=true", f"run_dir={run.root}", f"train.seed={i}"]
+            procs.append(launch(number=i, command=[*default_worker(), *overrides], run=run,
+                                slot=Slot(index=i, threads=threads, gpu=gpu), forkserver=server))
+        codes = [p.process.wait() for p in procs]
+        if any(codes):
+            tails = "\n".join(p.stderr_tail(5) for p in procs)
+            raise SystemExit(f"{count} concurrent trials: exit codes {codes}\n{tails}")
+        summaries = [json.loads(p.run.summary.read_text()) for p in procs]
+    start = min(s["started_at"] for s in summaries)
+    end = max(s["started_at"] + s["wall_s"] for s in summaries)
+    return (sum(s["frames"] for s in summaries) / (end - start),
+            [s["frames"] / s["wall_s"] for s in summaries])
+
+
+def concurrent(args: argparse.Namespace) -> None:
+    from automl.forkserver import ForkServer
+    from automl.launcher import Slot, trial_env
+
+    counts = [int(x) for x in args.concurrent.split(",")]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("cuda: not measured (no GPU visible)")
+        return
+    frames = args.frames or (2_000_000 if args.device == "cuda" else 100_000)
+    server = ForkServer(env=trial_env(Slot(index=0, threads=1)))
+    try:
+        server.wait_ready()
+        base = None
+        for count in counts:
+            aggregate, each = concurrent_frames_per_s(count, args.device, args.num_envs, frames, server)
+            base = base or aggregate
+            print(f"[{args.device}] {count} concurrent trial(s), {args.num_envs} envs each, "
+                  f"{frames:,} frames each: {aggregate:>10,.0f} frames/s aggregate  "
+                  f"x{aggregate / base:.2f} vs {counts[0]}  (per trial: "
+                  f"{', '.join(f'{x:,.0f}' for x in each)})")
+    finally:
+        server.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter measurements")
     parser.add_argument("--device", default="both", choices=["cpu", "cuda", "both"])
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (a search trial on CPU uses 1 by default)")
+    parser.add_argument("--concurrent", default="",
+                        help="comma-separated trial counts sharing one device, e.g. 1,2,4,8")
+    parser.add_argument("--num-envs", type=int, default=2048, help="--concurrent: envs per trial")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="--concurrent: frames per trial (default 2M on cuda, 100k on cpu)")
     args = parser.parse_args()
+    if args.concurrent:
+        if args.device == "both":
+            parser.error("--concurrent needs --device cpu or --device cuda")
+        concurrent(args)
+        return
     torch.set_num_threads(args.threads)
     seconds = 1.0 if args.quick else 3.0
     devices = ["cpu", "cuda"] if args.device == "both" else [args.device]
