@@ -201,6 +201,9 @@ def test_summary_json(run: Run) -> None:
     assert summary["frames"] == math.ceil(cfg.train.frames / num_envs) * num_envs
     assert summary["seed"] == cfg.train.seed == 42
     assert 0 < summary["wall_s"] < 300
+    # The run's phases in Unix time: trainer start, first env step, end (summary written).
+    assert summary["started_at"] <= summary["first_step_at"] <= run.files.summary.stat().st_mtime
+    assert summary["started_at"] + summary["wall_s"] <= run.files.summary.stat().st_mtime + 1
     assert summary["git_sha"] == git_head()
     assert summary["packages"]["torch"] == metadata.version("torch")
     assert summary["packages"]["skrl"] == metadata.version("skrl")
