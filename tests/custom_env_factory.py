@@ -37,6 +37,7 @@ class PointToOrigin:
     """
 
     reward_terms = ("progress", "effort")
+    episode_metrics = (SUCCESS, FELL, LENGTH, RETURN, FINAL_DISTANCE)
 
     def __init__(
         self,
@@ -97,10 +98,12 @@ class PointToOrigin:
             RETURN: self._return.clone(),
             FINAL_DISTANCE: distance,
         }
-        # Finished points start over now: the trainer expects their first observation back.
+        # The episode's own last observation, before finished points start over: PPO bootstraps a
+        # time-limit end from it, and the trainer expects the new episode's first one besides.
+        final = self._observe()
         self._reset_where(done)
-        return StepResult(observations=self._observe(), terms=terms, terminated=terminated,
-                          truncated=truncated, episode=episode)
+        return StepResult(observations=self._observe(), final_observations=final, terms=terms,
+                          terminated=terminated, truncated=truncated, episode=episode)
 
     def close(self) -> None:
         pass  # nothing to release: plain tensors

@@ -42,7 +42,7 @@ reward_weights:
   termination: { type: "choice", values: [-500, -200, -50] }
 """
 REWARD_TERMS = ("torques", "termination", "position_tracking")
-SCORING = {"weights": {"success_rate": 1.0, "termination_rate": -0.5}, "window": 3}
+SCORING = {"weights": {"success_rate": 1.0, "termination_rate": -0.5}, "min_episodes": 100}
 STATES = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED,
           "fail": TrialState.FAIL, "running": TrialState.RUNNING}
 DEFAULT_REASON = {"complete": reasons.COMPLETED, "pruned": reasons.PRUNED,

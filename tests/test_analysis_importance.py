@@ -61,9 +61,9 @@ def test_report_fields_and_top_configs(log_root: Path) -> None:
     assert report["completed_trials"] == 12
     assert report["study_name"] == "fields"
     assert report["scoring"] == {"weights": {"success_rate": 1.0, "termination_rate": -0.5},
-                                 "window": 3}
-    assert report["score_definition"] == ("mean of the last 3 evaluation points of "
-                                          "1 * success_rate - 0.5 * termination_rate")
+                                 "min_episodes": 100}
+    assert report["score_definition"] == ("1 * success_rate - 0.5 * termination_rate over the most "
+                                          "recent 100 finished episodes (at least one per env)")
     assert "generated_at" in report and "note" not in report
     top = report["top_5_configs"]
     assert len(top) == 5

@@ -73,8 +73,8 @@ def test_custom_env_takes_its_own_reward_terms() -> None:
 
 
 @pytest.mark.parametrize("env, scales, scoring", [
-    ("navigation", REFERENCE_SCALES, {"success_rate", "termination_rate", "episode_length"}),
-    ("navigation_stage2", REFERENCE_SCALES, {"success_rate", "termination_rate", "episode_length"}),
+    ("navigation", REFERENCE_SCALES, {"success_rate", "termination_rate", "final_distance"}),
+    ("navigation_stage2", REFERENCE_SCALES, {"success_rate", "termination_rate", "final_distance"}),
     ("cartpole", {"env_reward": 1.0}, {"return"}),
     ("pendulum", {"env_reward": 1.0}, {"return"}),
 ])

@@ -97,6 +97,7 @@ def make_without_step(num_envs: int, device: torch.device, seed: int) -> object:
     class HalfDone:
         observation_space = action_space = None
         reward_terms = ("r",)
+        episode_metrics = ("return",)
 
         def reset(self, seed: int | None = None) -> None: ...
         def close(self) -> None: ...

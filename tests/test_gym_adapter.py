@@ -11,7 +11,7 @@ import torch
 from gymnasium.spaces import Box, Discrete
 
 from automl.envs.base import FELL, LENGTH, RETURN, BatchedEnv
-from automl.envs.gym_adapter import ENV_REWARD, GymVectorEnv
+from automl.envs.gym_adapter import ENV_REWARD, GymVectorEnv, sub_env_seeds
 from automl.errors import ConfigError
 
 CPU = torch.device("cpu")
@@ -145,10 +145,32 @@ def test_same_seed_same_observations_different_seed_different() -> None:
     assert not np.allclose(trace(7)[0], trace(8)[0])
 
 
-def test_reset_seeds_each_sub_env_with_seed_plus_index() -> None:
+def test_sub_env_seeds_come_from_one_seed_sequence() -> None:
     wide = make("CartPole-v1", num_envs=3).reset(seed=10).numpy()
-    single = make("CartPole-v1", num_envs=1).reset(seed=11).numpy()
-    np.testing.assert_array_equal(wide[1], single[0])
+    single = gymnasium.make("CartPole-v1")
+    for i, sub_seed in enumerate(sub_env_seeds(10, 3)):
+        np.testing.assert_array_equal(wide[i], single.reset(seed=sub_seed)[0].astype(np.float32))
+
+
+def test_two_run_seeds_share_no_sub_env_stream() -> None:
+    # gymnasium's own `seed + i` gave validation seeds 1000 and 1001 fifteen of 16 streams in common.
+    one, two = sub_env_seeds(1000, 16), sub_env_seeds(1001, 16)
+    assert len(set(one)) == 16 and not set(one) & set(two)
+
+
+def test_final_observations_are_the_finished_episodes_own() -> None:
+    # EchoBox observes its last action; with a 3-step limit the final observation of each episode is
+    # its third action, while the returned one is the reset observation (0).
+    env = make("automl-test/EchoBox-v0", num_envs=2, max_episode_steps=3)
+    env.reset(seed=0)
+    for value in (0.1, 0.2):
+        result = env.step(torch.tensor([[value], [value]]))
+        assert not bool(result.truncated.any())
+        assert torch.equal(result.final_observations, result.observations)
+    result = env.step(torch.tensor([[0.3], [0.7]]))
+    assert bool(result.truncated.all())
+    np.testing.assert_allclose(result.final_observations[:, 0].numpy(), [0.3, 0.7], rtol=1e-6)
+    np.testing.assert_array_equal(result.observations[:, 0].numpy(), [0.0, 0.0])
 
 
 class _EchoEnv(gymnasium.Env):

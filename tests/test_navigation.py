@@ -8,17 +8,26 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, BatchedEnv, StepResult
+from automl.envs.base import (
+    FELL,
+    FINAL_DISTANCE,
+    LENGTH,
+    RETURN,
+    SUCCESS,
+    WARMUP,
+    BatchedEnv,
+    StepResult,
+)
 from automl.envs.navigation import OBS_DIM, REFERENCE_SCALES, TERMS, NavigationEnv, make_params
+from automl.envs.navigation_expert import DISTANCE, Driver
 from automl.train import shaped_reward
 
 CPU = torch.device("cpu")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                  reason="no CUDA device"))]
-EPISODE_KEYS = {SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN}
+EPISODE_KEYS = {SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN, WARMUP}
 
-# Observation layout (NavigationEnv._features), for the scripted controller and reset checks.
-GOAL_X, GOAL_Y, DISTANCE, SIN_HEADING_ERR, COS_HEADING_ERR = 0, 1, 2, 3, 4
+# Observation layout (NavigationEnv._features), for reset checks.
 TILT, WHEEL_VEL = slice(7, 9), slice(11, 13)
 
 
@@ -200,41 +209,25 @@ def test_a_random_policy_rarely_succeeds(random_rollout: Rollout) -> None:
     assert random_rollout.successes / random_rollout.episodes < 0.05
 
 
-def drive_to_goal(obs: torch.Tensor, speed_cmd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A hand-written controller from observations alone: face the goal, drive there with limited
-    acceleration (the body tips), stop, turn to the goal heading. Returns (actions, speed command)."""
-    p = make_params()
-    goal_x, goal_y, distance = obs[:, GOAL_X] * 4.0, obs[:, GOAL_Y] * 4.0, obs[:, DISTANCE] * 4.0
-    heading_err = torch.atan2(obs[:, SIN_HEADING_ERR], obs[:, COS_HEADING_ERR])
-    wheel_vel = obs[:, WHEEL_VEL] * 20.0
-    bearing = torch.atan2(goal_y, goal_x)
-    far = distance > 0.1
-    speed_goal = torch.where(far, (0.8 * distance).clamp(max=0.6) * bearing.cos().clamp(min=0.0) ** 4, 0.0)
-    yaw_rate = torch.where(far, (2.0 * bearing).clamp(-1.5, 1.5), (2.0 * heading_err).clamp(-1.0, 1.0))
-    speed_cmd = speed_cmd + (speed_goal - speed_cmd).clamp(-0.05, 0.05)
-    half_track = yaw_rate * p.track_width / 2.0
-    target = torch.stack((speed_cmd - half_track, speed_cmd + half_track), 1) / p.wheel_radius
-    # Feed-forward against wheel damping plus a proportional term on the wheel speed error.
-    feed_forward = p.wheel_damping * p.wheel_inertia / p.max_torque
-    return (feed_forward * target + 0.1 * (target - wheel_vel)).clamp(-1.0, 1.0), speed_cmd
-
-
 def test_a_careful_controller_succeeds() -> None:
     # The counterpart of the random-policy test: success is reachable, so "< 5%" above means
     # the random policy is bad at the task, not that the task cannot be solved.
     n = 128
     env = NavigationEnv(num_envs=n, device=CPU, seed=3)
     obs = env.reset(seed=3)
-    speed_cmd = torch.zeros(n)
+    driver = Driver(n)
     episodes = successes = falls = 0.0
     for _ in range(800):
-        actions, speed_cmd = drive_to_goal(obs, speed_cmd)
-        result = env.step(actions)
+        result = env.step(driver.act(obs))
         done = result.terminated | result.truncated
-        speed_cmd = torch.where(done, 0.0, speed_cmd)
-        episodes += float(done.sum())
-        successes += float(result.episode[SUCCESS][done].sum())
-        falls += float(result.episode[FELL][done].sum())
+        driver.reset_where(done)
+        counted = done & (result.episode[WARMUP] == 0)
+        episodes += float(counted.sum())
+        successes += float(result.episode[SUCCESS][counted].sum())
+        falls += float(result.episode[FELL][counted].sum())
+        # A success ends the episode before the time limit, as a truncation (PPO bootstraps it).
+        won = done & (result.episode[SUCCESS] == 1.0)
+        assert bool(result.truncated[won].all()) and not bool(result.terminated[won].any())
         obs = result.observations
     assert episodes >= n
     assert successes / episodes > 0.8, f"{successes:.0f} of {episodes:.0f} episodes succeeded"
@@ -258,3 +251,41 @@ def test_stage_two_is_harder_and_overrides_apply() -> None:
     assert env.p.max_steps == 10 and env.p.goal_distance == (2.0, 2.5)
     obs = env.reset(seed=0)
     assert bool(((obs[:, DISTANCE] * 4.0 >= 2.0 - 1e-5) & (obs[:, DISTANCE] * 4.0 <= 2.5 + 1e-5)).all())
+
+
+def test_episode_ends_are_spread_evenly_from_the_first_step() -> None:
+    # Standing still never falls and never reaches a goal 1-4 m away: every episode ends at its time
+    # limit, so the ends of the first episodes show how the starts were spread at reset.
+    n, max_steps = 4000, 50
+    env = NavigationEnv(num_envs=n, device=CPU, seed=5, max_steps=max_steps)
+    env.reset(seed=5)
+    ends, warmups = [], 0.0
+    for _ in range(max_steps):
+        result = env.step(torch.zeros(n, 2))
+        done = result.terminated | result.truncated
+        ends.append(int(done.sum()))
+        warmups += float(result.episode[WARMUP][done].sum())
+    assert sum(ends) == n  # each env ended exactly one episode within one time limit
+    expected = n / max_steps
+    assert all(0.6 * expected < e < 1.4 * expected for e in ends), ends
+    # All of them but those that happened to start at step 0 were shortened: not counted.
+    assert warmups > n * (1 - 3 / max_steps)
+    # Their second episodes are whole ones.
+    result = env.step(torch.zeros(n, 2))
+    assert float(result.episode[WARMUP].sum()) == 0.0
+
+
+def test_final_observations_are_the_finished_episodes_own() -> None:
+    n, max_steps = 64, 20
+    env = NavigationEnv(num_envs=n, device=CPU, seed=1, max_steps=max_steps, spread_starts=False)
+    previous = env.reset(seed=1)
+    for _ in range(max_steps - 1):
+        result = env.step(torch.zeros(n, 2))
+        assert torch.equal(result.final_observations, result.observations)
+        previous = result.observations
+    result = env.step(torch.zeros(n, 2))
+    assert bool(result.truncated.all())
+    # Standing still, nothing changes within an episode: the final observation is the one before,
+    # while the returned observations are new episodes' (a new goal).
+    assert torch.allclose(result.final_observations, previous)
+    assert not torch.allclose(result.observations[:, :3], previous[:, :3])

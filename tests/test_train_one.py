@@ -23,7 +23,7 @@ import pytest
 import torch
 import yaml
 
-from automl import paths, reasons, scoring, tags
+from automl import paths, reasons, tags
 from automl.config import load_run_config
 from automl.envs.navigation import TERMS
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
@@ -121,12 +121,18 @@ def test_skrl_logs_each_line_once(run: Run) -> None:
 def test_navigation_writes_task_reward_term_and_skrl_tags(navigation: Run) -> None:
     assert navigation.process.returncode == EXIT_OK, navigation.explain()
     series = navigation.scalars()
-    wanted = [*tags.TASK_METRIC_TAGS.values(), tags.SCORE, tags.EPISODE_REWARD_MEAN,
-              tags.FRAMES_PER_SECOND, *(tags.reward_term_tag(t) for t in TERMS)]
-    missing = [tag for tag in wanted if tag not in series]
+    every_point = [tags.EPISODES, tags.FRAMES_PER_SECOND, *(tags.reward_term_tag(t) for t in TERMS)]
+    with_episodes = [*tags.TASK_METRIC_TAGS.values(), tags.SCORE, tags.EPISODE_REWARD_MEAN]
+    missing = [tag for tag in every_point + with_episodes if tag not in series]
     assert not missing, f"missing tags {missing}; written: {sorted(series)}"
-    for tag in wanted:  # one point per evaluation point, at step = frames
+    for tag in every_point:  # one point per evaluation point, at step = frames, none skipped
         assert [step for step, _ in series[tag]] == NAVIGATION_EVAL_POINTS, tag
+    # Task metrics and the score stand where the point rests on finished episodes: from the first
+    # such point on (the first, shortened episodes of the spread starts are not counted).
+    counted = [step for step, count in series[tags.EPISODES] if count > 0]
+    assert counted and counted == NAVIGATION_EVAL_POINTS[-len(counted):]
+    for tag in with_episodes:
+        assert [step for step, _ in series[tag]] == counted, tag
         assert all(math.isfinite(value) for _, value in series[tag]), tag
     for tag in SKRL_TAGS:
         assert tag in series, f"skrl tag {tag} missing; written: {sorted(series)}"
@@ -154,15 +160,17 @@ def test_cartpole_writes_task_and_reward_tags(cartpole: Run) -> None:
 
 
 @pytest.mark.slow
-def test_score_is_the_window_mean_of_weighted_task_metrics(run: Run) -> None:
-    cfg = run_config_from_plain(yaml.safe_load(run.files.config.read_text()), source="config.yaml")
+def test_score_is_the_weighted_sum_of_the_points_task_metrics(run: Run) -> None:
+    # conf/scoring/return.yaml and navigation.yaml, written out by hand.
+    by_hand = {"cartpole": lambda m: m["return"],
+               "navigation": lambda m: m["success_rate"] - 0.5 * m["termination_rate"]
+               - 0.1 * m["final_distance"]}[next(a[4:] for a in run.args if a.startswith("env="))]
     series = run.scalars()
-    points = [scoring.point_score({name: series[tags.TASK_METRIC_TAGS[name]][i][1]
-                                   for name in cfg.scoring.weights}, cfg.scoring.weights)
-              for i in range(len(series[tags.SCORE]))]
-    for i, (_, logged) in enumerate(series[tags.SCORE]):
-        expected = scoring.windowed_score(points[: i + 1], cfg.scoring.window)
-        assert logged == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    metric_at = {name: dict(series[tag]) for name, tag in tags.TASK_METRIC_TAGS.items() if tag in series}
+    assert series[tags.SCORE]
+    for step, logged in series[tags.SCORE]:
+        assert logged == pytest.approx(by_hand({k: v[step] for k, v in metric_at.items()}),
+                                       rel=1e-5, abs=1e-6)
     assert run.summary()["score"] == pytest.approx(series[tags.SCORE][-1][1], rel=1e-6, abs=1e-6)
 
 
@@ -244,7 +252,7 @@ def test_eval_mode_prints_metrics_json(run: Run, tmp_path: Path) -> None:
                          "train.threads=1"], log_root=tmp_path)
     assert process.returncode == EXIT_OK, process.stderr
     metrics = json.loads(process.stdout)  # stdout is the JSON and nothing else
-    assert metrics["episodes"] >= 8
+    assert metrics["episodes"] == 8  # one episode of each of 8 environments
     assert metrics["checkpoint"] == str(run.files.model)
     assert isinstance(metrics["score"], float) and math.isfinite(metrics["score"])
     assert 0.0 <= metrics["termination_rate"] <= 1.0
@@ -287,6 +295,13 @@ BAD_INPUT = [
      ["`env.params`", "Unknown navigation parameter(s) ['max_step']"]),
     (["env=custom"], ["`env.factory`", "has no value"]),
     (["mode=eval", "checkpoint=MISSING"], ["`checkpoint`", "does not exist"]),
+    (["+scoring.weights.episode_reward_mean=1"],
+     ["`scoring.weights.episode_reward_mean`", "is not a task metric", "never scored"]),
+    (["+scoring.weights.sucess_rate=1"], ["`scoring.weights.sucess_rate`", "is not a task metric",
+                                          "success_rate, termination_rate"]),
+    (["env=cartpole", "scoring=navigation"],
+     ["`scoring.weights.success_rate`", "env `cartpole` does not report `success_rate`",
+      "it reports: termination_rate, episode_length, return"]),
 ]
 
 

@@ -1,4 +1,8 @@
-"""Eval mode: run a saved policy deterministically for N episodes and return its task metrics."""
+"""Eval mode: run a saved policy deterministically for N episodes and return its task metrics.
+
+N environments each run one complete episode (the first one that is not a WARMUP episode), so
+environments whose episodes end early do not contribute more episodes than the others.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ from typing import Any
 import torch
 
 from automl import scoring
+from automl.episodes import RecentEpisodes
 from automl.errors import ConfigError
 from automl.schema import NetworkConfig, RunConfig
-from automl.train import EpisodeWindow, reward_weights, shaped_reward
+from automl.train import reward_weights, shaped_reward
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -34,10 +39,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def evaluate(cfg: RunConfig) -> dict[str, float]:
-    """Task metrics over `episodes` finished episodes, actions = the policy's most likely ones."""
+    """Task metrics over `episodes` episodes, one per environment, actions = the policy's most
+    likely ones."""
     from skrl.resources.preprocessors.torch import RunningStandardScaler
 
-    from automl.envs.registry import make_env, resolve_device, resolve_num_envs
+    from automl.envs.registry import make_env, resolve_device
     from automl.models import build_models, deterministic_action
 
     assert cfg.checkpoint is not None
@@ -50,7 +56,7 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.env.device)
     env_cfg = cfg.env
-    env_cfg.num_envs = min(resolve_num_envs(env_cfg, device), cfg.episodes)
+    env_cfg.num_envs = cfg.episodes
     env = make_env(env_cfg, device=device, seed=cfg.train.seed)
     weights = reward_weights(cfg, env)
     network = NetworkConfig(**state["network"])
@@ -62,17 +68,18 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
         scaler = RunningStandardScaler(env.observation_space, device=device)
         scaler.load_state_dict(state["observation_preprocessor"])
         scaler.eval()
-    window = EpisodeWindow(device=device, num_envs=env.num_envs)
+    first = RecentEpisodes(num_envs=env.num_envs, device=device,
+                           episode_metrics=env.episode_metrics, first_only=True)
     observations = env.reset(seed=cfg.train.seed)
     with torch.no_grad():
-        while float(window.episodes.item()) < cfg.episodes:  # type: ignore[union-attr]
+        while not first.complete():
             inputs = scaler(observations) if scaler is not None else observations
             result = env.step(deterministic_action(policy, inputs))
             reward = shaped_reward(result.terms, weights, num_envs=env.num_envs, device=device)
-            window.add(result.terms, reward, result.terminated | result.truncated, result.episode)
+            first.add(reward, result.terminated | result.truncated, result.episode)
             observations = result.observations
     env.close()
-    metrics = window.metrics() or {}
+    metrics = first.metrics()
     score = scoring.point_score(metrics, cfg.scoring.weights)
     metrics["score"] = score if math.isfinite(score) else math.nan
     metrics["checkpoint"] = str(cfg.checkpoint)  # type: ignore[assignment]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from automl.errors import ConfigError
+from automl.tags import TASK_METRIC_TAGS
 
 Device = Literal["auto", "cpu", "cuda"]
 EnvKind = Literal["navigation", "gymnasium", "custom"]
@@ -137,12 +138,14 @@ class RewardConfig:
 
 @dataclass
 class ScoringConfig:
-    """The run's score: weighted task metrics averaged over the last evaluation points."""
+    """The run's score: weighted task metrics over the most recent finished episodes."""
 
     weights: dict[str, float]
-    """Weight of each task metric (success_rate, termination_rate, episode_length, return, ...)."""
-    window: int
-    """How many of the last evaluation points the score averages."""
+    """Weight of each task metric (success_rate, termination_rate, episode_length, final_distance,
+    return); never the shaped reward, which reward weights change."""
+    min_episodes: int
+    """The score at a point averages the most recent finished episodes of every environment, at
+    least this many in all (ceil(min_episodes / num_envs) per environment, at least one)."""
     plateau_patience: int
     """Search: stop a trial whose score has not improved for this many reports (0 disables)."""
     plateau_min_delta: float
@@ -156,13 +159,21 @@ class ScoringConfig:
             if getattr(self, key) < 0:
                 raise ConfigError(file=source, key=f"scoring.{key}", value=getattr(self, key),
                                   rule="it must be >= 0", fix=f"set scoring.{key}=0 to disable it")
-        if self.window <= 0:
-            raise ConfigError(file=source, key="scoring.window", value=self.window,
-                              rule="it must be >= 1", fix="set scoring.window=3, for example")
+        if self.min_episodes <= 0:
+            raise ConfigError(file=source, key="scoring.min_episodes", value=self.min_episodes,
+                              rule="it must be >= 1", fix="set scoring.min_episodes=1000, for example")
         if not self.weights:
             raise ConfigError(file=source, key="scoring.weights", value=self.weights,
                               rule="it must weight at least one task metric",
                               fix="set scoring.weights.success_rate=1.0, for example")
+        for name, weight in self.weights.items():
+            if name not in TASK_METRIC_TAGS:
+                raise ConfigError(
+                    file=source, key=f"scoring.weights.{name}", value=weight,
+                    rule=f"`{name}` is not a task metric; the score may weight only "
+                         f"{', '.join(TASK_METRIC_TAGS)} (no reward weight changes them, so trials "
+                         "compare fairly; the shaped reward is logged, never scored)",
+                    fix=f"drop scoring.weights.{name} or weight one of those")
 
 
 @dataclass

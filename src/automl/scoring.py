@@ -1,9 +1,13 @@
-"""The run's score: weighted task metrics at each evaluation point, averaged over a window."""
+"""The run's score: a weighted sum of task metrics over the most recent finished episodes."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+
+from automl.errors import ConfigError
+
+_SOURCE = "conf/scoring or the command line"
 
 
 def point_score(metrics: Mapping[str, float], weights: Mapping[str, float]) -> float:
@@ -17,8 +21,16 @@ def point_score(metrics: Mapping[str, float], weights: Mapping[str, float]) -> f
     return total
 
 
-def windowed_score(points: Sequence[float], window: int) -> float:
-    """Mean of the last `window` finite point scores; NaN when there is none yet."""
-    finite = [p for p in points if math.isfinite(p)]
-    recent = finite[-window:]
-    return sum(recent) / len(recent) if recent else math.nan
+def check_reported(weights: Mapping[str, float], episode_metrics: tuple[str, ...], *,
+                   env_name: str) -> None:
+    """Every weighted metric is one the environment reports; checked before any training."""
+    from automl.episodes import reported_metrics  # run side only: it imports torch
+
+    reported = reported_metrics(episode_metrics)
+    for name, weight in weights.items():
+        if name not in reported:
+            raise ConfigError(
+                file=_SOURCE, key=f"scoring.weights.{name}", value=weight,
+                rule=f"env `{env_name}` does not report `{name}`; it reports: {', '.join(reported)}",
+                fix=f"weight only those (e.g. scoring=return for a gymnasium task), or drop "
+                    f"scoring.weights.{name}")

@@ -18,15 +18,12 @@ import torch
 
 from automl import reasons, scoring, tags
 from automl.config import save_resolved
-from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, BatchedEnv
+from automl.envs.base import BatchedEnv
+from automl.episodes import EPISODES, SHAPED_RETURN, RecentEpisodes, TermMeans, episodes_per_env
 from automl.errors import ConfigError
 from automl.paths import RunPaths
 from automl.schema import RunConfig
 from automl.summary import RunSummary, git_sha, package_versions, write_summary
-
-EPISODE_METRICS = {SUCCESS: "success_rate", FELL: "termination_rate", LENGTH: "episode_length",
-                   FINAL_DISTANCE: "final_distance", RETURN: "return"}
-"""Per-episode value reported by an env -> task metric name (mean over finished episodes)."""
 
 
 class Diverged(RuntimeError):
@@ -57,65 +54,6 @@ def shaped_reward(terms: dict[str, torch.Tensor], weights: dict[str, float], *, 
     for term, scale in weights.items():
         reward = reward + scale * terms[term]
     return reward
-
-
-@dataclass
-class EpisodeWindow:
-    """Sums over the episodes that ended since the last evaluation point (on device: no syncs)."""
-
-    device: torch.device
-    num_envs: int
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
-    term_sums: dict[str, torch.Tensor] = field(default_factory=dict)
-    episodes: torch.Tensor | None = None
-    steps: int = 0
-    shaped: torch.Tensor | None = None
-    """Per-env running shaped return under the run's own weights."""
-    reported: set[str] = field(default_factory=set)
-    """Per-episode metrics the environment reports (an env need not report all of them)."""
-
-    def __post_init__(self) -> None:
-        self.shaped = torch.zeros(self.num_envs, device=self.device)
-        self.reset()
-
-    def reset(self) -> None:
-        zero = lambda: torch.zeros((), device=self.device)  # noqa: E731
-        self.sums = {name: zero() for name in [*EPISODE_METRICS.values(), "episode_reward_mean"]}
-        self.term_sums = {}
-        self.episodes = zero()
-        self.steps = 0
-
-    def add(self, terms: dict[str, torch.Tensor], reward: torch.Tensor, done: torch.Tensor,
-            episode: dict[str, torch.Tensor]) -> None:
-        assert self.shaped is not None and self.episodes is not None
-        self.reported.update(episode)
-        self.shaped += reward
-        done_f = done.float()
-        self.episodes += done_f.sum()
-        for key, name in EPISODE_METRICS.items():
-            if key in episode:
-                self.sums[name] += (episode[key] * done_f).sum()
-        self.sums["episode_reward_mean"] += (self.shaped * done_f).sum()
-        self.shaped *= 1.0 - done_f
-        for term, value in terms.items():
-            total = value.mean()
-            self.term_sums[term] = self.term_sums[term] + total if term in self.term_sums else total
-        self.steps += 1
-
-    def metrics(self) -> dict[str, float] | None:
-        """Task metrics of the window, or None when no episode ended in it."""
-        assert self.episodes is not None
-        count = float(self.episodes.item())
-        if count == 0:
-            return None
-        names = [EPISODE_METRICS[k] for k in EPISODE_METRICS if k in self.reported]
-        out = {name: float(self.sums[name].item()) / count for name in names}
-        out["episode_reward_mean"] = float(self.sums["episode_reward_mean"].item()) / count
-        out["episodes"] = count
-        return out
-
-    def term_means(self) -> dict[str, float]:
-        return {t: float(v.item()) / max(self.steps, 1) for t, v in self.term_sums.items()}
 
 
 class Tee:
@@ -224,11 +162,10 @@ class Progress:
     start: float
     """time.monotonic() at the start."""
     frames: int = 0
-    point_scores: list[float] = field(default_factory=list)
-    """Score of each evaluation point; the run's score averages the last `scoring.window`."""
     score: float = math.nan
+    """Score of the last evaluation point that had finished episodes."""
     metrics: dict[str, float] = field(default_factory=dict)
-    """Task metrics of the last evaluation point."""
+    """Task metrics of the last evaluation point that had finished episodes."""
     started_at: float = field(default_factory=time.time)
     """Unix time at the start."""
     first_step_at: float | None = None
@@ -250,6 +187,7 @@ def open_run(cfg: RunConfig, run: RunPaths) -> tuple[BatchedEnv, dict[str, float
     env = make_env(cfg.env, device=resolve_device(cfg.env.device), seed=cfg.train.seed)
     try:
         weights = reward_weights(cfg, env)  # bad input: nothing written yet
+        scoring.check_reported(cfg.scoring.weights, env.episode_metrics, env_name=cfg.env.name)
     except ConfigError:
         env.close()
         raise
@@ -259,8 +197,28 @@ def open_run(cfg: RunConfig, run: RunPaths) -> tuple[BatchedEnv, dict[str, float
     return env, weights, log, Tee(log, None if cfg.train.quiet else sys.__stdout__)
 
 
+@dataclass
+class Window:
+    """What the next evaluation point reports: recent episodes and reward-term means."""
+
+    episodes: RecentEpisodes
+    terms: TermMeans = field(default_factory=TermMeans)
+
+    def add(self, terms: dict[str, torch.Tensor], reward: torch.Tensor, done: torch.Tensor,
+            episode: dict[str, torch.Tensor]) -> None:
+        self.episodes.add(reward, done, episode)
+        self.terms.add(terms)
+
+
+def open_window(cfg: RunConfig, env: BatchedEnv) -> Window:
+    """The most recent `scoring.min_episodes` episodes in all (at least one per environment)."""
+    per_env = episodes_per_env(cfg.scoring.min_episodes, env.num_envs)
+    return Window(RecentEpisodes(num_envs=env.num_envs, device=env.device,
+                                 episode_metrics=env.episode_metrics, per_env=per_env))
+
+
 def collect_step(agent, env: BatchedEnv, weights: dict[str, float],  # noqa: ANN001
-                 observations: torch.Tensor, step: int, timesteps: int, window: EpisodeWindow,
+                 observations: torch.Tensor, step: int, timesteps: int, window: Window,
                  finite: torch.Tensor) -> torch.Tensor:
     """One batched env step recorded in skrl's memory; returns the next observations."""
     agent.pre_interaction(timestep=step, timesteps=timesteps)
@@ -271,9 +229,13 @@ def collect_step(agent, env: BatchedEnv, weights: dict[str, float],  # noqa: ANN
         # Checked once per rollout (no device sync per step): NaN/inf anywhere ends the run.
         finite &= torch.isfinite(result.observations).all() & torch.isfinite(reward).all()
         finite &= torch.isfinite(actions).all()
+        # skrl adds its time-limit bootstrap to the rewards it is given, in place: give it a copy,
+        # so the shaped return we log is the environment's. It bootstraps from next_observations,
+        # which must be the finished episodes' own last observations, not the reset ones.
         agent.record_transition(
             observations=observations, states=None, actions=actions,
-            rewards=reward.unsqueeze(1), next_observations=result.observations, next_states=None,
+            rewards=reward.unsqueeze(1).clone(), next_observations=result.final_observations,
+            next_states=None,
             terminated=result.terminated.unsqueeze(1), truncated=result.truncated.unsqueeze(1),
             infos={}, timestep=step, timesteps=timesteps)
         window.add(result.terms, reward, result.terminated | result.truncated, result.episode)
@@ -281,19 +243,18 @@ def collect_step(agent, env: BatchedEnv, weights: dict[str, float],  # noqa: ANN
     return result.observations
 
 
-def evaluation_point(cfg: RunConfig, agent, window: EpisodeWindow, progress: Progress,  # noqa: ANN001
+def evaluation_point(cfg: RunConfig, agent, window: Window, progress: Progress,  # noqa: ANN001
                      timesteps: int) -> None:
-    """Score the episodes that ended since the last point and write them (if any ended)."""
-    metrics = window.metrics()
-    if metrics is None:
-        return
-    progress.metrics = metrics
-    progress.point_scores.append(scoring.point_score(metrics, cfg.scoring.weights))
-    progress.score = scoring.windowed_score(progress.point_scores, cfg.scoring.window)
+    """Score the most recent episodes and write the point; before any episode has ended, the point
+    holds only its episode count (0), so no point is missing."""
+    metrics = window.episodes.metrics()
+    score = math.nan
+    if metrics[EPISODES] > 0:
+        score = scoring.point_score(metrics, cfg.scoring.weights)
+        progress.metrics, progress.score = metrics, score
     fps = progress.frames / max(time.monotonic() - progress.start, 1e-9)
-    write_point(agent.writer, agent, progress.frames, timesteps, metrics, window.term_means(),
-                progress.score, fps)
-    window.reset()
+    write_point(agent.writer, agent, progress.frames, timesteps, metrics, window.terms.pop(),
+                score, fps)
 
 
 def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
@@ -303,7 +264,7 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     env, weights, log, out = open_run(cfg, run)
     timesteps = math.ceil(cfg.train.frames / env.num_envs)
     agent = build_agent(cfg, env, run, timesteps)
-    window = EpisodeWindow(device=env.device, num_envs=env.num_envs)
+    window = open_window(cfg, env)
     finite = torch.ones((), dtype=torch.bool, device=env.device)
     next_eval, next_print = cfg.train.eval_frequency, progress.start
     status, message = reasons.STATUS_COMPLETED, ""
@@ -371,15 +332,19 @@ def finish_run(cfg: RunConfig, run: RunPaths, progress: Progress, status: str,
 
 def write_point(writer, agent, frames: int, timesteps: int, metrics: dict[str, float],  # noqa: ANN001
                 term_means: dict[str, float], score: float, fps: float) -> None:
-    """One evaluation point in TensorBoard (step = frames), flushed so the search sees it now."""
+    """One evaluation point in TensorBoard (step = frames), flushed so the search sees it now.
+    Metrics and score are written only when the point rests on finished episodes."""
+    writer.add_scalar(tag=tags.EPISODES, value=metrics[EPISODES], timestep=frames)
     for name, tag in tags.TASK_METRIC_TAGS.items():
         if name in metrics:
             writer.add_scalar(tag=tag, value=metrics[name], timestep=frames)
-    writer.add_scalar(tag=tags.EPISODE_REWARD_MEAN, value=metrics["episode_reward_mean"],
-                      timestep=frames)
+    if SHAPED_RETURN in metrics:
+        writer.add_scalar(tag=tags.EPISODE_REWARD_MEAN, value=metrics[SHAPED_RETURN],
+                          timestep=frames)
     for term, value in term_means.items():
         writer.add_scalar(tag=tags.reward_term_tag(term), value=value, timestep=frames)
-    writer.add_scalar(tag=tags.SCORE, value=score, timestep=frames)
+    if math.isfinite(score):
+        writer.add_scalar(tag=tags.SCORE, value=score, timestep=frames)
     writer.add_scalar(tag=tags.FRAMES_PER_SECOND, value=fps, timestep=frames)
     agent.write_tracking_data(timestep=frames, timesteps=timesteps)
     writer.flush()

@@ -73,7 +73,7 @@ def pick_evaluator(name: str) -> tuple[BaseImportanceEvaluator, str | None]:
 
 
 def describe_scoring(scoring: dict[str, Any]) -> str:
-    """`mean of the last 3 evaluation points of 1.0 * success_rate - 0.5 * termination_rate`."""
+    """`1 * success_rate - 0.5 * termination_rate over the most recent 500 finished episodes`."""
     terms: list[str] = []
     for name, weight in (scoring.get("weights") or {}).items():
         w = float(weight)
@@ -81,8 +81,8 @@ def describe_scoring(scoring: dict[str, Any]) -> str:
             terms.append(f"{w:g} * {name}")
         else:
             terms.append(f"{'-' if w < 0 else '+'} {abs(w):g} * {name}")
-    window = scoring.get("window")
-    return f"mean of the last {window} evaluation points of " + " ".join(terms)
+    episodes = scoring.get("min_episodes")
+    return " ".join(terms) + f" over the most recent {episodes} finished episodes (at least one per env)"
 
 
 def score_definition(view: StudyView) -> tuple[str, dict[str, Any] | None]:

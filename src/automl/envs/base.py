@@ -19,6 +19,9 @@ FINAL_DISTANCE = "final_distance"
 """Distance to the goal when the episode ended."""
 RETURN = "return"
 """Episodic return under the task's own reference reward (gymnasium's reward; the default weights)."""
+WARMUP = "warmup"
+"""1.0 where the finished episode was cut short by the spread of episode starts at reset (an env
+that starts its first episode part-way through the time limit): its metrics are not counted."""
 
 
 @dataclass
@@ -26,7 +29,11 @@ class StepResult:
     """One batched step. Finished environments are already reset: `observations` are their first."""
 
     observations: torch.Tensor
-    """(num_envs, obs_dim) float32."""
+    """(num_envs, obs_dim) float32: what the policy sees next (a new episode's first where one ended)."""
+    final_observations: torch.Tensor
+    """(num_envs, obs_dim) float32: the observation each environment reached on this step, before
+    any reset; equal to `observations` where the episode did not end. PPO bootstraps a time-limit
+    end from it, so it must be the finished episode's own last observation."""
     terms: dict[str, torch.Tensor]
     """Raw reward terms, each (num_envs,) float32; the run weights them with `reward.scales`."""
     terminated: torch.Tensor
@@ -49,6 +56,9 @@ class BatchedEnv(Protocol):
     device: torch.device
     reward_terms: tuple[str, ...]
     """Names of the raw reward terms `step` returns, in a fixed order."""
+    episode_metrics: tuple[str, ...]
+    """Names (SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN, WARMUP above) of the per-episode metrics
+    `step` reports in `StepResult.episode`; the run's scoring may weight only these."""
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset every environment; returns (num_envs, obs_dim) observations."""

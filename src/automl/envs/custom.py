@@ -20,7 +20,8 @@ from automl.errors import ConfigError
 
 _SOURCE = "command line / conf/env/custom.yaml"
 _INTERFACE = "src/automl/envs/base.py"
-_ATTRIBUTES = ("observation_space", "action_space", "num_envs", "device", "reward_terms")
+_ATTRIBUTES = ("observation_space", "action_space", "num_envs", "device", "reward_terms",
+               "episode_metrics")
 _METHODS = ("reset", "step", "close")
 
 

@@ -2,6 +2,8 @@
 
 The env's own reward is the one raw term (`env_reward`); the adapter keeps each sub-env's return and
 length itself so the run gets per-episode task metrics without gymnasium's RecordEpisodeStatistics.
+A finished sub-env's last observation comes from gymnasium's `info["final_obs"]` (same-step
+autoreset), so a time-limit end bootstraps from the episode's own final state.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class GymVectorEnv:
     """`num_envs` copies of a gymnasium env, stepped in this process, reset in the same step."""
 
     reward_terms: tuple[str, ...] = (ENV_REWARD,)
+    episode_metrics: tuple[str, ...] = (RETURN, LENGTH, FELL)
 
     def __init__(
         self, *, gym_id: str, num_envs: int, device: torch.device, seed: int, **params: Any
@@ -69,19 +72,19 @@ class GymVectorEnv:
         self._length = np.zeros(num_envs, dtype=np.int64)
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
-        """Reset all sub-envs; sub-env i gets `seed + i` (None: the constructor's seed, once)."""
+        """Reset all sub-envs, seeded from `seed` (None: the constructor's seed, once)."""
         if seed is None and not self._seeded:
             seed = self._seed
         self._seeded = True
-        # An int seed makes gymnasium seed sub-env i with seed + i; None continues their streams.
-        obs, _ = self._vec.reset(seed=seed)
+        # None continues the sub-envs' streams; a seed gives each sub-env its own.
+        obs, _ = self._vec.reset(seed=None if seed is None else sub_env_seeds(seed, self.num_envs))
         self._return[:] = 0.0
         self._length[:] = 0
         return self._to_tensor(obs)
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Apply one batch of actions; finished sub-envs come back already reset."""
-        obs, reward, terminated, truncated, _ = self._vec.step(self._to_env_actions(actions))
+        obs, reward, terminated, truncated, info = self._vec.step(self._to_env_actions(actions))
         reward = np.asarray(reward, dtype=np.float64)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
@@ -98,8 +101,10 @@ class GymVectorEnv:
         self._return[done] = 0.0
         self._length[done] = 0
 
+        observations = self._to_tensor(obs)
         return StepResult(
-            observations=self._to_tensor(obs),
+            observations=observations,
+            final_observations=self._final_observations(observations, info, done),
             terms={ENV_REWARD: self._float_tensor(reward)},
             terminated=torch.as_tensor(terminated, device=self.device),
             truncated=torch.as_tensor(truncated, device=self.device),
@@ -108,6 +113,21 @@ class GymVectorEnv:
 
     def close(self) -> None:
         self._vec.close()
+
+    def _final_observations(self, observations: torch.Tensor, info: dict[str, Any],
+                            done: np.ndarray) -> torch.Tensor:
+        """`observations` with finished sub-envs' rows replaced by their episode's last one."""
+        if not done.any():
+            return observations
+        final = observations.clone()
+        finals, mask = info["final_obs"], info["_final_obs"]
+        for i in np.flatnonzero(mask):
+            one = finals[i]
+            if not isinstance(self._single_obs_space, Box):
+                one = gymnasium.spaces.flatten(self._single_obs_space, one)
+            final[i] = torch.as_tensor(np.asarray(one, dtype=np.float32).reshape(-1),
+                                       device=self.device)
+        return final
 
     def _to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
         array = actions.detach().cpu().numpy()
@@ -133,6 +153,13 @@ class GymVectorEnv:
 
     def _float_tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
+
+
+def sub_env_seeds(seed: int, num_envs: int) -> list[int]:
+    """One independent seed per sub-env, spawned from the run's seed: gymnasium's own `seed + i`
+    would make runs seeded 1000 and 1001 share all but one sub-env stream."""
+    children = np.random.SeedSequence(seed).spawn(num_envs)
+    return [int(child.generate_state(1, dtype=np.uint32)[0]) for child in children]
 
 
 def _make_vec(gym_id: str, num_envs: int, params: dict[str, Any]) -> gymnasium.vector.VectorEnv:

@@ -2,9 +2,14 @@
 heading and stops there. Pure torch, every environment stepped at once (CPU or CUDA).
 
 The body pitches under forward acceleration and rolls under centripetal acceleration (v * yaw rate);
-past `tip_limit` it falls and the episode ends (termination). Episodes otherwise run to the time
-limit; an episode succeeds when, at its end, the robot is within tolerance of the goal position and
-heading and is standing still.
+past `tip_limit` it falls and the episode ends (termination). An episode succeeds, and ends, once the
+robot has held the goal pose (within tolerance of the goal position and heading, standing still) for
+`hold_steps` steps in a row, so its length says how fast it got there; otherwise it runs to the time
+limit. A success ends the episode as a truncation, not a termination: the robot could go on holding
+the pose and earning its reward, so PPO bootstraps from the final state's value and the success end
+changes nothing the policy optimises. At reset, episode starts are spread over the whole time limit
+(as Isaac Lab's `init_at_random_ep_len` does) so that episode ends are spread evenly from the first
+steps on; those first, shortened episodes are reported as WARMUP and not counted.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import gymnasium
 import numpy as np
 import torch
 
-from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, StepResult
+from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, WARMUP, StepResult
 
 TERMS: tuple[str, ...] = (
     "position_tracking", "fine_position_tracking", "heading_tracking", "forward_velocity",
@@ -62,6 +67,11 @@ class NavigationParams:
     """Success: |forward speed| below this, m/s."""
     yaw_rate_tolerance: float = 0.3
     """Success: |yaw rate| below this, rad/s."""
+    hold_steps: int = 10
+    """Success: the goal pose held this many consecutive steps ends the episode as a success."""
+    spread_starts: bool = True
+    """At reset, start each environment at a random step of its time limit (first episode shortened,
+    reported as WARMUP) so episode ends are spread evenly over time."""
     arrival_radius: float = 0.5
     """The arrival bonus is paid once per episode on first coming this close, metres."""
     max_torque: float = 10.0
@@ -103,6 +113,7 @@ class NavigationEnv:
     """Batched navigation task implementing `automl.envs.base.BatchedEnv`."""
 
     reward_terms = TERMS
+    episode_metrics = (SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN, WARMUP)
 
     def __init__(self, *, num_envs: int, device: torch.device | str = "cpu", seed: int = 0,
                  stage: int = 1, **overrides: Any) -> None:
@@ -123,6 +134,8 @@ class NavigationEnv:
         self.tilt, self.tilt_rate = zeros(2, n), zeros(2, n)  # (pitch, roll)
         self.last_distance, self.arrived = zeros(n), torch.zeros(n, dtype=torch.bool, device=dev)
         self.steps = torch.zeros(n, dtype=torch.long, device=dev)
+        self.held = torch.zeros(n, dtype=torch.long, device=dev)
+        self.warmup = torch.zeros(n, dtype=torch.bool, device=dev)
         self.ret = zeros(n)
         self.ref_scales = torch.tensor([REFERENCE_SCALES[t] for t in TERMS], device=dev)
 
@@ -145,14 +158,19 @@ class NavigationEnv:
         self.last_distance[ids] = dist
         self.arrived.index_fill_(0, ids, False)
         self.steps.index_fill_(0, ids, 0)
+        self.held.index_fill_(0, ids, 0)
+        self.warmup.index_fill_(0, ids, False)
         self.ret.index_fill_(0, ids, 0.0)
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         if seed is not None:
             self.generator.manual_seed(seed)
         self._reset_ids(torch.arange(self.num_envs, device=self.device))
-        # Spread episode starts over the time limit so episodes do not all end on the same step.
-        self.steps[:] = (self._uniform(self.num_envs, 0.0, 1.0) * self.p.max_steps * 0.5).long()
+        if self.p.spread_starts:
+            # Every step of the time limit equally likely: episode ends spread evenly from the start.
+            offset = self._uniform(self.num_envs, 0.0, 1.0) * self.p.max_steps
+            self.steps[:] = offset.long().clamp(max=self.p.max_steps - 1)
+            self.warmup[:] = self.steps > 0
         return self._observe()
 
     def close(self) -> None:
@@ -223,12 +241,16 @@ class NavigationEnv:
         local, distance, bearing_err, heading_err = self._goal_frame()
         self.steps += 1
         fell = (self.tilt.abs() > p.tip_limit).any(0)
-        timeout = (self.steps >= p.max_steps) & ~fell
+        abs_heading_err = heading_err.abs()
+        at_goal = ((distance < p.pos_tolerance) & (abs_heading_err < p.heading_tolerance)
+                   & (speed.abs() < p.speed_tolerance) & (yaw_rate.abs() < p.yaw_rate_tolerance))
+        self.held = torch.where(at_goal, self.held + 1, 0)
+        success = (self.held >= p.hold_steps) & ~fell
+        timeout = (self.steps >= p.max_steps) & ~fell & ~success
         near = torch.exp(-distance / 0.5)
         first_arrival = (distance < p.arrival_radius) & ~self.arrived
         self.arrived |= first_arrival
         # Far from the goal the robot should face the goal; close to it, the goal heading.
-        abs_heading_err = heading_err.abs()
         track_err = torch.where(distance < 0.5, abs_heading_err, bearing_err.abs())
         toward_goal = speed * torch.cos(bearing_err)
         aligned = torch.exp(-abs_heading_err / 0.3)
@@ -257,17 +279,18 @@ class NavigationEnv:
         self.last_action = action
         self.ret += self.ref_scales @ torch.stack([terms[t] for t in TERMS])
 
-        success = (timeout & (distance < p.pos_tolerance) & (abs_heading_err < p.heading_tolerance)
-                   & (speed.abs() < p.speed_tolerance) & (yaw_rate.abs() < p.yaw_rate_tolerance))
         episode = {
             SUCCESS: success.float(), FELL: terms["termination"], LENGTH: self.steps.float(),
-            FINAL_DISTANCE: distance, RETURN: self.ret.clone(),
+            FINAL_DISTANCE: distance, RETURN: self.ret.clone(), WARMUP: self.warmup.float(),
         }
-        observations = self._features(local, distance, heading_err, speed, yaw_rate)
-        done = fell | timeout
+        final = self._features(local, distance, heading_err, speed, yaw_rate)
+        truncated = timeout | success
+        done = fell | truncated
+        observations = final
         if bool(done.any()):
             ids = done.nonzero().squeeze(1)
             self._reset_ids(ids)
+            observations = final.clone()
             observations[ids] = self._observe(ids)
-        return StepResult(observations=observations, terms=terms, terminated=fell,
-                          truncated=timeout, episode=episode)
+        return StepResult(observations=observations, final_observations=final, terms=terms,
+                          terminated=fell, truncated=truncated, episode=episode)
