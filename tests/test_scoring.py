@@ -48,7 +48,7 @@ def step(window: RecentEpisodes, done: list[int], success: list[float], warmup: 
 
 def test_recent_episodes_by_hand() -> None:
     window = RecentEpisodes(num_envs=3, device=CPU, episode_metrics=(SUCCESS, FELL, LENGTH, WARMUP),
-                            per_env=2)
+                            per_env=2, count_warmup=False)
     assert window.metrics() == {EPISODES: 0.0}
     step(window, [0, 0, 0], [0, 0, 0], [0, 0, 0], [1.0, 2.0, 3.0])
     step(window, [1, 0, 1], [1, 0, 0], [0, 0, 1], [1.0, 2.0, 3.0])  # env 2's is a warm-up: not counted
@@ -69,12 +69,19 @@ def test_recent_episodes_by_hand() -> None:
 
 def test_first_only_keeps_each_environments_first_episode() -> None:
     window = RecentEpisodes(num_envs=2, device=CPU, episode_metrics=(SUCCESS, FELL, LENGTH, WARMUP),
-                            first_only=True)
+                            first_only=True, count_warmup=False)
     step(window, [1, 1], [0, 1], [1, 0], [0.0, 0.0])  # env 0: warm-up, env 1: success
     assert not window.complete()
     step(window, [1, 1], [0, 0], [0, 0], [0.0, 0.0])  # env 0: fall; env 1's second is ignored
     assert window.complete()
     assert window.metrics()["success_rate"] == 0.5 and window.metrics()[EPISODES] == 2
+
+
+def test_training_counts_warm_up_episodes() -> None:
+    window = RecentEpisodes(num_envs=2, device=CPU, episode_metrics=(SUCCESS, FELL, LENGTH, WARMUP))
+    step(window, [1, 0], [1, 0], [1, 0], [3.0, 1.0])
+    assert window.metrics() == pytest.approx({"success_rate": 1.0, "termination_rate": 0.0,
+                                              "episode_length": 7.0, SHAPED_RETURN: 3.0, EPISODES: 1})
 
 
 @pytest.mark.parametrize("min_episodes, num_envs, expected", [

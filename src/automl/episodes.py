@@ -5,6 +5,11 @@ A run's score at an evaluation point is computed from these, weighted by episode
 episodes, so an environment whose episodes end early (falls) is not over-represented, and the
 estimate rests on at least one episode of every environment at any number of environments. All
 state stays on the run's device: adding a step costs no host sync.
+
+Training counts the first, shortened episodes of spread starts (WARMUP) too: leaving them out
+would leave, for the first time limit or two, only the episodes short enough to have ended (bench/
+score_stability.py measured a score biased by +0.7 for a whole time limit that way, against -0.08
+for at most a quarter of one with them counted). Eval mode, which needs whole episodes, skips them.
 """
 
 from __future__ import annotations
@@ -38,15 +43,17 @@ def reported_metrics(episode_metrics: tuple[str, ...]) -> list[str]:
 
 class RecentEpisodes:
     """The last `per_env` counted episodes of each environment, as a (per_env, num_envs, metrics)
-    table filled on device; WARMUP episodes (shortened by the spread of starts) are not counted.
+    table filled on device; WARMUP episodes (shortened by the spread of starts) count only with
+    `count_warmup`.
 
     With `first_only`, an environment keeps its first counted episode(s) instead of its latest:
     eval mode then counts every environment's first complete episode, whatever its length.
     """
 
     def __init__(self, *, num_envs: int, device: torch.device, episode_metrics: tuple[str, ...],
-                 per_env: int = 1, first_only: bool = False) -> None:
+                 per_env: int = 1, first_only: bool = False, count_warmup: bool = True) -> None:
         self.num_envs, self.device, self.per_env, self.first_only = num_envs, device, per_env, first_only
+        self.count_warmup = count_warmup
         self.keys = [key for key in EPISODE_METRICS if key in episode_metrics]
         self.names = [EPISODE_METRICS[key] for key in self.keys] + [SHAPED_RETURN]
         self.values = torch.zeros(per_env, num_envs, len(self.names), device=device)
@@ -59,7 +66,7 @@ class RecentEpisodes:
         """One step: `reward` (shaped, per env), `done` (episode ended), the env's episode metrics."""
         self.shaped += reward
         counted = done
-        if WARMUP in episode:
+        if WARMUP in episode and not self.count_warmup:
             counted = counted & (episode[WARMUP] == 0)
         if self.first_only:
             counted = counted & ~self.filled[-1]

@@ -69,7 +69,7 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
         scaler.load_state_dict(state["observation_preprocessor"])
         scaler.eval()
     first = RecentEpisodes(num_envs=env.num_envs, device=device,
-                           episode_metrics=env.episode_metrics, first_only=True)
+                           episode_metrics=env.episode_metrics, first_only=True, count_warmup=False)
     observations = env.reset(seed=cfg.train.seed)
     with torch.no_grad():
         while not first.complete():

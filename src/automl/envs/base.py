@@ -21,7 +21,8 @@ RETURN = "return"
 """Episodic return under the task's own reference reward (gymnasium's reward; the default weights)."""
 WARMUP = "warmup"
 """1.0 where the finished episode was cut short by the spread of episode starts at reset (an env
-that starts its first episode part-way through the time limit): its metrics are not counted."""
+that starts its first episode part-way through the time limit): eval mode, which needs whole
+episodes, does not count it."""
 
 
 @dataclass

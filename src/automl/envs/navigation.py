@@ -9,7 +9,7 @@ limit. A success ends the episode as a truncation, not a termination: the robot 
 the pose and earning its reward, so PPO bootstraps from the final state's value and the success end
 changes nothing the policy optimises. At reset, episode starts are spread over the whole time limit
 (as Isaac Lab's `init_at_random_ep_len` does) so that episode ends are spread evenly from the first
-steps on; those first, shortened episodes are reported as WARMUP and not counted.
+steps on; those first, shortened episodes are reported as WARMUP (eval mode skips them).
 """
 
 from __future__ import annotations
