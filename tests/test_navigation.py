@@ -18,7 +18,8 @@ from automl.envs.base import (
     BatchedEnv,
     StepResult,
 )
-from automl.envs.navigation import OBS_DIM, REFERENCE_SCALES, TERMS, NavigationEnv, make_params
+from automl.envs.navigation import OBS_DIM, REFERENCE_SCALES, TERMS, NavigationEnv
+from automl.envs.navigation_params import make_params
 from automl.envs.navigation_expert import DISTANCE, Driver
 from automl.train import shaped_reward
 

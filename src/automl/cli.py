@@ -22,6 +22,7 @@ from automl.config import compose, load_run_config, to_run_config
 from automl.errors import EXIT_BAD_INPUT, ConfigError
 from automl.launcher import Slot, default_worker, detect_gpus, plan_slots
 from automl.paths import StudyPaths
+from automl.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
 from automl.schema import RunConfig
 from automl.space import SearchSpace, load_space
 from automl.study import PRUNERS, SEARCH_METHODS, open_storage, study_exists
@@ -124,6 +125,8 @@ class Plan:
     storage_url: str | None
     frames: int
     grace_frames: int
+    pruning: PruningPlan
+    """Rungs, brackets and sampler start-up, sized to the study (printed, stored in meta.yaml)."""
 
 
 def _space_path(args: argparse.Namespace, study_paths: StudyPaths | None) -> Path:
@@ -159,32 +162,24 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if grace >= base.train.frames:
         raise _bad_flag("--grace-frames", grace, f"it must be below train.frames "
                         f"({base.train.frames})", "lower --grace-frames or raise train.frames")
+    pruning = plan_pruning(args.pruner, trials=args.hp_trials, frames=base.train.frames,
+                           eval_frequency=base.train.eval_frequency, grace=grace,
+                           episode_frames=episode_frames(base.env, gpus=detect_gpus()))
     return Plan(base=base, space=space, study_paths=study_paths, storage_url=args.storage,
-                frames=base.train.frames, grace_frames=grace)
+                frames=base.train.frames, grace_frames=grace, pruning=pruning)
 
 
 def make_sampler(method: str, space: SearchSpace, seed: int | None,
-                 hp_trials: int) -> optuna.samplers.BaseSampler:
+                 startup: int) -> optuna.samplers.BaseSampler:
+    """The --search-method sampler; `startup`: TPE's random trials (per Hyperband bracket)."""
     if method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "grid":
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
     if method == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    startup = max(3, min(10, hp_trials // 3))
     return optuna.samplers.TPESampler(multivariate=True, seed=seed, n_startup_trials=startup,
                                       constant_liar=True)
-
-
-def make_pruner(name: str, *, grace: int, frames: int) -> optuna.pruners.BasePruner:
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=grace, max_resource=frames,
-                                              reduction_factor=3)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=grace)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=grace, reduction_factor=3)
-    return optuna.pruners.NopPruner()
 
 
 def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
@@ -202,8 +197,8 @@ def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
                           rule="--resume needs an existing study", fix="drop --resume")
     study = optuna.create_study(
         study_name=sp.name, storage=storage, direction="maximize", load_if_exists=args.resume,
-        sampler=make_sampler(args.search_method, plan.space, args.seed, args.hp_trials),
-        pruner=make_pruner(args.pruner, grace=plan.grace_frames, frames=plan.frames))
+        sampler=make_sampler(args.search_method, plan.space, args.seed, plan.pruning.startup_trials),
+        pruner=make_pruner(plan.pruning))
     if not exists:
         plan.space.dump(sp.search_space)
         # Grid search visits every combination anyway: an enqueued prior would repeat one.

@@ -171,9 +171,11 @@ class ForkServer:
             assert self.process.stdin is not None
             self.process.stdin.close()
             try:
-                self.process.wait(timeout=5)
+                # Its exit is quick when idle; a loaded machine can take seconds to schedule it.
+                self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
 
 
 def pid_exists(pid: int) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ import optuna
 import yaml
 
 from automl import reasons, records, reports
+from automl.budget import fit_validation, seconds_for
 from automl.cli import (
     Plan,
     make_plan,
@@ -79,7 +79,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
         "mode": args.mode, "storage": plan.storage_url, "search_method": args.search_method,
         "pruner": args.pruner, "slots": len(slots), "budget_hours": args.budget_hours,
         "hp_trials": args.hp_trials, "frames_per_trial": plan.frames,
-        "grace_frames": plan.grace_frames, "retried_trials": again})
+        "grace_frames": plan.grace_frames, "pruning": plan.pruning.as_dict(), "retried_trials": again})
     scoring = plan.base.scoring
     settings = SearchSettings(
         space=plan.space, worker=worker_command(args), user_overrides=list(args.overrides),
@@ -93,6 +93,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), {args.hp_trials} trials of {plan.frames:,} frames, "
                     f"search budget {budget_s / 3600:.2f} h")
+    console.message(f"automl: {plan.pruning.describe()}")
     with console:
         outcome = Scheduler(study, plan.study_paths, settings, console).run()
     counts = ", ".join(f"{k} {v}" for k, v in outcome.finished.items() if v) or "no trial ended"
@@ -113,12 +114,15 @@ def _completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return sorted(done, key=lambda t: t.value, reverse=True)  # type: ignore[arg-type, return-value]
 
 
-def _search_duration(study: optuna.Study) -> float | None:
-    """Longest wall time of a completed search trial: what one more full run is expected to take."""
-    walls = [t.user_attrs.get(records.WALL_S) for t in _completed(study)
-             if t.user_attrs.get(records.STOP_REASON) == reasons.COMPLETED]
-    walls = [w for w in walls if isinstance(w, (int, float))]
-    return max(walls) if walls else None
+def _run_seconds(study_paths: StudyPaths, trial: optuna.trial.FrozenTrial, *,
+                 multiplier: float = 1.0) -> float | None:
+    """Expected time of one more run of this trial's configuration (train.frames x `multiplier`),
+    at the rate its own search run trained."""
+    frames = load_run_config(_trial_file(study_paths, trial.number)["base_overrides"]).train.frames
+    trained, wall = trial.user_attrs.get(records.FRAMES), trial.user_attrs.get(records.WALL_S)
+    if not isinstance(trained, int) or not isinstance(wall, (int, float)):
+        return None
+    return seconds_for(int(frames * multiplier), trained_frames=trained, wall_s=float(wall))
 
 
 def _fresh_seeds(study_paths: StudyPaths, study: optuna.Study, count: int) -> list[int]:
@@ -146,28 +150,40 @@ def _slots(args: argparse.Namespace, study_paths: StudyPaths, trial: int) -> lis
 def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.Study,
                    deadline: float, log: StageLog) -> list[Any]:
     """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv."""
-    from automl.analysis.validation import config_id_for, summarize_validation, write_validation_csv
+    from automl.analysis.validation import (
+        config_id_for,
+        equal_seeds,
+        summarize_validation,
+        write_validation_csv,
+    )
 
     log.phase = "validation"
     top = _completed(study)[: args.validate_top]
     if not top:
         log.note(study_paths, "validation skipped: the search completed no trial")
         return []
-    seeds = _fresh_seeds(study_paths, study, args.validate_seeds)
     slots = _slots(args, study_paths, top[0].number)
+    estimates = [_run_seconds(study_paths, t) for t in top]
+    left = deadline - time.monotonic()
+    if all(e is not None for e in estimates):
+        fit = fit_validation([float(e) for e in estimates if e is not None],
+                             seeds=args.validate_seeds, slots=len(slots), time_left=left)
+        if fit is None:
+            log.note(study_paths, f"validation skipped: budget too small (the top configuration "
+                     f"trains in ~{estimates[0]:.0f} s, {max(left, 0):.0f} s left for validation); "
+                     "raise --budget-hours or the validate share")
+            return []
+        if fit.note:
+            log.note(study_paths, fit.note)
+        top = top[:fit.configs]
+        seed_count = fit.seeds
+    else:
+        seed_count = args.validate_seeds
+    seeds = _fresh_seeds(study_paths, study, seed_count)
     jobs = [Job(name=f"{config_id_for(t.number)}_seed{seed}",
                 overrides=[*_trial_file(study_paths, t.number)["base_overrides"], f"train.seed={seed}"],
                 run_dir=study_paths.validation_dir / f"{config_id_for(t.number)}_seed{seed}")
             for seed in seeds for t in top]  # seed-major: a cut leaves every config some seeds
-    duration, left = _search_duration(study), deadline - time.monotonic()
-    rounds = math.ceil(len(jobs) / len(slots))
-    if duration is not None and duration > left:
-        log.note(study_paths, f"validation skipped: budget too small (one run takes ~{duration:.0f} s, "
-                 f"{max(left, 0):.0f} s left for validation); raise --budget-hours or the validate share")
-        return []
-    if duration is not None and rounds * duration > left:
-        log.note(study_paths, f"validation budget fits ~{int(left // duration) * len(slots)} of "
-                 f"{len(jobs)} runs; the rest will be cut at the deadline")
     log.write(study_paths, validation={"configs": [config_id_for(t.number) for t in top],
                                        "seeds": seeds, "runs": len(jobs)})
     print(f"automl: validating {len(top)} configuration(s) x {len(seeds)} fresh seed(s) "
@@ -178,11 +194,15 @@ def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: opt
                                                     f"score {r.score:.4g}"))
     if cut:
         log.note(study_paths, f"validation cut by the budget after {len(results)} of {len(jobs)} runs")
-    by_name = {r.job.name: r for r in results}
-    rows = [(config_id_for(t.number), t.number, seed,
-             by_name[n].score if (n := f"{config_id_for(t.number)}_seed{seed}") in by_name else math.nan)
-            for seed in seeds for t in top]
-    rows = [r for r in rows if f"{r[0]}_seed{r[2]}" in by_name]
+    # Runs cut by the deadline say nothing of their configuration: left out of the statistics.
+    by_name = {r.job.name: r for r in results if r.reason != reasons.BUDGET}
+    names = [(config_id_for(t.number), t.number, seed) for seed in seeds for t in top]
+    rows = [(c, n, seed, by_name[f"{c}_seed{seed}"].score) for c, n, seed in names
+            if f"{c}_seed{seed}" in by_name]
+    rows, dropped = equal_seeds(rows)
+    if dropped:
+        log.note(study_paths, f"validation compares every configuration over its first "
+                 f"{dropped} seed(s): the deadline cut the others")
     summary = summarize_validation(rows, search_scores={t.number: float(t.value) for t in top})
     write_validation_csv(study_paths, rows, summary)
     return summary
@@ -200,10 +220,12 @@ def run_final(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.S
     config = _trial_file(study_paths, trial)
     frames = load_run_config(config["base_overrides"]).train.frames
     final_frames = int(frames * args.final_frames_multiplier)
-    duration, left = _search_duration(study), deadline - time.monotonic()
-    if duration is not None and duration * args.final_frames_multiplier > left:
-        log.note(study_paths, f"final run skipped: budget too small (needs ~"
-                 f"{duration * args.final_frames_multiplier:.0f} s, {max(left, 0):.0f} s left)")
+    chosen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+    duration = _run_seconds(study_paths, chosen, multiplier=args.final_frames_multiplier)
+    left = deadline - time.monotonic()
+    if duration is not None and duration > left:
+        log.note(study_paths, f"final run skipped: budget too small (needs ~{duration:.0f} s at the "
+                 f"rate trial {trial} trained, {max(left, 0):.0f} s left)")
         return None
     run_dir = study_paths.root / "final"
     job = Job(name="final", overrides=[*config["base_overrides"], f"train.frames={final_frames}"],

@@ -8,7 +8,6 @@ import math
 import os
 import signal
 import socket
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from automl import reasons, records, reports, tags
+from automl.budget import median_rate
 from automl.forkserver import ForkServer
 from automl.launcher import Slot, TrialProcess, launch, pause
 from automl.paths import StudyPaths, atomic_write_text
@@ -104,7 +104,8 @@ class Scheduler:
         self.running: dict[int, Running] = {}
         self.free: list[Slot] = list(settings.slots)
         self.finished: dict[str, int] = {r: 0 for r in reasons.ALL}
-        self.durations: list[float] = []
+        self.rates: list[float] = []
+        """Frames per second of every trial that ended having trained (start-up included)."""
         self.start = time.monotonic()
         self.deadline = self.start + settings.budget_s
         self.interrupted = False
@@ -208,13 +209,13 @@ class Scheduler:
         return estimate is None or time.monotonic() + estimate <= self.deadline
 
     def _expected_duration(self) -> float | None:
-        if self.durations:
-            return max(self.durations)
-        projections = [
-            (time.monotonic() - r.proc.started) * self.s.frames / r.frames
-            for r in self.running.values() if r.frames > 0
-        ]
-        return statistics.median(projections) if projections else None
+        """A new trial's time: its frames at the running median of the trials' frames/s (ended
+        ones, and the running ones so far); never the slowest trial seen."""
+        now = time.monotonic()
+        running = [r.frames / (now - r.proc.started) for r in self.running.values()
+                   if r.frames > 0 and now > r.proc.started]
+        rate = median_rate([*self.rates, *running])
+        return None if rate is None else self.s.frames / rate
 
     def _fill_slots(self) -> str | None:
         """Launch into free slots; returns why no more trials can start (None while they can)."""
@@ -379,8 +380,8 @@ class Scheduler:
         frames = int(summary.get("frames") or r.frames)
         wall = time.monotonic() - r.proc.started
         r.trial.set_user_attr(records.METRICS, summary.get("metrics") or {})
-        if reason == reasons.COMPLETED:
-            self.durations.append(wall)
+        if frames > 0 and wall > 0:
+            self.rates.append(frames / wall)
         self._record(r.trial, r.values, reason, frames=frames, wall=wall, score=score,
                      error_tail=error_tail)
 

@@ -21,6 +21,12 @@ EnvKind = Literal["navigation", "gymnasium", "custom"]
 Activation = Literal["elu", "relu", "tanh", "leaky_relu", "selu", "gelu"]
 
 
+GPU_ENVS = 2048
+"""Environments of a run whose env.num_envs is null, on a GPU."""
+CPU_ENVS = 256
+"""Environments of a run whose env.num_envs is null, on CPU."""
+
+
 @dataclass
 class EnvConfig:
     """Which environment a run trains on and how many copies of it step at once."""

@@ -24,6 +24,7 @@ from automl.analysis.table import (
     METRICS,
     SORT_METRICS,
     TrialRow,
+    experiment_df_order,
     experiment_df_text,
     sort_rows,
     trial_rows,
@@ -139,7 +140,7 @@ def show_table(view: StudyView, *, metric: str, descending: bool, top: int | Non
     _require_trials(view, completed=False, what="table")
     rows = trial_rows(view)
     atomic_write_text(view.paths.experiment_df_csv,
-                      experiment_df_text(view, sort_rows(rows, descending=view.maximize)))
+                      experiment_df_text(view, experiment_df_order(rows, descending=view.maximize)))
     shown = sort_rows(rows, metric=metric, descending=descending)[:top]
     console = _console()
     console.print(_table(view, shown, metric=metric, descending=descending))

@@ -73,7 +73,7 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
     best = {**values, **({"groups": dict(groups)} if groups else {}),
             "source": {**provenance, "preset": str(preset), "run_with": usage}}
     atomic_write_text(study_paths.best_config,
-                      f"# Best configuration of study {study_paths.name}, chosen by validation.\n"
+                      f"# Best configuration of study {study_paths.name}, {how_chosen(source)}.\n"
                       f"# Train it again: {usage}\n" + dump_yaml(best))
     body: dict[str, Any] = {}
     if groups:
@@ -84,6 +84,20 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
                       f"# Best configuration of study {study_paths.name} (written by automl).\n"
                       f"#   {usage}\n" + dump_yaml(body))
     return study_paths.best_config, preset
+
+
+def how_chosen(source: Mapping[str, Any]) -> str:
+    """One line on how the configuration was chosen, from its `source` record."""
+    def number(key: str) -> str:
+        value = _plain(source.get(key))
+        return f"{value:.4g}" if isinstance(value, (int, float)) else "n/a"
+
+    if "validated_mean" in source:
+        return (f"chosen by validation: the highest mean score ({number('validated_mean')}) over "
+                f"{source.get('n_seeds')} fresh seed(s) among {source.get('validated_configs', '?')} "
+                "validated configuration(s)")
+    return (f"chosen by the search alone: the highest search score ({number('search_score')}, one "
+            "seed), not validated")
 
 
 def trial_config_values(study_paths: StudyPaths, trial_number: int, *,
@@ -121,7 +135,8 @@ def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationR
     source = {"trial": best.source_trial, "config_id": best.config_id,
               "validated_mean": best.mean, "validated_std": best.std,
               "ci_low": best.ci_low, "ci_high": best.ci_high, "n_seeds": best.n,
-              "search_score": best.search_score}
+              "search_score": best.search_score,
+              "validated_configs": sum(1 for r in results if r.n > 0)}
     values = trial_config_values(study_paths, best.source_trial, study=study)
     return export_best_config(study_paths, config_values=values, source=source, groups=groups,
                               conf_dir=conf_dir)

@@ -137,6 +137,15 @@ def sort_rows(rows: list[TrialRow], *, metric: str = "score",
     return sorted(rows, key=key)
 
 
+def experiment_df_order(rows: list[TrialRow], *, descending: bool = True) -> list[TrialRow]:
+    """experiment_df.csv's order: validated configurations first, by validated mean (a search score
+    is one seed, possibly lucky), then every other trial as `sort_rows` orders them."""
+    validated = [r for r in rows if math.isfinite(r.validated_score)]
+    validated.sort(key=lambda r: (-r.validated_score if descending else r.validated_score, r.number))
+    rest = [r for r in rows if not math.isfinite(r.validated_score)]
+    return validated + sort_rows(rest, descending=descending)
+
+
 def _cell(value: Any) -> str:
     """CSV text: lists as JSON, floats exact, missing as empty."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -162,8 +171,8 @@ def experiment_df_text(view: StudyView, rows: list[TrialRow]) -> str:
 
 
 def write_experiment_df(study_paths: StudyPaths, study: optuna.Study | None = None) -> Path:
-    """Rewrite experiment_df.csv atomically: every search trial, best first."""
+    """Rewrite experiment_df.csv atomically: every search trial, validated ones first."""
     view = open_view(study_paths, study)
-    rows = sort_rows(trial_rows(view), descending=view.maximize)
+    rows = experiment_df_order(trial_rows(view), descending=view.maximize)
     atomic_write_text(study_paths.experiment_df_csv, experiment_df_text(view, rows))
     return study_paths.experiment_df_csv

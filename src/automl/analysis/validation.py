@@ -117,6 +117,22 @@ def summarize_validation(rows: Iterable[tuple[str, int, int, float]], *,
     return results
 
 
+def equal_seeds(rows: Sequence[tuple[str, int, int, float]]
+                ) -> tuple[list[tuple[str, int, int, float]], int | None]:
+    """Rows restricted to the first n seeds of every configuration, n being the fewest any has, so
+    configurations compare over an equal number of seeds; returns the rows, and n where that left
+    some out (None where nothing was left out)."""
+    per_config: dict[str, list[tuple[str, int, int, float]]] = {}
+    for row in rows:
+        per_config.setdefault(str(row[0]), []).append(row)
+    if not per_config:
+        return [], None
+    n = min(len(runs) for runs in per_config.values())
+    first_n = {row[:3] for runs in per_config.values() for row in runs[:n]}
+    kept = [row for row in rows if row[:3] in first_n]
+    return kept, (n if len(kept) < len(rows) else None)
+
+
 def _rank_key(result: ValidationResult) -> tuple[int, float, float, int]:
     # A config that fails on some seed is not reliable: it ranks below every config that never
     # failed, whatever its mean. Ties: smaller spread, then the earlier trial.

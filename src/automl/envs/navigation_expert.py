@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from automl.envs.navigation import NavigationParams, make_params
+from automl.envs.navigation_params import NavigationParams, make_params
 
 # Observation layout (NavigationEnv._features).
 GOAL_X, GOAL_Y, DISTANCE, SIN_HEADING_ERR, COS_HEADING_ERR = 0, 1, 2, 3, 4

@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 
 from automl.envs.base import BatchedEnv
-from automl.schema import EnvConfig
-
-GPU_ENVS = 2048
-CPU_ENVS = 256
+from automl.schema import CPU_ENVS, GPU_ENVS, EnvConfig
 
 
 def resolve_device(device: str) -> torch.device:
@@ -32,7 +29,8 @@ def resolve_num_envs(cfg: EnvConfig, device: torch.device) -> int:
 def make_env(cfg: EnvConfig, *, device: torch.device, seed: int) -> BatchedEnv:
     num_envs = resolve_num_envs(cfg, device)
     if cfg.kind == "navigation":
-        from automl.envs.navigation import NavigationEnv, make_params
+        from automl.envs.navigation import NavigationEnv
+        from automl.envs.navigation_params import make_params
 
         try:
             make_params(**cfg.params)  # the task's own check of stage and parameter names
@@ -42,7 +40,7 @@ def make_env(cfg: EnvConfig, *, device: torch.device, seed: int) -> BatchedEnv:
             raise ConfigError(file="conf/env or the command line", key="env.params", value=cfg.params,
                               rule=f"the navigation task rejects them: {err}",
                               fix="use stage 1 or 2 and the fields of NavigationParams "
-                                  "(src/automl/envs/navigation.py)") from None
+                                  "(src/automl/envs/navigation_params.py)") from None
         return NavigationEnv(num_envs=num_envs, device=device, seed=seed, **cfg.params)
     if cfg.kind == "gymnasium":
         from automl.envs.gym_adapter import GymVectorEnv

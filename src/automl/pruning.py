@@ -1,0 +1,217 @@
+"""The pruning plan: rungs, brackets and start-up sized to the number of trials a study can run.
+
+Optuna's pruners are built for studies of hundreds of trials. At the 8-30 trials people run, a
+Hyperband of 3+ brackets leaves two or three trials per bracket (a trial is judged only against its
+own bracket, and TPE samples within it), and successive halving promotes a trial at a rung only if
+it is the best so far until `reduction_factor` trials have reached it. So below `HYPERBAND_FROM`
+trials the plan is one asynchronous successive-halving bracket (ASHA, as SLM Lab and the Optuna +
+ASHA study use), halving at each rung; a trial is never pruned at a rung before `min_trials_at_rung`
+trials have reported there; the first rung comes no earlier than one episode of every environment
+(the score needs finished episodes) and the grace frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+from optuna.pruners import BasePruner
+from optuna.trial import FrozenTrial
+
+from automl.schema import CPU_ENVS, GPU_ENVS, EnvConfig
+
+HYPERBAND_FROM = 30
+"""Studies of at least this many trials get Hyperband's several brackets."""
+TRIALS_PER_BRACKET = 15
+"""Hyperband: at most one bracket per this many trials."""
+
+
+@dataclass(frozen=True)
+class PruningPlan:
+    """What the pruner will do, printed at start and stored in meta.yaml."""
+
+    pruner: str
+    """The --pruner option asked for."""
+    algorithm: str
+    """What runs: asha (one successive-halving bracket), hyperband, median or none."""
+    trials: int
+    """Trials the study is sized for."""
+    first_rung: int
+    """Frames before any pruning decision (min_resource; median: warm-up)."""
+    frames: int
+    """Frames of a full trial (max_resource)."""
+    reduction_factor: int
+    brackets: int
+    rungs: tuple[int, ...]
+    """Frames at which the pruner decides (the first bracket's, for Hyperband)."""
+    min_trials_at_rung: int
+    """No trial is pruned at a rung before this many trials have reported there."""
+    startup_trials: int
+    """TPE's random start-up, per bracket (TPE samples within a trial's Hyperband bracket)."""
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rungs"] = list(self.rungs)
+        return data
+
+    def describe(self) -> str:
+        if self.algorithm == "none":
+            return f"pruning: none ({self.note})" if self.note else "pruning: none"
+        rungs = ", ".join(f"{r:,}" for r in self.rungs)
+        text = (f"pruning: {self.algorithm} for {self.trials} trials; {self.brackets} bracket(s), "
+                f"rungs at {rungs} frames; no pruning at a rung before {self.min_trials_at_rung} "
+                f"trials reached it; sampler start-up {self.startup_trials} trial(s) per bracket")
+        return f"{text} ({self.note})" if self.note else text
+
+
+def first_rung(*, grace: int, eval_frequency: int, episode_frames: int | None) -> int:
+    """The earliest frame count a pruner may decide at: after the grace frames, one episode of every
+    environment and the first evaluation point, on an evaluation point."""
+    earliest = max(grace, eval_frequency, episode_frames or 0)
+    return math.ceil(earliest / eval_frequency) * eval_frequency
+
+
+def _rungs(first: int, frames: int, eta: int) -> tuple[int, ...]:
+    rungs, rung = [], first
+    while rung < frames:
+        rungs.append(rung)
+        rung *= eta
+    return tuple(rungs)
+
+
+def _hyperband_brackets(first: int, frames: int, eta: int) -> int:
+    # Optuna's HyperbandPruner: floor(log_eta(max_resource / min_resource)) + 1 brackets.
+    return math.floor(math.log(frames / first, eta) + 1e-9) + 1
+
+
+def _startup(trials_per_bracket: float) -> int:
+    return max(3, min(10, int(trials_per_bracket // 3)))
+
+
+def plan_pruning(pruner: str, *, trials: int, frames: int, eval_frequency: int, grace: int,
+                 episode_frames: int | None) -> PruningPlan:
+    """The plan for `pruner` (--pruner) in a study of `trials` trials of `frames` frames."""
+    first = first_rung(grace=grace, eval_frequency=eval_frequency, episode_frames=episode_frames)
+    common = {"pruner": pruner, "trials": trials, "frames": frames}
+    if pruner == "none" or first >= frames:
+        note = "" if pruner == "none" else (
+            f"the first rung ({first:,} frames: grace, one episode of every env) is not below "
+            f"train.frames ({frames:,})")
+        return PruningPlan(**common, algorithm="none", first_rung=first, reduction_factor=1,
+                           brackets=1, rungs=(), min_trials_at_rung=0,
+                           startup_trials=_startup(trials), note=note)
+    if pruner == "median":
+        return PruningPlan(**common, algorithm="median", first_rung=first, reduction_factor=1,
+                           brackets=1, rungs=(first,),
+                           min_trials_at_rung=3, startup_trials=_startup(trials),
+                           note="decides at every evaluation point from the first rung on")
+    if pruner == "hyperband" and trials >= HYPERBAND_FROM:
+        eta, max_brackets = 3, max(1, trials // TRIALS_PER_BRACKET)
+        while _hyperband_brackets(first, frames, eta) > max_brackets:
+            first *= eta  # fewer brackets: each keeps enough trials to compare
+        if first >= frames:
+            return plan_pruning("successive_halving", trials=trials, frames=frames,
+                                eval_frequency=eval_frequency, grace=grace,
+                                episode_frames=episode_frames)
+        brackets = _hyperband_brackets(first, frames, eta)
+        return PruningPlan(**common, algorithm="hyperband", first_rung=first, reduction_factor=eta,
+                           brackets=brackets, rungs=_rungs(first, frames, eta),
+                           min_trials_at_rung=eta, startup_trials=_startup(trials / brackets))
+    eta = 2 if trials < HYPERBAND_FROM else 3
+    note = (f"below {HYPERBAND_FROM} trials one bracket keeps every trial comparable"
+            if pruner == "hyperband" else "")
+    return PruningPlan(**common, algorithm="asha", first_rung=first, reduction_factor=eta,
+                       brackets=1, rungs=_rungs(first, frames, eta), min_trials_at_rung=eta,
+                       startup_trials=_startup(trials), note=note)
+
+
+def _patient_prune(inner: BasePruner, study: optuna.Study, trial: FrozenTrial, min_trials: int) -> bool:
+    """`inner`'s decision, except that a rung fewer than `min_trials` trials reached prunes none.
+
+    The inner pruner is always asked (it records the trial's value at the rung); only its "prune"
+    is overruled, which leaves the trial promoted past that rung.
+    """
+    rung = sum(1 for key in trial.system_attrs if key.startswith("completed_rung_"))
+    if not inner.prune(study, trial):
+        return False
+    key = f"completed_rung_{rung}"
+    reached = sum(1 for t in study.get_trials(deepcopy=False) if key in t.system_attrs)
+    return reached >= min_trials
+
+
+class PatientPruner(BasePruner):
+    """Optuna's successive halving, but a trial is never pruned at a rung that fewer than
+    `min_trials` trials have reached: with fewer, Optuna's rule is "the best so far or out", which
+    at the first trials of a small study prunes good configurations for trailing one lucky one."""
+
+    def __init__(self, inner: BasePruner, *, min_trials: int) -> None:
+        self.inner, self.min_trials = inner, min_trials
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return _patient_prune(self.inner, study, trial, self.min_trials)
+
+
+class PatientHyperband(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband with the same patience inside each bracket. A HyperbandPruner still, so
+    that TPE samples each trial from its own bracket's trials."""
+
+    def __init__(self, *, min_trials: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._min_trials = min_trials
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if not self._pruners:
+            self._try_initialization(study)
+        bracket_id = self._get_bracket_id(study, trial)
+        bracket = self._create_bracket_study(study, bracket_id)
+        return _patient_prune(self._pruners[bracket_id], bracket, trial, self._min_trials)
+
+
+def make_pruner(plan: PruningPlan) -> BasePruner:
+    """The Optuna pruner that carries out `plan`."""
+    if plan.algorithm == "none":
+        return optuna.pruners.NopPruner()
+    if plan.algorithm == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=plan.min_trials_at_rung,
+                                           n_warmup_steps=plan.first_rung - 1)
+    if plan.algorithm == "hyperband":
+        return PatientHyperband(min_trials=plan.min_trials_at_rung, min_resource=plan.first_rung,
+                                max_resource=plan.frames, reduction_factor=plan.reduction_factor)
+    inner = optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=plan.first_rung, reduction_factor=plan.reduction_factor,
+        min_early_stopping_rate=0)
+    return PatientPruner(inner, min_trials=plan.min_trials_at_rung)
+
+
+def time_limit(env: EnvConfig) -> int | None:
+    """The environment's time limit in steps, when the config says it (None: unknown)."""
+    if env.kind == "navigation":
+        from automl.envs.navigation_params import make_params
+
+        try:
+            return make_params(**env.params).max_steps
+        except (TypeError, ValueError):
+            return None  # the run reports the bad parameter itself
+    if env.kind == "gymnasium" and env.gym_id:
+        if isinstance(env.params.get("max_episode_steps"), int):
+            return int(env.params["max_episode_steps"])
+        import gymnasium
+
+        try:
+            return gymnasium.spec(env.gym_id).max_episode_steps
+        except gymnasium.error.Error:
+            return None
+    return None
+
+
+def episode_frames(env: EnvConfig, *, gpus: int) -> int | None:
+    """Frames of one time limit of every environment: before that, an evaluation point has seen only
+    the episodes short enough to have ended."""
+    steps = time_limit(env)
+    if steps is None:
+        return None
+    on_gpu = env.device == "cuda" or (env.device == "auto" and gpus > 0)
+    return steps * (env.num_envs or (GPU_ENVS if on_gpu else CPU_ENVS))
