@@ -23,6 +23,7 @@ from automl.errors import EXIT_BAD_INPUT, ConfigError
 from automl.launcher import Slot, default_worker, detect_gpus, plan_slots
 from automl.paths import StudyPaths
 from automl.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
+from automl.resume import check_resumed_space, resumed_overrides
 from automl.schema import RunConfig
 from automl.space import SearchSpace, load_space
 from automl.study import PRUNERS, SEARCH_METHODS, open_storage, study_exists
@@ -139,14 +140,21 @@ def _space_path(args: argparse.Namespace, study_paths: StudyPaths | None) -> Pat
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Compose, load the space, check a sample composes, settle the study's name and place."""
-    first = to_run_config(compose(args.overrides))
     named = StudyPaths.for_study(args.study_name) if args.study_name else None
+    if args.resume and named is not None:
+        args.overrides = resumed_overrides(named, args.overrides)
+    first = to_run_config(compose(args.overrides))
     space_file = _space_path(args, named)
     if not space_file.exists():
         raise ConfigError(file=str(space_file), key="--space", value=str(space_file),
                           rule="the file does not exist",
                           fix=f"give an existing file, e.g. --space {DEFAULT_SPACE}")
+    if args.resume and named is not None:
+        check_resumed_space(named, space_file)
     space = load_space(space_file, reward_terms=list(first.reward.scales))
+    for text in space.inert_constraints(args.overrides):
+        print(f"automl: warning: {space_file}: the constraint {text!r} can never fire with these "
+              "ranges, fixed values and overrides (it skips nothing); check it", file=sys.stderr)
     if args.search_method == "grid":
         space.grid()
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()

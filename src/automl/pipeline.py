@@ -78,7 +78,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
     reports.write_meta(plan.study_paths, argv=argv, extra={
         "mode": args.mode, "storage": plan.storage_url, "search_method": args.search_method,
         "pruner": args.pruner, "slots": len(slots), "budget_hours": args.budget_hours,
-        "hp_trials": args.hp_trials, "frames_per_trial": plan.frames,
+        "hp_trials": args.hp_trials, "overrides": list(args.overrides), "frames_per_trial": plan.frames,
         "grace_frames": plan.grace_frames, "pruning": plan.pruning.as_dict(), "retried_trials": again})
     scoring = plan.base.scoring
     settings = SearchSettings(

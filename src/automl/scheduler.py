@@ -253,7 +253,7 @@ class Scheduler:
         config_values = self.s.space.config_values(values)
         trial.set_user_attr(records.CONFIG_VALUES, config_values)
         base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
-        violated = self.s.space.check(values)
+        violated = self.s.space.check(values, self.s.user_overrides)
         trial.set_constraint("space", float(len(violated)))
         if violated:  # recorded like any trial (its config too), never trained
             self.rejections += 1

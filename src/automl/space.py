@@ -28,6 +28,7 @@ from automl.constraints import Constraint
 from automl.errors import ConfigError
 from automl.schema import RunConfig, yaml_key
 from automl.schema import check_value as convert_value
+from automl.space_names import by_alias, name_aliases, override_values, probe_combinations
 
 if TYPE_CHECKING:
     import optuna
@@ -526,6 +527,8 @@ class SearchSpace:
     """Combinations to skip."""
     text: str
     """The file's text, copied into the study folder as search_space.yaml."""
+    aliases: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Every name a constraint may use -> the parameter's name in the file (space_names.py)."""
 
     @property
     def names(self) -> list[str]:
@@ -590,15 +593,34 @@ class SearchSpace:
         sampled = {p.key: _thaw(values[p.name]) for p in self.params}
         return {**{k: _thaw(v) for k, v in self.fixed.items()}, **sampled}
 
-    def named_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Fixed and sampled values by bare name: what the constraints read."""
+    def named_values(self, values: Mapping[str, Any], overrides: Collection[str] = ()) -> dict[str, Any]:
+        """The effective values (fixed, sampled, then the command line's overrides) by every name a
+        constraint may use."""
         fixed = {name: self.fixed[key] for name, key in self.fixed_names.items()}
-        return {**fixed, **{p.name: values[p.name] for p in self.params}}
+        keys = {**{p.name: p.key for p in self.params}, **self.fixed_names}
+        effective = {**fixed, **{p.name: values[p.name] for p in self.params},
+                     **override_values(overrides, keys)}
+        return by_alias(effective, self.aliases) if self.aliases else effective
 
-    def check(self, values: Mapping[str, Any]) -> list[str]:
-        """Text of each constraint that `values` (native, plus the fixed values) violates."""
-        named = self.named_values(values)
+    def check(self, values: Mapping[str, Any], overrides: Collection[str] = ()) -> list[str]:
+        """Text of each constraint that `values` (native) violates, with the fixed values and the
+        command line's `overrides` applied."""
+        named = self.named_values(values, overrides)
         return [c.text for c in self.constraints if c.violated(named)]
+
+    def inert_constraints(self, overrides: Collection[str] = ()) -> list[str]:
+        """Constraints that no point of the space can violate (tried on every combination of the
+        ends and choices of the parameters each reads): they skip nothing, most likely a typo or
+        a range that changed."""
+        read = {c.text: {self.aliases.get(n, n) for n in c.names} for c in self.constraints}
+        base = {p.name: p.probe_values()[0] for p in self.params}
+        inert = []
+        for c in self.constraints:
+            choices = {p.name: p.probe_values() for p in self.params if p.name in read[c.text]}
+            if not any(c.violated(self.named_values({**base, **combo}, overrides))
+                       for combo in probe_combinations(choices)):
+                inert.append(c.text)
+        return inert
 
     def dump(self, path: Path) -> None:
         """Write the file's original text (the study folder's search_space.yaml)."""
@@ -679,15 +701,29 @@ def parse_space(data: Any, *, source: str, reward_terms: Collection[str],
             _claim(at, name, config_key, keys)
             params.append(_parse_param(at, name, spec, section=section, config_key=config_key,
                                        annotation=annotation))
-    names = [p.name for p in params] + list(fixed_names)
-    constraints = [Constraint.parse(c, names=names, source=source, index=i)
+    aliases, ambiguous = name_aliases({**{p.name: p.key for p in params}, **fixed_names},
+                                      {**MODEL_KEYS, **RUN_KEYS})
+    constraints = [_constraint(c, aliases, ambiguous, source=source, index=i)
                    for i, c in enumerate(_constraint_list(data, source))]
     space = SearchSpace(space_id=space_id, source=source, params=params, fixed=fixed,
                         fixed_names=fixed_names, constraints=constraints,
                         text=text if text is not None else yaml.safe_dump(dict(data),
-                                                                          sort_keys=False))
+                                                                          sort_keys=False),
+                        aliases=aliases)
     _probe_constraints(space)
     return space
+
+
+def _constraint(text: object, aliases: Mapping[str, str], ambiguous: Mapping[str, list[str]], *,
+                source: str, index: int) -> Constraint:
+    """Parse one constraint over the space's names; a name that means two parameters is refused."""
+    constraint = Constraint.parse(text, names=[*aliases, *ambiguous], source=source, index=index)
+    for name in sorted(constraint.names & ambiguous.keys()):
+        raise ConfigError(file=source, key=constraint.key, value=text,
+                          rule=f"`{name}` could mean {' or '.join(ambiguous[name])}",
+                          fix="name the parameter as the space file writes it, or by its full "
+                              "dotted path")
+    return constraint
 
 
 def _section(data: Mapping[str, Any], section: str, source: str) -> Mapping[str, Any]:
