@@ -24,7 +24,8 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 WORKER = TESTS / "standin_worker.py"
 SPACES = TESTS / "spaces"
-SHORT_TRIALS = ("train.frames=100000", "train.eval_frequency=10000", "env.num_envs=16")
+SHORT_TRIALS = ("train.frames=100000", "train.eval_frequency=10000", "env.num_envs=16",
+                "ppo.mini_batches=4")
 """Ten evaluation points per trial; one time limit of 16 navigation envs (6,400 frames) ends before
 the first, so the pruner's first rung is the grace frames."""
 

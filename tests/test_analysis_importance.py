@@ -76,13 +76,13 @@ def test_report_fields_and_top_configs(log_root: Path) -> None:
     assert first["episode_reward_mean"] == pytest.approx(10 * scores[0], rel=1e-3)
 
 
-def test_fewer_than_two_completed_trials_still_writes_a_file(log_root: Path) -> None:
+def test_fewer_than_two_trials_still_writes_a_file(log_root: Path) -> None:
     params = lr_driven_trials(2)[0].params
     study_paths = make_study("one", [FakeTrial(params, score=0.5),
-                                     FakeTrial(params, score=0.2, state="pruned", points=2)])
+                                     FakeTrial(params, score=None, state="fail", points=0)])
     report = load(write_importance(study_paths))
     assert report["importance_ranking"] == []
-    assert "1 completed trial" in report["note"] and "at least 2" in report["note"]
+    assert "1 trial(s) with a finite score" in report["note"] and "at least 2" in report["note"]
     assert report["completed_trials"] == 1
     assert len(report["top_5_configs"]) == 1
 
@@ -123,3 +123,21 @@ def test_round_sig() -> None:
     assert importance.round_sig([1.23456, 2]) == [1.235, 2]
     assert importance.round_sig(float("nan")) is None
     assert importance.round_sig(-200) == -200
+
+
+def test_a_small_study_ranks_on_pruned_trials_too_and_says_so(log_root: Path) -> None:
+    # 3 completed and 6 pruned trials (pruned after 2 of 5 points): the ranking rests on the score
+    # of all 9 at the second point, and warns that 9 trials are few.
+    trials = lr_driven_trials(9, seed=4)
+    scripted = [FakeTrial(t.params, score=t.score, state="complete" if i < 3 else "pruned",
+                          points=5 if i < 3 else 2) for i, t in enumerate(trials)]
+    report = load(write_importance(make_study("small", scripted)))
+    assert report["trials_used"] == 9 and report["completed_trials"] == 3
+    assert "completed and pruned trials (only 3 completed)" in report["basis"]
+    assert report["importance_ranking"] and "rests on 9 trials" in report["warning"]
+
+
+def test_a_study_of_enough_completed_trials_ranks_on_their_final_scores(log_root: Path) -> None:
+    report = load(write_importance(make_study("enough", lr_driven_trials(12, seed=2))))
+    assert report["trials_used"] == 12 and report["basis"] == "the final score of each completed trial"
+    assert "warning" not in report

@@ -142,7 +142,8 @@ def test_a_wrong_value_names_the_file_it_would_come_from() -> None:
 
 
 @pytest.mark.parametrize("overrides", [
-    ["env=navigation", "env.num_envs=32", "+env.params.max_steps=64", "ppo.lambda=0.9"],
+    ["env=navigation", "env.num_envs=32", "+env.params.max_steps=64", "ppo.lambda=0.9",
+     "ppo.mini_batches=4"],
     ["env=cartpole", "network=small"],
     ["env=custom", *CUSTOM, "+env.params.max_steps=40"],
 ])
@@ -156,3 +157,20 @@ def test_resolved_config_yaml_loads_back_to_the_same_config(overrides: list[str]
                          "checkpoint", "episodes", "experiment"}
     assert "lambda" in data["ppo"] and "gae_lambda" not in data["ppo"]
     assert run_config_from_plain(data, source=str(tmp_path / "config.yaml")) == cfg
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (["env=navigation", "env.num_envs=16"], "24 x 16 environments / 32 mini-batches = 12 samples"),
+    (["env=cartpole", "ppo.mini_batches=64"], "24 x 16 environments / 64 mini-batches = 6 samples"),
+])
+def test_mini_batches_of_a_handful_of_samples_are_refused(overrides: list[str], says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_run_config(overrides)
+    assert info.value.key == "ppo.mini_batches" and says in str(info.value)
+    assert "Fix: set ppo.mini_batches=" in str(info.value)
+
+
+def test_the_gymnasium_presets_train_on_mini_batches_of_useful_size() -> None:
+    for env in ("cartpole", "pendulum"):
+        cfg = load_run_config([f"env={env}"])
+        assert cfg.ppo.rollouts * cfg.env.num_envs // cfg.ppo.mini_batches >= 32

@@ -234,12 +234,29 @@ class RunConfig:
     def check(self, source: str) -> None:
         for part in (self.env, self.ppo, self.network, self.scoring, self.train):
             part.check(source)
+        _mini_batch_check(self, source)
         if self.mode == "eval" and not self.checkpoint:
             raise ConfigError(file=source, key="checkpoint", value=self.checkpoint,
                               rule="mode=eval needs a checkpoint", fix="add checkpoint=PATH/model.pt")
         if self.episodes <= 0:
             raise ConfigError(file=source, key="episodes", value=self.episodes,
                               rule="it must be >= 1", fix="set episodes=100, for example")
+
+
+MIN_MINI_BATCH = 32
+"""Samples below which a PPO mini-batch gives gradients too noisy to compare configurations by."""
+
+
+def _mini_batch_check(cfg: RunConfig, source: str) -> None:
+    envs = cfg.env.num_envs or CPU_ENVS  # null: 256 on CPU, more on a GPU
+    samples = cfg.ppo.rollouts * envs // cfg.ppo.mini_batches
+    if samples < MIN_MINI_BATCH:
+        fit = max(1, cfg.ppo.rollouts * envs // MIN_MINI_BATCH)
+        raise ConfigError(
+            file=source, key="ppo.mini_batches", value=cfg.ppo.mini_batches,
+            rule=f"rollouts {cfg.ppo.rollouts} x {envs} environments / {cfg.ppo.mini_batches} "
+                 f"mini-batches = {samples} samples per mini-batch, below {MIN_MINI_BATCH}",
+            fix=f"set ppo.mini_batches={fit} or fewer (or more env.num_envs / ppo.rollouts)")
 
 
 ALIASES: dict[type, dict[str, str]] = {PPOConfig: {"lambda": "gae_lambda"}}

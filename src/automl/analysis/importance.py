@@ -37,7 +37,9 @@ EVALUATORS = (PED_ANOVA, FANOVA)
 """Names `analyze.py --evaluator` takes."""
 TOP_N = 5
 MIN_TRIALS = 2
-"""Completed trials below which no ranking is attempted."""
+"""Trials below which no ranking is attempted."""
+RELIABLE_TRIALS = 10
+"""Trials below which the report warns that the ranking is mostly noise."""
 SIGNIFICANT = 4
 """Significant digits of the numbers written (the exact values are in experiment_df.csv)."""
 
@@ -110,9 +112,33 @@ def _group(view: StudyView, name: str) -> str:
     return spec.key.split(".")[0] if spec is not None else "unknown"
 
 
-def _importances(view: StudyView, evaluator: BaseImportanceEvaluator) -> dict[str, float]:
-    """Raw importances over the completed trials (a copy of the study holding only those)."""
+def evidence(view: StudyView) -> tuple[list[optuna.trial.FrozenTrial], str]:
+    """The trials a ranking rests on, as completed trials with their values, and what the values
+    are. Fewer than RELIABLE_TRIALS completed trials (a small or heavily pruned study): the score
+    at the deepest evaluation point that more trials reached, pruned ones included, when that gives
+    more trials; a pruned trial's score there is comparable with the others' there."""
     scored = view.scored()
+    basis = "the final score of each completed trial"
+    if len(scored) >= RELIABLE_TRIALS:
+        return scored, basis
+    reported = [t for t in view.trials if t.state in (optuna.trial.TrialState.COMPLETE,
+                                                       optuna.trial.TrialState.PRUNED)]
+    steps = sorted({s for t in reported for s in t.intermediate_values}, reverse=True)
+    for step in steps:
+        at = [t for t in reported if math.isfinite(t.intermediate_values.get(step, math.nan))]
+        if len(at) > len(scored):
+            as_final = [optuna.trial.create_trial(
+                params=t.params, distributions=t.distributions, value=t.intermediate_values[step],
+                user_attrs=t.user_attrs) for t in at]
+            as_final.sort(key=lambda t: float(t.value or 0.0), reverse=view.maximize)
+            return as_final, (f"the score at {step:,} frames of {len(at)} completed and pruned "
+                              f"trials (only {len(scored)} completed)")
+    return scored, basis
+
+
+def _importances(view: StudyView, evaluator: BaseImportanceEvaluator,
+                 scored: list[optuna.trial.FrozenTrial]) -> dict[str, float]:
+    """Raw importances over `scored` (a copy of the study holding only those)."""
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory"
     try:
@@ -128,14 +154,16 @@ def _importances(view: StudyView, evaluator: BaseImportanceEvaluator) -> dict[st
     return {name: float(value) for name, value in found.items()}
 
 
-def ranking(view: StudyView, evaluator: BaseImportanceEvaluator) -> tuple[list[dict], str | None]:
-    """[{parameter, group, importance, best_value}] sorted, summing to 1; or [] and why not."""
-    scored = view.scored()
+def ranking(view: StudyView, evaluator: BaseImportanceEvaluator,
+            scored: list[optuna.trial.FrozenTrial] | None = None) -> tuple[list[dict], str | None]:
+    """[{parameter, group, importance, best_value}] sorted, summing to 1; or [] and why not.
+    `scored`: the trials it rests on (default: the completed ones), best first."""
+    scored = view.scored() if scored is None else scored
     if len(scored) < MIN_TRIALS:
-        return [], (f"no ranking: {len(scored)} completed trial(s) with a finite score, but an "
+        return [], (f"no ranking: {len(scored)} trial(s) with a finite score, but an "
                     f"importance needs at least {MIN_TRIALS}; run more trials")
     try:
-        raw = _importances(view, evaluator)
+        raw = _importances(view, evaluator, scored)
     except (ValueError, RuntimeError, ZeroDivisionError, IndexError) as err:
         return [], f"no ranking: {type(evaluator).__name__} failed on this study ({err})"
     total = sum(v for v in raw.values() if math.isfinite(v))
@@ -171,11 +199,17 @@ def top_configs(view: StudyView, n: int = TOP_N) -> list[dict[str, Any]]:
 def importance_report(view: StudyView, *, evaluator: str = PED_ANOVA) -> dict[str, Any]:
     """Content of hyperparameter_importance.yaml (see the module docstring)."""
     chosen, fallback = pick_evaluator(evaluator)
-    ranked, note = ranking(view, chosen)
+    used, basis = evidence(view)
+    ranked, note = ranking(view, chosen, used)
     definition, scoring = score_definition(view)
     report: dict[str, Any] = {"importance_ranking": ranked, "top_5_configs": top_configs(view)}
     if note:
         report["note"] = note
+    report["trials_used"] = len(used)
+    report["basis"] = basis
+    if ranked and len(used) < RELIABLE_TRIALS:
+        report["warning"] = (f"the ranking rests on {len(used)} trials; below {RELIABLE_TRIALS} it "
+                             "is mostly noise: run more trials before trusting it")
     report["evaluator"] = type(chosen).__name__
     if fallback:
         report["evaluator_note"] = fallback

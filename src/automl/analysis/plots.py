@@ -192,8 +192,10 @@ def plot_importance(report: dict[str, Any]) -> Figure:
     ax.invert_yaxis()
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
-    ax.set(title=f"{title}\n{report.get('evaluator', '')} over "
-           f"{report.get('completed_trials', '?')} completed trials",
+    caption = f"{report.get('evaluator', '')} over {report.get('basis', 'the completed trials')}"
+    if report.get("warning"):
+        caption += f"\nWARNING: {report['warning']}"
+    ax.set(title=f"{title}\n{caption}",
            xlabel="importance (share of the total, sums to 1)")
     ax.set_xlim(0, max(values) * 1.15 or 1)
     return fig
