@@ -19,8 +19,8 @@ from automl.envs.base import (
     StepResult,
 )
 from automl.envs.navigation import OBS_DIM, REFERENCE_SCALES, TERMS, NavigationEnv
-from automl.envs.navigation_params import make_params
 from automl.envs.navigation_expert import DISTANCE, Driver
+from automl.envs.navigation_params import make_params
 from automl.train import shaped_reward
 
 CPU = torch.device("cpu")
