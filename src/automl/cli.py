@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--search-method", default="bayesian", help="bayesian (multivariate TPE), random, grid, cmaes")
     a("--pruner", default="hyperband", help="hyperband, median, successive_halving, none")
     a("--grace-frames", type=int, default=None, help="frames before a trial may be pruned "
-      "(Hyperband's min_resource; default 10%% of train.frames)")
+      "(the first rung is also after one time limit of every env; default 10%% of train.frames)")
     a("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
     a("--threads-per-trial", type=int, default=1, help="torch CPU threads per trial on CPU")
     a("--gpu-fraction", type=float, default=0.25, help="share of a GPU per trial")
