@@ -179,14 +179,8 @@ class NavigationEnv:
         lin_vel_z = p.body_height * (torch.sin(self.tilt) * self.tilt_rate).sum(0)
 
         local, distance, bearing_err, heading_err = self._goal_frame()
-        self.steps += 1
-        fell = (self.tilt.abs() > p.tip_limit).any(0)
+        fell, success, timeout = self._outcome(distance, heading_err, speed, yaw_rate)
         abs_heading_err = heading_err.abs()
-        at_goal = ((distance < p.pos_tolerance) & (abs_heading_err < p.heading_tolerance)
-                   & (speed.abs() < p.speed_tolerance) & (yaw_rate.abs() < p.yaw_rate_tolerance))
-        self.held = torch.where(at_goal, self.held + 1, 0)
-        success = (self.held >= p.hold_steps) & ~fell
-        timeout = (self.steps >= p.max_steps) & ~fell & ~success
         near = torch.exp(-distance / 0.5)
         first_arrival = (distance < p.arrival_radius) & ~self.arrived
         self.arrived |= first_arrival
@@ -225,12 +219,28 @@ class NavigationEnv:
         }
         final = self._features(local, distance, heading_err, speed, yaw_rate)
         truncated = timeout | success
-        done = fell | truncated
-        observations = final
-        if bool(done.any()):
-            ids = done.nonzero().squeeze(1)
-            self._reset_ids(ids)
-            observations = final.clone()
-            observations[ids] = self._observe(ids)
-        return StepResult(observations=observations, final_observations=final, terms=terms,
-                          terminated=fell, truncated=truncated, episode=episode)
+        return StepResult(observations=self._restart(final, fell | truncated),
+                          final_observations=final, terms=terms, terminated=fell,
+                          truncated=truncated, episode=episode)
+
+    def _outcome(self, distance: torch.Tensor, heading_err: torch.Tensor, speed: torch.Tensor,
+                 yaw_rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Count the step; (fell, succeeded: held the goal pose `hold_steps` steps, timed out)."""
+        p = self.p
+        self.steps += 1
+        fell = (self.tilt.abs() > p.tip_limit).any(0)
+        at_goal = ((distance < p.pos_tolerance) & (heading_err.abs() < p.heading_tolerance)
+                   & (speed.abs() < p.speed_tolerance) & (yaw_rate.abs() < p.yaw_rate_tolerance))
+        self.held = torch.where(at_goal, self.held + 1, 0)
+        success = (self.held >= p.hold_steps) & ~fell
+        return fell, success, (self.steps >= p.max_steps) & ~fell & ~success
+
+    def _restart(self, final: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """`final` observations with finished environments reset and observed afresh."""
+        if not bool(done.any()):
+            return final
+        ids = done.nonzero().squeeze(1)
+        self._reset_ids(ids)
+        observations = final.clone()
+        observations[ids] = self._observe(ids)
+        return observations
