@@ -174,3 +174,8 @@ def test_the_gymnasium_presets_train_on_mini_batches_of_useful_size() -> None:
     for env in ("cartpole", "pendulum"):
         cfg = load_run_config([f"env={env}"])
         assert cfg.ppo.rollouts * cfg.env.num_envs // cfg.ppo.mini_batches >= 32
+
+
+def test_value_normalisation_is_off_by_default_and_can_be_turned_on() -> None:
+    assert load_run_config([]).ppo.normalize_values is False
+    assert load_run_config(["ppo.normalize_values=true"]).ppo.normalize_values is True

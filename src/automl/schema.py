@@ -93,6 +93,9 @@ class PPOConfig:
     """Bootstrap the value at time-limit truncation."""
     normalize_observations: bool
     """Standardize observations with a running mean and variance (skrl's RunningStandardScaler)."""
+    normalize_values: bool = False
+    """Standardize the value targets likewise (skrl's value preprocessor): for tasks whose returns
+    are large (Pendulum's reach -1,000)."""
 
     def check(self, source: str) -> None:
         positive = {"learning_rate": self.learning_rate, "ratio_clip": self.ratio_clip,

@@ -103,6 +103,8 @@ def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):
         kl_threshold=p.kl_threshold, time_limit_bootstrap=p.time_limit_bootstrap,
         observation_preprocessor=RunningStandardScaler if p.normalize_observations else None,
         observation_preprocessor_kwargs={"size": env.observation_space, "device": env.device},
+        value_preprocessor=RunningStandardScaler if p.normalize_values else None,
+        value_preprocessor_kwargs={"size": 1, "device": env.device},
         # We write TensorBoard points ourselves at eval points (step = frames), never skrl's clock.
         experiment=ExperimentCfg(directory=str(run.root), experiment_name=run.tb.name,
                                  write_interval=2**62, checkpoint_interval=0),
