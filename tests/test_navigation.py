@@ -226,9 +226,11 @@ def test_a_careful_controller_succeeds() -> None:
         episodes += float(counted.sum())
         successes += float(result.episode[SUCCESS][counted].sum())
         falls += float(result.episode[FELL][counted].sum())
-        # A success ends the episode before the time limit, as a truncation (PPO bootstraps it).
+        # A success ends the episode before the time limit, as a truncation (PPO bootstraps it),
+        # at the goal: its final distance is the one it ended at, not the next episode's start.
         won = done & (result.episode[SUCCESS] == 1.0)
         assert bool(result.truncated[won].all()) and not bool(result.terminated[won].any())
+        assert bool((result.episode[FINAL_DISTANCE][won] < 0.3).all())
         obs = result.observations
     assert episodes >= n
     assert successes / episodes > 0.8, f"{successes:.0f} of {episodes:.0f} episodes succeeded"

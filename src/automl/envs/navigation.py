@@ -215,7 +215,9 @@ class NavigationEnv:
 
         episode = {
             SUCCESS: success.float(), FELL: terms["termination"], LENGTH: self.steps.float(),
-            FINAL_DISTANCE: distance, RETURN: self.ret.clone(), WARMUP: self.warmup.float(),
+            # A copy: resetting finished envs below writes their new start into last_distance,
+            # which is this very tensor.
+            FINAL_DISTANCE: distance.clone(), RETURN: self.ret.clone(), WARMUP: self.warmup.float(),
         }
         final = self._features(local, distance, heading_err, speed, yaw_rate)
         truncated = timeout | success
