@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from pg_server import PASSWORD, free_port, postgres  # noqa: F401 - the fixture
+from pg_server import PASSWORD, free_port
 from search_harness import rows, run_search, search_argv, skip_reports, write_behaviour
 
-from automl import paths, records, reasons
+from automl import paths, reasons, records
 from automl.analysis.cli import main as analyze
 from automl.paths import StudyPaths
 from automl.storage import hide_password, without_password
@@ -30,7 +30,7 @@ def log_root(tmp_path, monkeypatch):
 
 
 def test_a_search_runs_on_postgres_and_its_password_stays_out_of_files(
-        postgres, log_root, tmp_path, capfd):  # noqa: F811
+        postgres, log_root, tmp_path, capfd):
     url = postgres.create_database("single")
     fast = write_behaviour(tmp_path, "fast", seconds_per_point=0.01)
     code = run_search(search_argv(study="single", space="lr_prior.yaml", behaviour=fast,
@@ -66,7 +66,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_a_bad_storage_url_exits_2_with_one_message_and_writes_nothing(
-        case, postgres, log_root, tmp_path, capfd):  # noqa: F811
+        case, postgres, log_root, tmp_path, capfd):
     url = BAD[case](postgres)
     fast = write_behaviour(tmp_path, "fast")
     code = run_search(search_argv(study="bad", space="lr_prior.yaml", behaviour=fast, hp_trials=2,
@@ -82,7 +82,7 @@ def test_a_bad_storage_url_exits_2_with_one_message_and_writes_nothing(
 
 
 def test_analyze_reads_a_shared_study_from_another_machine(postgres, log_root, tmp_path,
-                                                            monkeypatch, capfd):  # noqa: F811
+                                                            monkeypatch, capfd):
     url = postgres.create_database("shared_read")
     fast = write_behaviour(tmp_path, "fast", seconds_per_point=0.01)
     assert run_search(search_argv(study="shared", space="lr_prior.yaml", behaviour=fast,
@@ -101,7 +101,7 @@ def test_analyze_reads_a_shared_study_from_another_machine(postgres, log_root, t
     assert PASSWORD not in out + err
 
 
-def test_analyze_storage_errors_are_one_message(postgres, log_root, capfd):  # noqa: F811
+def test_analyze_storage_errors_are_one_message(postgres, log_root, capfd):
     assert analyze(["--storage", postgres.url("automl_bad", password="nope")]) == 2
     assert "--study-name" in capfd.readouterr().err
     assert analyze(["--storage", postgres.url("postgres"), "--study-name", "x"]) == 2

@@ -34,8 +34,11 @@ PROCESS_START = "orchestrator_start"
 """The orchestrator process's start time (clock ticks since boot): with the pid, it tells the
 orchestrator from a later process that reused its pid."""
 BOOT_ID = "boot_id"
-"""The kernel's boot id when the trial started: after a reboot no earlier orchestrator runs.
-Host, boot id, pid and start time name the orchestrator running a trial (automl.recovery)."""
+"""The kernel's boot id when the trial started: after a reboot no earlier orchestrator runs."""
+PID_NAMESPACE = "pid_namespace"
+"""The orchestrator's pid namespace: a pid of another container is not looked up here.
+Host, boot id, pid namespace, pid and start time name the orchestrator running a trial
+(automl.recovery)."""
 
 SEARCH_SPACE_TEXT = "search_space_yaml"
 """Study attribute: the search-space file's text, for machines that join the study (--resume)."""

@@ -4,8 +4,9 @@ gets its trial_final.csv row, and its configuration is queued to run again.
 
 On a database storage the owner keeps a heartbeat (automl.storage.Heartbeat) and Optuna's
 `fail_stale_trials` fails trials whose heartbeat is stale, on any machine. On this machine (and on
-the single-machine journal file) the owner is a process identified by host, boot id, pid and the
-process's start time, so a reused pid is not mistaken for the orchestrator that died.
+the single-machine journal file) the owner is a process identified by host, boot id, pid namespace,
+pid and the process's start time, so a reused pid is not mistaken for the orchestrator that died,
+and a process of another container (another pid namespace) is not looked up here at all.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from automl.summary import read_summary
 ORPHAN_GRACE_S = 120.0
 """A RUNNING trial with no owner recorded (its orchestrator died between ask() and recording
 itself, a few milliseconds) is taken to be dead once it is this old."""
+HOST_ENV = "AUTOML_HOST"
+"""Environment variable naming this machine on its trials (default: the host name); set it where
+several machines or containers share one host name."""
 FIXED_PARAMS = "fixed_params"
 """Optuna's system attribute holding an enqueued trial's parameters until they are suggested."""
 
@@ -53,26 +57,37 @@ def process_start(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the command name
 
 
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def owner() -> dict[str, Any]:
     """This orchestrator, as stored on each trial it runs."""
     pid = os.getpid()
-    return {records.HOST: socket.gethostname(), records.BOOT_ID: _boot_id(), records.PID: pid,
-            records.PROCESS_START: process_start(pid)}
+    return {records.HOST: os.environ.get(HOST_ENV) or socket.gethostname(),
+            records.BOOT_ID: _boot_id(), records.PID_NAMESPACE: _pid_namespace(),
+            records.PID: pid, records.PROCESS_START: process_start(pid)}
 
 
-def owner_alive(attrs: dict[str, Any], *, mine: Collection[int] = (), number: int = -1
-                ) -> bool | None:
-    """Whether the orchestrator recorded in `attrs` still runs the trial; None: cannot tell (it ran
-    on another machine). This process owns only the trials in `mine` (an earlier search in this
-    same process that ended is dead)."""
+def owner_alive(attrs: dict[str, Any], *, mine: Collection[int] = (), number: int = -1,
+                rebooted_is_dead: bool = True) -> bool | None:
+    """Whether the orchestrator recorded in `attrs` still runs the trial; None: cannot tell (another
+    machine or container). This process owns only the trials in `mine` (an earlier search in this
+    same process that ended is dead). `rebooted_is_dead`: the same host name with another boot id
+    is this machine rebooted (the journal file), not another machine of the same name."""
     me = owner()
     if attrs.get(records.HOST) != me[records.HOST]:
         return None
+    if attrs.get(records.BOOT_ID) not in (None, me[records.BOOT_ID]):
+        return False if rebooted_is_dead else None
+    if attrs.get(records.PID_NAMESPACE) not in (None, me[records.PID_NAMESPACE]):
+        return None  # another container: its pids mean nothing here
     pid = attrs.get(records.PID)
     if not isinstance(pid, int):
         return False
-    if attrs.get(records.BOOT_ID) not in (None, me[records.BOOT_ID]):
-        return False  # the machine rebooted since
     if pid == me[records.PID] and attrs.get(records.PROCESS_START) in (None, me[records.PROCESS_START]):
         return number in mine
     from automl.forkserver import pid_exists
@@ -107,7 +122,7 @@ class Recovery:
             optuna.storages.fail_stale_trials(study)  # calls self for each trial it failed
         with self._lock(heartbeat is None):
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                why = self._dead(t, mine)
+                why = self._dead(t, mine, heartbeat=bool(heartbeat))
                 if why and t.user_attrs.get(records.PHASE, "search") == "search":
                     self._fail(study, t, why)
         return self.recovered[before:]
@@ -120,19 +135,20 @@ class Recovery:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number in mine or t.user_attrs.get(records.PHASE, "search") != "search":
                 continue
-            if heartbeat or owner_alive(t.user_attrs, mine=mine, number=t.number):
+            if heartbeat or owner_alive(t.user_attrs, mine=mine, number=t.number,
+                                        rebooted_is_dead=True):
                 count += 1
         return count
 
     @staticmethod
-    def _dead(trial: FrozenTrial, mine: Collection[int]) -> str:
+    def _dead(trial: FrozenTrial, mine: Collection[int], *, heartbeat: bool) -> str:
         """Why the trial's orchestrator is dead ("" when it is alive or this cannot tell)."""
         attrs = trial.user_attrs
         if records.HOST not in attrs:
             start = trial.datetime_start
             age = (datetime.now(start.tzinfo) - start).total_seconds() if start else ORPHAN_GRACE_S
             return "its orchestrator died before recording itself" if age >= ORPHAN_GRACE_S else ""
-        if owner_alive(attrs, mine=mine, number=trial.number) is False:
+        if owner_alive(attrs, mine=mine, number=trial.number, rebooted_is_dead=not heartbeat) is False:
             return "the orchestrator running it died"
         return ""
 
