@@ -195,3 +195,59 @@ def test_an_exception_in_the_loop_stops_and_records_every_trial_it_asked(
         assert "scripted failure" in t.user_attrs[records.ERROR_TAIL]
     assert sorted(int(r["trial"]) for r in rows(sp)) == sorted(t.number for t in trials)
     assert standin_pids(str(sp.root)) == []
+
+
+def test_a_trial_asked_once_the_study_is_full_is_given_up_and_its_queued_config_handed_back(
+        postgres, tmp_path, monkeypatch):
+    """Two orchestrators ask at the same moment for the last trial: the later one gives it up."""
+    import threading
+
+    from search_harness import run_search, skip_reports
+
+    from automl import paths
+    from automl.scheduler import Scheduler
+
+    url = postgres.create_database("full")
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    skip_reports(monkeypatch)
+    study = optuna.create_study(study_name="full", storage=url, direction="maximize")
+    elsewhere = []
+    for _ in range(2):  # the study's 2 trials, running on another machine
+        trial = study.ask()
+        trial.set_user_attr(records.HOST, "another-machine")
+        trial.suggest_float("learning_rate", 1e-6, 1e-1, log=True)
+        elsewhere.append(trial)
+    study.enqueue_trial({"learning_rate": 1e-3}, user_attrs={records.RETRY_OF: 0})
+    calls = []
+    real = Scheduler.trained_count
+
+    def stale_count(self) -> int:  # the moment of the race: the count read before they asked
+        calls.append(1)
+        return 0 if len(calls) == 1 else real(self)
+
+    monkeypatch.setattr(Scheduler, "trained_count", stale_count)
+
+    def end_elsewhere() -> None:
+        time.sleep(4)
+        for trial in elsewhere:
+            trial.set_user_attr(records.STOP_REASON, reasons.COMPLETED)
+            study.tell(trial, 0.5)
+
+    ender = threading.Thread(target=end_elsewhere)
+    ender.start()
+    fast = write_behaviour(tmp_path, "fast", seconds_per_point=0.01)
+    try:
+        code = run_search(search_argv(study="full", space="lr_prior.yaml", behaviour=fast,
+                                      hp_trials=2, workers=1,
+                                      flags=["--storage", url, "--resume", "--pruner", "none"]))
+    finally:
+        ender.join()
+    assert code == 0
+    trials = study_trials(url, "full")
+    [unused] = [t for t in trials if t.user_attrs.get(records.PHASE) == records.PHASE_UNUSED]
+    assert unused.state == TrialState.FAIL and unused.user_attrs[records.RETRY_OF] == 0
+    [queued] = [t for t in trials if t.state == TrialState.WAITING]
+    assert queued.system_attrs["fixed_params"] == {"learning_rate": pytest.approx(1e-3)}
+    assert queued.user_attrs[records.RETRY_OF] == 0
+    assert sum(counts_toward_limit(t) for t in trials) == 2
+    assert not StudyPaths(tmp_path / "log" / "automl" / "full").trial_final_csv.exists()

@@ -22,7 +22,7 @@ from automl.paths import StudyPaths, atomic_write_text
 from automl.recovery import FIXED_PARAMS, Recovery, owner
 from automl.space import SearchSpace
 from automl.stoppers import DropStopper, PlateauStopper, StopperSet
-from automl.storage import Heartbeat
+from automl.storage import Heartbeat, hide_password
 from automl.summary import read_summary
 from automl.tb_reader import EventTail
 
@@ -310,6 +310,9 @@ class Scheduler:
         trial.set_user_attr(records.PHASE, records.PHASE_UNUSED)
         fixed = self.study._storage.get_trial(trial._trial_id).system_attrs.get(FIXED_PARAMS)
         self._tell(trial, None, TrialState.FAIL)
+        self.asked.pop(trial.number)
+        if self.heartbeat is not None:
+            self.heartbeat.discard(trial._trial_id)
         if fixed:
             self.study.enqueue_trial(fixed, user_attrs={
                 k: v for k, v in trial.user_attrs.items() if k in (records.RETRY_OF, "prior")})
@@ -517,7 +520,7 @@ class Scheduler:
         """The loop raised: stop every trial this process asked (running or not yet launched),
         record each (error, to run again) as far as the storage still allows, then re-raise."""
         self.aborting = True
-        why = f"the orchestrator stopped: {type(err).__name__}: {err}".strip()
+        why = hide_password(f"the orchestrator stopped: {type(err).__name__}: {err}".strip())
         print(f"automl: {why}; stopping and recording its {len(self.asked)} trial(s)",
               file=sys.stderr)
         for r in self.running.values():
