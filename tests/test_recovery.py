@@ -30,8 +30,9 @@ def sleeper():
     proc.wait()
 
 
-def owned_by(pid: int, **changes) -> dict:
-    attrs = {**owner(), records.PID: pid, records.PROCESS_START: process_start(pid)}
+def owned_by(process: int, **changes) -> dict:
+    """This machine's owner record for `process`, with `changes`."""
+    attrs = {**owner(), records.PID: process, records.PROCESS_START: process_start(process)}
     return {**attrs, **changes}
 
 
@@ -89,8 +90,8 @@ def asked(study: optuna.Study, lr: float, attrs: dict | None) -> optuna.trial.Fr
     """A RUNNING trial with `lr`, owned as `attrs` says (None: no owner recorded)."""
     study.enqueue_trial({LR: lr})
     trial = study.ask()
-    for key, value in (attrs or {}).items():
-        trial.set_user_attr(key, value)
+    if attrs is not None:
+        trial.set_user_attr(records.OWNER, attrs)
     trial.suggest_float(LR, 1e-6, 1e-1, log=True)
     return study._storage.get_trial(trial._trial_id)
 

@@ -89,7 +89,7 @@ def test_three_orchestrators_share_one_study_without_running_a_trial_twice(postg
     assert set(counted.values()) == {1}
     pids = {proc.pid: log for proc, (log, _) in zip(procs, machines, strict=True)}
     for t in search:
-        log = pids[t.user_attrs[records.PID]]
+        log = pids[t.user_attrs[records.OWNER][records.PID]]
         assert t.number in by_folder[log]
         assert (StudyPaths(log / "automl" / "three").trial_dir(t.number) / "config.yaml").exists()
     assert sum(1 for numbers in by_folder.values() if numbers) >= 2, by_folder
@@ -118,7 +118,7 @@ def test_a_killed_orchestrators_trials_are_failed_by_heartbeat_and_run_again(pos
         wait_for(lambda: standin_pids(str(log_a)) and standin_pids(str(log_b)),
                  timeout=START_TIMEOUT_S, what="both orchestrators to run a trial")
         running_a = [t for t in study_trials(url, "killed") if t.state == TrialState.RUNNING
-                     and t.user_attrs.get(records.PID) == a.pid]
+                     and t.user_attrs[records.OWNER][records.PID] == a.pid]
         # kill -9 of the machine: the orchestrator and its trials, at once.
         os.kill(a.pid, signal.SIGKILL)
         for pid in standin_pids(str(log_a)):
@@ -145,7 +145,7 @@ def test_a_killed_orchestrators_trials_are_failed_by_heartbeat_and_run_again(pos
         [retry] = [t for t in trials if t.user_attrs.get(records.RETRY_OF) == number]
         assert retry.params == trials[number].params
         assert reason_of(retry) == reasons.COMPLETED
-        assert retry.user_attrs[records.PID] == b.pid
+        assert retry.user_attrs[records.OWNER][records.PID] == b.pid
     search = [t for t in trials if t.user_attrs.get(records.PHASE) == "search"]
     assert sum(counts_toward_limit(t) for t in search) == 4
     # B wrote the dead trial's row (every ended trial has one), once; A's folder has none for it.
@@ -214,7 +214,7 @@ def test_a_trial_asked_once_the_study_is_full_is_given_up_and_its_queued_config_
     elsewhere = []
     for _ in range(2):  # the study's 2 trials, running on another machine
         trial = study.ask()
-        trial.set_user_attr(records.HOST, "another-machine")
+        trial.set_user_attr(records.OWNER, {records.HOST: "another-machine"})
         trial.suggest_float("learning_rate", 1e-6, 1e-1, log=True)
         elsewhere.append(trial)
     study.enqueue_trial({"learning_rate": 1e-3}, user_attrs={records.RETRY_OF: 0})

@@ -72,9 +72,19 @@ def owner() -> dict[str, Any]:
             records.PID: pid, records.PROCESS_START: process_start(pid)}
 
 
+def owner_of(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The owner recorded in a trial's user attributes (None: none recorded yet)."""
+    recorded = attrs.get(records.OWNER)
+    if isinstance(recorded, dict):
+        return recorded
+    if records.HOST in attrs:  # a study of an earlier version: host and pid only
+        return {records.HOST: attrs[records.HOST], records.PID: attrs.get(records.LEGACY_PID)}
+    return None
+
+
 def owner_alive(attrs: dict[str, Any], *, mine: Collection[int] = (), number: int = -1,
                 rebooted_is_dead: bool = True) -> bool | None:
-    """Whether the orchestrator recorded in `attrs` still runs the trial; None: cannot tell (another
+    """Whether the orchestrator `attrs` (an owner_of) still runs the trial; None: cannot tell (another
     machine or container). This process owns only the trials in `mine` (an earlier search in this
     same process that ended is dead). `rebooted_is_dead`: the same host name with another boot id
     is this machine rebooted (the journal file), not another machine of the same name."""
@@ -109,7 +119,7 @@ class Recovery:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna's heartbeat-stale callback: runs once, in the process that failed the trial."""
-        host = trial.user_attrs.get(records.HOST, "an unknown host")
+        host = (owner_of(trial.user_attrs) or {}).get(records.HOST, "an unknown host")
         self._after_fail(study, trial, f"its orchestrator (on {host}) stopped sending heartbeats")
 
     def run(self, study: optuna.Study, *, mine: Collection[int] = ()) -> list[int]:
@@ -135,16 +145,16 @@ class Recovery:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number in mine or t.user_attrs.get(records.PHASE, "search") != "search":
                 continue
-            if heartbeat or owner_alive(t.user_attrs, mine=mine, number=t.number,
-                                        rebooted_is_dead=True):
+            if heartbeat or owner_alive(owner_of(t.user_attrs) or {}, mine=mine,
+                                        number=t.number, rebooted_is_dead=True):
                 count += 1
         return count
 
     @staticmethod
     def _dead(trial: FrozenTrial, mine: Collection[int], *, heartbeat: bool) -> str:
         """Why the trial's orchestrator is dead ("" when it is alive or this cannot tell)."""
-        attrs = trial.user_attrs
-        if records.HOST not in attrs:
+        attrs = owner_of(trial.user_attrs)
+        if attrs is None:
             start = trial.datetime_start
             age = (datetime.now(start.tzinfo) - start).total_seconds() if start else ORPHAN_GRACE_S
             return "its orchestrator died before recording itself" if age >= ORPHAN_GRACE_S else ""

@@ -301,8 +301,7 @@ class Scheduler:
         self.asked[trial.number] = trial
         if self.heartbeat is not None:
             self.heartbeat.add(trial._trial_id)  # before anything else: a dead owner goes stale
-        for key, value in owner().items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr(records.OWNER, owner())
         if self._count_trained(below=trial.number) < self.s.hp_trials:
             return trial
         # Several orchestrators asked at once and the study is full: this one gives its trial up,
