@@ -121,3 +121,29 @@ def test_hide_password(text, hidden):
 def test_without_password_keeps_a_usable_url():
     assert without_password("postgresql://u:pw@h:5/db") == "postgresql://u@h:5/db"
     assert without_password("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_analyze_of_the_study_folder_uses_the_url_without_password_and_pgpassword(
+        postgres, log_root, tmp_path, monkeypatch, capfd):
+    """meta.yaml keeps the URL without its password: analyze.py --study NAME needs PGPASSWORD."""
+    url = postgres.create_database("folder_read")
+    fast = write_behaviour(tmp_path, "fast", seconds_per_point=0.01)
+    assert run_search(search_argv(study="folder", space="lr_prior.yaml", behaviour=fast,
+                                  hp_trials=2, flags=["--storage", url, "--pruner", "none"])) == 0
+    capfd.readouterr()
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    assert analyze(["--study", "folder"]) == 2
+    err = capfd.readouterr().err
+    assert "PGPASSWORD" in err and PASSWORD not in err
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    assert analyze(["--study", "folder"]) == 0
+    assert "study folder: 2 search trials" in capfd.readouterr().out
+
+
+def test_sqlite_urls_keep_working(log_root, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    fast = write_behaviour(tmp_path, "fast", seconds_per_point=0.01)
+    assert run_search(search_argv(study="lite", space="lr_prior.yaml", behaviour=fast,
+                                  hp_trials=2, flags=["--storage", url, "--pruner", "none"])) == 0
+    trials = load_study(StudyPaths.for_study("lite"), url).trials
+    assert [t.user_attrs[records.STOP_REASON] for t in trials] == [reasons.COMPLETED] * 2
