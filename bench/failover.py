@@ -35,8 +35,10 @@ from optuna.trial import TrialState  # noqa: E402
 from overhead import storage_url  # noqa: E402
 
 from automl import records  # noqa: E402
+from automl.paths import StudyPaths  # noqa: E402
 from automl.recovery import HOST_ENV  # noqa: E402
 from automl.scheduler import counts_toward_limit  # noqa: E402
+from automl.storage import open_storage  # noqa: E402
 
 STUDY = "failover"
 
@@ -103,7 +105,8 @@ def rows(folder: Path) -> list[dict[str, str]]:
 def drill(url: str, tmp: Path, args: argparse.Namespace) -> None:
     started = time.monotonic()
     a = orchestrator("a", tmp, url, args, resume=False)
-    wait(lambda: STUDY in optuna.get_all_study_names(url), 300, "a to create the study")
+    wait(lambda: STUDY in optuna.get_all_study_names(open_storage(StudyPaths(tmp), url)), 300,
+         "a to create the study")
     b = orchestrator("b", tmp, url, args, resume=True)
     # Mid-study: a has finished a trial and runs the next one.
     wait(lambda: rows(tmp / "a") and owned_running(url, "machine-a"), 900,

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import optuna
 import pytest
@@ -29,6 +30,7 @@ from automl import reasons, records
 from automl.paths import StudyPaths
 from automl.recovery import HOST_ENV
 from automl.scheduler import counts_toward_limit
+from automl.storage import open_storage
 
 START_TIMEOUT_S = 120
 """automl.py's own start-up on a loaded 2-core machine, plus a trial."""
@@ -39,6 +41,11 @@ def machine(tmp_path, name: str) -> tuple:
     folder = tmp_path / name
     folder.mkdir()
     return folder / "log", folder
+
+
+def study_names(url: str) -> list[str]:
+    """The studies in the database (opened as automl opens it: racing a new database's tables)."""
+    return optuna.get_all_study_names(open_storage(StudyPaths(Path("unused")), url))
 
 
 def study_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -67,7 +74,7 @@ def test_three_orchestrators_share_one_study_without_running_a_trial_twice(postg
     procs = [start_orchestrator(argv, *machines[0])]
     try:
         # The first creates the study; the others join it once it exists.
-        wait_for(lambda: "three" in optuna.get_all_study_names(url), timeout=START_TIMEOUT_S,
+        wait_for(lambda: "three" in study_names(url), timeout=START_TIMEOUT_S,
                  what="the first orchestrator to create the study")
         procs += [start_orchestrator([*argv, "--resume"], *m) for m in machines[1:]]
         codes = finish(procs, timeout=300)
@@ -112,7 +119,7 @@ def test_a_killed_orchestrators_trials_are_failed_by_heartbeat_and_run_again(pos
     monkeypatch.setenv(HOST_ENV, "machine-b")
     b = None
     try:
-        wait_for(lambda: "killed" in optuna.get_all_study_names(url), timeout=START_TIMEOUT_S,
+        wait_for(lambda: "killed" in study_names(url), timeout=START_TIMEOUT_S,
                  what="the first orchestrator to create the study")
         b = start_orchestrator([*argv, "--resume"], log_b, out_b)
         wait_for(lambda: standin_pids(str(log_a)) and standin_pids(str(log_b)),

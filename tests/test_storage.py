@@ -147,3 +147,27 @@ def test_sqlite_urls_keep_working(log_root, tmp_path):
                                   hp_trials=2, flags=["--storage", url, "--pruner", "none"])) == 0
     trials = load_study(StudyPaths.for_study("lite"), url).trials
     assert [t.user_attrs[records.STOP_REASON] for t in trials] == [reasons.COMPLETED] * 2
+
+
+def test_machines_opening_a_new_database_at_once_all_get_it(postgres, tmp_path):
+    """Each one creates Optuna's tables; PostgreSQL fails all but one of those who race."""
+    import threading
+
+    from automl.storage import open_storage
+
+    failures: list[str] = []
+
+    def open_it(url: str) -> None:
+        try:
+            open_storage(StudyPaths(tmp_path / "unused"), url)
+        except Exception as err:  # noqa: BLE001 - collected for the assertion
+            failures.append(repr(err))
+
+    for attempt in range(4):
+        url = postgres.create_database(f"race_{attempt}")
+        threads = [threading.Thread(target=open_it, args=(url,)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []

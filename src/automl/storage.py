@@ -4,8 +4,10 @@ runs, which lets another orchestrator recover them when this one dies (see autom
 
 from __future__ import annotations
 
+import random
 import re
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +24,8 @@ HEARTBEAT_S = 10
 GRACE_HEARTBEATS = 3
 """A trial whose last heartbeat is older than this many intervals is stale: its orchestrator is
 taken to be dead (one slow write or a short network stall does not fail a live trial)."""
+CREATE_ATTEMPTS = 5
+"""Tries to open a database whose tables other machines create at the same moment."""
 CONNECT_TIMEOUT_S = 10
 """An unreachable PostgreSQL host fails after this long instead of the system's TCP timeout."""
 
@@ -58,11 +62,25 @@ def open_storage(study_paths: StudyPaths, url: str | None, *, heartbeat_s: int |
         return JournalStorage(JournalFileBackend(str(study_paths.journal)))
     quiet_optuna_warnings()
     grace = None if heartbeat_s is None else GRACE_HEARTBEATS * heartbeat_s
-    try:
-        return RDBStorage(url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_s,
-                          grace_period=grace, heartbeat_stale_trial_callback=on_stale)
-    except Exception as err:  # noqa: BLE001 - every way a URL fails becomes one message
-        raise storage_error(url, err) from None
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return RDBStorage(url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_s,
+                              grace_period=grace, heartbeat_stale_trial_callback=on_stale)
+        except Exception as err:  # noqa: BLE001 - every way a URL fails becomes one message
+            if _lost_table_race(err) and attempt + 1 < CREATE_ATTEMPTS:
+                time.sleep(random.uniform(0.1, 0.5))
+                continue
+            raise storage_error(url, err) from None
+    raise AssertionError("not reached")
+
+
+def _lost_table_race(err: BaseException) -> bool:
+    """Machines that open a new, empty database at once all create Optuna's tables; PostgreSQL
+    lets one win and fails the others ("duplicate key ... pg_type_typname_nsp_index"): they try
+    again and find the tables made."""
+    text = str(err).lower()
+    return type(err).__name__ in ("IntegrityError", "ProgrammingError") and (
+        "duplicate key" in text or "already exists" in text)
 
 
 def check_storage(url: str | None) -> None:
