@@ -68,10 +68,10 @@ def concurrent_frames_per_s(count: int, device: str, num_envs: int, frames: int,
     import json
     import os
 
-    from automl.launcher import Slot, default_worker, launch
+    from automl.launcher import Slot, default_worker, launch, visible_gpus
 
     threads = max(1, (os.cpu_count() or 1) // count)
-    gpu = 0 if device == "cuda" else None
+    gpu = (visible_gpus() or ["0"])[0] if device == "cuda" else None
     with tempfile.TemporaryDirectory() as tmp:
         procs = []
         for i in range(count):

@@ -11,3 +11,5 @@ from pathlib import Path
 
 _root = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != _root]
+
+from pg_server import postgres  # noqa: E402, F401 - a throwaway PostgreSQL server, for any test

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -17,17 +16,18 @@ from typing import Any
 
 import optuna
 
-from automl import paths, reasons, records, reports
+from automl import paths, records
 from automl.config import compose, load_run_config, to_run_config
 from automl.errors import EXIT_BAD_INPUT, ConfigError
-from automl.launcher import Slot, default_worker, detect_gpus, plan_slots
+from automl.launcher import Slot, default_worker, plan_slots, visible_gpus
 from automl.paths import StudyPaths
 from automl.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
+from automl.recovery import Recovery, enqueue_retry
 from automl.resume import check_resumed_space, resumed_overrides
 from automl.schema import RunConfig
 from automl.space import SearchSpace, load_space
-from automl.study import PRUNERS, SEARCH_METHODS, open_storage, study_exists
-from automl.summary import read_summary
+from automl.storage import HEARTBEAT_S, check_storage, open_storage
+from automl.study import PRUNERS, SEARCH_METHODS, fetch_space_file, study_exists
 
 MODES = ("stage", "search", "validate", "report")
 DEFAULT_SPACE = "templates/ppo_search_space.yaml"
@@ -51,9 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
     a("--threads-per-trial", type=int, default=1, help="torch CPU threads per trial on CPU")
     a("--gpu-fraction", type=float, default=0.25, help="share of a GPU per trial")
-    a("--storage", default=None, help="Optuna storage URL (default: journal file in the study)")
+    a("--storage", default=None, help="Optuna storage URL, e.g. postgresql://USER@HOST/DB for "
+      "several machines on one study (default: journal file in the study folder)")
     a("--study-name", default=None, help="study name (default: <search_space_id>_<time>)")
-    a("--resume", action="store_true", help="continue an existing study")
+    a("--resume", action="store_true", help="continue an existing study (or join one that "
+      "other machines run)")
+    a("--heartbeat-interval", type=int, default=HEARTBEAT_S, help="with --storage: seconds between "
+      "heartbeats of running trials; a trial silent for 3 intervals is failed and run again")
     a("--seed", type=int, default=None, help="seed of the sampler")
     a("--target-score", type=float, default=None, help="log threshold_hits.csv at this score")
     a("--trial-timeout", type=float, default=600.0, help="kill a trial silent this long (s)")
@@ -85,7 +89,8 @@ def check_flags(args: argparse.Namespace) -> None:
     positive = {"--budget-hours": args.budget_hours, "--hp-trials": args.hp_trials,
                 "--threads-per-trial": args.threads_per_trial, "--trial-timeout": args.trial_timeout,
                 "--validate-top": args.validate_top, "--validate-seeds": args.validate_seeds,
-                "--final-frames-multiplier": args.final_frames_multiplier}
+                "--final-frames-multiplier": args.final_frames_multiplier,
+                "--heartbeat-interval": args.heartbeat_interval}
     for flag, value in positive.items():
         if not value > 0:
             raise _bad_flag(flag, value, "it must be > 0", f"give {flag} a positive value")
@@ -140,7 +145,10 @@ def _space_path(args: argparse.Namespace, study_paths: StudyPaths | None) -> Pat
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Compose, load the space, check a sample composes, settle the study's name and place."""
+    check_storage(args.storage)
     named = StudyPaths.for_study(args.study_name) if args.study_name else None
+    if named is not None and args.resume and args.storage and not args.space:
+        _fetch_space(args.storage, named)
     if args.resume and named is not None:
         args.overrides = resumed_overrides(named, args.overrides)
     first = to_run_config(compose(args.overrides))
@@ -163,7 +171,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     load_run_config([*space.fixed_overrides(), *space.overrides(sample), *args.overrides])
     name = args.study_name or f"{space.space_id}_{time.strftime('%Y%m%d-%H%M%S')}"
     study_paths = StudyPaths.for_study(name)
-    if base.env.device == "cuda" and detect_gpus() == 0:
+    if base.env.device == "cuda" and not visible_gpus():
         raise ConfigError(file="command line", key="env.device", value="cuda",
                           rule="no NVIDIA GPU is visible", fix="use env.device=auto or cpu")
     grace = args.grace_frames or max(base.train.eval_frequency, base.train.frames // 10)
@@ -172,7 +180,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
                         f"({base.train.frames})", "lower --grace-frames or raise train.frames")
     pruning = plan_pruning(args.pruner, trials=args.hp_trials, frames=base.train.frames,
                            eval_frequency=base.train.eval_frequency, grace=grace,
-                           episode_frames=episode_frames(base.env, gpus=detect_gpus()))
+                           episode_frames=episode_frames(base.env, gpus=len(visible_gpus())))
     return Plan(base=base, space=space, study_paths=study_paths, storage_url=args.storage,
                 frames=base.train.frames, grace_frames=grace, pruning=pruning)
 
@@ -190,11 +198,25 @@ def make_sampler(method: str, space: SearchSpace, seed: int | None,
                                       constant_liar=True)
 
 
-def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
-    """Create the study (refusing an existing one without --resume), or load it to resume."""
+def _fetch_space(url: str, sp: StudyPaths) -> None:
+    """Joining a study another machine started: its search space comes from the study."""
+    if sp.search_space.exists():
+        return
+    try:
+        study = optuna.load_study(study_name=sp.name, storage=open_storage(sp, url))
+    except KeyError:
+        return  # open_study says that the study does not exist
+    fetch_space_file(study, sp)
+
+
+def open_study(args: argparse.Namespace, plan: Plan, on_stale: Recovery | None = None) -> optuna.Study:
+    """Create the study (refusing an existing one without --resume), or load it to resume.
+
+    On a database storage the trials keep heartbeats; `on_stale` recovers those gone stale."""
     sp = plan.study_paths
     folder_had_study = sp.journal.exists() or sp.meta.exists()
-    storage = open_storage(sp, plan.storage_url)
+    storage = open_storage(sp, plan.storage_url, heartbeat_s=args.heartbeat_interval,
+                           on_stale=on_stale)
     exists = folder_had_study or study_exists(storage, sp.name)
     if exists and not args.resume:
         raise ConfigError(file=str(sp.root), key="--study-name", value=sp.name,
@@ -209,55 +231,25 @@ def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
         pruner=make_pruner(plan.pruning))
     if not exists:
         plan.space.dump(sp.search_space)
+        study.set_user_attr(records.SEARCH_SPACE_TEXT, plan.space.text)
         # Grid search visits every combination anyway: an enqueued prior would repeat one.
         if plan.space.prior_params() and args.search_method != "grid":
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
     return study
 
 
-def recover_trials(study: optuna.Study, plan: Plan) -> list[int]:
-    """--resume: fail RUNNING trials of dead local orchestrators; run interrupted ones again."""
-    host = socket.gethostname()
+def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
+    """--resume: fail RUNNING trials of dead orchestrators and run every interrupted one again."""
+    again = recovery.run(study)
     retried = {t.user_attrs.get(records.RETRY_OF) for t in study.get_trials(deepcopy=False)}
-    again: list[int] = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        if attrs.get(records.PHASE, "search") != "search":
+        if attrs.get(records.PHASE, "search") != "search" or t.number in retried:
             continue
-        dead = (t.state == optuna.trial.TrialState.RUNNING and attrs.get(records.HOST) == host
-                and not _alive(attrs.get(records.PID)))
-        if dead:
-            study._storage.set_trial_user_attr(t._trial_id, records.STOP_REASON, reasons.ERROR)
-            study._storage.set_trial_user_attr(t._trial_id, records.ERROR_TAIL,
-                                               "the orchestrator running it died")
-            study._storage.set_trial_user_attr(t._trial_id, records.INTERRUPTED, True)
-            try:
-                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            except RuntimeError:  # GridSampler.after_trial calls study.stop(), outside optimize()
-                pass
-            _record_dead(plan, t)
-        if (dead or attrs.get(records.INTERRUPTED)) and t.number not in retried:
-            study.enqueue_trial(t.params, user_attrs={records.RETRY_OF: t.number})
+        if attrs.get(records.INTERRUPTED) and t.state.is_finished() and t.params:
+            enqueue_retry(study, t.number, t.params)
             again.append(t.number)
-    return again
-
-
-def _record_dead(plan: Plan, trial: optuna.trial.FrozenTrial) -> None:
-    """The trial_final.csv row of a trial whose orchestrator died (every ended trial has one)."""
-    names = plan.space.names
-    values = plan.space.from_optuna(trial.params) if set(names) <= trial.params.keys() else {}
-    summary = read_summary(plan.study_paths.trial_run(trial.number).summary) or {}
-    reports.append_trial_final(plan.study_paths, {
-        "trial": trial.number, "frames": int(summary.get("frames") or 0), "score": None,
-        "stop_reason": reasons.ERROR, "wall_s": None, **values,
-        "error_tail": "the orchestrator running it died"}, names)
-
-
-def _alive(pid: Any) -> bool:
-    """Whether the orchestrator that recorded `pid` (on this host) still runs (not this one)."""
-    from automl.forkserver import pid_exists
-
-    return isinstance(pid, int) and pid != os.getpid() and pid_exists(pid)
+    return sorted(set(again))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,8 +282,8 @@ def worker_command(args: argparse.Namespace) -> list[str]:
 
 def slots_for(args: argparse.Namespace, device: str) -> list[Slot]:
     """The slots for trials of `env.device` (GPU shares when it is not cpu and a GPU is visible)."""
-    gpus = detect_gpus()
-    return plan_slots(workers=args.workers, use_gpu=device != "cpu" and gpus > 0, gpus=gpus,
+    gpus = visible_gpus()
+    return plan_slots(workers=args.workers, use_gpu=device != "cpu" and bool(gpus), gpus=gpus,
                       gpu_fraction=args.gpu_fraction, threads_per_trial=args.threads_per_trial,
                       cpus=os.cpu_count() or 1)
 

@@ -31,31 +31,42 @@ class Slot:
     index: int
     threads: int
     """torch CPU threads of the trial."""
-    gpu: int | None = None
-    """Physical GPU index (set through CUDA_VISIBLE_DEVICES), None on CPU."""
+    gpu: str | None = None
+    """The trial's GPU: one entry of the user's CUDA_VISIBLE_DEVICES (an index, a GPU-... UUID or
+    a MIG-... id), which becomes the trial's CUDA_VISIBLE_DEVICES; None on CPU."""
 
 
-def detect_gpus() -> int:
-    """Visible NVIDIA GPUs, without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi -L."""
+def visible_gpus() -> list[str]:
+    """The GPUs the user gave, without importing torch: the entries of CUDA_VISIBLE_DEVICES as
+    written (indices, UUIDs, MIG ids), else every GPU nvidia-smi -L lists, by index."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+        entries = []
+        for entry in (e.strip() for e in visible.split(",")):
+            if not entry or entry.startswith("-"):
+                break  # CUDA ignores this entry and every one after it
+            entries.append(entry)
+        return entries
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10,
                              check=False)
     except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+        return []
+    count = sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    return [str(i) for i in range(count)]
 
 
-def plan_slots(*, workers: int | None, use_gpu: bool, gpus: int, gpu_fraction: float,
+def plan_slots(*, workers: int | None, use_gpu: bool, gpus: list[str], gpu_fraction: float,
                threads_per_trial: int, cpus: int) -> list[Slot]:
-    """As many slots as fit (or `workers`): 1/gpu_fraction per GPU, else cpus // threads."""
+    """As many slots as fit (or `workers`): 1/gpu_fraction per GPU, else cpus // threads.
+
+    GPU slots take the user's GPUs in the order given, `1/gpu_fraction` slots on each."""
     if use_gpu:
         per_gpu = max(1, round(1.0 / gpu_fraction))
-        count = workers or gpus * per_gpu
+        count = workers or len(gpus) * per_gpu
         threads = max(1, cpus // count)
-        return [Slot(index=i, threads=threads, gpu=(i // per_gpu) % gpus) for i in range(count)]
+        return [Slot(index=i, threads=threads, gpu=gpus[(i // per_gpu) % len(gpus)])
+                for i in range(count)]
     count = workers or max(1, cpus // threads_per_trial)
     threads = threads_per_trial if workers is None else max(1, cpus // count)
     return [Slot(index=i, threads=threads) for i in range(count)]
@@ -127,7 +138,7 @@ def trial_env(slot: Slot) -> dict[str, str]:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(slot.threads)
     if slot.gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+        env["CUDA_VISIBLE_DEVICES"] = slot.gpu
     src = str(paths.repo_root() / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env

@@ -34,6 +34,7 @@ from automl.console import LiveConsole, QuietConsole
 from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
 from automl.launcher import Slot
 from automl.paths import StudyPaths
+from automl.recovery import Recovery
 from automl.runner import Job, JobResult, run_jobs
 from automl.scheduler import Outcome, Scheduler, SearchSettings
 from automl.study import load_study
@@ -66,8 +67,9 @@ class StageLog:
 # ------------------------------------------------------------------------------------------ search
 def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget_s: float) -> Outcome:
     """The search stage: one Optuna study, trials in asynchronous slots, until a limit is hit."""
-    study = open_study(args, plan)
-    again = recover_trials(study, plan) if args.resume else []
+    recovery = Recovery(plan.study_paths, plan.space)
+    study = open_study(args, plan, on_stale=recovery)
+    again = recover_trials(study, recovery) if args.resume else []
     slots = slots_for(args, plan.base.env.device)
     forkserver = FORKSERVER.get("server")
     if forkserver is not None:
@@ -88,7 +90,7 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
         plateau_patience=scoring.plateau_patience, plateau_min_delta=scoring.plateau_min_delta,
         drop=scoring.drop, grace_frames=plan.grace_frames, trial_timeout=args.trial_timeout,
         max_failure_rate=args.max_failure_rate, target_score=args.target_score,
-        forkserver=forkserver)
+        forkserver=forkserver, recovery=recovery)
     console = QuietConsole() if args.quiet else LiveConsole()
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), {args.hp_trials} trials of {plan.frames:,} frames, "

@@ -22,14 +22,31 @@ CONFIG_VALUES = "config_values"
 ERROR_TAIL = "error_tail"
 """Last lines of the trial's stderr when it failed."""
 PHASE = "phase"
-"""search / validation / final."""
+"""search / validation / final; `unused` for a trial given up because the study was full."""
+PHASE_UNUSED = "unused"
 INTERRUPTED = "interrupted"
 """True when the orchestrator stopped (budget, Ctrl-C) before the trial could finish."""
 RETRY_OF = "retry_of"
 """Number of the trial this one re-runs after an interruption or a dead orchestrator."""
+OWNER = "orchestrator"
+"""Who runs the trial, one attribute (one write): {host, boot_id, pid_namespace, pid, start}
+(the keys below); automl.recovery tells from it whether that orchestrator still runs."""
 HOST = "host"
-PID = "orchestrator_pid"
-"""Who ran the trial: a --resume marks RUNNING trials of dead local orchestrators as failed."""
+PID = "pid"
+"""Studies of earlier versions keep `host` and `orchestrator_pid` as attributes of their own."""
+LEGACY_PID = "orchestrator_pid"
+PROCESS_START = "orchestrator_start"
+"""The orchestrator process's start time (clock ticks since boot): with the pid, it tells the
+orchestrator from a later process that reused its pid."""
+BOOT_ID = "boot_id"
+"""The kernel's boot id when the trial started: after a reboot no earlier orchestrator runs."""
+PID_NAMESPACE = "pid_namespace"
+"""The orchestrator's pid namespace: a pid of another container is not looked up here.
+Host, boot id, pid namespace, pid and start time name the orchestrator running a trial
+(automl.recovery)."""
+
+SEARCH_SPACE_TEXT = "search_space_yaml"
+"""Study attribute: the search-space file's text, for machines that join the study (--resume)."""
 
 TRIAL_FINAL_COLUMNS = ("trial", "frames", "score", "stop_reason", "wall_s")
 """Leading columns of trial_final.csv; the searched parameters and `error_tail` follow."""

@@ -18,6 +18,7 @@ import yaml
 
 from automl import records
 from automl.paths import StudyPaths, atomic_write_text
+from automl.storage import hide_password, without_password
 from automl.summary import git_sha, package_versions
 
 
@@ -64,20 +65,27 @@ def write_state(study_paths: StudyPaths, state: Mapping[str, Any]) -> None:
     atomic_write_text(study_paths.state, yaml.safe_dump(dict(state), sort_keys=False))
 
 
+STORAGE_KEY = "storage"
+"""meta.yaml's storage URL, kept without its password."""
+
+
 def write_meta(study_paths: StudyPaths, *, argv: Sequence[str], extra: Mapping[str, Any]) -> None:
-    """meta.yaml: how the study was started (appended to on --resume, never overwritten)."""
+    """meta.yaml: how the study was started (appended to on --resume, never overwritten).
+
+    No password of a storage URL is written: the command line shows it as ***, the URL without it."""
     previous: list[Any] = []
     if study_paths.meta.exists():
         loaded = yaml.safe_load(study_paths.meta.read_text()) or {}
         previous = loaded.get("sessions", [])
+    extra = {k: without_password(v) if k == STORAGE_KEY else v for k, v in extra.items()}
     session = {
-        "command_line": " ".join([Path(sys.argv[0]).name, *argv]),
+        "command_line": hide_password(" ".join([Path(sys.argv[0]).name, *argv])),
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
         "git_sha": git_sha(),
         "packages": package_versions(),
         **extra,
     }
-    meta = {"study_name": study_paths.name, "storage": extra.get("storage"),
+    meta = {"study_name": study_paths.name, STORAGE_KEY: extra.get(STORAGE_KEY),
             "sessions": [*previous, session]}
     atomic_write_text(study_paths.meta, yaml.safe_dump(meta, sort_keys=False))

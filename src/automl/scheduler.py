@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +19,10 @@ from automl.budget import median_rate
 from automl.forkserver import ForkServer
 from automl.launcher import Slot, TrialProcess, launch, pause
 from automl.paths import StudyPaths, atomic_write_text
+from automl.recovery import FIXED_PARAMS, Recovery, owner
 from automl.space import SearchSpace
 from automl.stoppers import DropStopper, PlateauStopper, StopperSet
+from automl.storage import Heartbeat, hide_password
 from automl.summary import read_summary
 from automl.tb_reader import EventTail
 
@@ -29,8 +30,24 @@ POLL_S = 0.1
 """Seconds between two polls of the running trials: a freed slot waits at most this long."""
 STATE_EVERY_S = 5.0
 TRAINED_REFRESH_S = 2.0
+RECOVER_EVERY_S = 5.0
+"""Seconds between two looks for trials of dead orchestrators on the journal file; on a database,
+one look per heartbeat interval."""
 MAX_CONSTRAINT_REJECTIONS = 1000
 """Consecutive constraint rejections after which the space is taken to be infeasible."""
+
+def counts_toward_limit(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts toward --hp-trials: every search trial asked, running or ended, but
+    not one queued and not started yet, one rejected by a constraint, one interrupted, or one that
+    failed with its orchestrator (those two run again, and their re-runs count)."""
+    attrs = trial.user_attrs
+    if trial.state == TrialState.WAITING or attrs.get(records.PHASE, "search") != "search":
+        return False
+    if attrs.get(records.STOP_REASON) == reasons.CONSTRAINT or attrs.get(records.INTERRUPTED):
+        return False
+    # Failed by Optuna's stale-heartbeat check, which leaves no stop reason: no result of its own.
+    return not (trial.state.is_finished() and records.STOP_REASON not in attrs)
+
 
 STATE_OF_REASON = {
     reasons.COMPLETED: TrialState.COMPLETE, reasons.PLATEAU: TrialState.COMPLETE,
@@ -63,6 +80,8 @@ class SearchSettings:
     target_score: float | None
     forkserver: ForkServer | None = None
     """Trials are forked from it (fast start) when set; else each is a cold `python` start."""
+    recovery: Recovery | None = None
+    """Fails the trials of dead orchestrators and queues them again (None: never looked for)."""
 
 
 @dataclass
@@ -114,6 +133,15 @@ class Scheduler:
         self.best: tuple[float, int, dict[str, Any]] | None = None
         self._trained: int | None = None
         self._trained_at = 0.0
+        self.asked: dict[int, optuna.Trial] = {}
+        """Trials this process asked for and has not yet told: each is recorded before it exits."""
+        self.heartbeat = Heartbeat.for_storage(study._storage)
+        self.next_recovery = 0.0
+        self.waiting_for = 0
+        self.aborting = False
+        """Set once the loop raised: recording tolerates a failing storage from then on."""
+        self._others_at = -math.inf
+        """RUNNING trials of other orchestrators this one waits for once no new trial may start."""
         self.earlier: dict[str, int] = {r: 0 for r in reasons.ALL}
         """Trials that sessions before this one (--resume) ended, by stop reason."""
         self._count_earlier()
@@ -122,7 +150,8 @@ class Scheduler:
         """--resume: trials ended before count in the state and the best so far (not in this
         session's failure rate, so a fixed cause of failures does not stop the study again)."""
         for t in self.study.get_trials(deepcopy=False):
-            reason = t.user_attrs.get(records.STOP_REASON)
+            reason = t.user_attrs.get(records.STOP_REASON) or (
+                reasons.ERROR if t.state == TrialState.FAIL else None)  # failed as stale
             if (t.user_attrs.get(records.PHASE, "search") != "search" or reason not in self.earlier
                     or not t.state.is_finished()):
                 continue
@@ -138,42 +167,72 @@ class Scheduler:
     # -------------------------------------------------------------------------------- main loop
     def run(self) -> Outcome:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        stopped_by, message = "hp_trials", ""
         try:
-            while True:
-                # Poll first: a slot freed by a trial that just ended is filled in this pass,
-                # unless that end stops the search (deadline, failure rate).
-                self._poll_all()
-                now = time.monotonic()
-                if self.interrupted or now >= self.deadline:
-                    stopped_by = "interrupted" if self.interrupted else "budget"
-                    self._stop_all(reasons.BUDGET)
-                    break
-                failed = self._failure_message()
-                if failed:
-                    stopped_by, message = "failures", failed
-                    self._stop_all(reasons.BUDGET)
-                    break
-                why_not = self._fill_slots()
-                if not self.running and why_not:
-                    # A study that ran out of trials (or grid points) mostly failing has failed,
-                    # however few trials it had.
-                    message = self._failure_message(minimum=1)
-                    stopped_by = "failures" if message else why_not
-                    break
-                if now >= self.next_state:
-                    self.write_state("search")
-                    self.next_state = now + STATE_EVERY_S
-                self.console.update(self)
-                pause(POLL_S, self.s.forkserver)
+            stopped_by, message = self._loop()
+        except BaseException as err:
+            # A storage error, a broken pipe, a bug: no trial this process asked stays RUNNING.
+            self._abort(err)
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.heartbeat is not None:
+                self.heartbeat.close()
         if stopped_by == "infeasible":
             message = (f"{MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row violated the "
                        f"constraints of {self.s.space.source}; loosen them or the ranges")
         self.write_state("search finished")
         return Outcome(finished=dict(self.finished), stopped_by=stopped_by, message=message)
+
+    def _loop(self) -> tuple[str, str]:
+        while True:
+            # Poll first: a slot freed by a trial that just ended is filled in this pass,
+            # unless that end stops the search (deadline, failure rate).
+            self._poll_all()
+            now = time.monotonic()
+            if self.interrupted or now >= self.deadline:
+                self._stop_all(reasons.BUDGET)
+                return ("interrupted" if self.interrupted else "budget"), ""
+            failed = self._failure_message()
+            if failed:
+                self._stop_all(reasons.BUDGET)
+                return "failures", failed
+            if now >= self.next_recovery:
+                self._recover()
+            why_not = self._fill_slots()
+            if not self.running and why_not and not self._wait_for_others(why_not):
+                # A study that ran out of trials (or grid points) mostly failing has failed,
+                # however few trials it had.
+                message = self._failure_message(minimum=1)
+                return ("failures" if message else why_not), message
+            if now >= self.next_state:
+                self.write_state("search")
+                self.next_state = now + STATE_EVERY_S
+            self.console.update(self)
+            pause(POLL_S, self.s.forkserver)
+
+    def _recover(self) -> None:
+        """Fail the trials of dead orchestrators; their configurations are queued to run again."""
+        every = self.heartbeat.interval_s if self.heartbeat is not None else RECOVER_EVERY_S
+        self.next_recovery = time.monotonic() + every
+        if self.s.recovery is None:
+            return
+        recovered = self.s.recovery.run(self.study, mine=self.asked)
+        if recovered:
+            self._trained = None  # a recovered trial no longer counts; its re-run will
+            self.console.message(f"automl: trial(s) {', '.join(map(str, recovered))} of a dead "
+                                 "orchestrator failed; their configurations run again")
+
+    def _wait_for_others(self, why_not: str) -> bool:
+        """No new trial may start here: wait while other orchestrators run trials of the study, so
+        that one whose orchestrator dies is recovered and run again here."""
+        if why_not not in ("hp_trials", "grid") or self.s.recovery is None:
+            return False
+        now = time.monotonic()
+        if now - self._others_at >= TRAINED_REFRESH_S:
+            self.waiting_for = self.s.recovery.running_elsewhere(self.study, mine=self.asked)
+            self._others_at = now
+        return self.waiting_for > 0
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.interrupted = True
@@ -190,18 +249,10 @@ class Scheduler:
             self._trained, self._trained_at = self._count_trained(), now
         return self._trained
 
-    def _count_trained(self) -> int:
-        count = 0
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state == TrialState.WAITING:  # enqueued (prior, retry): counted once launched
-                continue
-            attrs = t.user_attrs
-            if attrs.get(records.PHASE, "search") != "search":
-                continue
-            if attrs.get(records.STOP_REASON) == reasons.CONSTRAINT or attrs.get(records.INTERRUPTED):
-                continue
-            count += 1
-        return count
+    def _count_trained(self, below: int | None = None) -> int:
+        """Trials of the whole study that count toward --hp-trials (those numbered below `below`)."""
+        return sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if counts_toward_limit(t) and (below is None or t.number < below))
 
     def _budget_allows_start(self) -> bool:
         """No trial starts that cannot finish before the deadline, given durations seen so far."""
@@ -244,12 +295,36 @@ class Scheduler:
         taken = {t.system_attrs["grid_id"] for t in trials if "grid_id" in t.system_attrs}
         return len(taken) >= self.s.space.grid_size()
 
-    def _start_one(self) -> None:
+    def _ask(self) -> optuna.Trial | None:
+        """A new trial of the study, owned by this process; None when the study reached
+        --hp-trials meanwhile (another orchestrator asked first)."""
         trial = self.study.ask()
+        self.asked[trial.number] = trial
+        if self.heartbeat is not None:
+            self.heartbeat.add(trial._trial_id)  # before anything else: a dead owner goes stale
+        trial.set_user_attr(records.OWNER, owner())
+        if self._count_trained(below=trial.number) < self.s.hp_trials:
+            return trial
+        # Several orchestrators asked at once and the study is full: this one gives its trial up,
+        # outside the search, and hands a queued configuration back to the queue.
+        trial.set_user_attr(records.PHASE, records.PHASE_UNUSED)
+        fixed = self.study._storage.get_trial(trial._trial_id).system_attrs.get(FIXED_PARAMS)
+        self._tell(trial, None, TrialState.FAIL)
+        self.asked.pop(trial.number)
+        if self.heartbeat is not None:
+            self.heartbeat.discard(trial._trial_id)
+        if fixed:
+            self.study.enqueue_trial(fixed, user_attrs={
+                k: v for k, v in trial.user_attrs.items() if k in (records.RETRY_OF, "prior")})
+        self._trained = None
+        return None
+
+    def _start_one(self) -> None:
+        trial = self._ask()
+        if trial is None:
+            return
         values = self.s.space.suggest(trial)
         trial.set_user_attr(records.PHASE, "search")
-        trial.set_user_attr(records.HOST, socket.gethostname())
-        trial.set_user_attr(records.PID, os.getpid())
         config_values = self.s.space.config_values(values)
         trial.set_user_attr(records.CONFIG_VALUES, config_values)
         base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
@@ -334,7 +409,12 @@ class Scheduler:
             r.proc.terminate()
             return
         r.score = value
-        r.trial.report(value, step)
+        try:
+            r.trial.report(value, step)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            r.reason, r.error = reasons.ERROR, "failed meanwhile by another orchestrator"
+            r.proc.terminate()
+            return
         self._check_target(r, frames, value)
         if not decide:
             return
@@ -379,28 +459,43 @@ class Scheduler:
         score = float(final) if isinstance(final, (int, float)) else r.score
         frames = int(summary.get("frames") or r.frames)
         wall = time.monotonic() - r.proc.started
-        r.trial.set_user_attr(records.METRICS, summary.get("metrics") or {})
         if frames > 0 and wall > 0:
             self.rates.append(frames / wall)
         self._record(r.trial, r.values, reason, frames=frames, wall=wall, score=score,
-                     error_tail=error_tail)
+                     error_tail=error_tail, metrics=summary.get("metrics") or {})
 
     def _record(self, trial: optuna.Trial, values: dict[str, Any], reason: str, *, frames: int,
-                wall: float, score: float, error_tail: str) -> None:
-        trial.set_user_attr(records.STOP_REASON, reason)
-        trial.set_user_attr(records.FRAMES, frames)
-        trial.set_user_attr(records.WALL_S, round(wall, 2))
-        if error_tail:
-            trial.set_user_attr(records.ERROR_TAIL, error_tail[-2000:])
-        if reason == reasons.BUDGET:
-            trial.set_user_attr(records.INTERRUPTED, True)
+                wall: float, score: float, error_tail: str,
+                metrics: dict[str, Any] | None = None) -> None:
         state = STATE_OF_REASON[reason]
         if state == TrialState.FAIL:
             score = math.nan  # a failed trial has no result, whatever it reported before
         if state == TrialState.COMPLETE and not math.isfinite(score):
             state, reason = TrialState.FAIL, reasons.ERROR  # completed without any score point
-            trial.set_user_attr(records.STOP_REASON, reason)
-        self._tell(trial, score if state == TrialState.COMPLETE else None, state)
+        attrs: dict[str, Any] = {records.STOP_REASON: reason, records.FRAMES: frames,
+                                 records.WALL_S: round(wall, 2)}
+        if metrics is not None:
+            attrs[records.METRICS] = metrics
+        if error_tail:
+            attrs[records.ERROR_TAIL] = error_tail[-2000:]
+        if reason in (reasons.BUDGET, *([reasons.ERROR] if self.aborting else [])):
+            attrs[records.INTERRUPTED] = True  # the trial was not at fault: it runs again
+        try:
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            self._tell(trial, score if state == TrialState.COMPLETE else None, state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another orchestrator failed it as stale (this one's heartbeats did not reach the
+            # storage) and queued it again: the row below still says how it ended here.
+            error_tail = "failed meanwhile by another orchestrator (stale heartbeat)\n" + error_tail
+        except Exception as err:
+            if not self.aborting:
+                raise
+            error_tail = f"not stored in the study ({type(err).__name__}: {err})\n" + error_tail
+        finally:
+            self.asked.pop(trial.number, None)
+            if self.heartbeat is not None:
+                self.heartbeat.discard(trial._trial_id)
         self.finished[reason] += 1
         if state == TrialState.COMPLETE and (self.best is None or score > self.best[0]):
             self.best = (score, trial.number, values)
@@ -421,6 +516,21 @@ class Scheduler:
                     "Study.stop" not in str(err):
                 raise
 
+    def _abort(self, err: BaseException) -> None:
+        """The loop raised: stop every trial this process asked (running or not yet launched),
+        record each (error, to run again) as far as the storage still allows, then re-raise."""
+        self.aborting = True
+        why = hide_password(f"the orchestrator stopped: {type(err).__name__}: {err}".strip())
+        print(f"automl: {why}; stopping and recording its {len(self.asked)} trial(s)",
+              file=sys.stderr)
+        for r in self.running.values():
+            if r.reason is None:
+                r.error = why
+        self._stop_all(reasons.ERROR)
+        for trial in list(self.asked.values()):  # asked, never launched
+            self._record(trial, {}, reasons.ERROR, frames=0, wall=0.0, score=math.nan,
+                         error_tail=why)
+
     def _stop_all(self, reason: str) -> None:
         """Deadline, Ctrl-C or too many failures: stop every trial, record each, leave no child."""
         for r in list(self.running.values()):
@@ -429,7 +539,12 @@ class Scheduler:
             r.proc.terminate()
         for r in list(self.running.values()):
             code = r.proc.wait_gone()
-            self._finish(r, code)
+            try:
+                self._finish(r, code)
+            except Exception:
+                if not self.aborting:
+                    raise
+                self.running.pop(r.trial.number, None)  # _abort records it from self.asked
 
     def _failure_message(self, minimum: int = 4) -> str:
         """Why the study has failed, once `minimum` trials have ended; "" while it has not."""

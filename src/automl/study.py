@@ -1,26 +1,19 @@
-"""The Optuna study: storage (journal file by default, or any URL), sampler and pruner."""
+"""The Optuna study: its names of samplers and pruners, and loading an existing one."""
 
 from __future__ import annotations
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage
 
+from automl import paths, records
 from automl.paths import StudyPaths
+from automl.storage import open_storage
 
 SEARCH_METHODS = ("bayesian", "random", "grid", "cmaes")
 PRUNERS = ("hyperband", "median", "successive_halving", "none")
 
 
-def open_storage(study_paths: StudyPaths, url: str | None) -> BaseStorage | str:
-    """`--storage URL` when given (sqlite:///..., postgresql://...), else study.journal in the folder."""
-    if url:
-        return url
-    study_paths.root.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(study_paths.journal)))
-
-
-def study_exists(storage: BaseStorage | str, name: str) -> bool:
+def study_exists(storage: BaseStorage, name: str) -> bool:
     try:
         optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -31,3 +24,11 @@ def study_exists(storage: BaseStorage | str, name: str) -> bool:
 def load_study(study_paths: StudyPaths, url: str | None = None) -> optuna.Study:
     """An existing study (analysis and reports), read-only use."""
     return optuna.load_study(study_name=study_paths.name, storage=open_storage(study_paths, url))
+
+
+def fetch_space_file(study: optuna.Study, study_paths: StudyPaths) -> None:
+    """A study another machine started: its search space, stored in the study, becomes this
+    machine's search_space.yaml in the study folder (unless the folder has one)."""
+    text = study.user_attrs.get(records.SEARCH_SPACE_TEXT)
+    if isinstance(text, str) and not study_paths.search_space.exists():
+        paths.atomic_write_text(study_paths.search_space, text)

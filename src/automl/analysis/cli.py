@@ -30,7 +30,9 @@ from automl.analysis.table import (
     trial_rows,
 )
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
-from automl.paths import atomic_write_text
+from automl.paths import StudyPaths, atomic_write_text
+from automl.storage import open_storage
+from automl.study import fetch_space_file
 
 PROG = "analyze.py"
 SORTS = ("descending", "ascending")
@@ -43,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study", default=LATEST, metavar="NAME|PATH|latest",
                         help="study name under starter_kit_log/automl/, a study folder, or "
                         "`latest` (the most recently modified one; default)")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="read the study from this Optuna storage (e.g. the PostgreSQL URL "
+                        "several machines share) instead of the study folder's own; needs "
+                        "--study-name")
+    parser.add_argument("--study-name", default=None, metavar="NAME",
+                        help="with --storage: the study's name (its folder here is "
+                        "starter_kit_log/automl/NAME, made if missing)")
     parser.add_argument("--metric", default="score", help=f"sort by: {', '.join(SORT_METRICS)}")
     parser.add_argument("--sort", default="descending", help="descending (default) or ascending")
     parser.add_argument("--top", type=int, default=None, metavar="N", help="show the first N rows")
@@ -57,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if args.storage and not args.study_name:
+        raise ConfigError(file="command line", key="--study-name", value=None,
+                          rule="--storage needs the name of the study to read",
+                          fix="add --study-name NAME")
     if args.metric not in SORT_METRICS:
         raise ConfigError(file="command line", key="--metric", value=args.metric,
                           rule=f"it must be one of {', '.join(SORT_METRICS)}",
@@ -198,9 +211,26 @@ def show_compare(view: StudyView, first: str, second: str) -> None:
     _console().print(table)
 
 
+def _open(args: argparse.Namespace) -> StudyView:
+    """--storage URL --study-name NAME (any machine), else the study folder of --study."""
+    if not args.storage:
+        return open_view(resolve_study(args.study))
+    study_paths = StudyPaths.for_study(args.study_name)
+    storage = open_storage(study_paths, args.storage)
+    try:
+        study = optuna.load_study(study_name=args.study_name, storage=storage)
+    except KeyError:
+        found = ", ".join(optuna.get_all_study_names(storage)) or "none"
+        raise ConfigError(file="command line", key="--study-name", value=args.study_name,
+                          rule=f"the storage holds no study of that name (it holds: {found})",
+                          fix="pick one of those names") from None
+    fetch_space_file(study, study_paths)
+    return open_view(study_paths, study)
+
+
 def _run(args: argparse.Namespace) -> None:
     _check_args(args)
-    view = open_view(resolve_study(args.study))
+    view = _open(args)
     if args.compare:
         _require_trials(view, completed=False, what="comparison")
         show_compare(view, *args.compare)

@@ -1,0 +1,177 @@
+"""The study's storage: the journal file in the study folder, or a database URL (PostgreSQL for many
+machines), checked before anything is written; and the heartbeat of the trials this orchestrator
+runs, which lets another orchestrator recover them when this one dies (see automl.recovery)."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from automl.errors import ConfigError
+from automl.paths import StudyPaths
+
+HEARTBEAT_S = 10
+"""Default seconds between two heartbeats of a running trial (`--heartbeat-interval`)."""
+GRACE_HEARTBEATS = 3
+"""A trial whose last heartbeat is older than this many intervals is stale: its orchestrator is
+taken to be dead (one slow write or a short network stall does not fail a live trial)."""
+CREATE_ATTEMPTS = 5
+"""Tries to open a database whose tables other machines create at the same moment."""
+CONNECT_TIMEOUT_S = 10
+"""An unreachable PostgreSQL host fails after this long instead of the system's TCP timeout."""
+
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+URL_FORMS = ("postgresql://USER:PASSWORD@HOST:PORT/DATABASE, mysql+pymysql://USER:PASSWORD@HOST/DATABASE "
+             "or sqlite:///FILE.db")
+
+
+def hide_password(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***` (for files and the console)."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", text)
+
+
+def without_password(url: str | None) -> str | None:
+    """The URL as files keep it: no password (psycopg then reads PGPASSWORD or ~/.pgpass)."""
+    return None if url is None else _URL_PASSWORD.sub(
+        lambda m: f"{m['head'][:-1]}{m['at']}", url)
+
+
+def quiet_optuna_warnings() -> None:
+    """Optuna warns that its heartbeat is experimental and "supposed to be used with optimize":
+    automl drives ask/tell itself and calls fail_stale_trials, as Optuna's docs say to."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
+def open_storage(study_paths: StudyPaths, url: str | None, *, heartbeat_s: int | None = None,
+                 on_stale: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None
+                 ) -> BaseStorage:
+    """`--storage URL` (a database, with heartbeats when `heartbeat_s` is set), else the study's
+    journal file. A URL that cannot be used raises ConfigError naming it, what failed and the fix."""
+    if not url:
+        study_paths.root.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(study_paths.journal)))
+    quiet_optuna_warnings()
+    grace = None if heartbeat_s is None else GRACE_HEARTBEATS * heartbeat_s
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            return RDBStorage(url, engine_kwargs=_engine_kwargs(url), heartbeat_interval=heartbeat_s,
+                              grace_period=grace, heartbeat_stale_trial_callback=on_stale)
+        except Exception as err:  # noqa: BLE001 - every way a URL fails becomes one message
+            if _lost_table_race(err) and attempt + 1 < CREATE_ATTEMPTS:
+                time.sleep(random.uniform(0.1, 0.5))
+                continue
+            raise storage_error(url, err) from None
+    raise AssertionError("not reached")
+
+
+def _lost_table_race(err: BaseException) -> bool:
+    """Machines that open a new, empty database at once all create Optuna's tables; PostgreSQL
+    lets one win and fails the others ("duplicate key ... pg_type_typname_nsp_index"): they try
+    again and find the tables made."""
+    text = str(err).lower()
+    return type(err).__name__ in ("IntegrityError", "ProgrammingError") and (
+        "duplicate key" in text or "already exists" in text)
+
+
+def check_storage(url: str | None) -> None:
+    """Connect to `--storage URL` once (creating Optuna's tables in an empty database): a bad URL,
+    an unreachable host, a refused password or a missing database stop here, before any write."""
+    if url:
+        storage = open_storage(StudyPaths.for_study("_"), url)
+        assert isinstance(storage, RDBStorage)
+        storage.engine.dispose()
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a server restart does not break the study
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return kwargs
+
+
+def _what_failed(err: BaseException) -> tuple[str, str]:
+    """(what failed, the fix) for an exception raised while opening a storage URL."""
+    text = str(getattr(err, "orig", None) or err).strip().splitlines()[0] if str(err).strip() else ""
+    low = text.lower()
+    name = type(err).__name__
+    if name == "NoSuchModuleError" or "can't load plugin" in low:
+        return (f"SQLAlchemy knows no database of that kind ({text})", f"write it as {URL_FORMS}")
+    if isinstance(err, ImportError):
+        return ("the Python driver for that database is not installed",
+                f"install it (e.g. `uv add pymysql` for mysql+pymysql://), or use {URL_FORMS}; "
+                "PostgreSQL's driver, psycopg, comes with automl")
+    if name == "ArgumentError" or "could not parse" in low:
+        return f"it is not a database URL ({text})", f"write it as {URL_FORMS}"
+    if "password authentication failed" in low or "access denied" in low or "no password" in low:
+        return (f"the server refused the user or password ({text})",
+                "check the user and password (or leave the password out of the URL and set "
+                "PGPASSWORD / ~/.pgpass)")
+    if "does not exist" in low and "database" in low or "unknown database" in low:
+        return (f"the database does not exist ({text})",
+                "create it first, e.g. `createdb -h HOST -U USER DATABASE`, or fix its name")
+    if "unable to open database file" in low:
+        return f"the SQLite file cannot be created ({text})", "give a path in an existing folder"
+    return (f"the database server cannot be reached ({text or name})",
+            "check the host and port, that the server runs and accepts connections from this "
+            "machine")
+
+
+def storage_error(url: str, err: BaseException) -> ConfigError:
+    what, fix = _what_failed(err)
+    return ConfigError(file="command line", key="--storage", value=hide_password(url),
+                       rule=hide_password(what), fix=fix)
+
+
+class Heartbeat:
+    """Records a heartbeat for every trial this orchestrator runs, from one background thread, so
+    a busy search loop does not let its own trials go stale. Database storages only."""
+
+    def __init__(self, storage: BaseStorage, interval_s: float) -> None:
+        self.storage, self.interval_s = storage, interval_s
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.error: str = ""
+        """The last failure to record a heartbeat ("" when the last round succeeded)."""
+        self._thread = threading.Thread(target=self._loop, name="automl-heartbeat", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def for_storage(storage: BaseStorage) -> Heartbeat | None:
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        return Heartbeat(storage, interval) if interval else None
+
+    def add(self, trial_id: int) -> None:
+        """Start beating for a trial just asked for (its first beat is recorded now)."""
+        self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        with self._lock:
+            self._ids.add(trial_id)
+
+    def discard(self, trial_id: int) -> None:
+        with self._lock:
+            self._ids.discard(trial_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            with self._lock:
+                ids = sorted(self._ids)
+            try:
+                for trial_id in ids:
+                    self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                self.error = ""
+            except Exception as err:  # noqa: BLE001 - a lost beat is retried next round
+                self.error = hide_password(str(err).splitlines()[0] if str(err) else repr(err))

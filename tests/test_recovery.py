@@ -1,0 +1,153 @@
+"""Who owns a RUNNING trial and whether that owner still runs: host, boot id, pid namespace, pid and
+process start time; and the recovery of a dead owner's trials, on the journal file and on a real
+PostgreSQL server (failed once, one trial_final.csv row, its configuration queued once)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from search_harness import SPACES, rows
+
+from automl import reasons, records, recovery
+from automl.paths import StudyPaths
+from automl.recovery import Recovery, owner, owner_alive, process_start
+from automl.space import load_space
+from automl.storage import open_storage
+
+LR = "learning_rate"
+
+
+@pytest.fixture
+def sleeper():
+    """A live process that is not an orchestrator."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def owned_by(process: int, **changes) -> dict:
+    """This machine's owner record for `process`, with `changes`."""
+    attrs = {**owner(), records.PID: process, records.PROCESS_START: process_start(process)}
+    return {**attrs, **changes}
+
+
+def test_a_live_process_with_its_own_start_time_is_alive(sleeper):
+    assert owner_alive(owned_by(sleeper.pid)) is True
+
+
+def test_a_reused_pid_is_not_the_orchestrator_that_died(sleeper):
+    reused = owned_by(sleeper.pid, **{records.PROCESS_START: process_start(sleeper.pid) - 1})
+    assert owner_alive(reused) is False
+
+
+def test_a_dead_pid_is_dead(sleeper):
+    attrs = owned_by(sleeper.pid)
+    sleeper.kill()
+    sleeper.wait()
+    assert owner_alive(attrs) is False
+
+
+def test_this_process_owns_only_the_trials_it_runs():
+    me = owner()
+    assert owner_alive(me, mine={3}, number=3) is True
+    assert owner_alive(me, mine={3}, number=4) is False  # an earlier search in this process
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({records.HOST: "another-machine"}, None),
+    ({records.PID_NAMESPACE: "pid:[1]"}, None),  # another container
+    ({records.BOOT_ID: "another-boot"}, False),  # this machine, rebooted
+    ({records.PID: None}, False),
+])
+def test_owner_elsewhere_or_before_a_reboot(sleeper, changes, expected):
+    assert owner_alive(owned_by(sleeper.pid, **changes)) is expected
+
+
+def test_a_reboot_is_not_assumed_where_the_heartbeat_decides(sleeper):
+    attrs = owned_by(sleeper.pid, **{records.BOOT_ID: "another-boot"})
+    assert owner_alive(attrs, rebooted_is_dead=False) is None
+
+
+@pytest.fixture(params=["journal", "postgresql"])
+def shared(request, tmp_path):
+    """(study, its folder, a Recovery) on the journal file or on the PostgreSQL server."""
+    sp = StudyPaths(tmp_path / "study")
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").create_database(f"rec_{tmp_path.name[-20:]}")
+    rec = Recovery(sp, load_space(SPACES / "lr_prior.yaml", reward_terms=[]))
+    storage = open_storage(sp, url, heartbeat_s=1 if url else None, on_stale=rec if url else None)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    return study, sp, rec
+
+
+def asked(study: optuna.Study, lr: float, attrs: dict | None) -> optuna.trial.FrozenTrial:
+    """A RUNNING trial with `lr`, owned as `attrs` says (None: no owner recorded)."""
+    study.enqueue_trial({LR: lr})
+    trial = study.ask()
+    if attrs is not None:
+        trial.set_user_attr(records.OWNER, attrs)
+    trial.suggest_float(LR, 1e-6, 1e-1, log=True)
+    return study._storage.get_trial(trial._trial_id)
+
+
+def retries(study: optuna.Study, number: int) -> list:
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get(records.RETRY_OF) == number]
+
+
+def test_a_dead_owners_trial_is_failed_once_recorded_and_queued_once(shared, sleeper):
+    study, sp, rec = shared
+    reused = owned_by(sleeper.pid, **{records.PROCESS_START: process_start(sleeper.pid) + 7})
+    dead = asked(study, 1e-3, reused)
+    alive = asked(study, 2e-3, owned_by(sleeper.pid))
+    elsewhere = asked(study, 3e-3, owned_by(sleeper.pid, **{records.HOST: "another-machine"}))
+    assert rec.run(study) == [dead.number]
+    assert rec.run(study) == []  # a second look (another orchestrator's) changes nothing
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    assert trials[dead.number].state == TrialState.FAIL
+    assert trials[dead.number].user_attrs[records.STOP_REASON] == reasons.ERROR
+    assert trials[dead.number].user_attrs[records.INTERRUPTED] is True
+    assert trials[alive.number].state == TrialState.RUNNING
+    assert trials[elsewhere.number].state == TrialState.RUNNING
+    [retry] = retries(study, dead.number)
+    assert retry.state == TrialState.WAITING
+    assert retry.system_attrs["fixed_params"] == {LR: pytest.approx(1e-3)}
+    assert [(r["trial"], r["stop_reason"]) for r in rows(sp)] == [(str(dead.number), "error")]
+
+
+def test_a_trial_whose_owner_died_before_recording_itself_is_failed_after_the_grace(
+        shared, monkeypatch):
+    study, sp, rec = shared
+    study.enqueue_trial({LR: 5e-4})
+    orphan = study.ask()  # popped from the queue, never given an owner or its parameter
+    assert rec.run(study) == []  # within the grace: it may be an orchestrator between two calls
+    monkeypatch.setattr(recovery, "ORPHAN_GRACE_S", 0.0)
+    assert rec.run(study) == [orphan.number]
+    assert study._storage.get_trial(orphan._trial_id).state == TrialState.FAIL
+    [retry] = retries(study, orphan.number)
+    assert retry.system_attrs["fixed_params"] == {LR: pytest.approx(5e-4)}
+
+
+def test_a_stale_heartbeat_fails_the_trial_on_any_machine(postgres, tmp_path):
+    """Optuna's stale check: a trial of another machine whose heartbeat stopped is failed."""
+    import time
+
+    sp = StudyPaths(tmp_path / "study")
+    url = postgres.create_database("stale_beat")
+    rec = Recovery(sp, load_space(SPACES / "lr_prior.yaml", reward_terms=[]))
+    study = optuna.create_study(study_name="s", direction="maximize",
+                                storage=open_storage(sp, url, heartbeat_s=1, on_stale=rec))
+    trial = asked(study, 1e-3, owned_by(1, **{records.HOST: "another-machine"}))
+    study._storage.record_heartbeat(trial._trial_id)
+    assert rec.run(study) == []  # fresh heartbeat
+    time.sleep(3.5)  # 3 intervals without a beat
+    assert rec.run(study) == [trial.number]
+    assert study._storage.get_trial(trial._trial_id).state == TrialState.FAIL
+    assert len(retries(study, trial.number)) == 1
+    assert "stopped sending heartbeats" in rows(sp)[0]["error_tail"]
