@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import socket
 import sys
 import time
@@ -19,7 +20,7 @@ import optuna
 
 from automl import paths, reasons, records, reports
 from automl.config import compose, load_run_config, to_run_config
-from automl.errors import EXIT_BAD_INPUT, ConfigError
+from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted
 from automl.launcher import Slot, default_worker, detect_gpus, plan_slots
 from automl.paths import StudyPaths
 from automl.schema import RunConfig
@@ -260,6 +261,9 @@ def _alive(pid: Any) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # SIGTERM as Ctrl-C: between stages either one stops the pipeline the same way (each stage's
+    # loop installs its own handler to stop its trials first).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         check_flags(args)
         from automl.pipeline import run_mode
@@ -268,6 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"automl: error: {err.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Interrupted as stop:
+        print(f"automl: {stop.stage} interrupted; continue with: {stop.resume}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("automl: interrupted between stages; see automl_state.yaml in the study folder",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def start_forkserver(args: argparse.Namespace) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -31,12 +32,13 @@ from automl.cli import (
 )
 from automl.config import GROUPS, load_run_config
 from automl.console import LiveConsole, QuietConsole
-from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
+from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError, Interrupted
 from automl.launcher import Slot
-from automl.paths import StudyPaths
-from automl.runner import Job, JobResult, run_jobs
+from automl.paths import RunPaths, StudyPaths
+from automl.runner import INTERRUPTED, Job, JobResult, run_jobs
 from automl.scheduler import Outcome, Scheduler, SearchSettings
 from automl.study import load_study
+from automl.summary import read_summary
 
 VALIDATION_SEED_BASE = 1000
 """Validation seeds start here, skipping any seed a search trial used."""
@@ -143,9 +145,30 @@ def _slots(args: argparse.Namespace, study_paths: StudyPaths, trial: int) -> lis
     return slots_for(args, base.env.device)
 
 
+def _earlier_result(job: Job) -> JobResult | None:
+    """A validation run that completed in an earlier, interrupted session: kept, not run again."""
+    summary = read_summary(RunPaths(job.run_dir).summary) or {}
+    score = summary.get("score")
+    if summary.get("status") != reasons.STATUS_COMPLETED or not isinstance(score, (int, float)):
+        return None
+    return JobResult(job=job, reason=reasons.COMPLETED, score=float(score),
+                     frames=int(summary.get("frames") or 0), wall_s=float(summary.get("wall_s") or 0))
+
+
+def _validate_command(args: argparse.Namespace, study_paths: StudyPaths) -> str:
+    """The command that continues an interrupted validation (runs that completed are kept)."""
+    words = ["uv", "run", "automl.py", "--mode", "validate", "--study-name", study_paths.name,
+             "--validate-top", str(args.validate_top), "--validate-seeds", str(args.validate_seeds)]
+    if args.storage:
+        words += ["--storage", args.storage]
+    return shlex.join(words)
+
+
 def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.Study,
                    deadline: float, log: StageLog) -> list[Any]:
-    """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv."""
+    """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv.
+
+    Ctrl-C / SIGTERM: the runs that completed are written, then Interrupted is raised."""
     from automl.analysis.validation import config_id_for, summarize_validation, write_validation_csv
 
     log.phase = "validation"
@@ -159,32 +182,43 @@ def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: opt
                 overrides=[*_trial_file(study_paths, t.number)["base_overrides"], f"train.seed={seed}"],
                 run_dir=study_paths.validation_dir / f"{config_id_for(t.number)}_seed{seed}")
             for seed in seeds for t in top]  # seed-major: a cut leaves every config some seeds
+    earlier = [r for r in map(_earlier_result, jobs) if r is not None]
+    if earlier:
+        log.note(study_paths, f"validation: {len(earlier)} run(s) completed in an earlier session "
+                 "are kept")
+    pending = [j for j in jobs if j.name not in {r.job.name for r in earlier}]
     duration, left = _search_duration(study), deadline - time.monotonic()
-    rounds = math.ceil(len(jobs) / len(slots))
-    if duration is not None and duration > left:
+    rounds = math.ceil(len(pending) / len(slots))
+    if pending and duration is not None and duration > left:
         log.note(study_paths, f"validation skipped: budget too small (one run takes ~{duration:.0f} s, "
                  f"{max(left, 0):.0f} s left for validation); raise --budget-hours or the validate share")
         return []
     if duration is not None and rounds * duration > left:
         log.note(study_paths, f"validation budget fits ~{int(left // duration) * len(slots)} of "
-                 f"{len(jobs)} runs; the rest will be cut at the deadline")
+                 f"{len(pending)} runs; the rest will be cut at the deadline")
     log.write(study_paths, validation={"configs": [config_id_for(t.number) for t in top],
                                        "seeds": seeds, "runs": len(jobs)})
     print(f"automl: validating {len(top)} configuration(s) x {len(seeds)} fresh seed(s) "
           f"in {len(slots)} slot(s)")
-    results, cut = run_jobs(jobs, worker=worker_command(args), slots=slots, deadline=deadline,
+    results, cut = run_jobs(pending, worker=worker_command(args), slots=slots, deadline=deadline,
                             forkserver=FORKSERVER.get("server"),
                             on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
                                                     f"score {r.score:.4g}"))
-    if cut:
+    results = earlier + results
+    done = [r for r in results if r.reason != reasons.BUDGET]
+    if cut == INTERRUPTED:
+        log.note(study_paths, f"validation interrupted after {len(done)} of {len(jobs)} runs")
+    elif cut:
         log.note(study_paths, f"validation cut by the budget after {len(results)} of {len(jobs)} runs")
-    by_name = {r.job.name: r for r in results}
-    rows = [(config_id_for(t.number), t.number, seed,
-             by_name[n].score if (n := f"{config_id_for(t.number)}_seed{seed}") in by_name else math.nan)
-            for seed in seeds for t in top]
-    rows = [r for r in rows if f"{r[0]}_seed{r[2]}" in by_name]
+    by_name = {r.job.name: r for r in (done if cut == INTERRUPTED else results)}
+    rows = [(config_id_for(t.number), t.number, seed, by_name[f"{config_id_for(t.number)}_seed{seed}"].score)
+            for seed in seeds for t in top if f"{config_id_for(t.number)}_seed{seed}" in by_name]
     summary = summarize_validation(rows, search_scores={t.number: float(t.value) for t in top})
     write_validation_csv(study_paths, rows, summary)
+    if cut == INTERRUPTED:
+        log.phase = "interrupted"
+        log.write(study_paths)
+        raise Interrupted("validation", _validate_command(args, study_paths))
     return summary
 
 
@@ -209,9 +243,16 @@ def run_final(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.S
     job = Job(name="final", overrides=[*config["base_overrides"], f"train.frames={final_frames}"],
               run_dir=run_dir)
     print(f"automl: final run of trial {trial}'s configuration, {final_frames:,} frames")
-    results, _ = run_jobs([job], worker=worker_command(args), slots=_slots(args, study_paths, trial)[:1],
-                          deadline=deadline, forkserver=FORKSERVER.get("server"))
+    results, cut = run_jobs([job], worker=worker_command(args),
+                            slots=_slots(args, study_paths, trial)[:1], deadline=deadline,
+                            forkserver=FORKSERVER.get("server"))
     result = results[0]
+    if cut == INTERRUPTED:
+        log.note(study_paths, f"final run interrupted at {result.frames:,} of {final_frames:,} frames")
+        log.phase = "interrupted"
+        log.write(study_paths)
+        again = shlex.join(["uv", "run", "train_one.py", *job.overrides, f"run_dir={run_dir}"])
+        raise Interrupted("final run", again)
     log.note(study_paths, f"final run: {result.reason}, score {result.score:.4g}, "
              f"checkpoint {run_dir / 'model.pt'}")
     return result
