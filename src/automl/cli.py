@@ -88,6 +88,9 @@ def check_flags(args: argparse.Namespace) -> None:
     for flag, value in positive.items():
         if not value > 0:
             raise _bad_flag(flag, value, "it must be > 0", f"give {flag} a positive value")
+    if args.grace_frames is not None and args.grace_frames <= 0:
+        raise _bad_flag("--grace-frames", args.grace_frames, "it must be > 0",
+                        "drop it for 10% of train.frames")
     if args.workers is not None and args.workers <= 0:
         raise _bad_flag("--workers", args.workers, "it must be >= 1", "drop it to fill the machine")
     if not 0 < args.gpu_fraction <= 1:
@@ -192,6 +195,8 @@ def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
     """Create the study (refusing an existing one without --resume), or load it to resume."""
     sp = plan.study_paths
     folder_had_study = sp.journal.exists() or sp.meta.exists()
+    if args.resume and not folder_had_study and not plan.storage_url:
+        raise _no_study_to_resume(sp)  # before open_storage creates the folder
     storage = open_storage(sp, plan.storage_url)
     exists = folder_had_study or study_exists(storage, sp.name)
     if exists and not args.resume:
@@ -199,8 +204,7 @@ def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
                           rule="a study of this name exists already",
                           fix="add --resume to continue it, or choose another --study-name")
     if args.resume and not exists:
-        raise ConfigError(file=str(sp.root), key="--study-name", value=sp.name,
-                          rule="--resume needs an existing study", fix="drop --resume")
+        raise _no_study_to_resume(sp)
     study = optuna.create_study(
         study_name=sp.name, storage=storage, direction="maximize", load_if_exists=args.resume,
         sampler=make_sampler(args.search_method, plan.space, args.seed, args.hp_trials),
@@ -211,6 +215,11 @@ def open_study(args: argparse.Namespace, plan: Plan) -> optuna.Study:
         if plan.space.prior_params() and args.search_method != "grid":
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
     return study
+
+
+def _no_study_to_resume(sp: StudyPaths) -> ConfigError:
+    return ConfigError(file=str(sp.root), key="--study-name", value=sp.name,
+                       rule="--resume needs an existing study", fix="drop --resume")
 
 
 def recover_trials(study: optuna.Study, plan: Plan) -> list[int]:

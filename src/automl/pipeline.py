@@ -20,6 +20,7 @@ import optuna
 import yaml
 
 from automl import reasons, records, reports
+from automl import scheduler as search_loop
 from automl.cli import (
     Plan,
     make_plan,
@@ -99,6 +100,12 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
         outcome = Scheduler(study, plan.study_paths, settings, console).run()
     counts = ", ".join(f"{k} {v}" for k, v in outcome.finished.items() if v) or "no trial ended"
     console.message(f"automl: search ended ({outcome.stopped_by}): {counts}")
+    if outcome.stopped_by == "infeasible":  # bad input: one error line, exit 2
+        raise ConfigError(file=plan.space.source, key="constraints",
+                          value=[c.text for c in plan.space.constraints],
+                          rule=f"{search_loop.MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row "
+                          "violated them, so the space looks infeasible",
+                          fix="loosen the constraints or widen the parameter ranges")
     if outcome.message:
         print(f"automl: {outcome.message}", file=sys.stderr)
     return outcome
@@ -354,7 +361,7 @@ def _run_mode(args: argparse.Namespace, argv: Sequence[str]) -> int:
         outcome = run_search(args, argv, plan, search_budget)
         sp = plan.study_paths
         study = load_study(sp, args.storage)
-        if outcome.stopped_by in ("failures", "infeasible", "interrupted"):
+        if outcome.stopped_by in ("failures", "interrupted"):
             if outcome.stopped_by == "interrupted":
                 print(f"automl: interrupted; continue with --resume --study-name {sp.name}",
                       file=sys.stderr)
