@@ -42,9 +42,11 @@ def by_number(study_paths: StudyPaths) -> dict[int, dict[str, str]]:
     return {int(r["trial"]): r for r in rows(study_paths)}
 
 
-def test_hyperband_prunes_bad_trials_before_they_finish(tmp_path):
-    behaviour = write_behaviour(tmp_path, "lr", seconds_per_point=0.1, score=LR_SCORE)
-    # Rungs at 20k and 60k frames: a pruned trial has 40k frames left to be stopped in.
+def test_hyperband_prunes_bad_trials_at_its_rungs_before_they_finish(tmp_path):
+    # End to end with real processes; tests/test_pruning.py checks every decision against the
+    # pruner. Rungs at 20k and 60k frames: a pruned trial has 40k frames (0.6 s) left to be
+    # stopped in before it would finish by itself.
+    behaviour = write_behaviour(tmp_path, "lr", seconds_per_point=0.15, score=LR_SCORE)
     argv = search_argv(study="prune", space="lr_prior.yaml", behaviour=behaviour, hp_trials=7,
                        flags=["--search-method", "random", "--seed", "3",
                               "--grace-frames", "20000"])
@@ -56,17 +58,13 @@ def test_hyperband_prunes_bad_trials_before_they_finish(tmp_path):
     assert pruned, f"nothing was pruned: {[(r['trial'], r['score']) for r in table]}"
     assert {int(r["frames"]) for r in completed} == {100_000}
     assert all(int(r["frames"]) < 100_000 for r in pruned)
-    # Trial 0 is the prior, at the target rate: the best possible curve. A pruned trial was
-    # behind it where it was pruned, and the worst rates (over a decade off) are among them.
     study_trials = {t.number: t for t in trials(sp)}
-    best = study_trials[0]
-    assert best.state == TrialState.COMPLETE
+    assert study_trials[0].state == TrialState.COMPLETE  # the prior, at the target rate
     for r in pruned:
         t = study_trials[int(r["trial"])]
         assert t.state == TrialState.PRUNED
-        step = t.last_step
-        assert step is not None and step < 100_000
-        assert t.intermediate_values[step] < best.intermediate_values[step]
+        # Decided at a rung (never before the grace frames), and nothing reported after it.
+        assert t.last_step in (20_000, 60_000), t.intermediate_values
     assert any(abs(math.log10(float(r["learning_rate"]) / TARGET_LR)) > 1 for r in pruned)
     assert {study_trials[int(r["trial"])].state for r in completed} == {TrialState.COMPLETE}
 
