@@ -80,7 +80,7 @@ def killed(tmp_path_factory):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)  # reaped: a zombie would still look alive to --resume
         # PR_SET_PDEATHSIG: the trial hears of its orchestrator's death and stops.
-        wait_for(lambda: not standin_pids(str(sp.root)), timeout=5,
+        wait_for(lambda: not standin_pids(str(sp.root)), timeout=30,
                  what="the killed orchestrator's trial to exit")
     finally:
         if proc.poll() is None:

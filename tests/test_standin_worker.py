@@ -230,3 +230,27 @@ def test_unknown_behaviour_key_is_an_error(tmp_path: Path) -> None:
 )
 def test_parse_value(text: str, value: object) -> None:
     assert standin_worker.parse_value(text) == value
+
+
+def test_hold_until_keeps_the_last_point_back_until_the_file_exists(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    behaviour = tmp_path / "hold.json"
+    behaviour.write_text(json.dumps({"seconds_per_point": 0.0, "hold_until": str(gate)}))
+    run = RunPaths(tmp_path / "run")
+    proc = subprocess.Popen([sys.executable, str(WORKER), "--behaviour", str(behaviour),
+                             f"run_dir={run.root}", "train.frames=30000",
+                             "train.eval_frequency=10000"], stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while len(read_scalars(run.tb).get(tags.SCORE, [])) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert proc.poll() is None and not run.summary.exists()  # held before its last point
+        assert [f for f, _ in read_scalars(run.tb)[tags.SCORE]] == [10000, 20000]
+        gate.touch()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    summary = json.loads(run.summary.read_text())
+    assert summary["status"] == reasons.STATUS_COMPLETED and summary["frames"] == 30000
