@@ -188,8 +188,9 @@ def test_bad_flag_exits_2_with_one_message_and_writes_nothing(case, tmp_path, mo
 
 
 def test_a_space_whose_constraints_reject_every_sample_exits_2(tmp_path, monkeypatch, capsys):
-    # The loop gives up after MAX_CONSTRAINT_REJECTIONS rejections in a row; 25 here keeps the
-    # test fast (each rejection is a recorded trial), the rule is the same at 1000.
+    # The loop gives up after MAX_CONSTRAINT_REJECTIONS (1000) rejections in a row; 25 here keeps
+    # the test fast (each rejection is a recorded trial: 1000 take about two minutes of journal
+    # writes), the rule is the same.
     from automl import scheduler
 
     monkeypatch.setattr(scheduler, "MAX_CONSTRAINT_REJECTIONS", 25)
