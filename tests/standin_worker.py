@@ -7,6 +7,7 @@ defaults, then each rule whose `when` equals the overrides replaces the keys it 
     {"seconds_per_point": 0.02, "noise": 0.0, "curve": "rise",
      "score": {"param": "ppo.learning_rate", "target": 3e-4, "log": true, "scale": 1.0},
      "crash_at": null, "die_at": null, "hang_at": null, "nan_at": null, "exit_code": null,
+     "hold_until": null,
      "rules": [{"when": {"ppo.learning_epochs": 7}, "crash_at": 30000}]}
 
 quality = scale * exp(-distance / width) (`width` defaults to 1), distance = |log10(value/target)|
@@ -15,7 +16,9 @@ frames: rise: quality * f; plateau: quality * min(1, 4f); drop: quality * 2f up 
 plus Gaussian noise (std `noise`, seeded by train.seed). At the first point at or past `*_at`
 frames: crash_at writes "error" to stderr and summary.json, exit 1; die_at SIGKILLs itself (no
 summary); hang_at stops writing and ignores SIGTERM/SIGINT; nan_at writes NaN, status "diverged",
-exit 1. exit_code exits at once with that code, writing nothing.
+exit 1. exit_code exits at once with that code, writing nothing. hold_until (a path): the run
+does not write its last point until that file exists (or it is asked to stop), so a test can
+order trials by events instead of by seconds.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from automl.summary import RunSummary, write_summary
 DEFAULTS: dict[str, Any] = {
     "seconds_per_point": 0.02, "noise": 0.0, "curve": "rise", "score": {},
     "crash_at": None, "die_at": None, "hang_at": None, "nan_at": None, "exit_code": None,
+    "hold_until": None,
 }
 CURVES = {
     "rise": lambda f: f,
@@ -166,6 +170,10 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
             # Training time passes before each point; a stop request cuts it short.
             if stop_requested.wait(behaviour["seconds_per_point"]):
                 return Outcome(reasons.STATUS_STOPPED, score, reached, "stop requested")
+            if frames == steps[-1] and behaviour["hold_until"]:
+                while not Path(behaviour["hold_until"]).exists():
+                    if stop_requested.wait(0.05):
+                        return Outcome(reasons.STATUS_STOPPED, score, reached, "stop requested")
             if (at := behaviour["hang_at"]) is not None and frames >= at:
                 hang(frames)
             if (at := behaviour["die_at"]) is not None and frames >= at:

@@ -45,10 +45,8 @@ def log_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def study_name() -> Iterator[str]:
-    """A unique study name; the preset it gets in the real conf/experiment/ is removed after."""
-    name = f"export test.{uuid.uuid4().hex[:8]}"
-    yield name
-    (paths.conf_dir() / "experiment" / f"{preset_name(name)}.yaml").unlink(missing_ok=True)
+    """A unique study name (its preset goes to the tests' presets folder, see conftest.py)."""
+    yield f"export test.{uuid.uuid4().hex[:8]}"
 
 
 def lookup(tree: dict[str, Any], key: str) -> Any:
@@ -76,7 +74,8 @@ def test_preset_composes_and_reproduces_every_value(log_root: Path, study_name: 
     best, preset = export_best_config(study_paths, config_values=VALUES, source=source,
                                       groups={"env": "navigation"})
     assert best == study_paths.best_config
-    assert preset == paths.conf_dir() / "experiment" / f"{preset_name(study_name)}.yaml"
+    assert preset == paths.presets_root() / "experiment" / f"{preset_name(study_name)}.yaml"
+    assert paths.conf_dir() not in preset.parents
     assert preset.read_text().startswith("# @package _global_\n")
     cfg = load_run_config([f"+experiment={preset.stem}"])
     plain = to_plain(cfg)
@@ -96,12 +95,8 @@ def test_validated_best_exports_the_trial_config(log_root: Path, study_name: str
     study_paths = make_study(study_name.replace(" ", "_"), trials)
     rows = [("trial_0001", 1, s, 0.9) for s in (1, 2)] + [("trial_0002", 2, s, 0.1) for s in (1, 2)]
     results = summarize_validation(rows, search_scores={1: 0.5, 2: 0.9})
-    try:
-        best, preset = export_validated_best(study_paths, results)
-        cfg = load_run_config([f"+experiment={preset.stem}"])
-    finally:
-        preset_file = paths.conf_dir() / "experiment" / f"{preset_name(study_paths.name)}.yaml"
-        preset_file.unlink(missing_ok=True)
+    best, preset = export_validated_best(study_paths, results)
+    cfg = load_run_config([f"+experiment={preset.stem}"])
     expected = trial_config_values(study_paths, 1)
     assert expected["ppo.learning_rate"] == trials[1].params["learning_rate"]
     plain = to_plain(cfg)
@@ -109,6 +104,15 @@ def test_validated_best_exports_the_trial_config(log_root: Path, study_name: str
         assert lookup(plain, key) == value, key
     assert cfg.experiment["trial"] == 1 and cfg.experiment["validated_mean"] == 0.9
     assert yaml.safe_load(best.read_text())["source"]["n_seeds"] == 2
+
+
+def test_presets_go_to_conf_unless_the_presets_root_is_moved(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    monkeypatch.delenv(paths.PRESETS_ROOT_ENV, raising=False)
+    assert paths.presets_root() == paths.conf_dir() and paths.extra_search_path() == []
+    monkeypatch.setenv(paths.PRESETS_ROOT_ENV, str(tmp_path))
+    assert paths.presets_root() == tmp_path
+    assert paths.extra_search_path() == [f"hydra.searchpath=[file://{tmp_path.resolve()}]"]
 
 
 def test_trial_config_values_of_a_missing_trial(log_root: Path) -> None:

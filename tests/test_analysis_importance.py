@@ -107,9 +107,22 @@ def test_evaluator_failure_falls_back_to_a_note(log_root: Path,
     assert "failed" in report["note"] and "all values identical" in report["note"]
 
 
+def test_fanova_ranks_the_driving_parameter_first(log_root: Path) -> None:
+    # scikit-learn is a dev dependency: the fANOVA path runs here, not its fallback.
+    report = load(write_importance(make_study("fanova_real", lr_driven_trials(30)),
+                                   evaluator="fanova"))
+    assert report["evaluator"] == "FanovaImportanceEvaluator"
+    assert "evaluator_note" not in report
+    ranking = report["importance_ranking"]
+    assert ranking[0]["parameter"] == "learning_rate" and ranking[0]["importance"] > 0.5
+    assert {r["parameter"] for r in ranking} == NAMES
+    assert sum(r["importance"] for r in ranking) == pytest.approx(1.0, abs=1e-3)
+
+
 def test_fanova_without_sklearn_falls_back_to_ped_anova(log_root: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
+    assert real("sklearn") is not None, "scikit-learn (a dev dependency) is missing"
     monkeypatch.setattr(importance.importlib.util, "find_spec",
                         lambda name, *a: None if name == "sklearn" else real(name, *a))
     report = load(write_importance(make_study("fanova", lr_driven_trials(8)), evaluator="fanova"))

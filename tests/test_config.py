@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,18 @@ def overrides_for(group: str, option: str) -> list[str]:
     return [f"{group}={option}", *(CUSTOM if (group, option) == ("env", "custom") else [])]
 
 
-ALL_OPTIONS = [(group, option) for group in GROUPS for option in group_options(group)]
+def project_options(group: str) -> list[str]:
+    """The options the project itself ships (tracked by git): a preset a study exported into
+    conf/experiment/ is a user's file, not part of the project, and is not composed here."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "--", f"conf/{group}"], cwd=paths.repo_root(),
+                                capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: whatever is there
+        return group_options(group)
+    return sorted(Path(f).stem for f in listed if f.endswith(".yaml"))
+
+
+ALL_OPTIONS = [(group, option) for group in GROUPS for option in project_options(group)]
 
 
 def test_the_option_list_is_read_from_conf() -> None:
@@ -40,6 +52,8 @@ def test_the_option_list_is_read_from_conf() -> None:
     assert {"navigation", "gymnasium", "custom"} <= set(group_options("reward"))
     assert {"navigation", "return"} <= set(group_options("scoring"))
     assert group_options("no_such_group") == []
+    assert project_options("env") == group_options("env")
+    assert project_options("experiment") == []  # conf/experiment/ only takes exported presets
 
 
 @pytest.mark.parametrize("group, option", ALL_OPTIONS, ids=[f"{g}={o}" for g, o in ALL_OPTIONS])

@@ -57,9 +57,10 @@ def resume(tmp_path, monkeypatch, name: str, *, hp_trials: int, workers: int) ->
 
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory):
-    """A search (1 slot, 3 trials) killed with SIGKILL while trial 1 runs, then resumed.
+    """A search (1 slot, 3 trials) killed with SIGKILL while trial 1 runs, then resumed twice
+    (the second resume finds nothing to do, and must not retry trial 1 again).
 
-    Returns (study paths, trial_final.csv bytes before the kill, exit code of the resume).
+    Returns (study paths, trial_final.csv bytes before the kill, exit codes of the resumes).
     """
     tmp = tmp_path_factory.mktemp("killed")
     log = tmp / "log"
@@ -80,7 +81,7 @@ def killed(tmp_path_factory):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)  # reaped: a zombie would still look alive to --resume
         # PR_SET_PDEATHSIG: the trial hears of its orchestrator's death and stops.
-        wait_for(lambda: not standin_pids(str(sp.root)), timeout=5,
+        wait_for(lambda: not standin_pids(str(sp.root)), timeout=30,
                  what="the killed orchestrator's trial to exit")
     finally:
         if proc.poll() is None:
@@ -89,12 +90,13 @@ def killed(tmp_path_factory):
         kill_leftovers(str(sp.root))
     with pytest.MonkeyPatch.context() as monkeypatch:
         code = resume(tmp, monkeypatch, "killed", hp_trials=3, workers=1)
-    return sp, before, code
+        again = resume(tmp, monkeypatch, "killed", hp_trials=3, workers=1)
+    return sp, before, (code, again)
 
 
 def test_kill_9_leaves_the_trial_then_resume_keeps_earlier_trials(killed):
-    sp, before, code = killed
-    assert code == 0
+    sp, before, codes = killed
+    assert codes == (0, 0)
     assert before.count(b"\n") >= 2  # header and trial 0
     after = sp.trial_final_csv.read_bytes()
     assert after.startswith(before), "rows written before the kill were changed"
@@ -128,8 +130,10 @@ def test_kill_9_interrupted_trial_is_failed_and_its_configuration_run_again(kill
     assert reason_of(retry) == reasons.COMPLETED
     assert counted(sp) == 3
     assert all(t.state.is_finished() for t in by_number.values())
+    # The second resume found trial 1 retried already: no second retry, queued or run.
     meta = yaml.safe_load(sp.meta.read_text())
-    assert [s["retried_trials"] for s in meta["sessions"]] == [[], [1]]
+    assert [s["retried_trials"] for s in meta["sessions"]] == [[], [1], []]
+    assert len(by_number) == 4
 
 
 def test_kill_9_interrupted_trial_gets_its_trial_final_row(killed):
@@ -178,3 +182,35 @@ def test_ctrl_c_stops_trials_with_budget_exits_and_resumes(tmp_path, monkeypatch
         assert reason_of(retry) == reasons.COMPLETED
     assert counted(sp) == 3
     assert [r["trial"] for r in rows(sp)][:2] == [r["trial"] for r in stopped]
+
+
+def test_resume_beside_a_live_orchestrator_leaves_its_running_trial_alone(tmp_path, monkeypatch):
+    """A second orchestrator joins a study while the first still runs trial 0: that trial is
+    neither failed nor retried (only a dead orchestrator's trials are)."""
+    log = tmp_path / "log"
+    sp = StudyPaths(log / "automl" / "shared")
+    slow = write_behaviour(tmp_path, "slow", seconds_per_point=3.0)  # 30 s a trial
+    first = start_orchestrator(search_argv(
+        study="shared", space="lr_prior.yaml", behaviour=slow, hp_trials=2, workers=1,
+        flags=["--pruner", "none", "--search-method", "random", "--seed", "5"]), log, tmp_path)
+    try:
+        wait_for(lambda: (sp.trial_dir(0) / "config.yaml").exists(), timeout=START_TIMEOUT_S,
+                 what="trial 0 to run")
+        assert resume(tmp_path, monkeypatch, "shared", hp_trials=2, workers=1) == 0
+        by_number = {t.number: t for t in trials(sp)}
+        live = by_number[0]
+        assert live.state == TrialState.RUNNING, "the live orchestrator's trial was ended"
+        assert reason_of(live) is None and not live.user_attrs.get(records.INTERRUPTED)
+        assert not [t for t in by_number.values() if t.user_attrs.get(records.RETRY_OF) == 0]
+        assert reason_of(by_number[1]) == reasons.COMPLETED  # the joiner ran its own trial
+        meta = yaml.safe_load(sp.meta.read_text())
+        assert meta["sessions"][-1]["retried_trials"] == []
+        assert standin_pids(str(sp.trial_dir(0))), "trial 0 stopped running"
+        os.killpg(first.pid, signal.SIGINT)
+        assert first.wait(timeout=60) == 1
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        kill_leftovers(str(sp.root))
+    assert reason_of({t.number: t for t in trials(sp)}[0]) == reasons.BUDGET

@@ -9,6 +9,7 @@ import pytest
 from search_harness import (
     SHORT_TRIALS,
     SPACES,
+    read_csv,
     run_search,
     search_argv,
     skip_reports,
@@ -138,3 +139,76 @@ def test_a_bad_new_study_creates_no_folder(tmp_path, monkeypatch, capsys):
     run_bad(["--mode", "search", "--quiet", "--space", str(bad), "--study-name", "fresh",
              *SHORT_TRIALS], capsys)
     assert not (tmp_path / "log").exists()
+
+
+# name -> (flags and overrides, fragments the message names); each on a new study, no --resume
+# unless the case says so: nothing may be written, not even the study's folder.
+FLAG_CASES: dict[str, tuple[list[str], list[str]]] = {
+    "resume a study that does not exist": (
+        ["--resume"], ["fresh", "--study-name", "'fresh'", "--resume needs an existing study",
+                       "drop --resume"]),
+    "grace frames = train.frames": (
+        ["--grace-frames", "100000"], ["command line", "--grace-frames", "100000",
+                                       "below train.frames (100000)", "lower --grace-frames"]),
+    "grace frames above train.frames": (
+        ["--grace-frames", "250000"], ["--grace-frames", "250000", "below train.frames"]),
+    "grace frames 0": (["--grace-frames", "0"], ["--grace-frames", "0", "must be > 0"]),
+    "cuda without a GPU": (["env.device=cuda"], ["command line", "`env.device`", "'cuda'",
+                                                 "no NVIDIA GPU is visible", "env.device=auto"]),
+    "workers 0": (["--workers", "0"], ["--workers", "0", "must be >= 1", "drop it"]),
+    "workers negative": (["--workers", "-2"], ["--workers", "-2", "must be >= 1"]),
+    "gpu fraction 0": (["--gpu-fraction", "0"], ["--gpu-fraction", "0.0", "(0, 1]",
+                                                 "--gpu-fraction 0.25"]),
+    "gpu fraction above 1": (["--gpu-fraction", "1.5"], ["--gpu-fraction", "1.5", "(0, 1]"]),
+    "failure rate above 1": (["--max-failure-rate", "1.5"], ["--max-failure-rate", "1.5",
+                                                             "[0, 1]", "--max-failure-rate 0.5"]),
+    "failure rate negative": (["--max-failure-rate", "-0.1"], ["--max-failure-rate", "-0.1"]),
+    "two stage shares": (["--stage-shares", "0.5,0.5"], ["--stage-shares", "'0.5,0.5'",
+                                                         "three non-negative shares summing to 1",
+                                                         "--stage-shares 0.7,0.2,0.1"]),
+    "stage shares not numbers": (["--stage-shares", "a,b,c"], ["--stage-shares", "'a,b,c'"]),
+    "stage shares summing to 1.1": (["--stage-shares", "0.7,0.2,0.2"], ["'0.7,0.2,0.2'"]),
+    "negative stage share": (["--stage-shares=-0.1,0.6,0.5"], ["'-0.1,0.6,0.5'"]),
+    "override without =": (["trainframes"], ["`overrides`", "'trainframes'", "key=value",
+                                              "train.frames=200000"]),
+}
+
+
+@pytest.mark.parametrize("case", list(FLAG_CASES))
+def test_bad_flag_exits_2_with_one_message_and_writes_nothing(case, tmp_path, monkeypatch, capsys):
+    log = tmp_path / "log"
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(log))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU, whatever the machine has
+    extra, fragments = FLAG_CASES[case]
+    message = run_bad(["--mode", "stage", "--quiet", "--space", GOOD_SPACE, "--study-name",
+                       "fresh", "--worker", "false", *extra, *SHORT_TRIALS], capsys)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} missing from: {message}"
+    assert not log.exists(), f"bad input wrote {sorted(log.rglob('*'))}"
+
+
+def test_a_space_whose_constraints_reject_every_sample_exits_2(tmp_path, monkeypatch, capsys):
+    # The loop gives up after MAX_CONSTRAINT_REJECTIONS (1000) rejections in a row; 25 here keeps
+    # the test fast (each rejection is a recorded trial: 1000 take about two minutes of journal
+    # writes), the rule is the same.
+    from automl import scheduler
+
+    monkeypatch.setattr(scheduler, "MAX_CONSTRAINT_REJECTIONS", 25)
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    skip_reports(monkeypatch)
+    space = tmp_path / "never.yaml"
+    space.write_text(SPACE_HEAD + "ppo_params:\n  learning_rate: {type: choice, values: "
+                     "[1e-3, 3e-3]}\nconstraints:\n  - \"learning_rate > 5e-4\"\n")
+    behaviour = write_behaviour(tmp_path, "fast", seconds_per_point=0.01)
+    argv = search_argv(study="never", space=space, behaviour=behaviour, hp_trials=3,
+                       flags=["--search-method", "random", "--seed", "0"])
+    assert run_search(argv) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    for fragment in (str(space), "`constraints`", "learning_rate > 5e-4",
+                     "25 sampled configurations in a row", "Fix: loosen the constraints"):
+        assert fragment in err[0], f"{fragment!r} missing from: {err[0]}"
+    sp = StudyPaths.for_study("never")
+    reasons_seen = {r["stop_reason"] for r in read_csv(sp.trial_final_csv)}
+    assert reasons_seen == {"constraint"}
+    assert not sp.trials_dir.exists(), "a rejected configuration was trained"

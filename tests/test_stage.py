@@ -33,22 +33,13 @@ def log_root(tmp_path, monkeypatch):
     return tmp_path / "log"
 
 
-@pytest.fixture
-def preset_cleanup():
-    made: list[str] = []
-    yield made
-    for study in made:
-        (paths.conf_dir() / "experiment" / f"{preset_name(study)}.yaml").unlink(missing_ok=True)
-
-
 def test_stage_validates_on_fresh_seeds_and_picks_the_validated_mean_over_a_lucky_run(
-        tmp_path, log_root, preset_cleanup, capsys):
+        tmp_path, log_root, capsys):
     # learning_rate 1e-3 is poor, except under the search's seed 42, where it scores 2.0: the best
     # single search run is a lucky seed. Validation (fresh seeds) must see through it.
     behaviour = write_behaviour(tmp_path, "lucky", seconds_per_point=0.01, score=LR_SCORE, rules=[
         {"when": {"ppo.learning_rate": 0.001, "train.seed": 42},
          "score": {"param": "ppo.learning_rate", "target": 1e-3, "log": True, "scale": 2.0}}])
-    preset_cleanup.append("lucky")
     # Grid over 3 learning rates x 2 rollouts: the two lucky trials (1e-3) rank first in the search,
     # then the two good ones (3e-4); the top 3 go to validation.
     code = cli.main(stage_argv("lucky", behaviour, "--search-method", "grid", "--hp-trials", "6",
@@ -74,6 +65,8 @@ def test_stage_validates_on_fresh_seeds_and_picks_the_validated_mean_over_a_luck
     assert best["source"]["trial"] == int(good["source_trial"])
     # The exported preset reproduces the configuration through train_one's own composition.
     cfg = load_run_config([f"+experiment={preset_name('lucky')}"])
+    preset = f"experiment/{preset_name('lucky')}.yaml"
+    assert (paths.presets_root() / preset).exists() and not (paths.conf_dir() / preset).exists()
     assert cfg.ppo.learning_rate == 0.0003
     assert cfg.ppo.rollouts == best["ppo"]["rollouts"]
     # The final run trained the choice for frames x 2 and kept its checkpoint.
@@ -117,7 +110,6 @@ def test_stage_splits_its_budget_and_reports_what_did_not_fit(tmp_path, log_root
     validation = read_csv(sp.validation_csv)
     assert validation and sum(int(r["n_seeds"]) for r in validation) < 9
     assert not (sp.root / "final").exists()
-    (paths.conf_dir() / "experiment" / f"{preset_name('split')}.yaml").unlink(missing_ok=True)
 
 
 def test_validate_and_report_need_an_existing_study_with_completed_trials(tmp_path, log_root, capsys):
@@ -147,26 +139,21 @@ def test_report_mode_rewrites_the_reports_of_an_existing_study(tmp_path, log_roo
     assert cli.main(["--mode", "report", "--study-name", "reported"]) == 0
     with sp.experiment_df_csv.open() as handle:
         assert len(list(csv.DictReader(handle))) == 3
-    (paths.conf_dir() / "experiment" / f"{preset_name('reported')}.yaml").unlink(missing_ok=True)
 
 
 @pytest.mark.slow
 def test_a_real_stage_on_cartpole(log_root, capsys):
     """The whole pipeline with the real train_one (through the fork server), tiny budget."""
-    try:
-        code = cli.main([
-            "--mode", "stage", "--quiet", "--budget-hours", "0.5", "--hp-trials", "2",
-            "--workers", "1", "--validate-top", "1", "--validate-seeds", "2",
-            "--final-frames-multiplier", "1", "--space", str(REPO / "templates" / "cartpole.yaml"),
-            "--study-name", "real_stage", "env=cartpole", "train.frames=2000",
-            "train.eval_frequency=1000", "env.num_envs=8", "ppo.mini_batches=2"])
-        assert code == 0
-        sp = StudyPaths.for_study("real_stage")
-        assert len(read_csv(sp.validation_csv)) == 1
-        assert (sp.root / "final" / "model.pt").exists()
-        cfg = load_run_config([f"+experiment={preset_name('real_stage')}"])
-        assert cfg.env.name == "cartpole"
-        assert "best validated configuration" in capsys.readouterr().out
-    finally:
-        (paths.conf_dir() / "experiment" / f"{preset_name('real_stage')}.yaml").unlink(
-            missing_ok=True)
+    code = cli.main([
+        "--mode", "stage", "--quiet", "--budget-hours", "0.5", "--hp-trials", "2",
+        "--workers", "1", "--validate-top", "1", "--validate-seeds", "2",
+        "--final-frames-multiplier", "1", "--space", str(REPO / "templates" / "cartpole.yaml"),
+        "--study-name", "real_stage", "env=cartpole", "train.frames=2000",
+        "train.eval_frequency=1000", "env.num_envs=8", "ppo.mini_batches=2"])
+    assert code == 0
+    sp = StudyPaths.for_study("real_stage")
+    assert len(read_csv(sp.validation_csv)) == 1
+    assert (sp.root / "final" / "model.pt").exists()
+    cfg = load_run_config([f"+experiment={preset_name('real_stage')}"])
+    assert cfg.env.name == "cartpole"
+    assert "best validated configuration" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import optuna
 
 from automl import paths, records
 from automl.config import compose, load_run_config, to_run_config
-from automl.errors import EXIT_BAD_INPUT, ConfigError
+from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted
 from automl.launcher import Slot, default_worker, plan_slots, visible_gpus
 from automl.paths import StudyPaths
 from automl.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
@@ -94,6 +95,9 @@ def check_flags(args: argparse.Namespace) -> None:
     for flag, value in positive.items():
         if not value > 0:
             raise _bad_flag(flag, value, "it must be > 0", f"give {flag} a positive value")
+    if args.grace_frames is not None and args.grace_frames <= 0:
+        raise _bad_flag("--grace-frames", args.grace_frames, "it must be > 0",
+                        "drop it for 10% of train.frames")
     if args.workers is not None and args.workers <= 0:
         raise _bad_flag("--workers", args.workers, "it must be >= 1", "drop it to fill the machine")
     if not 0 < args.gpu_fraction <= 1:
@@ -215,6 +219,8 @@ def open_study(args: argparse.Namespace, plan: Plan, on_stale: Recovery | None =
     On a database storage the trials keep heartbeats; `on_stale` recovers those gone stale."""
     sp = plan.study_paths
     folder_had_study = sp.journal.exists() or sp.meta.exists()
+    if args.resume and not folder_had_study and not plan.storage_url:
+        raise _no_study_to_resume(sp)  # before open_storage creates the folder
     storage = open_storage(sp, plan.storage_url, heartbeat_s=args.heartbeat_interval,
                            on_stale=on_stale)
     exists = folder_had_study or study_exists(storage, sp.name)
@@ -223,8 +229,7 @@ def open_study(args: argparse.Namespace, plan: Plan, on_stale: Recovery | None =
                           rule="a study of this name exists already",
                           fix="add --resume to continue it, or choose another --study-name")
     if args.resume and not exists:
-        raise ConfigError(file=str(sp.root), key="--study-name", value=sp.name,
-                          rule="--resume needs an existing study", fix="drop --resume")
+        raise _no_study_to_resume(sp)
     study = optuna.create_study(
         study_name=sp.name, storage=storage, direction="maximize", load_if_exists=args.resume,
         sampler=make_sampler(args.search_method, plan.space, args.seed, plan.pruning.startup_trials),
@@ -236,6 +241,11 @@ def open_study(args: argparse.Namespace, plan: Plan, on_stale: Recovery | None =
         if plan.space.prior_params() and args.search_method != "grid":
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
     return study
+
+
+def _no_study_to_resume(sp: StudyPaths) -> ConfigError:
+    return ConfigError(file=str(sp.root), key="--study-name", value=sp.name,
+                       rule="--resume needs an existing study", fix="drop --resume")
 
 
 def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
@@ -255,6 +265,9 @@ def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # SIGTERM as Ctrl-C: between stages either one stops the pipeline the same way (each stage's
+    # loop installs its own handler to stop its trials first).
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         check_flags(args)
         from automl.pipeline import run_mode
@@ -263,6 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"automl: error: {err.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Interrupted as stop:
+        print(f"automl: {stop.stage} interrupted; continue with: {stop.resume}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("automl: interrupted between stages; see automl_state.yaml in the study folder",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def start_forkserver(args: argparse.Namespace) -> Any:

@@ -23,8 +23,10 @@ GROUPS = ("env", "ppo", "network", "reward", "scoring", "experiment")
 
 def group_options(group: str) -> list[str]:
     """Options of a config group: the YAML files in conf/<group>/."""
-    folder = paths.conf_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    folders = {paths.conf_dir() / group}
+    if group == "experiment":  # exported presets may live outside conf/ (paths.presets_root)
+        folders.add(paths.presets_root() / group)
+    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
 
 
 def check_group_overrides(overrides: Sequence[str]) -> None:
@@ -78,7 +80,8 @@ def _compose(overrides: Sequence[str], *, with_choices: bool) -> tuple[DictConfi
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base=None):
-            cfg = hydra_compose(config_name=PRIMARY, overrides=list(overrides),
+            cfg = hydra_compose(config_name=PRIMARY,
+                                overrides=[*paths.extra_search_path(), *overrides],
                                 return_hydra_config=with_choices)
         if not with_choices:
             return cfg, {}

@@ -27,3 +27,12 @@ class ConfigError(Exception):
         if self.fix:
             text += f" Fix: {self.fix}"
         return text
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a stage: what finished is recorded; `resume` says how to go on."""
+
+    def __init__(self, stage: str, resume: str) -> None:
+        self.stage = stage
+        self.resume = resume
+        super().__init__(f"{stage} interrupted; continue with: {resume}")

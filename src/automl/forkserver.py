@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any
 
+CLOSE_GRACE_S = 5.0
+"""Seconds the server has to exit by itself once its stdin closes, before it is killed."""
 PRELOAD = ("torch", "torch._dynamo", "skrl.agents.torch.ppo", "skrl.memories.torch",
            "skrl.models.torch", "skrl.resources.preprocessors.torch", "gymnasium", "hydra",
            "omegaconf", "tensorboard.summary.writer.event_file_writer", "automl.train",
@@ -171,11 +173,10 @@ class ForkServer:
             assert self.process.stdin is not None
             self.process.stdin.close()
             try:
-                # Its exit is quick when idle; a loaded machine can take seconds to schedule it.
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=CLOSE_GRACE_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait()
+                self.process.wait()  # reaped: no zombie left behind
 
 
 def pid_exists(pid: int) -> bool:

@@ -9,6 +9,9 @@ from pathlib import Path
 
 LOG_ROOT_ENV = "AUTOML_LOG_ROOT"
 """Environment variable that moves `starter_kit_log/` elsewhere (tests use it)."""
+PRESETS_ROOT_ENV = "AUTOML_PRESETS_ROOT"
+"""Environment variable naming a folder that takes exported presets (`<folder>/experiment/`)
+instead of `conf/`; composition searches it too. Tests use it to keep the source tree clean."""
 
 
 def repo_root() -> Path:
@@ -18,6 +21,20 @@ def repo_root() -> Path:
 
 def conf_dir() -> Path:
     return repo_root() / "conf"
+
+
+def presets_root() -> Path:
+    """Where exported presets go, as `experiment/<study>_best.yaml`: `conf/` or $AUTOML_PRESETS_ROOT."""
+    override = os.environ.get(PRESETS_ROOT_ENV)
+    return Path(override) if override else conf_dir()
+
+
+def extra_search_path() -> list[str]:
+    """Hydra overrides that let composition find presets outside `conf/` (none by default)."""
+    root = presets_root()
+    if root == conf_dir() or not root.is_dir():  # Hydra warns of a search path that is missing
+        return []
+    return [f"hydra.searchpath=[file://{root.resolve()}]"]
 
 
 def templates_dir() -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ import optuna
 import yaml
 
 from automl import reasons, records, reports
+from automl import scheduler as search_loop
 from automl.budget import fit_validation, seconds_for
 from automl.cli import (
     Plan,
@@ -31,13 +33,14 @@ from automl.cli import (
 )
 from automl.config import GROUPS, load_run_config
 from automl.console import LiveConsole, QuietConsole
-from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
+from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError, Interrupted
 from automl.launcher import Slot
-from automl.paths import StudyPaths
+from automl.paths import RunPaths, StudyPaths
 from automl.recovery import Recovery
-from automl.runner import Job, JobResult, run_jobs
+from automl.runner import INTERRUPTED, Job, JobResult, run_jobs
 from automl.scheduler import Outcome, Scheduler, SearchSettings
 from automl.study import load_study
+from automl.summary import read_summary
 
 VALIDATION_SEED_BASE = 1000
 """Validation seeds start here, skipping any seed a search trial used."""
@@ -100,6 +103,12 @@ def run_search(args: argparse.Namespace, argv: Sequence[str], plan: Plan, budget
         outcome = Scheduler(study, plan.study_paths, settings, console).run()
     counts = ", ".join(f"{k} {v}" for k, v in outcome.finished.items() if v) or "no trial ended"
     console.message(f"automl: search ended ({outcome.stopped_by}): {counts}")
+    if outcome.stopped_by == "infeasible":  # bad input: one error line, exit 2
+        raise ConfigError(file=plan.space.source, key="constraints",
+                          value=[c.text for c in plan.space.constraints],
+                          rule=f"{search_loop.MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row "
+                          "violated them, so the space looks infeasible",
+                          fix="loosen the constraints or widen the parameter ranges")
     if outcome.message:
         print(f"automl: {outcome.message}", file=sys.stderr)
     return outcome
@@ -149,9 +158,30 @@ def _slots(args: argparse.Namespace, study_paths: StudyPaths, trial: int) -> lis
     return slots_for(args, base.env.device)
 
 
+def _earlier_result(job: Job) -> JobResult | None:
+    """A validation run that completed in an earlier, interrupted session: kept, not run again."""
+    summary = read_summary(RunPaths(job.run_dir).summary) or {}
+    score = summary.get("score")
+    if summary.get("status") != reasons.STATUS_COMPLETED or not isinstance(score, (int, float)):
+        return None
+    return JobResult(job=job, reason=reasons.COMPLETED, score=float(score),
+                     frames=int(summary.get("frames") or 0), wall_s=float(summary.get("wall_s") or 0))
+
+
+def _validate_command(args: argparse.Namespace, study_paths: StudyPaths) -> str:
+    """The command that continues an interrupted validation (runs that completed are kept)."""
+    words = ["uv", "run", "automl.py", "--mode", "validate", "--study-name", study_paths.name,
+             "--validate-top", str(args.validate_top), "--validate-seeds", str(args.validate_seeds)]
+    if args.storage:
+        words += ["--storage", args.storage]
+    return shlex.join(words)
+
+
 def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.Study,
                    deadline: float, log: StageLog) -> list[Any]:
-    """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv."""
+    """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv.
+
+    Ctrl-C / SIGTERM: the runs that completed are written, then Interrupted is raised."""
     from automl.analysis.validation import (
         config_id_for,
         equal_seeds,
@@ -186,27 +216,40 @@ def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: opt
                 overrides=[*_trial_file(study_paths, t.number)["base_overrides"], f"train.seed={seed}"],
                 run_dir=study_paths.validation_dir / f"{config_id_for(t.number)}_seed{seed}")
             for seed in seeds for t in top]  # seed-major: a cut leaves every config some seeds
+    earlier = [r for r in map(_earlier_result, jobs) if r is not None]
+    if earlier:
+        log.note(study_paths, f"validation: {len(earlier)} run(s) completed in an earlier session "
+                 "are kept")
+    pending = [j for j in jobs if j.name not in {r.job.name for r in earlier}]
     log.write(study_paths, validation={"configs": [config_id_for(t.number) for t in top],
                                        "seeds": seeds, "runs": len(jobs)})
     print(f"automl: validating {len(top)} configuration(s) x {len(seeds)} fresh seed(s) "
           f"in {len(slots)} slot(s)")
-    results, cut = run_jobs(jobs, worker=worker_command(args), slots=slots, deadline=deadline,
+    results, cut = run_jobs(pending, worker=worker_command(args), slots=slots, deadline=deadline,
                             forkserver=FORKSERVER.get("server"),
                             on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
                                                     f"score {r.score:.4g}"))
-    if cut:
+    results = earlier + results
+    done = [r for r in results if r.reason != reasons.BUDGET]
+    if cut == INTERRUPTED:
+        log.note(study_paths, f"validation interrupted after {len(done)} of {len(jobs)} runs")
+    elif cut:
         log.note(study_paths, f"validation cut by the budget after {len(results)} of {len(jobs)} runs")
-    # Runs cut by the deadline say nothing of their configuration: left out of the statistics.
-    by_name = {r.job.name: r for r in results if r.reason != reasons.BUDGET}
+    # Runs cut by the deadline (or the interrupt) say nothing of their configuration: left out.
+    by_name = {r.job.name: r for r in done}
     names = [(config_id_for(t.number), t.number, seed) for seed in seeds for t in top]
     rows = [(c, n, seed, by_name[f"{c}_seed{seed}"].score) for c, n, seed in names
             if f"{c}_seed{seed}" in by_name]
     rows, dropped = equal_seeds(rows)
     if dropped:
         log.note(study_paths, f"validation compares every configuration over its first "
-                 f"{dropped} seed(s): the deadline cut the others")
+                 f"{dropped} seed(s): the others did not finish")
     summary = summarize_validation(rows, search_scores={t.number: float(t.value) for t in top})
     write_validation_csv(study_paths, rows, summary)
+    if cut == INTERRUPTED:
+        log.phase = "interrupted"
+        log.write(study_paths)
+        raise Interrupted("validation", _validate_command(args, study_paths))
     return summary
 
 
@@ -233,9 +276,16 @@ def run_final(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.S
     job = Job(name="final", overrides=[*config["base_overrides"], f"train.frames={final_frames}"],
               run_dir=run_dir)
     print(f"automl: final run of trial {trial}'s configuration, {final_frames:,} frames")
-    results, _ = run_jobs([job], worker=worker_command(args), slots=_slots(args, study_paths, trial)[:1],
-                          deadline=deadline, forkserver=FORKSERVER.get("server"))
+    results, cut = run_jobs([job], worker=worker_command(args),
+                            slots=_slots(args, study_paths, trial)[:1], deadline=deadline,
+                            forkserver=FORKSERVER.get("server"))
     result = results[0]
+    if cut == INTERRUPTED:
+        log.note(study_paths, f"final run interrupted at {result.frames:,} of {final_frames:,} frames")
+        log.phase = "interrupted"
+        log.write(study_paths)
+        again = shlex.join(["uv", "run", "train_one.py", *job.overrides, f"run_dir={run_dir}"])
+        raise Interrupted("final run", again)
     log.note(study_paths, f"final run: {result.reason}, score {result.score:.4g}, "
              f"checkpoint {run_dir / 'model.pt'}")
     return result
@@ -337,7 +387,7 @@ def _run_mode(args: argparse.Namespace, argv: Sequence[str]) -> int:
         outcome = run_search(args, argv, plan, search_budget)
         sp = plan.study_paths
         study = load_study(sp, args.storage)
-        if outcome.stopped_by in ("failures", "infeasible", "interrupted"):
+        if outcome.stopped_by in ("failures", "interrupted"):
             if outcome.stopped_by == "interrupted":
                 print(f"automl: interrupted; continue with --resume --study-name {sp.name}",
                       file=sys.stderr)

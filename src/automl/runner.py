@@ -51,22 +51,33 @@ def _result(job: Job, proc: TrialProcess, code: int, stopped: bool) -> JobResult
                      wall_s=time.monotonic() - proc.started, message=message)
 
 
+BUDGET = "budget"
+INTERRUPTED = "interrupted"
+"""Why run_jobs stopped before every job ran: the deadline, or Ctrl-C / SIGTERM."""
+
+
 def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline: float,
              on_done: object = None, forkserver: ForkServer | None = None
-             ) -> tuple[list[JobResult], bool]:
-    """Run every job (or until the deadline / Ctrl-C); returns results and whether it was cut."""
+             ) -> tuple[list[JobResult], str | None]:
+    """Run every job (or until the deadline / Ctrl-C); returns the results and why it was cut
+    (BUDGET, INTERRUPTED; None when every job ran). The caller tells an interrupt from a budget
+    cut: the user's Ctrl-C stops the whole pipeline, a budget cut only this stage."""
     pending, free = list(jobs), list(slots)
     running: list[tuple[Job, TrialProcess]] = []
     results: list[JobResult] = []
-    cut = {"flag": False}
-    previous = {s: signal.signal(s, lambda *_: cut.__setitem__("flag", True))
+    cut: dict[str, str | None] = {"why": None}
+    previous = {s: signal.signal(s, lambda *_: cut.__setitem__("why", INTERRUPTED))
                 for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         while pending or running:
-            if cut["flag"] or time.monotonic() >= deadline:
-                cut["flag"] = True
-                for job, proc in running:
-                    results.append(_result(job, proc, proc.wait_gone(), stopped=True))
+            if cut["why"] is None and time.monotonic() >= deadline:
+                cut["why"] = BUDGET
+            if cut["why"] is not None:
+                for job, proc in running:  # one that ended before the cut is a result
+                    code = proc.poll()
+                    stopped = code is None
+                    results.append(_result(job, proc, proc.wait_gone() if stopped else code,
+                                           stopped=stopped))
                 running.clear()
                 break
             while pending and free:
@@ -89,4 +100,4 @@ def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return results, cut["flag"]
+    return results, cut["why"]

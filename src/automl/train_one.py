@@ -91,4 +91,5 @@ def run() -> None:
             compose(overrides)
         except ConfigError as err:
             _fail_bad_input(err)
+    sys.argv.extend(paths.extra_search_path())  # presets outside conf/ (paths.presets_root)
     main()

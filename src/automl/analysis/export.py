@@ -66,7 +66,7 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
     the study ran with (`{"env": "navigation"}`), written as the preset's default overrides.
     """
     name = preset_name(study_paths.name)
-    preset = (conf_dir or paths.conf_dir()) / EXPERIMENT_GROUP / f"{name}.yaml"
+    preset = (conf_dir or paths.presets_root()) / EXPERIMENT_GROUP / f"{name}.yaml"
     values = nest(config_values)
     provenance = {"study": study_paths.name, **{k: _plain(v) for k, v in source.items()}}
     usage = f"uv run train_one.py +{EXPERIMENT_GROUP}={name}"
