@@ -4,6 +4,7 @@ no console, and analyze.py reads the study from any machine."""
 
 from __future__ import annotations
 
+import optuna
 import pytest
 import yaml
 from pg_server import PASSWORD, free_port
@@ -171,3 +172,27 @@ def test_machines_opening_a_new_database_at_once_all_get_it(postgres, tmp_path):
         for thread in threads:
             thread.join()
     assert failures == []
+
+
+def test_a_joining_machine_trains_with_the_overrides_the_study_started_with(
+        postgres, tmp_path, monkeypatch, capfd):
+    # Machine a starts the study; machine b (its own, empty log folder) joins it: another frame
+    # count is refused, and without one it trains with the study's.
+    url = postgres.create_database("joined")
+    behaviour = write_behaviour(tmp_path, "flat", seconds_per_point=0.01)
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "a"))
+    first = search_argv(study="joined", space="lr_prior.yaml", behaviour=behaviour, hp_trials=1,
+                        flags=["--storage", url])
+    assert run_search(first) == 0
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "b"))
+    capfd.readouterr()
+    join = search_argv(study="joined", space=None, behaviour=behaviour, hp_trials=2,
+                       flags=["--storage", url, "--resume"])
+    other = [a for a in join if a != "train.frames=100000"] + ["train.frames=50000"]
+    assert run_search(other) == 2
+    err = capfd.readouterr().err
+    assert "train.frames" in err and "100000" in err and "50000" in err
+    plain = [a for a in join if a != "train.frames=100000"]
+    assert run_search(plain) == 0
+    trials = optuna.load_study(study_name="joined", storage=url).get_trials(deepcopy=False)
+    assert sorted(t.user_attrs.get(records.FRAMES) for t in trials) == [100_000, 100_000]

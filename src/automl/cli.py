@@ -151,10 +151,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
     """Compose, load the space, check a sample composes, settle the study's name and place."""
     check_storage(args.storage)
     named = StudyPaths.for_study(args.study_name) if args.study_name else None
-    if named is not None and args.resume and args.storage and not args.space:
-        _fetch_space(args.storage, named)
+    started_with = None
+    if named is not None and args.resume and args.storage:
+        started_with = _join_study(args.storage, named, fetch_space=not args.space)
     if args.resume and named is not None:
-        args.overrides = resumed_overrides(named, args.overrides)
+        args.overrides = resumed_overrides(named, args.overrides, stored=started_with)
     first = to_run_config(compose(args.overrides))
     space_file = _space_path(args, named)
     if not space_file.exists():
@@ -202,15 +203,17 @@ def make_sampler(method: str, space: SearchSpace, seed: int | None,
                                       constant_liar=True)
 
 
-def _fetch_space(url: str, sp: StudyPaths) -> None:
-    """Joining a study another machine started: its search space comes from the study."""
-    if sp.search_space.exists():
-        return
+def _join_study(url: str, sp: StudyPaths, *, fetch_space: bool) -> list[str] | None:
+    """Joining a study another machine may have started: its search space (unless --space) comes
+    from the study; returns the overrides the study started with (None where not recorded)."""
     try:
         study = optuna.load_study(study_name=sp.name, storage=open_storage(sp, url))
     except KeyError:
-        return  # open_study says that the study does not exist
-    fetch_space_file(study, sp)
+        return None  # open_study says that the study does not exist
+    if fetch_space:
+        fetch_space_file(study, sp)
+    stored = study.user_attrs.get(records.STUDY_OVERRIDES)
+    return [str(o) for o in stored] if isinstance(stored, list) else None
 
 
 def open_study(args: argparse.Namespace, plan: Plan, on_stale: Recovery | None = None) -> optuna.Study:
@@ -237,6 +240,7 @@ def open_study(args: argparse.Namespace, plan: Plan, on_stale: Recovery | None =
     if not exists:
         plan.space.dump(sp.search_space)
         study.set_user_attr(records.SEARCH_SPACE_TEXT, plan.space.text)
+        study.set_user_attr(records.STUDY_OVERRIDES, list(args.overrides))
         # Grid search visits every combination anyway: an enqueued prior would repeat one.
         if plan.space.prior_params() and args.search_method != "grid":
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})

@@ -47,6 +47,9 @@ Host, boot id, pid namespace, pid and start time name the orchestrator running a
 
 SEARCH_SPACE_TEXT = "search_space_yaml"
 """Study attribute: the search-space file's text, for machines that join the study (--resume)."""
+STUDY_OVERRIDES = "overrides"
+"""Study attribute: the Hydra overrides the study started with; --resume on any machine trains
+with them (automl.resume)."""
 
 TRIAL_FINAL_COLUMNS = ("trial", "frames", "score", "stop_reason", "wall_s")
 """Leading columns of trial_final.csv; the searched parameters and `error_tail` follow."""

@@ -37,10 +37,12 @@ def stored_overrides(study_paths: StudyPaths) -> list[str] | None:
     return [str(o) for o in overrides] if isinstance(overrides, list) else None
 
 
-def resumed_overrides(study_paths: StudyPaths, given: Sequence[str]) -> list[str]:
-    """The overrides a resumed study trains with: the stored ones, plus the given ones that change
-    nothing a trial trains; a conflicting one exits 2 naming both values."""
-    stored = stored_overrides(study_paths)
+def resumed_overrides(study_paths: StudyPaths, given: Sequence[str],
+                      stored: Sequence[str] | None = None) -> list[str]:
+    """The overrides a resumed study trains with: the stored ones (`stored`: from the study
+    itself, on a shared storage; else meta.yaml's), plus the given ones that change nothing a trial
+    trains; a conflicting one exits 2 naming both values."""
+    stored = list(stored) if stored is not None else stored_overrides(study_paths)
     if stored is None:
         return list(given)  # a study from before overrides were recorded: nothing to check against
     before = {override_key(o): o for o in stored}
