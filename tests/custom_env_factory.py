@@ -37,6 +37,7 @@ class PointToOrigin:
     """
 
     reward_terms = ("progress", "effort")
+    episode_metrics = (SUCCESS, FELL, LENGTH, RETURN, FINAL_DISTANCE)
 
     def __init__(
         self,
@@ -97,10 +98,11 @@ class PointToOrigin:
             RETURN: self._return.clone(),
             FINAL_DISTANCE: distance,
         }
+        final_observations = self._observe()
         # Finished points start over now: the trainer expects their first observation back.
         self._reset_where(done)
-        return StepResult(observations=self._observe(), terms=terms, terminated=terminated,
-                          truncated=truncated, episode=episode)
+        return StepResult(observations=self._observe(), final_observations=final_observations,
+                          terms=terms, terminated=terminated, truncated=truncated, episode=episode)
 
     def close(self) -> None:
         pass  # nothing to release: plain tensors

@@ -27,6 +27,9 @@ class StepResult:
 
     observations: torch.Tensor
     """(num_envs, obs_dim) float32."""
+    final_observations: torch.Tensor
+    """(num_envs, obs_dim): the observation each environment reached on this step, before any reset;
+    equal to `observations` where the episode did not end."""
     terms: dict[str, torch.Tensor]
     """Raw reward terms, each (num_envs,) float32; the run weights them with `reward.scales`."""
     terminated: torch.Tensor
@@ -49,6 +52,8 @@ class BatchedEnv(Protocol):
     device: torch.device
     reward_terms: tuple[str, ...]
     """Names of the raw reward terms `step` returns, in a fixed order."""
+    episode_metrics: tuple[str, ...]
+    """Names (SUCCESS, FELL, LENGTH, ... above) of the per-episode metrics `StepResult.episode` holds."""
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset every environment; returns (num_envs, obs_dim) observations."""

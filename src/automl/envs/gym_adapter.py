@@ -29,6 +29,7 @@ class GymVectorEnv:
     """`num_envs` copies of a gymnasium env, stepped in this process, reset in the same step."""
 
     reward_terms: tuple[str, ...] = (ENV_REWARD,)
+    episode_metrics: tuple[str, ...] = (RETURN, LENGTH, FELL)
 
     def __init__(
         self, *, gym_id: str, num_envs: int, device: torch.device, seed: int, **params: Any
@@ -81,7 +82,7 @@ class GymVectorEnv:
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Apply one batch of actions; finished sub-envs come back already reset."""
-        obs, reward, terminated, truncated, _ = self._vec.step(self._to_env_actions(actions))
+        obs, reward, terminated, truncated, info = self._vec.step(self._to_env_actions(actions))
         reward = np.asarray(reward, dtype=np.float64)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
@@ -98,8 +99,10 @@ class GymVectorEnv:
         self._return[done] = 0.0
         self._length[done] = 0
 
+        observations = self._to_tensor(obs)
         return StepResult(
-            observations=self._to_tensor(obs),
+            observations=observations,
+            final_observations=self._final_observations(observations, info),
             terms={ENV_REWARD: self._float_tensor(reward)},
             terminated=torch.as_tensor(terminated, device=self.device),
             truncated=torch.as_tensor(truncated, device=self.device),
@@ -108,6 +111,19 @@ class GymVectorEnv:
 
     def close(self) -> None:
         self._vec.close()
+
+    def _final_observations(self, observations: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+        """Under SAME_STEP autoreset, a finished sub-env's last observation is in info["final_obs"]."""
+        ended = info.get("_final_obs")
+        if ended is None or not np.any(ended):
+            return observations
+        final = observations.clone()
+        for i in np.flatnonzero(ended):
+            one = info["final_obs"][i]
+            if not isinstance(self._single_obs_space, Box):
+                one = gymnasium.spaces.flatten(self._single_obs_space, one)
+            final[i] = torch.as_tensor(np.asarray(one, dtype=np.float32).reshape(-1), device=self.device)
+        return final
 
     def _to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
         array = actions.detach().cpu().numpy()

@@ -103,6 +103,7 @@ class NavigationEnv:
     """Batched navigation task implementing `automl.envs.base.BatchedEnv`."""
 
     reward_terms = TERMS
+    episode_metrics = (SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN)
 
     def __init__(self, *, num_envs: int, device: torch.device | str = "cpu", seed: int = 0,
                  stage: int = 1, **overrides: Any) -> None:
@@ -264,10 +265,11 @@ class NavigationEnv:
             FINAL_DISTANCE: distance, RETURN: self.ret.clone(),
         }
         observations = self._features(local, distance, heading_err, speed, yaw_rate)
+        final_observations = observations.clone()
         done = fell | timeout
         if bool(done.any()):
             ids = done.nonzero().squeeze(1)
             self._reset_ids(ids)
             observations[ids] = self._observe(ids)
-        return StepResult(observations=observations, terms=terms, terminated=fell,
-                          truncated=timeout, episode=episode)
+        return StepResult(observations=observations, final_observations=final_observations,
+                          terms=terms, terminated=fell, truncated=timeout, episode=episode)
