@@ -18,14 +18,24 @@ import torch
 
 from automl import reasons, scoring, tags
 from automl.config import save_resolved
-from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, BatchedEnv
+from automl.envs.base import (
+    FELL,
+    FINAL_DISTANCE,
+    FORWARD_DISTANCE,
+    FORWARD_VELOCITY,
+    LENGTH,
+    RETURN,
+    SUCCESS,
+    BatchedEnv,
+)
 from automl.errors import ConfigError
 from automl.paths import RunPaths
 from automl.schema import RunConfig
 from automl.summary import RunSummary, git_sha, package_versions, write_summary
 
 EPISODE_METRICS = {SUCCESS: "success_rate", FELL: "termination_rate", LENGTH: "episode_length",
-                   FINAL_DISTANCE: "final_distance", RETURN: "return"}
+                   FINAL_DISTANCE: "final_distance", RETURN: "return",
+                   FORWARD_DISTANCE: "forward_distance", FORWARD_VELOCITY: "forward_velocity"}
 """Per-episode value reported by an env -> task metric name (mean over finished episodes)."""
 
 

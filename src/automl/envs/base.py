@@ -19,6 +19,10 @@ FINAL_DISTANCE = "final_distance"
 """Distance to the goal when the episode ended."""
 RETURN = "return"
 """Episodic return under the task's own reference reward (gymnasium's reward; the default weights)."""
+FORWARD_DISTANCE = "forward_distance"
+"""Distance the body travelled forward (+x) during the finished episode, in metres."""
+FORWARD_VELOCITY = "forward_velocity"
+"""Mean forward (+x) velocity of the body over the finished episode, in metres per second."""
 
 
 @dataclass
