@@ -23,6 +23,8 @@ from automl.envs.base import FELL, FORWARD_DISTANCE, FORWARD_VELOCITY, LENGTH, R
 from automl.envs.gym_adapter import GymVectorEnv
 from automl.envs.mujoco_tasks import TASK_TERMS, constructor_defaults, split_for
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
+from automl.schema import to_plain
+from automl.space import load_space
 from automl.tb_reader import read_scalars
 
 CPU = torch.device("cpu")
@@ -206,3 +208,22 @@ def test_a_tiny_hopper_training_run(tmp_path: Path) -> None:
     # The score is the return (conf/scoring/locomotion.yaml), averaged over its window.
     returns = [value for _, value in scalars[tags.RETURN]]
     assert summary["score"] == pytest.approx(np.mean(returns[-3:]), rel=1e-5)
+
+
+MUJOCO_TEMPLATES = ["hopper", "walker2d", "halfcheetah", "ant", "humanoid", "hopper_ppo_only"]
+
+
+@pytest.mark.parametrize("name", MUJOCO_TEMPLATES)
+def test_template_priors_are_the_task_defaults(name: str) -> None:
+    option = name.split("_")[0]
+    cfg = load_run_config([f"env={option}"])
+    space = load_space(paths.templates_dir() / f"{name}.yaml", reward_terms=list(cfg.reward.scales))
+    priors = space.from_optuna(space.prior_params())
+    plain = {"reward.scales": cfg.reward.scales, "ppo": to_plain(cfg.ppo), "network": to_plain(cfg.network)}
+    for p in space.params:
+        section, _, leaf = p.key.rpartition(".")
+        assert priors[p.name] == pytest.approx(plain[section][leaf]), p.name
+    searched = {p.name for p in space.params if p.section == "reward_weights"}
+    # The joint spaces search every term of their task; the PPO-only baseline none.
+    assert searched == (set() if name.endswith("ppo_only") else set(cfg.reward.scales))
+    assert space.fixed["env.num_envs"] == cfg.env.num_envs
