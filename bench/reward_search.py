@@ -1,7 +1,7 @@
 """MuJoCo: a joint search (PPO + reward weights) against a PPO-only search with gymnasium's default
 weights, same wall budget and slots; and training frames/s on each MuJoCo task.
 
-    uv run python bench/reward_search.py --budget-hours 0.5 --workers 2          # Hopper-v5
+    uv run python bench/reward_search.py --budget-hours 0.5 --workers 2          # Hopper-v5, both
     uv run python bench/reward_search.py --fps --frames 20000                    # every task
 
 Each search's best configuration is re-trained on 3 fresh seeds (`automl.py --mode validate`); the
@@ -71,10 +71,12 @@ def frames_per_second(task: str, frames: int, log_root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-hours", type=float, default=0.5, help="per search")
-    parser.add_argument("--validate-hours", type=float, default=0.25, help="per validation")
+    parser.add_argument("--validate-hours", type=float, default=0.3,
+                        help="per validation: room for 2 rounds of trials on 2 slots, or a seed is cut")
     parser.add_argument("--validate-seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="sampler seed of both searches")
+    parser.add_argument("--kinds", default="joint,ppo_only", help="which searches, comma-separated")
     parser.add_argument("--fps", action="store_true", help="measure frames/s per task instead")
     parser.add_argument("--frames", type=int, default=20000, help="frames per --fps run")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.frames=150000")
@@ -86,7 +88,7 @@ def main() -> None:
                 print(f"{task}: {frames_per_second(task, args.frames, Path(tmp)):,.0f} frames/s "
                       f"(8 envs, 1 thread, {args.frames} frames)", flush=True)
             return
-        for kind in SPACES:
+        for kind in args.kinds.split(","):
             result = search_and_validate(kind, args)
             print(f"{kind}: trials {result['trials']}; validated return {result.get('mean')} "
                   f"[{result.get('ci_low')}, {result.get('ci_high')}] over seeds {result.get('seeds')}: "
