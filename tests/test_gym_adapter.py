@@ -228,3 +228,22 @@ def test_unknown_id_and_unknown_param_are_config_errors() -> None:
     with pytest.raises(ConfigError) as info:
         make("CartPole-v1", no_such_param=1)
     assert "env.params" in str(info.value) and "no_such_param" in str(info.value)
+
+
+def test_final_observations_hold_the_terminal_state_where_an_episode_ended() -> None:
+    env = make("CartPole-v1", num_envs=4)
+    env.reset(seed=5)
+    gen = torch.Generator().manual_seed(5)
+    ended = 0
+    for _ in range(200):
+        result = env.step(random_actions(env, gen))
+        done = (result.terminated | result.truncated).numpy()
+        final = result.final_observations.numpy()
+        # Where nothing ended the two are the same; where the pole fell, the final observation is
+        # past CartPole's limits (cart beyond 2.4 or pole beyond 12 degrees), unlike any reset state.
+        np.testing.assert_array_equal(final[~done], result.observations.numpy()[~done])
+        for i in np.flatnonzero(done):
+            assert abs(final[i, 0]) > 2.4 or abs(final[i, 2]) > 0.2094, final[i]
+            ended += 1
+    env.close()
+    assert ended >= 10

@@ -548,15 +548,24 @@ def test_unreadable_file(tmp_path: Path, make_path: Any) -> None:
 TEMPLATES = sorted(p.name for p in paths.templates_dir().glob("*.yaml"))
 
 
+MUJOCO_TEMPLATES = {"hopper.yaml": "hopper", "hopper_ppo_only.yaml": "hopper",
+                    "walker2d.yaml": "walker2d", "halfcheetah.yaml": "halfcheetah", "ant.yaml": "ant",
+                    "humanoid.yaml": "humanoid"}
+"""MuJoCo task templates -> their conf/reward option (checked in tests/test_mujoco_tasks.py)."""
+
+
 def load_template(name: str) -> SearchSpace:
     terms = CARTPOLE_TERMS if name == "cartpole.yaml" else NAV_TERMS
+    if name in MUJOCO_TEMPLATES:
+        reward = paths.conf_dir() / "reward" / f"{MUJOCO_TEMPLATES[name]}.yaml"
+        terms = tuple(yaml.safe_load(reward.read_text())["scales"])
     return load_space(paths.templates_dir() / name, reward_terms=terms)
 
 
 def test_the_expected_templates_exist() -> None:
-    assert TEMPLATES == ["cartpole.yaml", "fine_tuning.yaml", "full_unified.yaml",
-                         "ppo_search_space.yaml", "quick_ppo_validation.yaml",
-                         "quick_reward_validation.yaml"]
+    assert TEMPLATES == sorted(["cartpole.yaml", "fine_tuning.yaml", "full_unified.yaml",
+                                "ppo_search_space.yaml", "quick_ppo_validation.yaml",
+                                "quick_reward_validation.yaml", *MUJOCO_TEMPLATES])
 
 
 def test_navigation_terms_match_conf() -> None:

@@ -18,11 +18,21 @@ import math
 
 import torch
 
-from automl.envs.base import FELL, FINAL_DISTANCE, LENGTH, RETURN, SUCCESS, WARMUP
+from automl.envs.base import (
+    FELL,
+    FINAL_DISTANCE,
+    FORWARD_DISTANCE,
+    FORWARD_VELOCITY,
+    LENGTH,
+    RETURN,
+    SUCCESS,
+    WARMUP,
+)
 
 EPISODE_METRICS: dict[str, str] = {
     SUCCESS: "success_rate", FELL: "termination_rate", LENGTH: "episode_length",
     FINAL_DISTANCE: "final_distance", RETURN: "return",
+    FORWARD_DISTANCE: "forward_distance", FORWARD_VELOCITY: "forward_velocity",
 }
 """Per-episode value reported by an env -> task metric name (mean over the counted episodes)."""
 SHAPED_RETURN = "episode_reward_mean"

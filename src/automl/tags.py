@@ -7,6 +7,8 @@ TERMINATION_RATE = "Task / termination_rate"
 EPISODE_LENGTH = "Task / episode_length"
 RETURN = "Task / return"
 FINAL_DISTANCE = "Task / final_distance"
+FORWARD_DISTANCE = "Task / forward_distance"
+FORWARD_VELOCITY = "Task / forward_velocity"
 SCORE = "Task / score"
 """The run's score (conf/scoring) at each evaluation point, over its most recent episodes."""
 EPISODES = "Task / episodes"
@@ -22,6 +24,8 @@ TASK_METRIC_TAGS: dict[str, str] = {
     "episode_length": EPISODE_LENGTH,
     "return": RETURN,
     "final_distance": FINAL_DISTANCE,
+    "forward_distance": FORWARD_DISTANCE,
+    "forward_velocity": FORWARD_VELOCITY,
 }
 """Task metric name (as used in conf/scoring and summary.json) -> TensorBoard tag."""
 

@@ -19,6 +19,10 @@ FINAL_DISTANCE = "final_distance"
 """Distance to the goal when the episode ended."""
 RETURN = "return"
 """Episodic return under the task's own reference reward (gymnasium's reward; the default weights)."""
+FORWARD_DISTANCE = "forward_distance"
+"""Distance the body travelled forward (+x) during the finished episode, in metres."""
+FORWARD_VELOCITY = "forward_velocity"
+"""Mean forward (+x) velocity of the body over the finished episode, in metres per second."""
 WARMUP = "warmup"
 """1.0 where the finished episode was cut short by the spread of episode starts at reset (an env
 that starts its first episode part-way through the time limit): eval mode, which needs whole
@@ -58,7 +62,8 @@ class BatchedEnv(Protocol):
     reward_terms: tuple[str, ...]
     """Names of the raw reward terms `step` returns, in a fixed order."""
     episode_metrics: tuple[str, ...]
-    """Names (SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN, WARMUP above) of the per-episode metrics
+    """Names (SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN, FORWARD_DISTANCE, FORWARD_VELOCITY,
+    WARMUP above) of the per-episode metrics
     `step` reports in `StepResult.episode`; the run's scoring may weight only these."""
 
     def reset(self, seed: int | None = None) -> torch.Tensor:

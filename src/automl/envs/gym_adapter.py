@@ -1,7 +1,9 @@
 """A gymnasium vector env behind the BatchedEnv interface: numpy in the env, torch tensors outside.
 
-The env's own reward is the one raw term (`env_reward`); the adapter keeps each sub-env's return and
-length itself so the run gets per-episode task metrics without gymnasium's RecordEpisodeStatistics.
+The env's own reward is the one raw term (`env_reward`), except for the MuJoCo tasks listed in
+mujoco_tasks.py, whose reward is split into raw terms (RETURN then sums them under gymnasium's
+default weights). The adapter keeps each sub-env's return and length itself so the run gets
+per-episode task metrics without gymnasium's RecordEpisodeStatistics.
 A finished sub-env's last observation comes from gymnasium's `info["final_obs"]` (same-step
 autoreset), so a time-limit end bootstraps from the episode's own final state.
 """
@@ -17,7 +19,8 @@ from gymnasium.spaces import Box, Discrete
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import iterate
 
-from automl.envs.base import FELL, LENGTH, RETURN, StepResult
+from automl.envs.base import FELL, FORWARD_DISTANCE, FORWARD_VELOCITY, LENGTH, RETURN, StepResult
+from automl.envs.mujoco_tasks import VELOCITY_KEY, split_for, step_values
 from automl.errors import ConfigError
 
 ENV_REWARD = "env_reward"
@@ -40,6 +43,12 @@ class GymVectorEnv:
         self.device = torch.device(device)
         self._seed = seed
         self._seeded = False
+        # MuJoCo locomotion tasks: reward split into raw terms (weights at 1 in the constructor).
+        self._split = split_for(gym_id, params)
+        if self._split is not None:
+            params = self._split.constructor_params
+            self.reward_terms = self._split.names
+            self.episode_metrics = (*GymVectorEnv.episode_metrics, FORWARD_DISTANCE, FORWARD_VELOCITY)
         self._vec = _make_vec(gym_id, num_envs, params)
         # SAME_STEP returns a finished sub-env's reset observation in the very step that ended it,
         # which is what StepResult promises. NEXT_STEP would spend one extra step per episode on a
@@ -70,6 +79,9 @@ class GymVectorEnv:
         # Accumulated in float64 so long episodes do not drift from the sum of the float32 terms.
         self._return = np.zeros(num_envs, dtype=np.float64)
         self._length = np.zeros(num_envs, dtype=np.int64)
+        self._forward = np.zeros(num_envs, dtype=np.float64)
+        """Per sub-env sum of forward velocities this episode (split tasks only)."""
+        self._dt = float(self._vec.get_attr("dt")[0]) if self._split is not None else 0.0
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset all sub-envs, seeded from `seed` (None: the constructor's seed, once)."""
@@ -80,12 +92,13 @@ class GymVectorEnv:
         obs, _ = self._vec.reset(seed=None if seed is None else sub_env_seeds(seed, self.num_envs))
         self._return[:] = 0.0
         self._length[:] = 0
+        self._forward[:] = 0.0
         return self._to_tensor(obs)
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Apply one batch of actions; finished sub-envs come back already reset."""
         obs, reward, terminated, truncated, info = self._vec.step(self._to_env_actions(actions))
-        reward = np.asarray(reward, dtype=np.float64)
+        terms, reward = self._terms_and_reference(reward, info)
         terminated = np.asarray(terminated, dtype=bool)
         truncated = np.asarray(truncated, dtype=bool)
         self._return += reward
@@ -98,14 +111,18 @@ class GymVectorEnv:
             # A time limit hit on the same step as a failure still counts as the failure.
             FELL: terminated.astype(np.float64),
         }
+        if self._split is not None:
+            episode[FORWARD_DISTANCE] = np.where(done, self._forward * self._dt, 0.0)
+            episode[FORWARD_VELOCITY] = np.where(done, self._forward / np.maximum(self._length, 1), 0.0)
         self._return[done] = 0.0
         self._length[done] = 0
+        self._forward[done] = 0.0
 
         observations = self._to_tensor(obs)
         return StepResult(
             observations=observations,
-            final_observations=self._final_observations(observations, info, done),
-            terms={ENV_REWARD: self._float_tensor(reward)},
+            final_observations=self._final_observations(observations, info),
+            terms={name: self._float_tensor(value) for name, value in terms.items()},
             terminated=torch.as_tensor(terminated, device=self.device),
             truncated=torch.as_tensor(truncated, device=self.device),
             episode={name: self._float_tensor(value) for name, value in episode.items()},
@@ -114,19 +131,28 @@ class GymVectorEnv:
     def close(self) -> None:
         self._vec.close()
 
-    def _final_observations(self, observations: torch.Tensor, info: dict[str, Any],
-                            done: np.ndarray) -> torch.Tensor:
-        """`observations` with finished sub-envs' rows replaced by their episode's last one."""
-        if not done.any():
+    def _terms_and_reference(self, reward: Any, info: dict[str, Any]
+                             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The raw terms, and the reward RETURN sums: the env's own, or the split terms under
+        gymnasium's default weights (the env itself runs with every weight at 1)."""
+        if self._split is None:
+            reward = np.asarray(reward, dtype=np.float64)
+            return {ENV_REWARD: reward}, reward
+        raw = self._split.raw_terms(info, self.num_envs)
+        self._forward += step_values(info, VELOCITY_KEY, self.num_envs)
+        return raw, self._split.reference_reward(raw)
+
+    def _final_observations(self, observations: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+        """Under SAME_STEP autoreset, a finished sub-env's last observation is in info["final_obs"]."""
+        ended = info.get("_final_obs")
+        if ended is None or not np.any(ended):
             return observations
         final = observations.clone()
-        finals, mask = info["final_obs"], info["_final_obs"]
-        for i in np.flatnonzero(mask):
-            one = finals[i]
+        for i in np.flatnonzero(ended):
+            one = info["final_obs"][i]
             if not isinstance(self._single_obs_space, Box):
                 one = gymnasium.spaces.flatten(self._single_obs_space, one)
-            final[i] = torch.as_tensor(np.asarray(one, dtype=np.float32).reshape(-1),
-                                       device=self.device)
+            final[i] = torch.as_tensor(np.asarray(one, dtype=np.float32).reshape(-1), device=self.device)
         return final
 
     def _to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
