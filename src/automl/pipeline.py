@@ -177,6 +177,27 @@ def _validate_command(args: argparse.Namespace, study_paths: StudyPaths) -> str:
     return shlex.join(words)
 
 
+def _fit_validation(args: argparse.Namespace, study_paths: StudyPaths,
+                    top: list[optuna.trial.FrozenTrial], slots: int, deadline: float,
+                    log: StageLog) -> tuple[list[optuna.trial.FrozenTrial], int] | None:
+    """The configurations and seed count that fit before the deadline, each run expected to take
+    what its search trial took (the notes say what was cut); None when nothing fits."""
+    estimates = [_run_seconds(study_paths, t) for t in top]
+    if any(e is None for e in estimates):  # a trial without a recorded rate: validate it all
+        return top, args.validate_seeds
+    left = deadline - time.monotonic()
+    fit = fit_validation([float(e) for e in estimates if e is not None],
+                         seeds=args.validate_seeds, slots=slots, time_left=left)
+    if fit is None:
+        log.note(study_paths, f"validation skipped: budget too small (the top configuration "
+                 f"trains in ~{estimates[0]:.0f} s, {max(left, 0):.0f} s left for validation); "
+                 "raise --budget-hours or the validate share")
+        return None
+    if fit.note:
+        log.note(study_paths, fit.note)
+    return top[:fit.configs], fit.seeds
+
+
 def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: optuna.Study,
                    deadline: float, log: StageLog) -> list[Any]:
     """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv.
@@ -195,22 +216,10 @@ def run_validation(args: argparse.Namespace, study_paths: StudyPaths, study: opt
         log.note(study_paths, "validation skipped: the search completed no trial")
         return []
     slots = _slots(args, study_paths, top[0].number)
-    estimates = [_run_seconds(study_paths, t) for t in top]
-    left = deadline - time.monotonic()
-    if all(e is not None for e in estimates):
-        fit = fit_validation([float(e) for e in estimates if e is not None],
-                             seeds=args.validate_seeds, slots=len(slots), time_left=left)
-        if fit is None:
-            log.note(study_paths, f"validation skipped: budget too small (the top configuration "
-                     f"trains in ~{estimates[0]:.0f} s, {max(left, 0):.0f} s left for validation); "
-                     "raise --budget-hours or the validate share")
-            return []
-        if fit.note:
-            log.note(study_paths, fit.note)
-        top = top[:fit.configs]
-        seed_count = fit.seeds
-    else:
-        seed_count = args.validate_seeds
+    fitted = _fit_validation(args, study_paths, top, len(slots), deadline, log)
+    if fitted is None:
+        return []
+    top, seed_count = fitted
     seeds = _fresh_seeds(study_paths, study, seed_count)
     jobs = [Job(name=f"{config_id_for(t.number)}_seed{seed}",
                 overrides=[*_trial_file(study_paths, t.number)["base_overrides"], f"train.seed={seed}"],
