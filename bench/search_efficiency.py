@@ -108,6 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["AUTOML_LOG_ROOT"] = tmp
+        os.environ["AUTOML_PRESETS_ROOT"] = tmp  # exported presets: not into conf/experiment/
         if args.no_prior:
             args.space = without_priors(Path(args.space), Path(tmp))
         ratios = []
