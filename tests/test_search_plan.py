@@ -239,6 +239,8 @@ def test_constraints_read_the_command_lines_overrides():
               fixed={"learning_epochs": 5})
     assert s.check({"learning_rate": 8e-4}) == []
     assert s.check({"learning_rate": 8e-4}, ["ppo.learning_epochs=10"]) != []
+    # Numbers as the command line writes them (PyYAML alone reads `1e-4` as a string).
+    assert s.check({"learning_rate": 8e-4}, ["ppo.learning_epochs=10", "ppo.learning_rate=1e-4"]) == []
 
 
 def test_a_constraint_that_cannot_fire_is_found():

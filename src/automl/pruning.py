@@ -175,8 +175,9 @@ def make_pruner(plan: PruningPlan) -> BasePruner:
     if plan.algorithm == "none":
         return optuna.pruners.NopPruner()
     if plan.algorithm == "median":
+        # Optuna's median rule decides from `n_warmup_steps` on: the first rung.
         return optuna.pruners.MedianPruner(n_startup_trials=plan.min_trials_at_rung,
-                                           n_warmup_steps=plan.first_rung - 1)
+                                           n_warmup_steps=plan.first_rung)
     if plan.algorithm == "hyperband":
         return PatientHyperband(min_trials=plan.min_trials_at_rung, min_resource=plan.first_rung,
                                 max_resource=plan.frames, reduction_factor=plan.reduction_factor)

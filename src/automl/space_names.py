@@ -43,8 +43,19 @@ def override_values(overrides: Iterable[str], keys: Mapping[str, str]) -> dict[s
         key, _, text = override.partition("=")
         name = by_key.get(key.lstrip("+~"))
         if name is not None:
-            found[name] = yaml.safe_load(text)
+            found[name] = _value(text)
     return found
+
+
+def _value(text: str) -> Any:
+    """An override's value as Hydra reads it: `1e-3` is a number (PyYAML alone keeps it a string)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def by_alias(values: Mapping[str, Any], aliases: Mapping[str, str]) -> dict[str, Any]:
