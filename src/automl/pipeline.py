@@ -21,7 +21,12 @@ import yaml
 from automl import reasons, records, reports
 from automl import scheduler as search_loop
 from automl.budget import fit_validation, seconds_for
-from automl.cli import (
+from automl.config import GROUPS, load_run_config
+from automl.console import LiveConsole, QuietConsole
+from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError, Interrupted
+from automl.launcher import Slot
+from automl.paths import RunPaths, StudyPaths
+from automl.plan import (
     Plan,
     make_plan,
     open_study,
@@ -31,11 +36,6 @@ from automl.cli import (
     start_forkserver,
     worker_command,
 )
-from automl.config import GROUPS, load_run_config
-from automl.console import LiveConsole, QuietConsole
-from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError, Interrupted
-from automl.launcher import Slot
-from automl.paths import RunPaths, StudyPaths
 from automl.recovery import Recovery
 from automl.runner import INTERRUPTED, Job, JobResult, run_jobs
 from automl.scheduler import Outcome, Scheduler, SearchSettings
