@@ -87,10 +87,6 @@ class RecentEpisodes:
         self.slot = (self.slot + counted.long()) % self.per_env
         self.shaped = torch.where(done, 0.0, self.shaped)
 
-    def count(self) -> int:
-        """Episodes held now (one host sync)."""
-        return int(self.filled.sum().item())
-
     def complete(self) -> bool:
         """Every environment holds `per_env` episodes."""
         return bool(self.filled.all().item())
