@@ -51,7 +51,9 @@ def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str
         common += ["--workers", str(args.workers)]
     if args.synthetic:
         common += ["--worker", synthetic_worker(tmp)]
-    overrides = ["env=navigation", *args.overrides]
+    # navigation unless the command names another env (Hydra refuses two values for one group)
+    has_env = any(o.split("=", 1)[0] in ("env", "+env") for o in args.overrides)
+    overrides = [*([] if has_env else ["env=navigation"]), *args.overrides]
     if main(["--mode", "search", *METHODS[method], *common, *overrides]) != 0:
         raise SystemExit(f"{name}: search failed")
     study = load_study(StudyPaths.for_study(name))
