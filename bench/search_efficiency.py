@@ -69,7 +69,10 @@ def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str
     (paths.conf_dir() / "experiment" / f"{preset_name(name)}.yaml").unlink(missing_ok=True)
     rows = (StudyPaths.for_study(name).validation_csv).read_text().splitlines()[1:]
     validated = float(rows[0].split(",")[3]) if rows else float("nan")
-    return {"curve": curve, "validated": validated}  # type: ignore[dict-item]
+    states: dict[str, int] = {}
+    for t in study.trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    return {"curve": curve, "validated": validated, "trials": states}  # type: ignore[dict-item]
 
 
 def without_priors(space: Path, tmp: Path) -> str:
@@ -122,7 +125,9 @@ def main() -> None:
             ratios.append(t_ours / t_rand if t_rand > 0 else float("inf"))
             print(f"seed {seed}: random's best {target:.4g}; reached by default in {t_ours:.0f} s, "
                   f"by random in {t_rand:.0f} s (ratio {ratios[-1]:.2f}); validated best: default "
-                  f"{res['default']['validated']:.4g}, random {res['random']['validated']:.4g}")
+                  f"{res['default']['validated']:.4g}, random {res['random']['validated']:.4g}; "
+                  f"trials: default {res['default']['trials']}, random {res['random']['trials']}",
+                  flush=True)
     print(f"median time ratio default/random: {statistics.median(ratios):.2f} (target <= 0.40)")
 
 
