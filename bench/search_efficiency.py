@@ -45,7 +45,7 @@ def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str
     from automl.study import load_study
 
     name = f"eff_{method}_{seed}"
-    common = ["--quiet", "--budget-hours", str(args.budget_hours), "--hp-trials", "10000",
+    common = ["--quiet", "--budget-hours", str(args.budget_hours), "--hp-trials", str(args.hp_trials),
               "--seed", str(seed), "--study-name", name, "--space", args.space]
     if args.workers:
         common += ["--workers", str(args.workers)]
@@ -103,6 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-hours", type=float, default=1.0)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--hp-trials", type=int, default=10000,
+                        help="both searches' --hp-trials: the default sizes its pruning plan to it "
+                        "(10000: the budget alone ends both searches)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--space", default=str(ROOT / "templates" / "ppo_search_space.yaml"))
     parser.add_argument("--synthetic", action="store_true")
