@@ -1,5 +1,5 @@
-"""`automl.py`: flags and Hydra overrides in, checked once, then handed to the pipeline (search /
-validate / report). The study's plan is made in automl.plan.
+"""`automl.py`: flags and Hydra overrides in, checked and converted once into a typed
+`automl.requests.Request`, then handed to the pipeline (search / validate / report).
 
 The main process never imports torch or skrl: trials do.
 """
@@ -12,8 +12,16 @@ import sys
 
 import optuna
 
-from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted
-from automl.plan import DEFAULT_SPACE, bad_flag, stage_shares
+from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted, bad_flag
+from automl.plan import DEFAULT_SPACE
+from automl.requests import (
+    Budget,
+    Request,
+    Resources,
+    SearchOptions,
+    StudyRequest,
+    ValidationOptions,
+)
 from automl.storage import HEARTBEAT_S
 from automl.study import PRUNERS, SEARCH_METHODS
 
@@ -21,6 +29,7 @@ MODES = ("stage", "search", "validate", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """automl.py's flags (README lists them)."""
     p = argparse.ArgumentParser(
         prog="automl.py",
         description="Search PPO hyperparameters, network size and reward weights jointly.",
@@ -94,7 +103,37 @@ def check_flags(args: argparse.Namespace) -> None:
             raise bad_flag("overrides", item, "a Hydra override has the form key=value",
                             "e.g. env=cartpole or train.frames=200000")
 
+def stage_shares(text: str) -> tuple[float, float, float]:
+    """--stage-shares "0.7,0.2,0.1" as three shares summing to 1 (exit 2 otherwise)."""
+    try:
+        shares = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        shares = ()
+    if len(shares) != 3 or any(s < 0 for s in shares) or not 0.99 <= sum(shares) <= 1.01:
+        raise bad_flag("--stage-shares", text, "it must be three non-negative shares summing to 1",
+                        "use --stage-shares 0.7,0.2,0.1")
+    return shares[0], shares[1], shares[2]
+
+
+def to_request(args: argparse.Namespace, argv: list[str]) -> Request:
+    """The checked flags as the typed request the pipeline runs (check_flags first)."""
+    return Request(
+        mode=args.mode,
+        study=StudyRequest(name=args.study_name, storage=args.storage, resume=args.resume,
+                           space=args.space, overrides=tuple(args.overrides), seed=args.seed),
+        resources=Resources(workers=args.workers, threads_per_trial=args.threads_per_trial,
+                            gpu_fraction=args.gpu_fraction, heartbeat_interval=args.heartbeat_interval,
+                            worker=args.worker, fork_server=not (args.worker or args.no_fork_server)),
+        budget=Budget(hours=args.budget_hours, shares=stage_shares(args.stage_shares),
+                      trial_timeout=args.trial_timeout, max_failure_rate=args.max_failure_rate),
+        search=SearchOptions(method=args.search_method, pruner=args.pruner, hp_trials=args.hp_trials,
+                             grace_frames=args.grace_frames, target_score=args.target_score),
+        validation=ValidationOptions(top=args.validate_top, seeds=args.validate_seeds),
+        final_frames_multiplier=args.final_frames_multiplier, quiet=args.quiet, argv=tuple(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
+    """automl.py: parse, check, run the mode; returns the exit code (2: bad input)."""
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # SIGTERM as Ctrl-C: between stages either one stops the pipeline the same way (each stage's
@@ -102,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         check_flags(args)
+        request = to_request(args, sys.argv[1:] if argv is None else argv)
         from automl.pipeline import run_mode
 
-        return run_mode(args, sys.argv[1:] if argv is None else argv)
+        return run_mode(request)
     except ConfigError as err:
         print(f"automl: error: {err.message}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -29,6 +29,11 @@ class ConfigError(Exception):
         return text
 
 
+def bad_flag(flag: str, value: object, rule: str, fix: str) -> ConfigError:
+    """One command-line mistake: exit 2 with this message."""
+    return ConfigError(file="command line", key=flag, value=value, rule=rule, fix=fix)
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM stopped a stage: what finished is recorded; `resume` says how to go on."""
 

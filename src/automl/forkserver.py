@@ -135,6 +135,7 @@ class ForkServer:
             self.ready = any(m.get("ready") for m in self.reader.read(timeout=0.2))
 
     def spawn(self, *, argv: list[str], env: dict[str, str], cwd: str, stderr: str) -> int:
+        """Fork one trial running train_one with this argv and env; returns its pid."""
         assert self.process.stdin is not None
         self.wait_ready()
         request = {"argv": argv, "env": env, "cwd": cwd, "stderr": stderr}
@@ -153,6 +154,7 @@ class ForkServer:
                 return pid
 
     def alive(self) -> bool:
+        """Whether the server still runs and talks."""
         return self.process.poll() is None and not self.reader.closed
 
     def pump(self, timeout: float = 0.0) -> None:
@@ -168,7 +170,14 @@ class ForkServer:
             if ended or self.reader.closed or time.monotonic() >= end:
                 return
 
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Let the server exit (its stdin closes), killing it after CLOSE_GRACE_S."""
         if self.process.poll() is None:
             assert self.process.stdin is not None
             self.process.stdin.close()

@@ -1,51 +1,41 @@
 """A study's checked inputs and its opening: the composed base config, the search space, the
 pruning plan, the study itself (created or resumed), the slots and the trial command, all decided
-before the first trial starts. cli.py parses and checks the flags; the pipeline uses this module.
+before the first trial starts. cli.py parses and checks the flags into a Request; the pipeline
+uses this module.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 
 from automl import paths, records
 from automl.config import compose, load_run_config, to_run_config
-from automl.errors import ConfigError
+from automl.errors import ConfigError, bad_flag
 from automl.launcher import Slot, default_worker, plan_slots, visible_gpus
 from automl.paths import StudyPaths
 from automl.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
 from automl.recovery import Recovery, enqueue_retry
+from automl.requests import Request, Resources, SearchOptions, StudyRequest
 from automl.resume import check_resumed_space, resumed_overrides
 from automl.schema import RunConfig
 from automl.space import SearchSpace, load_space
 from automl.storage import check_storage, open_storage
 from automl.study import fetch_space_file, study_exists
 
+if TYPE_CHECKING:
+    from automl.forkserver import ForkServer
+
 DEFAULT_SPACE = "templates/ppo_search_space.yaml"
-
-
-def bad_flag(flag: str, value: Any, rule: str, fix: str) -> ConfigError:
-    """One command-line mistake: exit 2 with this message."""
-    return ConfigError(file="command line", key=flag, value=value, rule=rule, fix=fix)
-
-
-def stage_shares(text: str) -> tuple[float, float, float]:
-    try:
-        shares = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        shares = ()
-    if len(shares) != 3 or any(s < 0 for s in shares) or not 0.99 <= sum(shares) <= 1.01:
-        raise bad_flag("--stage-shares", text, "it must be three non-negative shares summing to 1",
-                        "use --stage-shares 0.7,0.2,0.1")
-    return shares  # type: ignore[return-value]
 
 
 @dataclass
@@ -57,61 +47,64 @@ class Plan:
     space: SearchSpace
     study_paths: StudyPaths
     storage_url: str | None
+    overrides: tuple[str, ...]
+    """The Hydra overrides every trial gets: the command line's, or on --resume the study's own."""
     frames: int
     grace_frames: int
     pruning: PruningPlan
     """Rungs, brackets and sampler start-up, sized to the study (printed, stored in meta.yaml)."""
 
 
-def _space_path(args: argparse.Namespace, study_paths: StudyPaths | None) -> Path:
-    if args.space:
-        return Path(args.space)
-    if args.resume and study_paths is not None and study_paths.search_space.exists():
+def _space_path(request: StudyRequest, study_paths: StudyPaths | None) -> Path:
+    if request.space:
+        return Path(request.space)
+    if request.resume and study_paths is not None and study_paths.search_space.exists():
         return study_paths.search_space
     return paths.repo_root() / DEFAULT_SPACE
 
 
-def make_plan(args: argparse.Namespace) -> Plan:
+def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
     """Compose, load the space, check a sample composes, settle the study's name and place."""
-    check_storage(args.storage)
-    named = StudyPaths.for_study(args.study_name) if args.study_name else None
+    check_storage(request.storage)
+    named = StudyPaths.for_study(request.name) if request.name else None
     started_with = None
-    if named is not None and args.resume and args.storage:
-        started_with = _join_study(args.storage, named, fetch_space=not args.space)
-    if args.resume and named is not None:
-        args.overrides = resumed_overrides(named, args.overrides, stored=started_with)
-    first = to_run_config(compose(args.overrides))
-    space_file = _space_path(args, named)
+    if named is not None and request.resume and request.storage:
+        started_with = _join_study(request.storage, named, fetch_space=not request.space)
+    overrides = list(request.overrides)
+    if request.resume and named is not None:
+        overrides = resumed_overrides(named, overrides, stored=started_with)
+    first = to_run_config(compose(overrides))
+    space_file = _space_path(request, named)
     if not space_file.exists():
         raise ConfigError(file=str(space_file), key="--space", value=str(space_file),
                           rule="the file does not exist",
                           fix=f"give an existing file, e.g. --space {DEFAULT_SPACE}")
     space = load_space(space_file, reward_terms=list(first.reward.scales))
-    if args.resume and named is not None:
+    if request.resume and named is not None:
         check_resumed_space(named, space_file, space.text)
-    for text in space.inert_constraints(args.overrides):
+    for text in space.inert_constraints(overrides):
         print(f"automl: warning: {space_file}: the constraint {text!r} can never fire with these "
               "ranges, fixed values and overrides (it skips nothing); check it", file=sys.stderr)
-    if args.search_method == "grid":
+    if search.method == "grid":
         space.grid()
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     sample = space.suggest(probe)
-    base = load_run_config([*space.fixed_overrides(), *args.overrides])
-    load_run_config([*space.fixed_overrides(), *space.overrides(sample), *args.overrides])
-    name = args.study_name or f"{space.space_id}_{time.strftime('%Y%m%d-%H%M%S')}"
+    base = load_run_config([*space.fixed_overrides(), *overrides])
+    load_run_config([*space.fixed_overrides(), *space.overrides(sample), *overrides])
+    name = request.name or f"{space.space_id}_{time.strftime('%Y%m%d-%H%M%S')}"
     study_paths = StudyPaths.for_study(name)
     if base.env.device == "cuda" and not visible_gpus():
         raise ConfigError(file="command line", key="env.device", value="cuda",
                           rule="no NVIDIA GPU is visible", fix="use env.device=auto or cpu")
-    grace = args.grace_frames or max(base.train.eval_frequency, base.train.frames // 10)
+    grace = search.grace_frames or max(base.train.eval_frequency, base.train.frames // 10)
     if grace >= base.train.frames:
         raise bad_flag("--grace-frames", grace, f"it must be below train.frames "
                         f"({base.train.frames})", "lower --grace-frames or raise train.frames")
-    pruning = plan_pruning(args.pruner, trials=args.hp_trials, frames=base.train.frames,
+    pruning = plan_pruning(search.pruner, trials=search.hp_trials, frames=base.train.frames,
                            eval_frequency=base.train.eval_frequency, grace=grace,
                            episode_frames=episode_frames(base.env, gpus=len(visible_gpus())))
-    return Plan(base=base, space=space, study_paths=study_paths, storage_url=args.storage,
-                frames=base.train.frames, grace_frames=grace, pruning=pruning)
+    return Plan(base=base, space=space, study_paths=study_paths, storage_url=request.storage,
+                overrides=tuple(overrides), frames=base.train.frames, grace_frames=grace, pruning=pruning)
 
 
 def make_sampler(method: str, space: SearchSpace, seed: int | None,
@@ -140,33 +133,33 @@ def _join_study(url: str, sp: StudyPaths, *, fetch_space: bool) -> list[str] | N
     return [str(o) for o in stored] if isinstance(stored, list) else None
 
 
-def open_study(args: argparse.Namespace, plan: Plan, on_stale: Recovery | None = None) -> optuna.Study:
+def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -> optuna.Study:
     """Create the study (refusing an existing one without --resume), or load it to resume.
 
     On a database storage the trials keep heartbeats; `on_stale` recovers those gone stale."""
-    sp = plan.study_paths
+    sp, resume, method = plan.study_paths, request.study.resume, request.search.method
     folder_had_study = sp.journal.exists() or sp.meta.exists()
-    if args.resume and not folder_had_study and not plan.storage_url:
+    if resume and not folder_had_study and not plan.storage_url:
         raise _no_study_to_resume(sp)  # before open_storage creates the folder
-    storage = open_storage(sp, plan.storage_url, heartbeat_s=args.heartbeat_interval,
+    storage = open_storage(sp, plan.storage_url, heartbeat_s=request.resources.heartbeat_interval,
                            on_stale=on_stale)
     exists = folder_had_study or study_exists(storage, sp.name)
-    if exists and not args.resume:
+    if exists and not resume:
         raise ConfigError(file=str(sp.root), key="--study-name", value=sp.name,
                           rule="a study of this name exists already",
                           fix="add --resume to continue it, or choose another --study-name")
-    if args.resume and not exists:
+    if resume and not exists:
         raise _no_study_to_resume(sp)
     study = optuna.create_study(
-        study_name=sp.name, storage=storage, direction="maximize", load_if_exists=args.resume,
-        sampler=make_sampler(args.search_method, plan.space, args.seed, plan.pruning.startup_trials),
+        study_name=sp.name, storage=storage, direction="maximize", load_if_exists=resume,
+        sampler=make_sampler(method, plan.space, request.study.seed, plan.pruning.startup_trials),
         pruner=make_pruner(plan.pruning))
     if not exists:
         plan.space.dump(sp.search_space)
         study.set_user_attr(records.SEARCH_SPACE_TEXT, plan.space.text)
-        study.set_user_attr(records.STUDY_OVERRIDES, list(args.overrides))
+        study.set_user_attr(records.STUDY_OVERRIDES, list(plan.overrides))
         # Grid search visits every combination anyway: an enqueued prior would repeat one.
-        if plan.space.prior_params() and args.search_method != "grid":
+        if plan.space.prior_params() and method != "grid":
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
     return study
 
@@ -190,26 +183,31 @@ def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
     return sorted(set(again))
 
 
-def start_forkserver(args: argparse.Namespace) -> Any:
-    """A warm fork server for the real worker (not for a --worker stand-in), unless disabled."""
-    if args.worker or args.no_fork_server:
-        return None
+@contextlib.contextmanager
+def trial_forkserver(resources: Resources) -> Iterator[ForkServer | None]:
+    """A warm fork server for the real worker (None for a stand-in worker or --no-fork-server),
+    shared by the search, validation and the final run, and closed when the block ends."""
+    if not resources.fork_server:
+        yield None
+        return
     from automl.forkserver import ForkServer
     from automl.launcher import Slot, trial_env
 
     print("automl: starting the trial fork server (imports torch once for all trials)")
-    return ForkServer(env=trial_env(Slot(index=0, threads=1)))
+    with ForkServer(env=trial_env(Slot(index=0, threads=1))) as server:
+        yield server
 
 
-def worker_command(args: argparse.Namespace) -> list[str]:
-    return shlex.split(args.worker) if args.worker else default_worker()
+def worker_command(resources: Resources) -> list[str]:
+    """The trial command: the stand-in worker's, or train_one.py's."""
+    return shlex.split(resources.worker) if resources.worker else default_worker()
 
 
-def slots_for(args: argparse.Namespace, device: str) -> list[Slot]:
+def slots_for(resources: Resources, device: str) -> list[Slot]:
     """The slots for trials of `env.device` (GPU shares when it is not cpu and a GPU is visible)."""
     gpus = visible_gpus()
-    return plan_slots(workers=args.workers, use_gpu=device != "cpu" and bool(gpus), gpus=gpus,
-                      gpu_fraction=args.gpu_fraction, threads_per_trial=args.threads_per_trial,
-                      cpus=os.cpu_count() or 1)
+    return plan_slots(workers=resources.workers, use_gpu=device != "cpu" and bool(gpus), gpus=gpus,
+                      gpu_fraction=resources.gpu_fraction,
+                      threads_per_trial=resources.threads_per_trial, cpus=os.cpu_count() or 1)
 
 

@@ -1,0 +1,108 @@
+"""What one `automl.py` command asks for: the flags, checked and converted once by cli.py into a
+frozen, typed request. Nothing below the command line sees argparse; each stage takes the parts it
+needs (the study, the resources, the budget, the search, validation and final-run options).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    """Which study, where it is stored and what its trials start from."""
+
+    name: str | None
+    """--study-name; None: `<search_space_id>_<time>` for a new study."""
+    storage: str | None
+    """--storage: an Optuna storage URL; None: the journal file in the study folder."""
+    resume: bool
+    """--resume: continue (or join) an existing study instead of creating one."""
+    space: str | None
+    """--space: the search-space file; None: the study's own copy on resume, else the default."""
+    overrides: tuple[str, ...]
+    """Hydra overrides (key=value) given to every trial, as typed on the command line."""
+    seed: int | None
+    """--seed: the sampler's seed."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Where and how trials run."""
+
+    workers: int | None
+    """--workers: trials at once; None: as many as the machine holds."""
+    threads_per_trial: int
+    """--threads-per-trial: torch CPU threads of one trial on CPU."""
+    gpu_fraction: float
+    """--gpu-fraction: the share of one GPU a trial gets."""
+    heartbeat_interval: int
+    """--heartbeat-interval: seconds between heartbeats of running trials on a database storage."""
+    worker: str | None
+    """The trial command (tests' stand-in worker); None: train_one.py."""
+    fork_server: bool
+    """Fork trials from a warm server (not with a stand-in worker or --no-fork-server)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The wall clock and the limits that stop trials or the search."""
+
+    hours: float
+    """--budget-hours: the whole run (stage mode splits it by `shares`)."""
+    shares: tuple[float, float, float]
+    """--stage-shares: the budget's shares of search, validation and the final run."""
+    trial_timeout: float
+    """--trial-timeout: seconds a trial may stay silent before it is killed."""
+    max_failure_rate: float
+    """--max-failure-rate: the search stops when a larger share of its trials fail."""
+
+    @property
+    def seconds(self) -> float:
+        """The whole budget in seconds."""
+        return self.hours * 3600.0
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How the search samples and prunes."""
+
+    method: str
+    """--search-method: bayesian (multivariate TPE), random, grid or cmaes."""
+    pruner: str
+    """--pruner: hyperband, median, successive_halving or none."""
+    hp_trials: int
+    """--hp-trials: search trials to train (also sizes the pruning plan)."""
+    grace_frames: int | None
+    """--grace-frames: frames before a trial may be pruned; None: 10% of train.frames."""
+    target_score: float | None
+    """--target-score: log threshold_hits.csv when a trial reaches it."""
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """Validation: the top configurations re-trained on fresh seeds."""
+
+    top: int
+    """--validate-top: configurations re-run."""
+    seeds: int
+    """--validate-seeds: fresh seeds per configuration."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One checked `automl.py` command."""
+
+    mode: str
+    """stage, search, validate or report."""
+    study: StudyRequest
+    resources: Resources
+    budget: Budget
+    search: SearchOptions
+    validation: ValidationOptions
+    final_frames_multiplier: float
+    """--final-frames-multiplier: the final run trains train.frames x this."""
+    quiet: bool
+    """--quiet: one line per finished trial instead of the live table."""
+    argv: tuple[str, ...]
+    """The command line as given (written to meta.yaml)."""

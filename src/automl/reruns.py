@@ -1,0 +1,251 @@
+"""After the search: validation (the top configurations re-trained on fresh seeds, no pruning)
+and the final run of the chosen configuration, each fitted to what is left of the budget, and the
+StageLog that records what each stage did (including budgets too small for it).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import yaml
+
+from automl import reasons, records, reports
+from automl.budget import fit_validation, seconds_for
+from automl.config import load_run_config
+from automl.errors import Interrupted
+from automl.forkserver import ForkServer
+from automl.launcher import Slot
+from automl.paths import RunPaths, StudyPaths
+from automl.plan import slots_for, worker_command
+from automl.requests import Request, Resources
+from automl.runner import INTERRUPTED, Job, JobResult, run_jobs
+from automl.summary import read_summary
+
+VALIDATION_SEED_BASE = 1000
+"""Validation seeds start here, skipping any seed a search trial used."""
+
+
+@dataclass
+class StageLog:
+    """What each stage did, including budgets too small for it: shown in the summary and the state."""
+
+    notes: list[str] = field(default_factory=list)
+    phase: str = ""
+
+    def note(self, paths: StudyPaths, text: str) -> None:
+        """Print a stage note, keep it for the summary and write it to the state file."""
+        print(f"automl: {text}")
+        self.notes.append(text)
+        self.write(paths)
+
+    def write(self, paths: StudyPaths, **extra: Any) -> None:
+        """Write the phase, the notes and `extra` into automl_state.yaml (other keys kept)."""
+        state: dict[str, Any] = {}
+        if paths.state.exists():
+            state = yaml.safe_load(paths.state.read_text()) or {}
+        state.update({"phase": self.phase, "stage_notes": self.notes, **extra,
+                      "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        reports.write_state(paths, state)
+
+
+# -------------------------------------------------------------------------------------- validation
+def trial_file(study_paths: StudyPaths, number: int) -> dict[str, Any]:
+    """The config file a search trial was launched with (its overrides, user overrides, values)."""
+    return json.loads(study_paths.trial_config(number).read_text())
+
+
+def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's completed search trials, best first."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.user_attrs.get(records.PHASE, "search") == "search" and t.value is not None]
+    return sorted(done, key=lambda t: t.value, reverse=True)  # type: ignore[arg-type, return-value]
+
+
+def _run_seconds(study_paths: StudyPaths, trial: optuna.trial.FrozenTrial, *,
+                 multiplier: float = 1.0) -> float | None:
+    """Expected time of one more run of this trial's configuration (train.frames x `multiplier`),
+    at the rate its own search run trained."""
+    frames = load_run_config(trial_file(study_paths, trial.number)["base_overrides"]).train.frames
+    trained, wall = trial.user_attrs.get(records.FRAMES), trial.user_attrs.get(records.WALL_S)
+    if not isinstance(trained, int) or not isinstance(wall, (int, float)):
+        return None
+    return seconds_for(int(frames * multiplier), trained_frames=trained, wall_s=float(wall))
+
+
+def _fresh_seeds(study_paths: StudyPaths, study: optuna.Study, count: int) -> list[int]:
+    used = set()
+    for t in study.get_trials(deepcopy=False):
+        try:
+            base = trial_file(study_paths, t.number).get("base_overrides", [])
+        except (OSError, ValueError):
+            continue
+        used |= {int(o.split("=", 1)[1]) for o in base if o.startswith("train.seed=")}
+    seeds: list[int] = []
+    seed = VALIDATION_SEED_BASE
+    while len(seeds) < count:
+        if seed not in used:
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+def _slots(resources: Resources, study_paths: StudyPaths, trial: int) -> list[Slot]:
+    """Slots for re-running a search trial's configuration (its own env.device)."""
+    base = load_run_config(trial_file(study_paths, trial)["base_overrides"])
+    return slots_for(resources, base.env.device)
+
+
+def _earlier_result(job: Job) -> JobResult | None:
+    """A validation run that completed in an earlier, interrupted session: kept, not run again."""
+    summary = read_summary(RunPaths(job.run_dir).summary) or {}
+    score = summary.get("score")
+    if summary.get("status") != reasons.STATUS_COMPLETED or not isinstance(score, (int, float)):
+        return None
+    return JobResult(job=job, reason=reasons.COMPLETED, score=float(score),
+                     frames=int(summary.get("frames") or 0), wall_s=float(summary.get("wall_s") or 0))
+
+
+def _validate_command(request: Request, study_paths: StudyPaths) -> str:
+    """The command that continues an interrupted validation (runs that completed are kept)."""
+    options = request.validation
+    words = ["uv", "run", "automl.py", "--mode", "validate", "--study-name", study_paths.name,
+             "--validate-top", str(options.top), "--validate-seeds", str(options.seeds)]
+    if request.study.storage:
+        words += ["--storage", request.study.storage]
+    return shlex.join(words)
+
+
+def _fit_validation(seed_count: int, study_paths: StudyPaths,
+                    top: list[optuna.trial.FrozenTrial], slots: int, deadline: float,
+                    log: StageLog) -> tuple[list[optuna.trial.FrozenTrial], int] | None:
+    """The configurations and seed count that fit before the deadline, each run expected to take
+    what its search trial took (the notes say what was cut); None when nothing fits."""
+    estimates = [_run_seconds(study_paths, t) for t in top]
+    if any(e is None for e in estimates):  # a trial without a recorded rate: validate it all
+        return top, seed_count
+    left = deadline - time.monotonic()
+    fit = fit_validation([float(e) for e in estimates if e is not None],
+                         seeds=seed_count, slots=slots, time_left=left)
+    if fit is None:
+        log.note(study_paths, f"validation skipped: budget too small (the top configuration "
+                 f"trains in ~{estimates[0]:.0f} s, {max(left, 0):.0f} s left for validation); "
+                 "raise --budget-hours or the validate share")
+        return None
+    if fit.note:
+        log.note(study_paths, fit.note)
+    return top[:fit.configs], fit.seeds
+
+
+def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Study,
+                   deadline: float, log: StageLog, forkserver: ForkServer | None) -> list[Any]:
+    """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv.
+
+    Ctrl-C / SIGTERM: the runs that completed are written, then Interrupted is raised."""
+    from automl.analysis.validation import config_id_for
+
+    log.phase = "validation"
+    top = completed(study)[: request.validation.top]
+    if not top:
+        log.note(study_paths, "validation skipped: the search completed no trial")
+        return []
+    slots = _slots(request.resources, study_paths, top[0].number)
+    fitted = _fit_validation(request.validation.seeds, study_paths, top, len(slots), deadline, log)
+    if fitted is None:
+        return []
+    top, seed_count = fitted
+    seeds = _fresh_seeds(study_paths, study, seed_count)
+    jobs = [Job(name=f"{config_id_for(t.number)}_seed{seed}",
+                overrides=[*trial_file(study_paths, t.number)["base_overrides"], f"train.seed={seed}"],
+                run_dir=study_paths.validation_dir / f"{config_id_for(t.number)}_seed{seed}")
+            for seed in seeds for t in top]  # seed-major: a cut leaves every config some seeds
+    earlier = [r for r in map(_earlier_result, jobs) if r is not None]
+    if earlier:
+        log.note(study_paths, f"validation: {len(earlier)} run(s) completed in an earlier session "
+                 "are kept")
+    pending = [j for j in jobs if j.name not in {r.job.name for r in earlier}]
+    log.write(study_paths, validation={"configs": [config_id_for(t.number) for t in top],
+                                       "seeds": seeds, "runs": len(jobs)})
+    print(f"automl: validating {len(top)} configuration(s) x {len(seeds)} fresh seed(s) "
+          f"in {len(slots)} slot(s)")
+    results, cut = run_jobs(pending, worker=worker_command(request.resources), slots=slots,
+                            deadline=deadline, forkserver=forkserver,
+                            on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
+                                                    f"score {r.score:.4g}"))
+    results = earlier + results
+    done = [r for r in results if r.reason != reasons.BUDGET]
+    if cut == INTERRUPTED:
+        log.note(study_paths, f"validation interrupted after {len(done)} of {len(jobs)} runs")
+    elif cut:
+        log.note(study_paths, f"validation cut by the budget after {len(results)} of {len(jobs)} runs")
+    summary = _summarize(study_paths, top, seeds, done, log)
+    if cut == INTERRUPTED:
+        log.phase = "interrupted"
+        log.write(study_paths)
+        raise Interrupted("validation", _validate_command(request, study_paths))
+    return summary
+
+
+def _summarize(study_paths: StudyPaths, top: list[optuna.trial.FrozenTrial], seeds: list[int],
+               done: list[JobResult], log: StageLog) -> list[Any]:
+    """validation.csv from the runs that finished, every configuration over an equal number of
+    seeds; runs cut by the deadline (or the interrupt) say nothing of their configuration."""
+    from automl.analysis.validation import (
+        config_id_for,
+        equal_seeds,
+        summarize_validation,
+        write_validation_csv,
+    )
+
+    by_name = {r.job.name: r for r in done}
+    names = [(config_id_for(t.number), t.number, seed) for seed in seeds for t in top]
+    rows = [(c, n, seed, by_name[f"{c}_seed{seed}"].score) for c, n, seed in names
+            if f"{c}_seed{seed}" in by_name]
+    rows, dropped = equal_seeds(rows)
+    if dropped:
+        log.note(study_paths, f"validation compares every configuration over its first "
+                 f"{dropped} seed(s): the others did not finish")
+    summary = summarize_validation(rows, search_scores={t.number: float(t.value or 0) for t in top})
+    write_validation_csv(study_paths, rows, summary)
+    return summary
+
+
+# ------------------------------------------------------------------------------------------- final
+def run_final(request: Request, study_paths: StudyPaths, study: optuna.Study, trial: int,
+              deadline: float, log: StageLog, forkserver: ForkServer | None) -> JobResult | None:
+    """Train the chosen configuration once more, frames x --final-frames-multiplier."""
+    log.phase = "final"
+    multiplier = request.final_frames_multiplier
+    config = trial_file(study_paths, trial)
+    frames = load_run_config(config["base_overrides"]).train.frames
+    final_frames = int(frames * multiplier)
+    chosen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
+    duration = _run_seconds(study_paths, chosen, multiplier=multiplier)
+    left = deadline - time.monotonic()
+    if duration is not None and duration > left:
+        log.note(study_paths, f"final run skipped: budget too small (needs ~{duration:.0f} s at the "
+                 f"rate trial {trial} trained, {max(left, 0):.0f} s left)")
+        return None
+    run_dir = study_paths.root / "final"
+    job = Job(name="final", overrides=[*config["base_overrides"], f"train.frames={final_frames}"],
+              run_dir=run_dir)
+    print(f"automl: final run of trial {trial}'s configuration, {final_frames:,} frames")
+    results, cut = run_jobs([job], worker=worker_command(request.resources),
+                            slots=_slots(request.resources, study_paths, trial)[:1], deadline=deadline,
+                            forkserver=forkserver)
+    result = results[0]
+    if cut == INTERRUPTED:
+        log.note(study_paths, f"final run interrupted at {result.frames:,} of {final_frames:,} frames")
+        log.phase = "interrupted"
+        log.write(study_paths)
+        again = shlex.join(["uv", "run", "train_one.py", *job.overrides, f"run_dir={run_dir}"])
+        raise Interrupted("final run", again)
+    log.note(study_paths, f"final run: {result.reason}, score {result.score:.4g}, "
+             f"checkpoint {run_dir / 'model.pt'}")
+    return result
+
+
