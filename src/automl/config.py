@@ -121,7 +121,7 @@ def to_run_config(cfg: DictConfig, *, choices: dict[str, Any] | None = None) -> 
     assert isinstance(plain, dict)
     plain.pop("hydra", None)
     try:
-        return run_config_from_plain(plain, source="composed config")
+        return run_config_from_plain({str(k): v for k, v in plain.items()}, source="composed config")
     except ConfigError as err:  # a fresh error: str(err) must name the right file too
         raise ConfigError(file=_source_of(choices, err.key), key=err.key, value=err.value,
                           rule=err.rule, fix=err.fix) from None

@@ -51,7 +51,7 @@ class CategoricalPolicy(CategoricalMixin, Model):
                        device=device)
         CategoricalMixin.__init__(self, unnormalized_log_prob=True, role="policy")
         self.net = nn.Sequential(mlp(self.num_observations, sizes, activation),
-                                 nn.Linear(sizes[-1], int(action_space.n)))
+                                 nn.Linear(sizes[-1], int(action_space.n)))  # type: ignore[attr-defined]
 
     def compute(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:
         return self.net(inputs["observations"]), {}

@@ -95,7 +95,7 @@ def plan_pruning(pruner: str, *, trials: int, frames: int, eval_frequency: int, 
                  episode_frames: int | None) -> PruningPlan:
     """The plan for `pruner` (--pruner) in a study of `trials` trials of `frames` frames."""
     first = first_rung(grace=grace, eval_frequency=eval_frequency, episode_frames=episode_frames)
-    common = {"pruner": pruner, "trials": trials, "frames": frames}
+    common: dict[str, Any] = {"pruner": pruner, "trials": trials, "frames": frames}
     if pruner == "none" or first >= frames:
         note = "" if pruner == "none" else (
             f"the first rung ({first:,} frames: grace, one episode of every env) is not below "

@@ -297,7 +297,7 @@ def check_value(tp: Any, value: Any, key: str, source: str) -> Any:
         if value not in args:
             raise bad(f"it must be one of {', '.join(map(str, args))}", f"set {key}={args[0]}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, path=key, source=source)
     if origin is list:
         if not isinstance(value, (list, tuple)):

@@ -11,7 +11,7 @@ class _Dumper(yaml.SafeDumper):
     """SafeDumper with lists of scalars in flow style."""
 
 
-def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+def _represent_list(dumper: yaml.SafeDumper, data: Any) -> yaml.Node:
     flat = bool(data) and all(not isinstance(v, (list, tuple, dict)) for v in data)
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flat)
 

@@ -53,18 +53,38 @@ class StepResult:
 class BatchedEnv(Protocol):
     """What the trainer needs from an environment: tensors in, tensors out, all envs at once."""
 
-    observation_space: gymnasium.spaces.Box
-    """Space of one environment's observation."""
-    action_space: gymnasium.spaces.Space
-    """Space of one environment's action (Box or Discrete)."""
-    num_envs: int
-    device: torch.device
-    reward_terms: tuple[str, ...]
-    """Names of the raw reward terms `step` returns, in a fixed order."""
-    episode_metrics: tuple[str, ...]
-    """Names (SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN, FORWARD_DISTANCE, FORWARD_VELOCITY,
-    WARMUP above) of the per-episode metrics
-    `step` reports in `StepResult.episode`; the run's scoring may weight only these."""
+    # Read-only members (properties), so that an env may declare narrower types than these.
+    @property
+    def observation_space(self) -> gymnasium.spaces.Box:
+        """Space of one environment's observation."""
+        ...
+
+    @property
+    def action_space(self) -> gymnasium.spaces.Space:
+        """Space of one environment's action (Box or Discrete)."""
+        ...
+
+    @property
+    def num_envs(self) -> int:
+        """Environments stepped at once."""
+        ...
+
+    @property
+    def device(self) -> torch.device:
+        """Where observations, rewards and actions live."""
+        ...
+
+    @property
+    def reward_terms(self) -> tuple[str, ...]:
+        """Names of the raw reward terms `step` returns, in a fixed order."""
+        ...
+
+    @property
+    def episode_metrics(self) -> tuple[str, ...]:
+        """Names (SUCCESS, FELL, LENGTH, FINAL_DISTANCE, RETURN, FORWARD_DISTANCE, FORWARD_VELOCITY,
+        WARMUP above) of the per-episode metrics `step` reports in `StepResult.episode`; the run's
+        scoring may weight only these."""
+        ...
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset every environment; returns (num_envs, obs_dim) observations."""
@@ -75,4 +95,5 @@ class BatchedEnv(Protocol):
         ...
 
     def close(self) -> None:
+        """Release the environments."""
         ...

@@ -81,7 +81,7 @@ class GymVectorEnv:
         self._length = np.zeros(num_envs, dtype=np.int64)
         self._forward = np.zeros(num_envs, dtype=np.float64)
         """Per sub-env sum of forward velocities this episode (split tasks only)."""
-        self._dt = float(self._vec.get_attr("dt")[0]) if self._split is not None else 0.0
+        self._dt = float(self._vec.get_attr("dt")[0]) if self._split is not None else 0.0  # type: ignore[attr-defined]
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset all sub-envs, seeded from `seed` (None: the constructor's seed, once)."""
@@ -89,7 +89,7 @@ class GymVectorEnv:
             seed = self._seed
         self._seeded = True
         # None continues the sub-envs' streams; a seed gives each sub-env its own.
-        obs, _ = self._vec.reset(seed=None if seed is None else sub_env_seeds(seed, self.num_envs))
+        obs, _ = self._vec.reset(seed=None if seed is None else sub_env_seeds(seed, self.num_envs))  # type: ignore[arg-type]
         self._return[:] = 0.0
         self._length[:] = 0
         self._forward[:] = 0.0
@@ -171,10 +171,9 @@ class GymVectorEnv:
             flat = np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1)
         else:
             # Dict, Tuple, Discrete, ... observations: flatten each sub-env's the gymnasium way.
-            flat = np.stack([
-                gymnasium.spaces.flatten(self._single_obs_space, one)
-                for one in iterate(self._vec.observation_space, obs)
-            ]).astype(np.float32)
+            rows: list[Any] = [gymnasium.spaces.flatten(self._single_obs_space, one)
+                               for one in iterate(self._vec.observation_space, obs)]
+            flat = np.stack(rows).astype(np.float32)
         return torch.as_tensor(flat, device=self.device)
 
     def _float_tensor(self, array: np.ndarray) -> torch.Tensor:

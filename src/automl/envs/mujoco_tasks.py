@@ -113,6 +113,7 @@ def constructor_defaults(gym_id: str) -> dict[str, Any]:
     spec = gymnasium.spec(gym_id)
     creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) \
         else spec.entry_point
+    assert creator is not None, gym_id
     defaults = {name: p.default for name, p in inspect.signature(creator).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     return defaults | dict(spec.kwargs)

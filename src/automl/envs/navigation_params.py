@@ -63,5 +63,5 @@ def make_params(stage: int = 1, **overrides: Any) -> NavigationParams:
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"Unknown navigation parameter(s) {unknown}; known: {sorted(known)}")
-    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    fixed: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return replace(STAGES[stage], **fixed)
