@@ -2,6 +2,9 @@
 
 Only `tensorboard.compat.proto` is imported: it pulls in protobuf, not torch, tensorflow or numpy,
 so the main process stays light. Event files are TFRecord files, appended to while we read them.
+We split the records ourselves rather than use TensorBoard's `event_file_loader`: it cannot tell a
+corrupt record from one still being written, and it imports numpy (docs/architecture.md, "Reading
+event files").
 """
 
 from __future__ import annotations
