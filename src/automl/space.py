@@ -9,7 +9,6 @@ that need it, so parsing a space stays cheap.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
@@ -23,16 +22,28 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from automl import paths
-from automl.config import allowed_keys
 from automl.constraints import Constraint
 from automl.errors import ConfigError
-from automl.schema import RunConfig, yaml_key
 from automl.schema import check_value as convert_value
-from automl.space_names import by_alias, name_aliases, override_values, probe_combinations
+from automl.space_names import (
+    ENV_PARAMS_PREFIX,
+    MODEL_KEYS,
+    REWARD_PREFIX,
+    RUN_KEYS,
+    by_alias,
+    did_you_mean,
+    name_aliases,
+    override_values,
+    probe_combinations,
+    resolve_name,
+)
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
+
+__all__ = ["ENV_PARAMS_PREFIX", "KINDS", "MODEL_KEYS", "REWARD_PREFIX", "RUN_KEYS", "SECTIONS", "SPEC_KEYS",
+           "Kind", "ParamSpec", "SearchSpace", "hydra_value", "load_space", "parse_space", "resolve_name"]
 
 Kind = Literal["uniform", "loguniform", "choice", "categorical", "randint"]
 
@@ -50,22 +61,6 @@ SPEC_KEYS: dict[str, tuple[str, ...]] = {
 }
 """The keys each parameter type takes."""
 
-PPO_NAMES = ("learning_rate", "discount_factor", "ratio_clip", "value_clip", "entropy_loss_scale",
-             "learning_epochs", "mini_batches", "rollouts", "grad_norm_clip", "value_loss_scale",
-             "kl_threshold")
-NETWORK_NAMES = ("policy_hidden_layer_sizes", "value_hidden_layer_sizes", "activation")
-MODEL_KEYS: dict[str, str] = {
-    **{name: f"ppo.{name}" for name in PPO_NAMES},
-    "lambda_param": "ppo.lambda",
-    "lambda": "ppo.lambda",
-    **{name: f"network.{name}" for name in NETWORK_NAMES},
-}
-"""Bare names allowed in `ppo_params` and `fixed` -> config key."""
-RUN_KEYS: dict[str, str] = {"seed": "train.seed", "num_envs": "env.num_envs",
-                            "frames": "train.frames", "eval_frequency": "train.eval_frequency"}
-"""Further bare names allowed in `fixed` -> config key."""
-REWARD_PREFIX = "reward.scales."
-ENV_PARAMS_PREFIX = "env.params."
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
@@ -445,67 +440,6 @@ def _parse_param(at: _At, name: str, spec: Any, *, section: str, config_key: str
 
 
 # ---------------------------------------------------------------------------------------------
-# Names -> config keys
-
-
-def _schema_annotation(dotted: str) -> Any | None:
-    """Annotation of a leaf key of the run schema (`ppo.lambda` -> float), None if not a leaf."""
-    node: Any = RunConfig
-    for part in dotted.split("."):
-        if not dataclasses.is_dataclass(node):
-            return None
-        names = {yaml_key(node, f.name): f.name for f in dataclasses.fields(node)}
-        if part not in names:
-            return None
-        node = typing.get_type_hints(node)[names[part]]
-    if dataclasses.is_dataclass(node) or typing.get_origin(node) is dict:
-        return None
-    return node
-
-
-def _resolve_dotted(at: _At, dotted: str, reward_terms: Collection[str]) -> tuple[str, Any]:
-    if dotted.startswith(REWARD_PREFIX):
-        term = dotted.removeprefix(REWARD_PREFIX)
-        if term not in reward_terms:
-            raise at.error(dotted, f"the environment has no reward term `{term}`; its terms: "
-                           f"{', '.join(sorted(reward_terms))}", _did_you_mean(term, reward_terms))
-        return dotted, float
-    if dotted.startswith(ENV_PARAMS_PREFIX) and len(dotted) > len(ENV_PARAMS_PREFIX):
-        return dotted, Any
-    annotation = _schema_annotation(dotted)
-    if annotation is None:
-        allowed = allowed_keys(dotted) or allowed_keys(dotted.split(".")[0])
-        raise at.error(dotted, f"it is not a config key that takes a value; keys allowed next to "
-                       f"its last part: {', '.join(allowed)}",
-                       "correct the path (see src/automl/schema.py), e.g. ppo.learning_rate")
-    return dotted, annotation
-
-
-def _did_you_mean(name: str, options: Collection[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"did you mean `{close[0]}`?" if close else "correct its spelling"
-
-
-def resolve_name(name: str, *, section: str, reward_terms: Collection[str],
-                 source: str) -> tuple[str, Any]:
-    """Config key and schema annotation of a name in `section` (bare or full dotted path)."""
-    at = _At(source, f"{section}.{name}")
-    if "." in name:
-        return _resolve_dotted(at, name, reward_terms)
-    if section == "reward_weights":
-        return _resolve_dotted(at, REWARD_PREFIX + name, reward_terms)
-    bare = dict(MODEL_KEYS)
-    if section == "fixed":
-        bare = {term: REWARD_PREFIX + term for term in reward_terms} | bare | RUN_KEYS
-    if name not in bare:
-        hint = " (reward weights go under reward_weights)" if name in reward_terms else ""
-        raise at.error(name, f"it is not a known parameter{hint}; names allowed in {section}: "
-                       f"{', '.join(sorted(bare))}, or a full dotted path such as "
-                       "ppo.learning_rate", _did_you_mean(name, bare))
-    return _resolve_dotted(at, bare[name], reward_terms)
-
-
-# ---------------------------------------------------------------------------------------------
 # The space
 
 
@@ -684,7 +618,7 @@ def parse_space(data: Any, *, source: str, reward_terms: Collection[str],
         if section not in SECTIONS:
             raise ConfigError(file=source, key=str(section), value=data[section],
                               rule=f"it is not a section of a search space; sections: "
-                              f"{', '.join(SECTIONS)}", fix=_did_you_mean(str(section), SECTIONS))
+                              f"{', '.join(SECTIONS)}", fix=did_you_mean(str(section), SECTIONS))
     space_id = data.get("search_space_id")
     if not isinstance(space_id, str) or not space_id:
         raise ConfigError(file=source, key="search_space_id", value=space_id,
