@@ -9,7 +9,6 @@ that need it, so parsing a space stays cheap.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import types
@@ -37,6 +36,20 @@ from automl.space_names import (
     probe_combinations,
     resolve_name,
 )
+from automl.space_params import (
+    CategoricalParam,
+    ChoiceParam,
+    Kind,
+    LogUniformParam,
+    Param,
+    RandIntParam,
+    UniformParam,
+    freeze,
+    hydra_override,
+    hydra_value,
+    label,
+    thaw,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -45,12 +58,13 @@ if TYPE_CHECKING:
 __all__ = ["ENV_PARAMS_PREFIX", "KINDS", "MODEL_KEYS", "REWARD_PREFIX", "RUN_KEYS", "SECTIONS", "SPEC_KEYS",
            "Kind", "ParamSpec", "SearchSpace", "hydra_value", "load_space", "parse_space", "resolve_name"]
 
-Kind = Literal["uniform", "loguniform", "choice", "categorical", "randint"]
-
 SECTIONS = ("search_space_id", "fixed", "ppo_params", "reward_weights", "constraints")
 """The top-level keys of a space file."""
 PARAM_SECTIONS = ("ppo_params", "reward_weights")
 """Sections whose entries are searched."""
+ParamSpec = Param
+"""The former name of `Param` (analysis/folder.py imports it)."""
+
 KINDS: tuple[Kind, ...] = ("uniform", "loguniform", "choice", "categorical", "randint")
 SPEC_KEYS: dict[str, tuple[str, ...]] = {
     "uniform": ("type", "low", "high", "prior"),
@@ -64,8 +78,6 @@ SPEC_KEYS: dict[str, tuple[str, ...]] = {
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
-_PLAIN_STRING = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HYDRA_WORDS = {"true", "false", "null", "nan", "inf"}
 
 
 @dataclass(frozen=True)
@@ -85,25 +97,6 @@ class _At:
 
 # ---------------------------------------------------------------------------------------------
 # Values: numeric strings, frozen lists, labels, Hydra text
-
-
-def _freeze(value: Any) -> Any:
-    """Lists (at any depth) as tuples, so a spec stays immutable."""
-    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _thaw(value: Any) -> Any:
-    """Tuples back to fresh lists; numpy scalars to Python scalars."""
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
-
-
-def _label(value: Any) -> Any:
-    """Optuna's stand-in for a categorical choice: lists become stable strings like `[256, 128]`."""
-    return json.dumps(_thaw(value)) if isinstance(value, tuple) else value
 
 
 def _parse_number(value: Any) -> int | float | None:
@@ -149,136 +142,8 @@ def _takes_integers(annotation: Any) -> bool:
     return False
 
 
-def hydra_value(value: Any) -> str:
-    """`value` in Hydra's override grammar; floats round-trip exactly, lists have no spaces."""
-    value = _thaw(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        if _PLAIN_STRING.fullmatch(value) and value.lower() not in _HYDRA_WORDS:
-            return value
-        return "'" + re.sub(r"(\\+)(?='|$)", r"\1\1", value).replace("'", "\\'") + "'"
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = (f"{hydra_value(str(k))}:{hydra_value(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    raise TypeError(f"no Hydra form for {value!r} ({type(value).__name__})")
-
-
-def _override(key: str, value: Any) -> str:
-    # env.params holds whatever the task takes: `++` adds the key where the env config lacks it.
-    prefix = "++" if key.startswith(ENV_PARAMS_PREFIX) else ""
-    return f"{prefix}{key}={hydra_value(value)}"
-
-
 # ---------------------------------------------------------------------------------------------
 # Parameter specs
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One searched parameter: its names, its distribution and its prior."""
-
-    name: str
-    """Name as written in the file; also the Optuna parameter name and the name in constraints."""
-    key: str
-    """Config key it sets, e.g. `ppo.learning_rate` or `reward.scales.torques`."""
-    section: str
-    """`ppo_params` or `reward_weights`."""
-    kind: Kind
-    """`uniform`, `loguniform`, `choice`, `categorical` or `randint`."""
-    low: float | int | None = None
-    """Lower end (signed; inclusive); None for choice and categorical."""
-    high: float | int | None = None
-    """Upper end (signed; inclusive); None for choice and categorical."""
-    values: tuple[Any, ...] = ()
-    """Choice `values` or categorical `choices`, lists frozen as tuples."""
-    step: int | None = None
-    """Grid step of a randint."""
-    prior: Any = None
-    """Native value of the prior (lists as tuples); see `has_prior`."""
-    has_prior: bool = False
-    """Whether the file gives a prior (a prior may itself be null)."""
-    log: bool = False
-    """Sampled on a log scale (loguniform)."""
-    sign: int = 1
-    """-1 for a negative loguniform range: Optuna samples the magnitude, the value is negated."""
-
-    def distribution(self) -> BaseDistribution:
-        """The Optuna distribution (over the magnitude for a negative loguniform range)."""
-        from optuna.distributions import (
-            CategoricalDistribution,
-            FloatDistribution,
-            IntDistribution,
-        )
-
-        if self.kind in ("uniform", "loguniform"):
-            assert self.low is not None and self.high is not None
-            ends = sorted((self.sign * self.low, self.sign * self.high))
-            return FloatDistribution(float(ends[0]), float(ends[1]), log=self.log)
-        if self.kind == "randint":
-            assert isinstance(self.low, int) and isinstance(self.high, int)
-            return IntDistribution(self.low, self.high, step=self.step or 1)
-        return CategoricalDistribution([_label(v) for v in self.values])
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        """Sample through `trial.suggest_*`; returns the Optuna-space value."""
-        from optuna.distributions import FloatDistribution, IntDistribution
-
-        dist = self.distribution()
-        if isinstance(dist, FloatDistribution):
-            return trial.suggest_float(self.name, dist.low, dist.high, log=dist.log)
-        if isinstance(dist, IntDistribution):
-            return trial.suggest_int(self.name, dist.low, dist.high, step=dist.step)
-        return trial.suggest_categorical(self.name, [_label(v) for v in self.values])
-
-    def to_native(self, value: Any) -> Any:
-        """Optuna-space value -> the signed native value (lists restored, Python types)."""
-        value = _thaw(value)
-        if self.kind in ("uniform", "loguniform"):
-            return self.sign * float(value)
-        if self.kind == "randint":
-            return int(value)
-        for item in self.values:
-            if _label(item) == value:
-                return _thaw(item)
-        raise ValueError(f"{value!r} is not among the {self.kind} values of `{self.name}`")
-
-    def to_optuna(self, value: Any) -> Any:
-        """Native value -> Optuna-space value (magnitude of a negative range, label of a list)."""
-        if self.kind in ("uniform", "loguniform"):
-            return self.sign * float(value)
-        if self.kind == "randint":
-            return int(value)
-        frozen = _freeze(value)
-        for item in self.values:
-            if item == frozen:
-                return _label(item)
-        raise ValueError(f"{value!r} is not among the {self.kind} values of `{self.name}`")
-
-    def grid_values(self) -> list[Any] | None:
-        """Optuna-space values for a grid, or None for a continuous range."""
-        if self.kind == "randint":
-            assert isinstance(self.low, int) and isinstance(self.high, int)
-            return list(range(self.low, self.high + 1, self.step or 1))
-        if self.kind in ("choice", "categorical"):
-            return [_label(v) for v in self.values]
-        return None
-
-    def probe_values(self) -> list[Any]:
-        """A few native values covering the spec (ends, choices, prior) for load-time checks."""
-        if self.kind in ("choice", "categorical"):
-            found = [_thaw(v) for v in self.values]
-        else:
-            found = [self.low, self.high]
-        return found + ([_thaw(self.prior)] if self.has_prior else [])
 
 
 def _fits(at: _At, value: Any, annotation: Any, *, config_key: str, fix: str = "") -> None:
@@ -316,7 +181,7 @@ def _range_number(at: _At, value: Any) -> float:
 
 
 def _parse_range(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                 config_key: str) -> ParamSpec:
+                 config_key: str) -> Param:
     kind = spec["type"]
     low = _range_number(at.sub("low"), _need(at, spec, "low", kind))
     high = _range_number(at.sub("high"), _need(at, spec, "high", kind))
@@ -337,9 +202,8 @@ def _parse_range(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], anno
         if not low <= prior <= high:
             raise at.sub("prior").error(spec["prior"], f"it must lie in [{low!r}, {high!r}]",
                                         "move the prior inside the range or widen the range")
-    sign = -1 if kind == "loguniform" and high < 0 else 1
-    return ParamSpec(**base, kind=kind, low=low, high=high, prior=prior, has_prior=has_prior,
-                     log=kind == "loguniform", sign=sign)
+    cls = LogUniformParam if kind == "loguniform" else UniformParam
+    return cls(**base, low=low, high=high, prior=prior, has_prior=has_prior)
 
 
 def _list_item(at: _At, item: Any, *, kind: str, annotation: Any, config_key: str) -> Any:
@@ -352,11 +216,11 @@ def _list_item(at: _At, item: Any, *, kind: str, annotation: Any, config_key: st
                        "write each choice as a number, a string or a list like [256, 128, 64]")
     item = _coerce(item, annotation)
     _fits(at, item, annotation, config_key=config_key)
-    return _freeze(item)
+    return freeze(item)
 
 
 def _parse_values(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                  config_key: str) -> ParamSpec:
+                  config_key: str) -> Param:
     kind = spec["type"]
     field = "values" if kind == "choice" else "choices"
     items = _need(at, spec, field, kind)
@@ -367,19 +231,20 @@ def _parse_values(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], ann
     for i, item in enumerate(items):
         value = _list_item(at.sub(field).sub(i), item, kind=kind, annotation=annotation,
                            config_key=config_key)
-        if value in values or _label(value) in [_label(v) for v in values]:
+        if value in values or label(value) in [label(v) for v in values]:
             raise at.sub(field).sub(i).error(item, f"it repeats an earlier entry of `{field}`",
                                              "list each value once")
         values.append(value)
     prior, has_prior = None, "prior" in spec
     if has_prior:
-        wanted = _freeze(_coerce(spec["prior"], annotation))
+        wanted = freeze(_coerce(spec["prior"], annotation))
         if wanted not in values:
             raise at.sub("prior").error(spec["prior"], f"it must be one of the {field}: "
-                                        f"{', '.join(str(_thaw(v)) for v in values)}",
+                                        f"{', '.join(str(thaw(v)) for v in values)}",
                                         f"pick the prior from `{field}` or add it there")
         prior = values[values.index(wanted)]
-    return ParamSpec(**base, kind=kind, values=tuple(values), prior=prior, has_prior=has_prior)
+    cls = ChoiceParam if kind == "choice" else CategoricalParam
+    return cls(**base, values=tuple(values), prior=prior, has_prior=has_prior)
 
 
 def _integer(at: _At, value: Any, rule: str) -> int:
@@ -389,7 +254,7 @@ def _integer(at: _At, value: Any, rule: str) -> int:
 
 
 def _parse_randint(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                   config_key: str) -> ParamSpec:
+                   config_key: str) -> Param:
     rule = "randint bounds must be integers"
     low = _integer(at.sub("low"), _need(at, spec, "low", "randint"), rule)
     high = _integer(at.sub("high"), _need(at, spec, "high", "randint"), rule)
@@ -410,8 +275,7 @@ def _parse_randint(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], an
         if not low <= prior <= high or (prior - low) % step:
             raise at.sub("prior").error(prior, f"it must be one of {low}, {low + step}, ... {high}",
                                         "pick a prior on the range's step grid")
-    return ParamSpec(**base, kind="randint", low=low, high=high, step=step, prior=prior,
-                     has_prior=has_prior)
+    return RandIntParam(**base, low=low, high=high, step=step, prior=prior, has_prior=has_prior)
 
 
 _SWAPPED = {("choice", "choices"): "a `choice` lists `values` (`choices` is for categorical)",
@@ -421,7 +285,7 @@ _PARSERS = {"uniform": _parse_range, "loguniform": _parse_range, "choice": _pars
 
 
 def _parse_param(at: _At, name: str, spec: Any, *, section: str, config_key: str,
-                 annotation: Any) -> ParamSpec:
+                 annotation: Any) -> Param:
     if not isinstance(spec, Mapping):
         raise at.error(spec, "a searched parameter must be a mapping with `type` and its range",
                        f"write `{name}: {{type: choice, values: [...]}}`, or put a single "
@@ -451,7 +315,7 @@ class SearchSpace:
     """`search_space_id` of the file."""
     source: str
     """The file it was read from (for messages)."""
-    params: list[ParamSpec]
+    params: list[Param]
     """Searched parameters in file order (`ppo_params`, then `reward_weights`)."""
     fixed: dict[str, Any]
     """Fixed values by config key (`train.seed` -> 42)."""
@@ -469,7 +333,7 @@ class SearchSpace:
         """Optuna parameter names, in file order."""
         return [p.name for p in self.params]
 
-    def param(self, name: str) -> ParamSpec:
+    def param(self, name: str) -> Param:
         """The spec of parameter `name`."""
         for p in self.params:
             if p.name == name:
@@ -494,7 +358,7 @@ class SearchSpace:
 
     def prior_params(self) -> dict[str, Any]:
         """Optuna-space values of every parameter with a prior, for `study.enqueue_trial`."""
-        return {p.name: p.to_optuna(_thaw(p.prior)) for p in self.params if p.has_prior}
+        return {p.name: p.prior_for_optuna() for p in self.params if p.has_prior}
 
     def grid(self) -> dict[str, list[Any]]:
         """Search space for `optuna.samplers.GridSampler` (Optuna-space values)."""
@@ -516,16 +380,16 @@ class SearchSpace:
 
     def overrides(self, values: Mapping[str, Any]) -> list[str]:
         """Hydra overrides for sampled native values, e.g. `ppo.learning_rate=0.0003`."""
-        return [_override(p.key, values[p.name]) for p in self.params]
+        return [p.override(values[p.name]) for p in self.params]
 
     def fixed_overrides(self) -> list[str]:
         """Hydra overrides for the fixed values, e.g. `train.seed=42`."""
-        return [_override(key, value) for key, value in self.fixed.items()]
+        return [hydra_override(key, value) for key, value in self.fixed.items()]
 
     def config_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Fixed and sampled values by config key (for configs/trial_NNNN.json)."""
-        sampled = {p.key: _thaw(values[p.name]) for p in self.params}
-        return {**{k: _thaw(v) for k, v in self.fixed.items()}, **sampled}
+        sampled = {p.key: thaw(values[p.name]) for p in self.params}
+        return {**{k: thaw(v) for k, v in self.fixed.items()}, **sampled}
 
     def named_values(self, values: Mapping[str, Any], overrides: Collection[str] = ()) -> dict[str, Any]:
         """The effective values (fixed, sampled, then the command line's overrides) by every name a
@@ -626,7 +490,7 @@ def parse_space(data: Any, *, source: str, reward_terms: Collection[str],
                           fix="add `search_space_id: my_space`")
     keys: dict[str, str] = {}
     fixed, fixed_names = _parse_fixed(data, source=source, reward_terms=reward_terms, keys=keys)
-    params: list[ParamSpec] = []
+    params: list[Param] = []
     for section in PARAM_SECTIONS:
         for name, spec in _section(data, section, source).items():
             at = _At(source, f"{section}.{name}")
