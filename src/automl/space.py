@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
-import types
-import typing
 from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from automl import paths
 from automl.constraints import Constraint
 from automl.errors import ConfigError
-from automl.schema import check_value as convert_value
 from automl.space_names import (
     ENV_PARAMS_PREFIX,
     MODEL_KEYS,
@@ -37,19 +33,13 @@ from automl.space_names import (
     resolve_name,
 )
 from automl.space_params import (
-    CategoricalParam,
-    ChoiceParam,
     Kind,
-    LogUniformParam,
     Param,
-    RandIntParam,
-    UniformParam,
-    freeze,
     hydra_override,
     hydra_value,
-    label,
     thaw,
 )
+from automl.space_specs import KINDS, SPEC_KEYS, At, check_fits, coerce, parse_param
 
 if TYPE_CHECKING:
     import optuna
@@ -65,242 +55,6 @@ PARAM_SECTIONS = ("ppo_params", "reward_weights")
 ParamSpec = Param
 """The former name of `Param` (analysis/folder.py imports it)."""
 
-KINDS: tuple[Kind, ...] = ("uniform", "loguniform", "choice", "categorical", "randint")
-SPEC_KEYS: dict[str, tuple[str, ...]] = {
-    "uniform": ("type", "low", "high", "prior"),
-    "loguniform": ("type", "low", "high", "prior"),
-    "choice": ("type", "values", "prior"),
-    "categorical": ("type", "choices", "prior"),
-    "randint": ("type", "low", "high", "step", "prior"),
-}
-"""The keys each parameter type takes."""
-
-
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
-
-
-@dataclass(frozen=True)
-class _At:
-    """A place in the space file, for error messages."""
-
-    file: str
-    key: str
-
-    def sub(self, part: str | int) -> _At:
-        key = f"{self.key}[{part}]" if isinstance(part, int) else f"{self.key}.{part}"
-        return _At(self.file, key)
-
-    def error(self, value: object, rule: str, fix: str = "") -> ConfigError:
-        return ConfigError(file=self.file, key=self.key, value=value, rule=rule, fix=fix)
-
-
-# ---------------------------------------------------------------------------------------------
-# Values: numeric strings, frozen lists, labels, Hydra text
-
-
-def _parse_number(value: Any) -> int | float | None:
-    """A YAML number, or a numeric string such as `1e-5` (PyYAML reads those as strings)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        text = value.strip()
-        return int(text) if _INTEGER.fullmatch(text) else float(text)
-    return None
-
-
-def _takes_strings(annotation: Any) -> bool:
-    """Whether a config key holds strings (keep `"1e-5"` as written there)."""
-    if annotation is str or typing.get_origin(annotation) is Literal:
-        return True
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return any(_takes_strings(a) for a in typing.get_args(annotation))
-    return False
-
-
-def _coerce(value: Any, annotation: Any) -> Any:
-    """Numeric strings -> numbers where the key takes numbers; lists element by element."""
-    if isinstance(value, (list, tuple)):
-        args = typing.get_args(annotation)
-        inner = args[0] if typing.get_origin(annotation) is list and args else annotation
-        return [_coerce(v, inner) for v in value]
-    if isinstance(value, str) and not _takes_strings(annotation):
-        number = _parse_number(value)
-        if isinstance(number, float) and number.is_integer() and _takes_integers(annotation):
-            return int(number)  # `frames: 1e5` for an integer key
-        return value if number is None else number
-    return value
-
-
-def _takes_integers(annotation: Any) -> bool:
-    if annotation is int:
-        return True
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return int in typing.get_args(annotation) and float not in typing.get_args(annotation)
-    return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameter specs
-
-
-def _fits(at: _At, value: Any, annotation: Any, *, config_key: str, fix: str = "") -> None:
-    """Raise when the config key cannot hold `value` (the run schema's own type check)."""
-    try:
-        convert_value(annotation, value, config_key, at.file)
-    except ConfigError as err:
-        fix = fix or err.fix or f"give `{config_key}` a value of its type in the run config"
-        raise at.error(value, f"{err.rule} (for `{config_key}`)", fix) from None
-
-
-def _kind_fits(at: _At, kind: str, sample: Any, annotation: Any, *, config_key: str,
-               fix: str) -> None:
-    """Raise when the values a range samples (reals or integers) do not fit the config key."""
-    try:
-        convert_value(annotation, sample, config_key, at.file)
-    except ConfigError as err:
-        what = "integers" if kind == "randint" else "real numbers"
-        raise at.sub("type").error(kind, f"`{config_key}` {err.rule.removeprefix('it ')}, "
-                                   f"and a {kind} range samples {what}", fix) from None
-
-
-def _need(at: _At, spec: Mapping[str, Any], field: str, kind: str) -> Any:
-    if field not in spec:
-        raise at.sub(field).error(None, f"a `{kind}` parameter needs `{field}`",
-                                  f"add `{field}:` (a `{kind}` takes {', '.join(SPEC_KEYS[kind])})")
-    return spec[field]
-
-
-def _range_number(at: _At, value: Any) -> float:
-    number = _parse_number(value)
-    if number is None or not math.isfinite(number):
-        raise at.error(value, "it must be a finite number", "write it like 0.001 or 1.0e-3")
-    return float(number)
-
-
-def _parse_range(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                 config_key: str) -> Param:
-    kind = spec["type"]
-    low = _range_number(at.sub("low"), _need(at, spec, "low", kind))
-    high = _range_number(at.sub("high"), _need(at, spec, "high", kind))
-    if low >= high:
-        raise at.sub("high").error(spec["high"], f"it must be greater than `low` ({low!r})",
-                                   "swap low and high, or widen the range")
-    if kind == "loguniform" and low <= 0 <= high:
-        bad = "low" if low == 0 or high > 0 else "high"
-        raise at.sub(bad).error(spec[bad], f"a loguniform range must not touch or cross 0 "
-                                f"(here {low!r} .. {high!r})",
-                                "use two positive ends (1e-5 .. 1e-3), or two negative ends for "
-                                "a penalty (-1e-3 .. -1e-6)")
-    _kind_fits(at, kind, 0.5, annotation, config_key=config_key,
-               fix="use type randint (integers, optional step) or choice")
-    prior, has_prior = None, "prior" in spec
-    if has_prior:
-        prior = _range_number(at.sub("prior"), spec["prior"])
-        if not low <= prior <= high:
-            raise at.sub("prior").error(spec["prior"], f"it must lie in [{low!r}, {high!r}]",
-                                        "move the prior inside the range or widen the range")
-    cls = LogUniformParam if kind == "loguniform" else UniformParam
-    return cls(**base, low=low, high=high, prior=prior, has_prior=has_prior)
-
-
-def _list_item(at: _At, item: Any, *, kind: str, annotation: Any, config_key: str) -> Any:
-    scalar = item is None or isinstance(item, (bool, int, float, str))
-    if kind == "choice" and not scalar:
-        raise at.error(item, "choice values must be scalars (numbers, strings, true/false)",
-                       "use type categorical (with `choices`) for lists such as layer sizes")
-    if not scalar and not isinstance(item, list):
-        raise at.error(item, "categorical choices must be scalars or lists",
-                       "write each choice as a number, a string or a list like [256, 128, 64]")
-    item = _coerce(item, annotation)
-    _fits(at, item, annotation, config_key=config_key)
-    return freeze(item)
-
-
-def _parse_values(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                  config_key: str) -> Param:
-    kind = spec["type"]
-    field = "values" if kind == "choice" else "choices"
-    items = _need(at, spec, field, kind)
-    if not isinstance(items, list) or not items:
-        raise at.sub(field).error(items, f"it must be a non-empty list of {field}",
-                                  f"write e.g. `{field}: [16, 32, 64]`")
-    values: list[Any] = []
-    for i, item in enumerate(items):
-        value = _list_item(at.sub(field).sub(i), item, kind=kind, annotation=annotation,
-                           config_key=config_key)
-        if value in values or label(value) in [label(v) for v in values]:
-            raise at.sub(field).sub(i).error(item, f"it repeats an earlier entry of `{field}`",
-                                             "list each value once")
-        values.append(value)
-    prior, has_prior = None, "prior" in spec
-    if has_prior:
-        wanted = freeze(_coerce(spec["prior"], annotation))
-        if wanted not in values:
-            raise at.sub("prior").error(spec["prior"], f"it must be one of the {field}: "
-                                        f"{', '.join(str(thaw(v)) for v in values)}",
-                                        f"pick the prior from `{field}` or add it there")
-        prior = values[values.index(wanted)]
-    cls = ChoiceParam if kind == "choice" else CategoricalParam
-    return cls(**base, values=tuple(values), prior=prior, has_prior=has_prior)
-
-
-def _integer(at: _At, value: Any, rule: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise at.error(value, rule, "write a whole number such as 4")
-    return value
-
-
-def _parse_randint(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                   config_key: str) -> Param:
-    rule = "randint bounds must be integers"
-    low = _integer(at.sub("low"), _need(at, spec, "low", "randint"), rule)
-    high = _integer(at.sub("high"), _need(at, spec, "high", "randint"), rule)
-    step = _integer(at.sub("step"), spec.get("step", 1), "the step must be an integer >= 1")
-    if low >= high:
-        raise at.sub("high").error(high, f"it must be greater than `low` ({low})",
-                                   "swap low and high, or widen the range")
-    if step < 1 or (high - low) % step:
-        fit = low + (high - low) // max(step, 1) * max(step, 1)
-        raise at.sub("step").error(step, f"the step must be >= 1 and divide high - low "
-                                   f"({high - low}): both ends are included",
-                                   f"set high to {fit} or pick a step that divides {high - low}")
-    _kind_fits(at, "randint", low, annotation, config_key=config_key,
-               fix="use type choice or categorical with the values it takes")
-    prior, has_prior = None, "prior" in spec
-    if has_prior:
-        prior = _integer(at.sub("prior"), spec["prior"], "a randint prior must be an integer")
-        if not low <= prior <= high or (prior - low) % step:
-            raise at.sub("prior").error(prior, f"it must be one of {low}, {low + step}, ... {high}",
-                                        "pick a prior on the range's step grid")
-    return RandIntParam(**base, low=low, high=high, step=step, prior=prior, has_prior=has_prior)
-
-
-_SWAPPED = {("choice", "choices"): "a `choice` lists `values` (`choices` is for categorical)",
-            ("categorical", "values"): "a `categorical` lists `choices` (`values` is for choice)"}
-_PARSERS = {"uniform": _parse_range, "loguniform": _parse_range, "choice": _parse_values,
-            "categorical": _parse_values, "randint": _parse_randint}
-
-
-def _parse_param(at: _At, name: str, spec: Any, *, section: str, config_key: str,
-                 annotation: Any) -> Param:
-    if not isinstance(spec, Mapping):
-        raise at.error(spec, "a searched parameter must be a mapping with `type` and its range",
-                       f"write `{name}: {{type: choice, values: [...]}}`, or put a single "
-                       "value under `fixed`")
-    kind = spec.get("type")
-    if kind not in KINDS:
-        raise at.sub("type").error(kind, f"the type must be one of {', '.join(KINDS)}",
-                                   "e.g. `type: loguniform` with `low` and `high`")
-    for field in spec:
-        if field not in SPEC_KEYS[kind]:
-            fix = _SWAPPED.get((kind, field), "remove it or correct its spelling")
-            raise at.sub(str(field)).error(spec[field], f"a `{kind}` parameter takes only "
-                                           f"{', '.join(SPEC_KEYS[kind])}", fix)
-    base = {"name": name, "key": config_key, "section": section}
-    return _PARSERS[kind](at, spec, base=base, annotation=annotation, config_key=config_key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,11 +247,11 @@ def parse_space(data: Any, *, source: str, reward_terms: Collection[str],
     params: list[Param] = []
     for section in PARAM_SECTIONS:
         for name, spec in _section(data, section, source).items():
-            at = _At(source, f"{section}.{name}")
+            at = At(source, f"{section}.{name}")
             config_key, annotation = resolve_name(name, section=section,
                                                   reward_terms=reward_terms, source=source)
             _claim(at, name, config_key, keys)
-            params.append(_parse_param(at, name, spec, section=section, config_key=config_key,
+            params.append(parse_param(at, name, spec, section=section, config_key=config_key,
                                        annotation=annotation))
     aliases, ambiguous = name_aliases({**{p.name: p.key for p in params}, **fixed_names},
                                       {**MODEL_KEYS, **RUN_KEYS})
@@ -539,7 +293,7 @@ def _section(data: Mapping[str, Any], section: str, source: str) -> Mapping[str,
     return value
 
 
-def _claim(at: _At, name: str, config_key: str, keys: dict[str, str]) -> None:
+def _claim(at: At, name: str, config_key: str, keys: dict[str, str]) -> None:
     """Record that `at` sets `config_key`; a key set twice is an error."""
     if config_key in keys:
         raise at.error(name, f"it sets `{config_key}`, which `{keys[config_key]}` already sets",
@@ -552,12 +306,12 @@ def _parse_fixed(data: Mapping[str, Any], *, source: str, reward_terms: Collecti
     fixed: dict[str, Any] = {}
     names: dict[str, str] = {}
     for name, value in _section(data, "fixed", source).items():
-        at = _At(source, f"fixed.{name}")
+        at = At(source, f"fixed.{name}")
         config_key, annotation = resolve_name(name, section="fixed", reward_terms=reward_terms,
                                               source=source)
         _claim(at, name, config_key, keys)
-        value = _coerce(value, annotation)
-        _fits(at, value, annotation, config_key=config_key)
+        value = coerce(value, annotation)
+        check_fits(at, value, annotation, config_key=config_key)
         fixed[config_key] = value
         names[name] = config_key
     return fixed, names
