@@ -1,16 +1,19 @@
-"""Search-space files (the unified navigation AutoML schema) parsed into typed parameter specs and constraints.
+"""Search spaces: a space file (the unified navigation AutoML schema) as parameters, fixed values
+and constraints, and what a study needs from them.
 
 A space file holds `search_space_id`, `fixed`, `ppo_params`, `reward_weights` and `constraints`
-(see `templates/`). This module checks it once, at load time, and maps every parameter to its
-config key, its Optuna distribution and its Hydra override. Optuna is imported only by the methods
-that need it, so parsing a space stays cheap.
+(see `templates/`). `load_space` checks it once, at load time (space_loading.py reads it, names
+resolve through space_names.py, parameter specs through space_specs.py); the SearchSpace it returns
+maps every parameter to its config key, its Optuna distribution and its Hydra override, each
+parameter's kind being a class of space_params.py. Optuna is imported only by the methods that need
+it, so parsing a space stays cheap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,41 +23,31 @@ import yaml
 from automl import paths
 from automl.constraints import Constraint
 from automl.errors import ConfigError
+from automl.space_loading import PARAM_SECTIONS, SECTIONS, check_space, read_space_file
 from automl.space_names import (
     ENV_PARAMS_PREFIX,
     MODEL_KEYS,
     REWARD_PREFIX,
     RUN_KEYS,
     by_alias,
-    did_you_mean,
-    name_aliases,
     override_values,
     probe_combinations,
     resolve_name,
 )
-from automl.space_params import (
-    Kind,
-    Param,
-    hydra_override,
-    hydra_value,
-    thaw,
-)
-from automl.space_specs import KINDS, SPEC_KEYS, At, check_fits, coerce, parse_param
+from automl.space_params import Kind, Param, hydra_override, hydra_value, thaw
+from automl.space_specs import KINDS, SPEC_KEYS
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
 
-__all__ = ["ENV_PARAMS_PREFIX", "KINDS", "MODEL_KEYS", "REWARD_PREFIX", "RUN_KEYS", "SECTIONS", "SPEC_KEYS",
-           "Kind", "ParamSpec", "SearchSpace", "hydra_value", "load_space", "parse_space", "resolve_name"]
+__all__ = ["ENV_PARAMS_PREFIX", "KINDS", "MODEL_KEYS", "PARAM_SECTIONS", "REWARD_PREFIX", "RUN_KEYS",
+           "SECTIONS", "SPEC_KEYS", "Kind", "Param", "ParamSpec", "SearchSpace", "hydra_value",
+           "load_space", "parse_space", "resolve_name"]
+"""Names other modules import from here; several are defined in the space_* modules."""
 
-SECTIONS = ("search_space_id", "fixed", "ppo_params", "reward_weights", "constraints")
-"""The top-level keys of a space file."""
-PARAM_SECTIONS = ("ppo_params", "reward_weights")
-"""Sections whose entries are searched."""
 ParamSpec = Param
-"""The former name of `Param` (analysis/folder.py imports it)."""
-
+"""The former name of `Param`, still imported by analysis/folder.py."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,7 +81,7 @@ class SearchSpace:
         return [p.name for p in self.params]
 
     def param(self, name: str) -> Param:
-        """The spec of parameter `name`."""
+        """The parameter named `name` (KeyError if the space has none)."""
         for p in self.params:
             if p.name == name:
                 return p
@@ -183,149 +176,22 @@ class SearchSpace:
 # Loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping (PyYAML keeps the last silently)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, Hashable):
-            continue  # construct_mapping below reports it
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} appears twice in one mapping", mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def load_space(path: Path, *, reward_terms: Collection[str]) -> SearchSpace:
     """Read and check a space file; `reward_terms` are the environment's `reward.scales` keys."""
-    source = str(path)
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise ConfigError(file=source, key="<file>", value=source,
-                          rule=f"it cannot be read ({reason})",
-                          fix="check the path; the shipped spaces are in templates/") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(file=source, key=where, value=problem, rule="it is not valid YAML",
-                          fix="fix the YAML syntax there (indentation, colons, quotes)") from None
-    return parse_space(data, source=source, reward_terms=reward_terms, text=text)
+    data, text = read_space_file(path)
+    return parse_space(data, source=str(path), reward_terms=reward_terms, text=text)
 
 
 def parse_space(data: Any, *, source: str, reward_terms: Collection[str],
                 text: str | None = None) -> SearchSpace:
     """Check a space file's parsed content (`text`: its original text, else dumped from `data`)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(file=source, key="<root>", value=data,
-                          rule="a search space must be a mapping of " + ", ".join(SECTIONS),
-                          fix="start from a file in templates/")
-    for section in data:
-        if section not in SECTIONS:
-            raise ConfigError(file=source, key=str(section), value=data[section],
-                              rule=f"it is not a section of a search space; sections: "
-                              f"{', '.join(SECTIONS)}", fix=did_you_mean(str(section), SECTIONS))
-    space_id = data.get("search_space_id")
-    if not isinstance(space_id, str) or not space_id:
-        raise ConfigError(file=source, key="search_space_id", value=space_id,
-                          rule="it must be a non-empty string",
-                          fix="add `search_space_id: my_space`")
-    keys: dict[str, str] = {}
-    fixed, fixed_names = _parse_fixed(data, source=source, reward_terms=reward_terms, keys=keys)
-    params: list[Param] = []
-    for section in PARAM_SECTIONS:
-        for name, spec in _section(data, section, source).items():
-            at = At(source, f"{section}.{name}")
-            config_key, annotation = resolve_name(name, section=section,
-                                                  reward_terms=reward_terms, source=source)
-            _claim(at, name, config_key, keys)
-            params.append(parse_param(at, name, spec, section=section, config_key=config_key,
-                                       annotation=annotation))
-    aliases, ambiguous = name_aliases({**{p.name: p.key for p in params}, **fixed_names},
-                                      {**MODEL_KEYS, **RUN_KEYS})
-    constraints = [_constraint(c, aliases, ambiguous, source=source, index=i)
-                   for i, c in enumerate(_constraint_list(data, source))]
-    space = SearchSpace(space_id=space_id, source=source, params=params, fixed=fixed,
-                        fixed_names=fixed_names, constraints=constraints,
-                        text=text if text is not None else yaml.safe_dump(dict(data),
-                                                                          sort_keys=False),
-                        aliases=aliases)
+    parts = check_space(data, source=source, reward_terms=reward_terms)
+    space = SearchSpace(space_id=parts.space_id, source=source, params=parts.params, fixed=parts.fixed,
+                        fixed_names=parts.fixed_names, constraints=parts.constraints,
+                        text=text if text is not None else yaml.safe_dump(dict(data), sort_keys=False),
+                        aliases=parts.aliases)
     _probe_constraints(space)
     return space
-
-
-def _constraint(text: object, aliases: Mapping[str, str], ambiguous: Mapping[str, list[str]], *,
-                source: str, index: int) -> Constraint:
-    """Parse one constraint over the space's names; a name that means two parameters is refused."""
-    constraint = Constraint.parse(text, names=[*aliases, *ambiguous], source=source, index=index)
-    for name in sorted(constraint.names & ambiguous.keys()):
-        raise ConfigError(file=source, key=constraint.key, value=text,
-                          rule=f"`{name}` could mean {' or '.join(ambiguous[name])}",
-                          fix="name the parameter as the space file writes it, or by its full "
-                              "dotted path")
-    return constraint
-
-
-def _section(data: Mapping[str, Any], section: str, source: str) -> Mapping[str, Any]:
-    value = data.get(section)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(file=source, key=section, value=value,
-                          rule="it must be a mapping of name -> value or parameter spec",
-                          fix=f"write `{section}: {{}}` when it is empty")
-    for name in value:
-        if not isinstance(name, str):
-            raise ConfigError(file=source, key=f"{section}.{name}", value=name,
-                              rule="a parameter name must be a string", fix="quote the name")
-    return value
-
-
-def _claim(at: At, name: str, config_key: str, keys: dict[str, str]) -> None:
-    """Record that `at` sets `config_key`; a key set twice is an error."""
-    if config_key in keys:
-        raise at.error(name, f"it sets `{config_key}`, which `{keys[config_key]}` already sets",
-                       "keep only one of them (a searched parameter cannot also be fixed)")
-    keys[config_key] = at.key
-
-
-def _parse_fixed(data: Mapping[str, Any], *, source: str, reward_terms: Collection[str],
-                 keys: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    fixed: dict[str, Any] = {}
-    names: dict[str, str] = {}
-    for name, value in _section(data, "fixed", source).items():
-        at = At(source, f"fixed.{name}")
-        config_key, annotation = resolve_name(name, section="fixed", reward_terms=reward_terms,
-                                              source=source)
-        _claim(at, name, config_key, keys)
-        value = coerce(value, annotation)
-        check_fits(at, value, annotation, config_key=config_key)
-        fixed[config_key] = value
-        names[name] = config_key
-    return fixed, names
-
-
-def _constraint_list(data: Mapping[str, Any], source: str) -> list[Any]:
-    value = data.get("constraints")
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ConfigError(file=source, key="constraints", value=value,
-                          rule="it must be a list of expressions",
-                          fix='write `constraints: ["learning_rate > 5e-4 and rollouts < 32"]`')
-    return value
 
 
 def _probe_constraints(space: SearchSpace) -> None:
