@@ -162,22 +162,27 @@ class FloatParam(Param):
     """Upper end."""
 
     def distribution(self) -> FloatDistribution:
+        """Reals between the ends; for a negative range, between the magnitudes of the ends."""
         from optuna.distributions import FloatDistribution
 
         low, high = sorted((self.sign * self.low, self.sign * self.high))
         return FloatDistribution(float(low), float(high), log=self.log)
 
     def suggest(self, trial: optuna.Trial) -> Any:
+        """`trial.suggest_float` over the distribution (a magnitude for a negative range)."""
         dist = self.distribution()
         return trial.suggest_float(self.name, dist.low, dist.high, log=dist.log)
 
     def to_native(self, value: Any) -> Any:
+        """A Python float, negated for a negative range."""
         return self.sign * float(thaw(value))
 
     def to_optuna(self, value: Any) -> Any:
+        """A float, the magnitude for a negative range."""
         return self.sign * float(value)
 
     def edge_values(self) -> list[Any]:
+        """`low` and `high`."""
         return [self.low, self.high]
 
 
@@ -197,6 +202,7 @@ class LogUniformParam(FloatParam):
 
     @property
     def sign(self) -> int:
+        """-1 for a range below 0 (a penalty weight), else 1."""
         return -1 if self.high < 0 else 1
 
 
@@ -214,24 +220,30 @@ class RandIntParam(Param):
     """Grid step."""
 
     def distribution(self) -> IntDistribution:
+        """Integers from `low` to `high` in steps of `step`."""
         from optuna.distributions import IntDistribution
 
         return IntDistribution(self.low, self.high, step=self.step)
 
     def suggest(self, trial: optuna.Trial) -> Any:
+        """`trial.suggest_int` over the step grid."""
         dist = self.distribution()
         return trial.suggest_int(self.name, dist.low, dist.high, step=dist.step)
 
     def to_native(self, value: Any) -> Any:
+        """A Python int."""
         return int(thaw(value))
 
     def to_optuna(self, value: Any) -> Any:
+        """An int."""
         return int(value)
 
     def grid_values(self) -> list[Any] | None:
+        """Every point of the step grid, both ends included."""
         return list(range(self.low, self.high + 1, self.step))
 
     def edge_values(self) -> list[Any]:
+        """`low` and `high`."""
         return [self.low, self.high]
 
 
@@ -247,14 +259,17 @@ class ListParam(Param):
         return [label(v) for v in self.values]
 
     def distribution(self) -> CategoricalDistribution:
+        """The labels of the values."""
         from optuna.distributions import CategoricalDistribution
 
         return CategoricalDistribution(self.labels())
 
     def suggest(self, trial: optuna.Trial) -> Any:
+        """`trial.suggest_categorical` over the labels; returns a label."""
         return trial.suggest_categorical(self.name, self.labels())
 
     def to_native(self, value: Any) -> Any:
+        """The value whose label is `value`, lists as fresh lists; ValueError if none is."""
         value = thaw(value)
         for item in self.values:
             if label(item) == value:
@@ -262,6 +277,7 @@ class ListParam(Param):
         raise ValueError(f"{value!r} is not among the {self.kind} values of `{self.name}`")
 
     def to_optuna(self, value: Any) -> Any:
+        """The label of `value`; ValueError if it is not one of the values."""
         frozen = freeze(value)
         for item in self.values:
             if item == frozen:
@@ -269,9 +285,11 @@ class ListParam(Param):
         raise ValueError(f"{value!r} is not among the {self.kind} values of `{self.name}`")
 
     def grid_values(self) -> list[Any] | None:
+        """Every value's label."""
         return self.labels()
 
     def edge_values(self) -> list[Any]:
+        """Every value, lists as fresh lists."""
         return [thaw(v) for v in self.values]
 
 
