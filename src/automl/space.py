@@ -1,508 +1,53 @@
-"""Search-space files (the unified navigation AutoML schema) parsed into typed parameter specs and constraints.
+"""Search spaces: a space file (the unified navigation AutoML schema) as parameters, fixed values
+and constraints, and what a study needs from them.
 
 A space file holds `search_space_id`, `fixed`, `ppo_params`, `reward_weights` and `constraints`
-(see `templates/`). This module checks it once, at load time, and maps every parameter to its
-config key, its Optuna distribution and its Hydra override. Optuna is imported only by the methods
-that need it, so parsing a space stays cheap.
+(see `templates/`). `load_space` checks it once, at load time (space_loading.py reads it, names
+resolve through space_names.py, parameter specs through space_specs.py); the SearchSpace it returns
+maps every parameter to its config key, its Optuna distribution and its Hydra override, each
+parameter's kind being a class of space_params.py. Optuna is imported only by the methods that need
+it, so parsing a space stays cheap.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import math
-import re
-import types
-import typing
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from automl import paths
-from automl.config import allowed_keys
 from automl.constraints import Constraint
 from automl.errors import ConfigError
-from automl.schema import RunConfig, yaml_key
-from automl.schema import check_value as convert_value
-from automl.space_names import by_alias, name_aliases, override_values, probe_combinations
+from automl.space_loading import PARAM_SECTIONS, SECTIONS, check_space, read_space_file
+from automl.space_names import (
+    ENV_PARAMS_PREFIX,
+    MODEL_KEYS,
+    REWARD_PREFIX,
+    RUN_KEYS,
+    by_alias,
+    override_values,
+    probe_combinations,
+    resolve_name,
+)
+from automl.space_params import Kind, Param, hydra_override, hydra_value, thaw
+from automl.space_specs import KINDS, SPEC_KEYS
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
 
-Kind = Literal["uniform", "loguniform", "choice", "categorical", "randint"]
-
-SECTIONS = ("search_space_id", "fixed", "ppo_params", "reward_weights", "constraints")
-"""The top-level keys of a space file."""
-PARAM_SECTIONS = ("ppo_params", "reward_weights")
-"""Sections whose entries are searched."""
-KINDS: tuple[Kind, ...] = ("uniform", "loguniform", "choice", "categorical", "randint")
-SPEC_KEYS: dict[str, tuple[str, ...]] = {
-    "uniform": ("type", "low", "high", "prior"),
-    "loguniform": ("type", "low", "high", "prior"),
-    "choice": ("type", "values", "prior"),
-    "categorical": ("type", "choices", "prior"),
-    "randint": ("type", "low", "high", "step", "prior"),
-}
-"""The keys each parameter type takes."""
-
-PPO_NAMES = ("learning_rate", "discount_factor", "ratio_clip", "value_clip", "entropy_loss_scale",
-             "learning_epochs", "mini_batches", "rollouts", "grad_norm_clip", "value_loss_scale",
-             "kl_threshold")
-NETWORK_NAMES = ("policy_hidden_layer_sizes", "value_hidden_layer_sizes", "activation")
-MODEL_KEYS: dict[str, str] = {
-    **{name: f"ppo.{name}" for name in PPO_NAMES},
-    "lambda_param": "ppo.lambda",
-    "lambda": "ppo.lambda",
-    **{name: f"network.{name}" for name in NETWORK_NAMES},
-}
-"""Bare names allowed in `ppo_params` and `fixed` -> config key."""
-RUN_KEYS: dict[str, str] = {"seed": "train.seed", "num_envs": "env.num_envs",
-                            "frames": "train.frames", "eval_frequency": "train.eval_frequency"}
-"""Further bare names allowed in `fixed` -> config key."""
-REWARD_PREFIX = "reward.scales."
-ENV_PARAMS_PREFIX = "env.params."
-
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
-_PLAIN_STRING = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HYDRA_WORDS = {"true", "false", "null", "nan", "inf"}
-
-
-@dataclass(frozen=True)
-class _At:
-    """A place in the space file, for error messages."""
-
-    file: str
-    key: str
-
-    def sub(self, part: str | int) -> _At:
-        key = f"{self.key}[{part}]" if isinstance(part, int) else f"{self.key}.{part}"
-        return _At(self.file, key)
-
-    def error(self, value: object, rule: str, fix: str = "") -> ConfigError:
-        return ConfigError(file=self.file, key=self.key, value=value, rule=rule, fix=fix)
-
-
-# ---------------------------------------------------------------------------------------------
-# Values: numeric strings, frozen lists, labels, Hydra text
-
-
-def _freeze(value: Any) -> Any:
-    """Lists (at any depth) as tuples, so a spec stays immutable."""
-    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _thaw(value: Any) -> Any:
-    """Tuples back to fresh lists; numpy scalars to Python scalars."""
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
-
-
-def _label(value: Any) -> Any:
-    """Optuna's stand-in for a categorical choice: lists become stable strings like `[256, 128]`."""
-    return json.dumps(_thaw(value)) if isinstance(value, tuple) else value
-
-
-def _parse_number(value: Any) -> int | float | None:
-    """A YAML number, or a numeric string such as `1e-5` (PyYAML reads those as strings)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        text = value.strip()
-        return int(text) if _INTEGER.fullmatch(text) else float(text)
-    return None
-
-
-def _takes_strings(annotation: Any) -> bool:
-    """Whether a config key holds strings (keep `"1e-5"` as written there)."""
-    if annotation is str or typing.get_origin(annotation) is Literal:
-        return True
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return any(_takes_strings(a) for a in typing.get_args(annotation))
-    return False
-
-
-def _coerce(value: Any, annotation: Any) -> Any:
-    """Numeric strings -> numbers where the key takes numbers; lists element by element."""
-    if isinstance(value, (list, tuple)):
-        args = typing.get_args(annotation)
-        inner = args[0] if typing.get_origin(annotation) is list and args else annotation
-        return [_coerce(v, inner) for v in value]
-    if isinstance(value, str) and not _takes_strings(annotation):
-        number = _parse_number(value)
-        if isinstance(number, float) and number.is_integer() and _takes_integers(annotation):
-            return int(number)  # `frames: 1e5` for an integer key
-        return value if number is None else number
-    return value
-
-
-def _takes_integers(annotation: Any) -> bool:
-    if annotation is int:
-        return True
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return int in typing.get_args(annotation) and float not in typing.get_args(annotation)
-    return False
-
-
-def hydra_value(value: Any) -> str:
-    """`value` in Hydra's override grammar; floats round-trip exactly, lists have no spaces."""
-    value = _thaw(value)
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        if _PLAIN_STRING.fullmatch(value) and value.lower() not in _HYDRA_WORDS:
-            return value
-        return "'" + re.sub(r"(\\+)(?='|$)", r"\1\1", value).replace("'", "\\'") + "'"
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = (f"{hydra_value(str(k))}:{hydra_value(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    raise TypeError(f"no Hydra form for {value!r} ({type(value).__name__})")
-
-
-def _override(key: str, value: Any) -> str:
-    # env.params holds whatever the task takes: `++` adds the key where the env config lacks it.
-    prefix = "++" if key.startswith(ENV_PARAMS_PREFIX) else ""
-    return f"{prefix}{key}={hydra_value(value)}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameter specs
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One searched parameter: its names, its distribution and its prior."""
-
-    name: str
-    """Name as written in the file; also the Optuna parameter name and the name in constraints."""
-    key: str
-    """Config key it sets, e.g. `ppo.learning_rate` or `reward.scales.torques`."""
-    section: str
-    """`ppo_params` or `reward_weights`."""
-    kind: Kind
-    """`uniform`, `loguniform`, `choice`, `categorical` or `randint`."""
-    low: float | int | None = None
-    """Lower end (signed; inclusive); None for choice and categorical."""
-    high: float | int | None = None
-    """Upper end (signed; inclusive); None for choice and categorical."""
-    values: tuple[Any, ...] = ()
-    """Choice `values` or categorical `choices`, lists frozen as tuples."""
-    step: int | None = None
-    """Grid step of a randint."""
-    prior: Any = None
-    """Native value of the prior (lists as tuples); see `has_prior`."""
-    has_prior: bool = False
-    """Whether the file gives a prior (a prior may itself be null)."""
-    log: bool = False
-    """Sampled on a log scale (loguniform)."""
-    sign: int = 1
-    """-1 for a negative loguniform range: Optuna samples the magnitude, the value is negated."""
-
-    def distribution(self) -> BaseDistribution:
-        """The Optuna distribution (over the magnitude for a negative loguniform range)."""
-        from optuna.distributions import (
-            CategoricalDistribution,
-            FloatDistribution,
-            IntDistribution,
-        )
-
-        if self.kind in ("uniform", "loguniform"):
-            assert self.low is not None and self.high is not None
-            ends = sorted((self.sign * self.low, self.sign * self.high))
-            return FloatDistribution(float(ends[0]), float(ends[1]), log=self.log)
-        if self.kind == "randint":
-            assert isinstance(self.low, int) and isinstance(self.high, int)
-            return IntDistribution(self.low, self.high, step=self.step or 1)
-        return CategoricalDistribution([_label(v) for v in self.values])
-
-    def suggest(self, trial: optuna.Trial) -> Any:
-        """Sample through `trial.suggest_*`; returns the Optuna-space value."""
-        from optuna.distributions import FloatDistribution, IntDistribution
-
-        dist = self.distribution()
-        if isinstance(dist, FloatDistribution):
-            return trial.suggest_float(self.name, dist.low, dist.high, log=dist.log)
-        if isinstance(dist, IntDistribution):
-            return trial.suggest_int(self.name, dist.low, dist.high, step=dist.step)
-        return trial.suggest_categorical(self.name, [_label(v) for v in self.values])
-
-    def to_native(self, value: Any) -> Any:
-        """Optuna-space value -> the signed native value (lists restored, Python types)."""
-        value = _thaw(value)
-        if self.kind in ("uniform", "loguniform"):
-            return self.sign * float(value)
-        if self.kind == "randint":
-            return int(value)
-        for item in self.values:
-            if _label(item) == value:
-                return _thaw(item)
-        raise ValueError(f"{value!r} is not among the {self.kind} values of `{self.name}`")
-
-    def to_optuna(self, value: Any) -> Any:
-        """Native value -> Optuna-space value (magnitude of a negative range, label of a list)."""
-        if self.kind in ("uniform", "loguniform"):
-            return self.sign * float(value)
-        if self.kind == "randint":
-            return int(value)
-        frozen = _freeze(value)
-        for item in self.values:
-            if item == frozen:
-                return _label(item)
-        raise ValueError(f"{value!r} is not among the {self.kind} values of `{self.name}`")
-
-    def grid_values(self) -> list[Any] | None:
-        """Optuna-space values for a grid, or None for a continuous range."""
-        if self.kind == "randint":
-            assert isinstance(self.low, int) and isinstance(self.high, int)
-            return list(range(self.low, self.high + 1, self.step or 1))
-        if self.kind in ("choice", "categorical"):
-            return [_label(v) for v in self.values]
-        return None
-
-    def probe_values(self) -> list[Any]:
-        """A few native values covering the spec (ends, choices, prior) for load-time checks."""
-        if self.kind in ("choice", "categorical"):
-            found = [_thaw(v) for v in self.values]
-        else:
-            found = [self.low, self.high]
-        return found + ([_thaw(self.prior)] if self.has_prior else [])
-
-
-def _fits(at: _At, value: Any, annotation: Any, *, config_key: str, fix: str = "") -> None:
-    """Raise when the config key cannot hold `value` (the run schema's own type check)."""
-    try:
-        convert_value(annotation, value, config_key, at.file)
-    except ConfigError as err:
-        fix = fix or err.fix or f"give `{config_key}` a value of its type in the run config"
-        raise at.error(value, f"{err.rule} (for `{config_key}`)", fix) from None
-
-
-def _kind_fits(at: _At, kind: str, sample: Any, annotation: Any, *, config_key: str,
-               fix: str) -> None:
-    """Raise when the values a range samples (reals or integers) do not fit the config key."""
-    try:
-        convert_value(annotation, sample, config_key, at.file)
-    except ConfigError as err:
-        what = "integers" if kind == "randint" else "real numbers"
-        raise at.sub("type").error(kind, f"`{config_key}` {err.rule.removeprefix('it ')}, "
-                                   f"and a {kind} range samples {what}", fix) from None
-
-
-def _need(at: _At, spec: Mapping[str, Any], field: str, kind: str) -> Any:
-    if field not in spec:
-        raise at.sub(field).error(None, f"a `{kind}` parameter needs `{field}`",
-                                  f"add `{field}:` (a `{kind}` takes {', '.join(SPEC_KEYS[kind])})")
-    return spec[field]
-
-
-def _range_number(at: _At, value: Any) -> float:
-    number = _parse_number(value)
-    if number is None or not math.isfinite(number):
-        raise at.error(value, "it must be a finite number", "write it like 0.001 or 1.0e-3")
-    return float(number)
-
-
-def _parse_range(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                 config_key: str) -> ParamSpec:
-    kind = spec["type"]
-    low = _range_number(at.sub("low"), _need(at, spec, "low", kind))
-    high = _range_number(at.sub("high"), _need(at, spec, "high", kind))
-    if low >= high:
-        raise at.sub("high").error(spec["high"], f"it must be greater than `low` ({low!r})",
-                                   "swap low and high, or widen the range")
-    if kind == "loguniform" and low <= 0 <= high:
-        bad = "low" if low == 0 or high > 0 else "high"
-        raise at.sub(bad).error(spec[bad], f"a loguniform range must not touch or cross 0 "
-                                f"(here {low!r} .. {high!r})",
-                                "use two positive ends (1e-5 .. 1e-3), or two negative ends for "
-                                "a penalty (-1e-3 .. -1e-6)")
-    _kind_fits(at, kind, 0.5, annotation, config_key=config_key,
-               fix="use type randint (integers, optional step) or choice")
-    prior, has_prior = None, "prior" in spec
-    if has_prior:
-        prior = _range_number(at.sub("prior"), spec["prior"])
-        if not low <= prior <= high:
-            raise at.sub("prior").error(spec["prior"], f"it must lie in [{low!r}, {high!r}]",
-                                        "move the prior inside the range or widen the range")
-    sign = -1 if kind == "loguniform" and high < 0 else 1
-    return ParamSpec(**base, kind=kind, low=low, high=high, prior=prior, has_prior=has_prior,
-                     log=kind == "loguniform", sign=sign)
-
-
-def _list_item(at: _At, item: Any, *, kind: str, annotation: Any, config_key: str) -> Any:
-    scalar = item is None or isinstance(item, (bool, int, float, str))
-    if kind == "choice" and not scalar:
-        raise at.error(item, "choice values must be scalars (numbers, strings, true/false)",
-                       "use type categorical (with `choices`) for lists such as layer sizes")
-    if not scalar and not isinstance(item, list):
-        raise at.error(item, "categorical choices must be scalars or lists",
-                       "write each choice as a number, a string or a list like [256, 128, 64]")
-    item = _coerce(item, annotation)
-    _fits(at, item, annotation, config_key=config_key)
-    return _freeze(item)
-
-
-def _parse_values(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                  config_key: str) -> ParamSpec:
-    kind = spec["type"]
-    field = "values" if kind == "choice" else "choices"
-    items = _need(at, spec, field, kind)
-    if not isinstance(items, list) or not items:
-        raise at.sub(field).error(items, f"it must be a non-empty list of {field}",
-                                  f"write e.g. `{field}: [16, 32, 64]`")
-    values: list[Any] = []
-    for i, item in enumerate(items):
-        value = _list_item(at.sub(field).sub(i), item, kind=kind, annotation=annotation,
-                           config_key=config_key)
-        if value in values or _label(value) in [_label(v) for v in values]:
-            raise at.sub(field).sub(i).error(item, f"it repeats an earlier entry of `{field}`",
-                                             "list each value once")
-        values.append(value)
-    prior, has_prior = None, "prior" in spec
-    if has_prior:
-        wanted = _freeze(_coerce(spec["prior"], annotation))
-        if wanted not in values:
-            raise at.sub("prior").error(spec["prior"], f"it must be one of the {field}: "
-                                        f"{', '.join(str(_thaw(v)) for v in values)}",
-                                        f"pick the prior from `{field}` or add it there")
-        prior = values[values.index(wanted)]
-    return ParamSpec(**base, kind=kind, values=tuple(values), prior=prior, has_prior=has_prior)
-
-
-def _integer(at: _At, value: Any, rule: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise at.error(value, rule, "write a whole number such as 4")
-    return value
-
-
-def _parse_randint(at: _At, spec: Mapping[str, Any], *, base: dict[str, Any], annotation: Any,
-                   config_key: str) -> ParamSpec:
-    rule = "randint bounds must be integers"
-    low = _integer(at.sub("low"), _need(at, spec, "low", "randint"), rule)
-    high = _integer(at.sub("high"), _need(at, spec, "high", "randint"), rule)
-    step = _integer(at.sub("step"), spec.get("step", 1), "the step must be an integer >= 1")
-    if low >= high:
-        raise at.sub("high").error(high, f"it must be greater than `low` ({low})",
-                                   "swap low and high, or widen the range")
-    if step < 1 or (high - low) % step:
-        fit = low + (high - low) // max(step, 1) * max(step, 1)
-        raise at.sub("step").error(step, f"the step must be >= 1 and divide high - low "
-                                   f"({high - low}): both ends are included",
-                                   f"set high to {fit} or pick a step that divides {high - low}")
-    _kind_fits(at, "randint", low, annotation, config_key=config_key,
-               fix="use type choice or categorical with the values it takes")
-    prior, has_prior = None, "prior" in spec
-    if has_prior:
-        prior = _integer(at.sub("prior"), spec["prior"], "a randint prior must be an integer")
-        if not low <= prior <= high or (prior - low) % step:
-            raise at.sub("prior").error(prior, f"it must be one of {low}, {low + step}, ... {high}",
-                                        "pick a prior on the range's step grid")
-    return ParamSpec(**base, kind="randint", low=low, high=high, step=step, prior=prior,
-                     has_prior=has_prior)
-
-
-_SWAPPED = {("choice", "choices"): "a `choice` lists `values` (`choices` is for categorical)",
-            ("categorical", "values"): "a `categorical` lists `choices` (`values` is for choice)"}
-_PARSERS = {"uniform": _parse_range, "loguniform": _parse_range, "choice": _parse_values,
-            "categorical": _parse_values, "randint": _parse_randint}
-
-
-def _parse_param(at: _At, name: str, spec: Any, *, section: str, config_key: str,
-                 annotation: Any) -> ParamSpec:
-    if not isinstance(spec, Mapping):
-        raise at.error(spec, "a searched parameter must be a mapping with `type` and its range",
-                       f"write `{name}: {{type: choice, values: [...]}}`, or put a single "
-                       "value under `fixed`")
-    kind = spec.get("type")
-    if kind not in KINDS:
-        raise at.sub("type").error(kind, f"the type must be one of {', '.join(KINDS)}",
-                                   "e.g. `type: loguniform` with `low` and `high`")
-    for field in spec:
-        if field not in SPEC_KEYS[kind]:
-            fix = _SWAPPED.get((kind, field), "remove it or correct its spelling")
-            raise at.sub(str(field)).error(spec[field], f"a `{kind}` parameter takes only "
-                                           f"{', '.join(SPEC_KEYS[kind])}", fix)
-    base = {"name": name, "key": config_key, "section": section}
-    return _PARSERS[kind](at, spec, base=base, annotation=annotation, config_key=config_key)
-
-
-# ---------------------------------------------------------------------------------------------
-# Names -> config keys
-
-
-def _schema_annotation(dotted: str) -> Any | None:
-    """Annotation of a leaf key of the run schema (`ppo.lambda` -> float), None if not a leaf."""
-    node: Any = RunConfig
-    for part in dotted.split("."):
-        if not dataclasses.is_dataclass(node):
-            return None
-        names = {yaml_key(node, f.name): f.name for f in dataclasses.fields(node)}
-        if part not in names:
-            return None
-        node = typing.get_type_hints(node)[names[part]]
-    if dataclasses.is_dataclass(node) or typing.get_origin(node) is dict:
-        return None
-    return node
-
-
-def _resolve_dotted(at: _At, dotted: str, reward_terms: Collection[str]) -> tuple[str, Any]:
-    if dotted.startswith(REWARD_PREFIX):
-        term = dotted.removeprefix(REWARD_PREFIX)
-        if term not in reward_terms:
-            raise at.error(dotted, f"the environment has no reward term `{term}`; its terms: "
-                           f"{', '.join(sorted(reward_terms))}", _did_you_mean(term, reward_terms))
-        return dotted, float
-    if dotted.startswith(ENV_PARAMS_PREFIX) and len(dotted) > len(ENV_PARAMS_PREFIX):
-        return dotted, Any
-    annotation = _schema_annotation(dotted)
-    if annotation is None:
-        allowed = allowed_keys(dotted) or allowed_keys(dotted.split(".")[0])
-        raise at.error(dotted, f"it is not a config key that takes a value; keys allowed next to "
-                       f"its last part: {', '.join(allowed)}",
-                       "correct the path (see src/automl/schema.py), e.g. ppo.learning_rate")
-    return dotted, annotation
-
-
-def _did_you_mean(name: str, options: Collection[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f"did you mean `{close[0]}`?" if close else "correct its spelling"
-
-
-def resolve_name(name: str, *, section: str, reward_terms: Collection[str],
-                 source: str) -> tuple[str, Any]:
-    """Config key and schema annotation of a name in `section` (bare or full dotted path)."""
-    at = _At(source, f"{section}.{name}")
-    if "." in name:
-        return _resolve_dotted(at, name, reward_terms)
-    if section == "reward_weights":
-        return _resolve_dotted(at, REWARD_PREFIX + name, reward_terms)
-    bare = dict(MODEL_KEYS)
-    if section == "fixed":
-        bare = {term: REWARD_PREFIX + term for term in reward_terms} | bare | RUN_KEYS
-    if name not in bare:
-        hint = " (reward weights go under reward_weights)" if name in reward_terms else ""
-        raise at.error(name, f"it is not a known parameter{hint}; names allowed in {section}: "
-                       f"{', '.join(sorted(bare))}, or a full dotted path such as "
-                       "ppo.learning_rate", _did_you_mean(name, bare))
-    return _resolve_dotted(at, bare[name], reward_terms)
+__all__ = ["ENV_PARAMS_PREFIX", "KINDS", "MODEL_KEYS", "PARAM_SECTIONS", "REWARD_PREFIX", "RUN_KEYS",
+           "SECTIONS", "SPEC_KEYS", "Kind", "Param", "ParamSpec", "SearchSpace", "hydra_value",
+           "load_space", "parse_space", "resolve_name"]
+"""Names other modules import from here; several are defined in the space_* modules."""
+
+ParamSpec = Param
+"""The former name of `Param`, still imported by analysis/folder.py."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,7 +62,7 @@ class SearchSpace:
     """`search_space_id` of the file."""
     source: str
     """The file it was read from (for messages)."""
-    params: list[ParamSpec]
+    params: list[Param]
     """Searched parameters in file order (`ppo_params`, then `reward_weights`)."""
     fixed: dict[str, Any]
     """Fixed values by config key (`train.seed` -> 42)."""
@@ -535,8 +80,8 @@ class SearchSpace:
         """Optuna parameter names, in file order."""
         return [p.name for p in self.params]
 
-    def param(self, name: str) -> ParamSpec:
-        """The spec of parameter `name`."""
+    def param(self, name: str) -> Param:
+        """The parameter named `name` (KeyError if the space has none)."""
         for p in self.params:
             if p.name == name:
                 return p
@@ -560,7 +105,7 @@ class SearchSpace:
 
     def prior_params(self) -> dict[str, Any]:
         """Optuna-space values of every parameter with a prior, for `study.enqueue_trial`."""
-        return {p.name: p.to_optuna(_thaw(p.prior)) for p in self.params if p.has_prior}
+        return {p.name: p.prior_for_optuna() for p in self.params if p.has_prior}
 
     def grid(self) -> dict[str, list[Any]]:
         """Search space for `optuna.samplers.GridSampler` (Optuna-space values)."""
@@ -582,16 +127,16 @@ class SearchSpace:
 
     def overrides(self, values: Mapping[str, Any]) -> list[str]:
         """Hydra overrides for sampled native values, e.g. `ppo.learning_rate=0.0003`."""
-        return [_override(p.key, values[p.name]) for p in self.params]
+        return [p.override(values[p.name]) for p in self.params]
 
     def fixed_overrides(self) -> list[str]:
         """Hydra overrides for the fixed values, e.g. `train.seed=42`."""
-        return [_override(key, value) for key, value in self.fixed.items()]
+        return [hydra_override(key, value) for key, value in self.fixed.items()]
 
     def config_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Fixed and sampled values by config key (for configs/trial_NNNN.json)."""
-        sampled = {p.key: _thaw(values[p.name]) for p in self.params}
-        return {**{k: _thaw(v) for k, v in self.fixed.items()}, **sampled}
+        sampled = {p.key: thaw(values[p.name]) for p in self.params}
+        return {**{k: thaw(v) for k, v in self.fixed.items()}, **sampled}
 
     def named_values(self, values: Mapping[str, Any], overrides: Collection[str] = ()) -> dict[str, Any]:
         """The effective values (fixed, sampled, then the command line's overrides) by every name a
@@ -631,149 +176,22 @@ class SearchSpace:
 # Loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key repeated in one mapping (PyYAML keeps the last silently)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, Hashable):
-            continue  # construct_mapping below reports it
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} appears twice in one mapping", mark)
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def load_space(path: Path, *, reward_terms: Collection[str]) -> SearchSpace:
     """Read and check a space file; `reward_terms` are the environment's `reward.scales` keys."""
-    source = str(path)
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
-        raise ConfigError(file=source, key="<file>", value=source,
-                          rule=f"it cannot be read ({reason})",
-                          fix="check the path; the shipped spaces are in templates/") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
-        problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(file=source, key=where, value=problem, rule="it is not valid YAML",
-                          fix="fix the YAML syntax there (indentation, colons, quotes)") from None
-    return parse_space(data, source=source, reward_terms=reward_terms, text=text)
+    data, text = read_space_file(path)
+    return parse_space(data, source=str(path), reward_terms=reward_terms, text=text)
 
 
 def parse_space(data: Any, *, source: str, reward_terms: Collection[str],
                 text: str | None = None) -> SearchSpace:
     """Check a space file's parsed content (`text`: its original text, else dumped from `data`)."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(file=source, key="<root>", value=data,
-                          rule="a search space must be a mapping of " + ", ".join(SECTIONS),
-                          fix="start from a file in templates/")
-    for section in data:
-        if section not in SECTIONS:
-            raise ConfigError(file=source, key=str(section), value=data[section],
-                              rule=f"it is not a section of a search space; sections: "
-                              f"{', '.join(SECTIONS)}", fix=_did_you_mean(str(section), SECTIONS))
-    space_id = data.get("search_space_id")
-    if not isinstance(space_id, str) or not space_id:
-        raise ConfigError(file=source, key="search_space_id", value=space_id,
-                          rule="it must be a non-empty string",
-                          fix="add `search_space_id: my_space`")
-    keys: dict[str, str] = {}
-    fixed, fixed_names = _parse_fixed(data, source=source, reward_terms=reward_terms, keys=keys)
-    params: list[ParamSpec] = []
-    for section in PARAM_SECTIONS:
-        for name, spec in _section(data, section, source).items():
-            at = _At(source, f"{section}.{name}")
-            config_key, annotation = resolve_name(name, section=section,
-                                                  reward_terms=reward_terms, source=source)
-            _claim(at, name, config_key, keys)
-            params.append(_parse_param(at, name, spec, section=section, config_key=config_key,
-                                       annotation=annotation))
-    aliases, ambiguous = name_aliases({**{p.name: p.key for p in params}, **fixed_names},
-                                      {**MODEL_KEYS, **RUN_KEYS})
-    constraints = [_constraint(c, aliases, ambiguous, source=source, index=i)
-                   for i, c in enumerate(_constraint_list(data, source))]
-    space = SearchSpace(space_id=space_id, source=source, params=params, fixed=fixed,
-                        fixed_names=fixed_names, constraints=constraints,
-                        text=text if text is not None else yaml.safe_dump(dict(data),
-                                                                          sort_keys=False),
-                        aliases=aliases)
+    parts = check_space(data, source=source, reward_terms=reward_terms)
+    space = SearchSpace(space_id=parts.space_id, source=source, params=parts.params, fixed=parts.fixed,
+                        fixed_names=parts.fixed_names, constraints=parts.constraints,
+                        text=text if text is not None else yaml.safe_dump(dict(data), sort_keys=False),
+                        aliases=parts.aliases)
     _probe_constraints(space)
     return space
-
-
-def _constraint(text: object, aliases: Mapping[str, str], ambiguous: Mapping[str, list[str]], *,
-                source: str, index: int) -> Constraint:
-    """Parse one constraint over the space's names; a name that means two parameters is refused."""
-    constraint = Constraint.parse(text, names=[*aliases, *ambiguous], source=source, index=index)
-    for name in sorted(constraint.names & ambiguous.keys()):
-        raise ConfigError(file=source, key=constraint.key, value=text,
-                          rule=f"`{name}` could mean {' or '.join(ambiguous[name])}",
-                          fix="name the parameter as the space file writes it, or by its full "
-                              "dotted path")
-    return constraint
-
-
-def _section(data: Mapping[str, Any], section: str, source: str) -> Mapping[str, Any]:
-    value = data.get(section)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(file=source, key=section, value=value,
-                          rule="it must be a mapping of name -> value or parameter spec",
-                          fix=f"write `{section}: {{}}` when it is empty")
-    for name in value:
-        if not isinstance(name, str):
-            raise ConfigError(file=source, key=f"{section}.{name}", value=name,
-                              rule="a parameter name must be a string", fix="quote the name")
-    return value
-
-
-def _claim(at: _At, name: str, config_key: str, keys: dict[str, str]) -> None:
-    """Record that `at` sets `config_key`; a key set twice is an error."""
-    if config_key in keys:
-        raise at.error(name, f"it sets `{config_key}`, which `{keys[config_key]}` already sets",
-                       "keep only one of them (a searched parameter cannot also be fixed)")
-    keys[config_key] = at.key
-
-
-def _parse_fixed(data: Mapping[str, Any], *, source: str, reward_terms: Collection[str],
-                 keys: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    fixed: dict[str, Any] = {}
-    names: dict[str, str] = {}
-    for name, value in _section(data, "fixed", source).items():
-        at = _At(source, f"fixed.{name}")
-        config_key, annotation = resolve_name(name, section="fixed", reward_terms=reward_terms,
-                                              source=source)
-        _claim(at, name, config_key, keys)
-        value = _coerce(value, annotation)
-        _fits(at, value, annotation, config_key=config_key)
-        fixed[config_key] = value
-        names[name] = config_key
-    return fixed, names
-
-
-def _constraint_list(data: Mapping[str, Any], source: str) -> list[Any]:
-    value = data.get("constraints")
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ConfigError(file=source, key="constraints", value=value,
-                          rule="it must be a list of expressions",
-                          fix='write `constraints: ["learning_rate > 5e-4 and rollouts < 32"]`')
-    return value
 
 
 def _probe_constraints(space: SearchSpace) -> None:
