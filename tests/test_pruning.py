@@ -19,7 +19,7 @@ from automl import paths, reasons
 from automl.console import QuietConsole
 from automl.launcher import Slot
 from automl.paths import StudyPaths
-from automl.pruning import make_pruner, plan_pruning
+from automl.pruning import PatientPruner, make_pruner, plan_pruning
 from automl.scheduler import Running, Scheduler, SearchSettings
 from automl.space import load_space
 from automl.stoppers import StopperSet
@@ -34,9 +34,9 @@ TRIALS = 24
 SLOTS = 3
 RUNGS = {
     # 24 trials: one asynchronous successive-halving bracket for both, halving from the grace
-    # frames (20k, 40k, 80k; 160k > frames).
-    "hyperband": {GRACE, 2 * GRACE, 4 * GRACE},
-    "successive_halving": {GRACE, 2 * GRACE, 4 * GRACE},
+    # frames (20k, 40k, 80k; 160k > frames), keeping the last floor(log2(24 / 4)) = 2 rungs.
+    "hyperband": {2 * GRACE, 4 * GRACE},
+    "successive_halving": {2 * GRACE, 4 * GRACE},
     # The median rule applies at every step once the warm-up (the grace frames) is over.
     "median": set(range(GRACE, FRAMES + 1, EVAL)),
     "none": set(),
@@ -161,7 +161,11 @@ def test_the_rung_check_catches_a_pruner_without_grace(tmp_path, monkeypatch):
     real = pruner_for
 
     def no_grace(name: str, *, grace: int = GRACE) -> optuna.pruners.BasePruner:
-        return real(name, grace=EVAL)
+        # Optuna's own halving from the first evaluation point on (the plan's rule would have
+        # kept only late rungs, grace or not).
+        assert isinstance(real(name), PatientPruner)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=EVAL, reduction_factor=2,
+                                                      min_early_stopping_rate=0)
 
     monkeypatch.setattr(sys.modules[__name__], "pruner_for", no_grace)
     decisions, _ = drive("successive_halving", tmp_path, seed=11)

@@ -40,9 +40,12 @@ def log_root(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------ plan
 @pytest.mark.parametrize("trials, envs, algorithm, brackets, rungs, startup", [
-    # 8 trials: one halving bracket; the first rung after one 400-step time limit of 2048 envs.
-    (8, 2048, "asha", 1, (850_000, 1_700_000), 3),
-    (8, 256, "asha", 1, (200_000, 400_000, 800_000, 1_600_000), 3),
+    # 8 trials: one halving bracket, after one 400-step time limit of 2048 envs (850k); one rung,
+    # the last, so that about 4 trials run to the end.
+    (8, 2048, "asha", 1, (1_700_000,), 3),
+    (8, 256, "asha", 1, (1_600_000,), 3),
+    # 20 trials: log2(20 / 4) -> 2 rungs, the latest two.
+    (20, 256, "asha", 1, (800_000, 1_600_000), 6),
     # 30 trials: Hyperband, but at most one bracket per 15 trials: 2 brackets.
     (30, 256, "hyperband", 2, (600_000, 1_800_000), 5),
     # 200 trials: Hyperband with 3 brackets, start-up per bracket.
@@ -113,10 +116,11 @@ def test_a_search_prunes_only_at_or_after_the_first_rung(tmp_path):
     sp = StudyPaths.for_study("rungs")
     meta = yaml.safe_load(sp.meta.read_text())
     plan = meta["sessions"][0]["pruning"]
-    assert plan["algorithm"] == "asha" and plan["rungs"] == [30_000, 60_000]
+    # Rungs from the first at 30k: 30k, 60k; 8 trials keep the last one only.
+    assert plan["algorithm"] == "asha" and plan["rungs"] == [60_000]
     for t in trials(sp):
         if t.state == optuna.trial.TrialState.PRUNED:
-            assert t.last_step in (30_000, 60_000), t.last_step
+            assert t.last_step == 60_000, t.last_step
 
 
 # ---------------------------------------------------------------------------------------- budget

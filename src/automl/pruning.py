@@ -5,7 +5,8 @@ Hyperband of 3+ brackets leaves two or three trials per bracket (a trial is judg
 own bracket, and TPE samples within it), and successive halving promotes a trial at a rung only if
 it is the best so far until `reduction_factor` trials have reached it. So below `HYPERBAND_FROM`
 trials the plan is one asynchronous successive-halving bracket (ASHA, as SLM Lab and the Optuna +
-ASHA study use), halving at each rung; a trial is never pruned at a rung before `min_trials_at_rung`
+ASHA study use), halving at each rung, with only as many (late) rungs as leave about
+`MIN_FINALISTS` trials to run to the end; a trial is never pruned at a rung before `min_trials_at_rung`
 trials have reported there; the first rung comes no earlier than one episode of every environment
 (the score needs finished episodes) and the grace frames.
 """
@@ -26,6 +27,10 @@ HYPERBAND_FROM = 30
 """Studies of at least this many trials get Hyperband's several brackets."""
 TRIALS_PER_BRACKET = 15
 """Hyperband: at most one bracket per this many trials."""
+MIN_FINALISTS = 4
+"""ASHA: the bracket keeps enough rungs, the latest ones, for about this many trials to run to the
+end (validation compares the top 3 on full-length runs). Early points predict the final score
+worst, so the rungs dropped are the early ones."""
 
 
 @dataclass(frozen=True)
@@ -121,10 +126,14 @@ def plan_pruning(pruner: str, *, trials: int, frames: int, eval_frequency: int, 
                            brackets=brackets, rungs=_rungs(first, frames, eta),
                            min_trials_at_rung=eta, startup_trials=_startup(trials / brackets))
     eta = 2 if trials < HYPERBAND_FROM else 3
-    note = (f"below {HYPERBAND_FROM} trials one bracket keeps every trial comparable"
+    rungs = _rungs(first, frames, eta)
+    keep = max(1, math.floor(math.log(max(trials / MIN_FINALISTS, 1.0), eta) + 1e-9))
+    rungs = rungs[-keep:]
+    note = (f"below {HYPERBAND_FROM} trials one bracket keeps every trial comparable; "
+            f"{len(rungs)} rung(s) leave about {MIN_FINALISTS} trials to finish"
             if pruner == "hyperband" else "")
-    return PruningPlan(**common, algorithm="asha", first_rung=first, reduction_factor=eta,
-                       brackets=1, rungs=_rungs(first, frames, eta), min_trials_at_rung=eta,
+    return PruningPlan(**common, algorithm="asha", first_rung=rungs[0], reduction_factor=eta,
+                       brackets=1, rungs=rungs, min_trials_at_rung=eta,
                        startup_trials=_startup(trials), note=note)
 
 
