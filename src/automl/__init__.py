@@ -1,0 +1,1 @@
+"""automl: searches PPO hyperparameters, network sizes and reward weights jointly with Optuna."""

@@ -34,13 +34,16 @@ class QuietConsole:
         return None
 
     def update(self, scheduler: Any) -> None:
+        """Nothing to redraw: --quiet shows no live table."""
         return None
 
     def trial_finished(self, number: int, reason: str, score: float, frames: int) -> None:
+        """One line for a trial that ended: its number, stop reason, score and frames."""
         self.out.print(f"trial {number:4d}  {reason:10s}  score {_fmt_score(score):>10s}  "
                        f"frames {frames:,}", soft_wrap=True)
 
     def message(self, text: str) -> None:
+        """Print a line of text as it is, never wrapped."""
         # soft_wrap: no line breaks inserted at the console width, which would cut paths in two
         # (in a log file or a pipe the width is 80).
         self.out.print(text, soft_wrap=True)
@@ -65,6 +68,7 @@ class LiveConsole(QuietConsole):
         self.live.__exit__(None, None, None)
 
     def update(self, scheduler: Any) -> None:
+        """Redraw the live table from the scheduler's state, at most twice a second."""
         now = time.monotonic()
         if now - self.last < 0.5:
             return
@@ -72,10 +76,12 @@ class LiveConsole(QuietConsole):
         self.live.update(self.render(scheduler), refresh=True)
 
     def trial_finished(self, number: int, reason: str, score: float, frames: int) -> None:
+        """Print the finished trial's line above the live table, which stays at the bottom."""
         self.live.console.print(f"trial {number:4d} ended: {reason:10s} score "
                                 f"{_fmt_score(score)}  frames {frames:,}")
 
     def render(self, scheduler: Any) -> Group:
+        """The live view: a table of running trials, then counts by stop reason, best trial and time left."""
         table = Table(title=f"study {scheduler.paths.name}: running trials", expand=False)
         for column in ("trial", "frames", "score", "elapsed", "slot"):
             table.add_column(column, justify="right")

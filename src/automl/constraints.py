@@ -90,6 +90,7 @@ class Constraint:
         key = f"constraints[{index}]"
 
         def error(rule: str, fix: str) -> ConfigError:
+            """A ConfigError about this constraint, naming `constraints[index]`, the rule and the fix."""
             return ConfigError(file=source, key=key, value=text, rule=rule, fix=fix)
 
         if not isinstance(text, str) or not text.strip():
@@ -160,12 +161,14 @@ class _Checker:
         self.read: set[str] = set()
 
     def reject(self, node: ast.AST, what: str) -> ConfigError:
+        """The error for a forbidden construct, quoting its source text (the caller raises it)."""
         snippet = ast.get_source_segment(self.text, node) or what
         return self.error(f"it uses {what} (`{snippet}`), and a constraint may only use {ALLOWED}",
                           "rewrite it with parameter names and comparisons, "
                           "e.g. `learning_rate > 5e-4 and learning_epochs > 8`")
 
     def visit(self, node: ast.AST, *, depth: int) -> None:
+        """Check `node` and its children against the allowed constructs and the depth limit."""
         if depth > MAX_DEPTH:
             raise self.error(f"it nests deeper than {MAX_DEPTH} levels", "split it up")
         children: list[ast.AST]
@@ -197,6 +200,7 @@ class _Checker:
             self.visit(child, depth=depth + 1)
 
     def visit_name(self, node: ast.AST) -> None:
+        """Accept a parameter name (plain or dotted) of this space and note it as read; else an error."""
         name = node.id if isinstance(node, ast.Name) else _dotted(node)
         assert name is not None
         if name not in self.names:
@@ -206,6 +210,7 @@ class _Checker:
         self.read.add(name)
 
     def check_operator(self, node: ast.AST, op: ast.AST, table: Mapping[type, object]) -> None:
+        """Reject `op` unless its type is in `table` (the allowed operators of its kind)."""
         if type(op) not in table:
             symbol = _SYMBOL.get(type(op), type(op).__name__)
             raise self.reject(node, f"the operator `{symbol}`")

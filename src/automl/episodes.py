@@ -110,6 +110,7 @@ class TermMeans:
         self.steps = 0
 
     def add(self, terms: dict[str, torch.Tensor]) -> None:
+        """Add one step's terms, each averaged over the environments."""
         for term, value in terms.items():
             total = value.mean()
             self.sums[term] = self.sums[term] + total if term in self.sums else total

@@ -23,6 +23,7 @@ class ConfigError(Exception):
 
     @property
     def message(self) -> str:
+        """The one-line report: file, key, value, the rule broken, then the fix if any."""
         text = f"{self.file}: `{self.key}` is {self.value!r}, but {self.rule}."
         if self.fix:
             text += f" Fix: {self.fix}"

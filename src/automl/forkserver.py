@@ -207,6 +207,7 @@ class ForkedProcess:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
+        """The exit code once the server reported it; -SIGTERM when server and trial are both gone; else None."""
         if self.returncode is None:
             self.server.pump()
             self.returncode = self.server.exits.pop(self.pid, None)
@@ -217,6 +218,7 @@ class ForkedProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
+        """Poll every 20 ms until the trial exits and return its code; TimeoutExpired past `timeout` s."""
         end = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if end is not None and time.monotonic() > end:

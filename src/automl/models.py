@@ -18,6 +18,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 def mlp(inputs: int, sizes: list[int], activation: str) -> nn.Sequential:
+    """Hidden layers of widths `sizes`, each followed by `activation`; no output layer."""
     layers: list[nn.Module] = []
     for width in sizes:
         layers += [nn.Linear(inputs, width), ACTIVATIONS[activation]()]
@@ -39,6 +40,7 @@ class GaussianPolicy(GaussianMixin, Model):
         self.log_std = nn.Parameter(torch.zeros(self.num_actions))
 
     def compute(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:
+        """The Gaussian head: the action mean, and the learned state-independent log std."""
         return self.mean(self.net(inputs["observations"])), {"log_std": self.log_std}
 
 
@@ -54,6 +56,7 @@ class CategoricalPolicy(CategoricalMixin, Model):
                                  nn.Linear(sizes[-1], int(action_space.n)))  # type: ignore[attr-defined]
 
     def compute(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:
+        """The categorical head: unnormalised logits, one per action."""
         return self.net(inputs["observations"]), {}
 
 
@@ -69,6 +72,7 @@ class Value(DeterministicMixin, Model):
                                  nn.Linear(sizes[-1], 1))
 
     def compute(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:
+        """The value head: one state value per observation."""
         return self.net(inputs["observations"]), {}
 
 

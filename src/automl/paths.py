@@ -20,6 +20,7 @@ def repo_root() -> Path:
 
 
 def conf_dir() -> Path:
+    """`conf/`: the Hydra config groups a run is composed from."""
     return repo_root() / "conf"
 
 
@@ -38,6 +39,7 @@ def extra_search_path() -> list[str]:
 
 
 def templates_dir() -> Path:
+    """`templates/`: the search space presets."""
     return repo_root() / "templates"
 
 
@@ -48,14 +50,17 @@ def log_root() -> Path:
 
 
 def runs_root() -> Path:
+    """`starter_kit_log/runs/`: folders of the runs started by hand."""
     return log_root() / "runs"
 
 
 def automl_root() -> Path:
+    """`starter_kit_log/automl/`: one folder per study."""
     return log_root() / "automl"
 
 
 def analysis_dir() -> Path:
+    """`starter_kit_log/analysis/`: a copy of the latest study's importance report."""
     return log_root() / "analysis"
 
 
@@ -73,30 +78,37 @@ class RunPaths:
 
     @property
     def tb(self) -> Path:
+        """tb/: the run's TensorBoard events (task metrics, score, losses)."""
         return self.root / "tb"
 
     @property
     def config(self) -> Path:
+        """config.yaml: the run's fully resolved config, readable by train_one again."""
         return self.root / "config.yaml"
 
     @property
     def summary(self) -> Path:
+        """summary.json: the run's status, score and metrics."""
         return self.root / "summary.json"
 
     @property
     def model(self) -> Path:
+        """model.pt: the trained policy and value weights, saved when the run completes or is stopped."""
         return self.root / "model.pt"
 
     @property
     def stdout_log(self) -> Path:
+        """stdout.log: the run's progress lines and messages."""
         return self.root / "stdout.log"
 
     @property
     def stderr_log(self) -> Path:
+        """stderr.log: the run's stderr (tracebacks), kept when it runs as a trial."""
         return self.root / "stderr.log"
 
 
 def trial_name(number: int) -> str:
+    """`trial_0007` for trial 7: the name of a trial's folder and config file."""
     return f"trial_{number:04d}"
 
 
@@ -108,75 +120,94 @@ class StudyPaths:
 
     @classmethod
     def for_study(cls, study_name: str) -> StudyPaths:
+        """The folder of the study of that name under `starter_kit_log/automl/`."""
         return cls(automl_root() / study_name)
 
     @property
     def name(self) -> str:
+        """The study's name: its folder's name."""
         return self.root.name
 
     @property
     def journal(self) -> Path:
+        """study.journal: the Optuna study's journal file (when no database storage is given)."""
         return self.root / "study.journal"
 
     @property
     def search_space(self) -> Path:
+        """search_space.yaml: the search space the study uses."""
         return self.root / "search_space.yaml"
 
     @property
     def meta(self) -> Path:
+        """meta.yaml: how the study was started, one entry per session."""
         return self.root / "meta.yaml"
 
     @property
     def state(self) -> Path:
+        """automl_state.yaml: what the search is doing now (live)."""
         return self.root / "automl_state.yaml"
 
     @property
     def configs_dir(self) -> Path:
+        """configs/: each trial's full configuration, as JSON."""
         return self.root / "configs"
 
     def trial_config(self, number: int) -> Path:
+        """configs/trial_NNNN.json: the trial's parameters, overrides and command."""
         return self.configs_dir / f"{trial_name(number)}.json"
 
     @property
     def trials_dir(self) -> Path:
+        """trials/: the trials' run folders."""
         return self.root / "trials"
 
     def trial_dir(self, number: int) -> Path:
+        """trials/trial_NNNN/: the trial's run folder."""
         return self.trials_dir / trial_name(number)
 
     def trial_run(self, number: int) -> RunPaths:
+        """The files of the trial's run, in trials/trial_NNNN/."""
         return RunPaths(self.trial_dir(number))
 
     @property
     def trial_final_csv(self) -> Path:
+        """trial_final.csv: one row the moment each trial ends."""
         return self.root / "trial_final.csv"
 
     @property
     def threshold_hits_csv(self) -> Path:
+        """threshold_hits.csv: the first time each trial crossed --target-score."""
         return self.root / "threshold_hits.csv"
 
     @property
     def experiment_df_csv(self) -> Path:
+        """experiment_df.csv: every trial, best first, as analyze.py lists them."""
         return self.root / "experiment_df.csv"
 
     @property
     def validation_csv(self) -> Path:
+        """validation.csv: the top configurations re-trained on fresh seeds, with their scores."""
         return self.root / "validation.csv"
 
     @property
     def validation_dir(self) -> Path:
+        """validation/: the run folders of the validation runs, one per configuration and seed."""
         return self.root / "validation"
 
     @property
     def importance_yaml(self) -> Path:
+        """hyperparameter_importance.yaml: which searched parameters drive the score."""
         return self.root / "hyperparameter_importance.yaml"
 
     @property
     def best_config(self) -> Path:
+        """best_config.yaml: the chosen configuration, and how it was chosen."""
         return self.root / "best_config.yaml"
 
     @property
     def plots_dir(self) -> Path:
+        """plots/: the study's PNG plots."""
         return self.root / "plots"
 
 

@@ -58,11 +58,13 @@ class PruningPlan:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        """The plan as plain data for meta.yaml (rungs as a list)."""
         data = asdict(self)
         data["rungs"] = list(self.rungs)
         return data
 
     def describe(self) -> str:
+        """One line on the plan for the console: algorithm, brackets, rungs, patience, start-up."""
         if self.algorithm == "none":
             return f"pruning: none ({self.note})" if self.note else "pruning: none"
         rungs = ", ".join(f"{r:,}" for r in self.rungs)
@@ -160,6 +162,7 @@ class PatientPruner(BasePruner):
         self.inner, self.min_trials = inner, min_trials
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """The inner pruner's decision, overruled at a rung fewer than `min_trials` trials reached."""
         return _patient_prune(self.inner, study, trial, self.min_trials)
 
 
@@ -172,6 +175,7 @@ class PatientHyperband(optuna.pruners.HyperbandPruner):
         self._min_trials = min_trials
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Hyperband's decision within the trial's bracket, with the same patience per rung."""
         if not self._pruners:
             self._try_initialization(study)
         bracket_id = self._get_bracket_id(study, trial)

@@ -47,6 +47,7 @@ class EnvConfig:
     """Keyword arguments for the environment's constructor (task parameters)."""
 
     def check(self, source: str) -> None:
+        """Reject a non-positive num_envs, and a missing gym_id or factory for its kind."""
         if self.num_envs is not None and self.num_envs <= 0:
             raise ConfigError(file=source, key="env.num_envs", value=self.num_envs,
                               rule="it must be a positive integer (or null for 2048 on GPU / 256 on CPU)",
@@ -98,6 +99,8 @@ class PPOConfig:
     are large (Pendulum's reach -1,000)."""
 
     def check(self, source: str) -> None:
+        """Reject a non-positive learning rate, ratio clip, epoch, mini-batch or rollout count; gamma
+        outside (0, 1] or lambda outside [0, 1]; negative clips, scales or KL threshold."""
         positive = {"learning_rate": self.learning_rate, "ratio_clip": self.ratio_clip,
                     "learning_epochs": self.learning_epochs, "mini_batches": self.mini_batches,
                     "rollouts": self.rollouts}
@@ -129,6 +132,7 @@ class NetworkConfig:
     """Activation between hidden layers."""
 
     def check(self, source: str) -> None:
+        """Reject an empty list of hidden layer widths, or a width below 1."""
         for key in ("policy_hidden_layer_sizes", "value_hidden_layer_sizes"):
             sizes = getattr(self, key)
             if not sizes or any(s <= 0 for s in sizes):
@@ -164,6 +168,7 @@ class ScoringConfig:
     (0 disables)."""
 
     def check(self, source: str) -> None:
+        """Reject negative stop settings, min_episodes below 1, and weights on anything but task metrics."""
         for key in ("plateau_patience", "plateau_min_delta", "drop"):
             if getattr(self, key) < 0:
                 raise ConfigError(file=source, key=f"scoring.{key}", value=getattr(self, key),
@@ -203,6 +208,7 @@ class TrainConfig:
     """Seconds between two progress lines."""
 
     def check(self, source: str) -> None:
+        """Reject non-positive frames or eval_frequency, and a thread count below 1."""
         for key in ("frames", "eval_frequency"):
             if getattr(self, key) <= 0:
                 raise ConfigError(file=source, key=f"train.{key}", value=getattr(self, key),
@@ -235,6 +241,7 @@ class RunConfig:
     """Free-form notes of an exported preset (`+experiment=...`): where it came from."""
 
     def check(self, source: str) -> None:
+        """Check every part, the mini-batch size (mode=train), the checkpoint of mode=eval and `episodes`."""
         for part in (self.env, self.ppo, self.network, self.scoring, self.train):
             part.check(source)
         if self.mode == "train":  # eval trains nothing
@@ -268,6 +275,7 @@ ALIASES: dict[type, dict[str, str]] = {PPOConfig: {"lambda": "gae_lambda"}}
 
 
 def yaml_key(cls: type, field_name: str) -> str:
+    """The YAML key of a dataclass field: `lambda` for PPOConfig.gae_lambda, else the field name."""
     for key, name in ALIASES.get(cls, {}).items():
         if name == field_name:
             return key
@@ -286,6 +294,7 @@ def check_value(tp: Any, value: Any, key: str, source: str) -> Any:
     args = typing.get_args(tp)
 
     def bad(rule: str, fix: str = "") -> ConfigError:
+        """A ConfigError about this value, naming `key` and the source."""
         return ConfigError(file=source, key=key, value=value, rule=rule, fix=fix)
 
     if origin in (typing.Union, types.UnionType):

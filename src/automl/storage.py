@@ -127,6 +127,7 @@ def _what_failed(err: BaseException) -> tuple[str, str]:
 
 
 def storage_error(url: str, err: BaseException) -> ConfigError:
+    """A ConfigError on --storage saying what failed and the fix, with the password hidden."""
     what, fix = _what_failed(err)
     return ConfigError(file="command line", key="--storage", value=hide_password(url),
                        rule=hide_password(what), fix=fix)
@@ -148,6 +149,7 @@ class Heartbeat:
 
     @staticmethod
     def for_storage(storage: BaseStorage) -> Heartbeat | None:
+        """A running Heartbeat for a storage with a heartbeat interval (databases); None for the others."""
         interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
         return Heartbeat(storage, interval) if interval else None
 
@@ -158,10 +160,12 @@ class Heartbeat:
             self._ids.add(trial_id)
 
     def discard(self, trial_id: int) -> None:
+        """Stop beating for a trial that has ended."""
         with self._lock:
             self._ids.discard(trial_id)
 
     def close(self) -> None:
+        """Stop the thread, waiting at most one interval plus 5 s for it."""
         self._stop.set()
         self._thread.join(timeout=self.interval_s + 5)
 

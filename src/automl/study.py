@@ -14,6 +14,7 @@ PRUNERS = ("hyperband", "median", "successive_halving", "none")
 
 
 def study_exists(storage: BaseStorage, name: str) -> bool:
+    """Whether the storage holds a study of that name."""
     try:
         optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -63,6 +63,7 @@ class Tee:
         self.log, self.terminal = log, terminal
 
     def write(self, text: str) -> int:
+        """Write to stdout.log and, unless quiet, the terminal, flushing both; returns the length."""
         self.log.write(text)
         self.log.flush()
         if self.terminal is not None:
@@ -71,6 +72,7 @@ class Tee:
         return len(text)
 
     def flush(self) -> None:
+        """Flush stdout.log (the terminal is flushed at each write)."""
         self.log.flush()
 
 
@@ -78,6 +80,7 @@ def _install_stop_handlers() -> dict[str, bool]:
     flag = {"stop": False}
 
     def handler(signum: int, frame: object) -> None:
+        """Ask the training loop to stop at the next step (it then saves and summarises)."""
         flag["stop"] = True
 
     signal.signal(signal.SIGTERM, handler)
@@ -208,6 +211,7 @@ class Window:
 
     def add(self, terms: dict[str, torch.Tensor], reward: torch.Tensor, done: torch.Tensor,
             episode: dict[str, torch.Tensor]) -> None:
+        """Record one env step: episode ends and shaped reward, and the reward terms' means."""
         self.episodes.add(reward, done, episode)
         self.terms.add(terms)
 
@@ -354,6 +358,7 @@ def write_point(writer, agent, frames: int, timesteps: int, metrics: dict[str, f
 
 def progress_line(frames: int, total: int, elapsed: float, metrics: dict[str, float],
                   score: float) -> str:
+    """One progress line: frames, frames per second, and success, return and score when known."""
     parts = [f"frames {frames:,}/{total:,} ({100 * frames / total:.0f}%)",
              f"{frames / max(elapsed, 1e-9):,.0f} frames/s"]
     if "success_rate" in metrics:

@@ -40,6 +40,7 @@ _TRIAL_ID = re.compile(r"(?:trial_?)?(\d+)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """analyze.py's flags: which study (folder or shared storage), sorting, and which reports to make."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Reports of an automl study: table, comparison, plots, importance.")
     parser.add_argument("--study", default=LATEST, metavar="NAME|PATH|latest",
@@ -198,6 +199,7 @@ def compare_rows(a: TrialRow, b: TrialRow, names: list[str]) -> list[tuple[str, 
 
 
 def show_compare(view: StudyView, first: str, second: str) -> None:
+    """Print two trials side by side (state, score, parameters, metrics), marking the rows that differ."""
     numbers = [_trial_number(view, first), _trial_number(view, second)]
     rows = {r.number: r for r in trial_rows(view) if r.number in numbers}
     a, b = rows[numbers[0]], rows[numbers[1]]

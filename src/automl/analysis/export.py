@@ -89,6 +89,7 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
 def how_chosen(source: Mapping[str, Any]) -> str:
     """One line on how the configuration was chosen, from its `source` record."""
     def number(key: str) -> str:
+        """The source record's value under `key` to 4 significant digits, or `n/a`."""
         value = _plain(source.get(key))
         return f"{value:.4g}" if isinstance(value, (int, float)) else "n/a"
 

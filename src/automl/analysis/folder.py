@@ -184,6 +184,7 @@ class StudyView:
 
     @property
     def maximize(self) -> bool:
+        """True when a higher score is better (the study's Optuna direction)."""
         return self.study.direction == optuna.study.StudyDirection.MAXIMIZE
 
     @property

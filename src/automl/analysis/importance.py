@@ -224,6 +224,7 @@ def importance_report(view: StudyView, *, evaluator: str = PED_ANOVA) -> dict[st
 
 
 def importance_text(report: dict[str, Any]) -> str:
+    """The report as the YAML text of hyperparameter_importance.yaml, under a comment header."""
     header = (f"# Hyperparameter importance of study {report['study_name']}: which searched "
               "parameters drive the score.\n# Made by analyze.py --importance; "
               "best_value is the value in the best completed trial.\n")

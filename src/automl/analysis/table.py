@@ -59,6 +59,7 @@ class TrialRow:
 
     @property
     def config_id(self) -> str:
+        """The trial's name, `trial_NNNN`, as its folders and the validation records name it."""
         return trial_name(self.number)
 
     def value(self, metric: str) -> float:
@@ -129,6 +130,7 @@ def sort_rows(rows: list[TrialRow], *, metric: str = "score",
               descending: bool = True) -> list[TrialRow]:
     """Complete trials first, then pruned, running, failed; within each by `metric`, NaN last."""
     def key(row: TrialRow) -> tuple[int, int, float, int]:
+        """Sort key: state rank, missing value last, signed metric, then trial number."""
         value = row.value(metric)
         missing = not math.isfinite(value)
         signed = 0.0 if missing else (-value if descending else value)

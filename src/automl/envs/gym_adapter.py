@@ -129,6 +129,7 @@ class GymVectorEnv:
         )
 
     def close(self) -> None:
+        """Close the gymnasium vector env."""
         self._vec.close()
 
     def _terms_and_reference(self, reward: Any, info: dict[str, Any]

@@ -71,6 +71,7 @@ class RewardSplit:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The terms' names, in the order of `terms`."""
         return tuple(term.name for term in self.terms)
 
     def raw_terms(self, info: Mapping[str, Any], num_envs: int) -> dict[str, np.ndarray]:

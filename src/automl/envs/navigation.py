@@ -46,6 +46,7 @@ ACT_DIM = 2
 
 
 def wrap_angle(a: torch.Tensor) -> torch.Tensor:
+    """Angles (radians) wrapped into [-pi, pi)."""
     return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
 
 
@@ -103,6 +104,8 @@ class NavigationEnv:
         self.ret.index_fill_(0, ids, 0.0)
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Reset every environment (reseeded when `seed` is given; with `spread_starts`, starts spread over
+        the time limit); returns (num_envs, 15) observations."""
         if seed is not None:
             self.generator.manual_seed(seed)
         self._reset_ids(torch.arange(self.num_envs, device=self.device))
@@ -114,6 +117,7 @@ class NavigationEnv:
         return self._observe()
 
     def close(self) -> None:
+        """Nothing to release: the task is plain tensors."""
         pass
 
     # ----------------------------------------------------------------------------------------------
@@ -159,6 +163,8 @@ class NavigationEnv:
         return rows.T.contiguous()
 
     def step(self, actions: torch.Tensor) -> StepResult:
+        """Advance every environment one `dt`: wheels, pose and suspension; reward terms, episode ends
+        and metrics; finished environments restart at once."""
         p = self.p
         action = actions.to(self.device, torch.float32).T.clamp(-1.0, 1.0).contiguous()
         torque = action * p.max_torque

@@ -46,4 +46,5 @@ class Driver:
         return (feed_forward * target + 0.1 * (target - wheel_vel)).clamp(-1.0, 1.0)
 
     def reset_where(self, done: torch.Tensor) -> None:
+        """Zero the ramped speed command of the environments whose episode just ended (`done`)."""
         self.speed_cmd = torch.where(done.cpu(), 0.0, self.speed_cmd)

@@ -21,12 +21,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_num_envs(cfg: EnvConfig, device: torch.device) -> int:
+    """`env.num_envs`, or when null 2048 on a GPU and 256 on CPU."""
     if cfg.num_envs is not None:
         return cfg.num_envs
     return GPU_ENVS if device.type == "cuda" else CPU_ENVS
 
 
 def make_env(cfg: EnvConfig, *, device: torch.device, seed: int) -> BatchedEnv:
+    """The environment of `env.kind` (navigation, gymnasium or custom), `env.num_envs` of it on `device`."""
     num_envs = resolve_num_envs(cfg, device)
     if cfg.kind == "navigation":
         from automl.envs.navigation import NavigationEnv
