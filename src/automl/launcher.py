@@ -105,7 +105,7 @@ class TrialProcess:
             self._signal(signal.SIGTERM)
             self.kill_at = time.monotonic() + TERMINATE_GRACE_S
 
-    def wait_gone(self, timeout: float = TERMINATE_GRACE_S + 2.0) -> int | None:
+    def wait_gone(self, timeout: float = TERMINATE_GRACE_S + 2.0) -> int:
         """Terminate and wait until the process (group) is gone; returns the exit code."""
         self.terminate()
         end = time.monotonic() + timeout
