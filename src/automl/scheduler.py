@@ -8,23 +8,35 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from automl import reasons, records, reports, tags
+from automl import reasons, records, reports
 from automl.budget import median_rate
 from automl.forkserver import ForkServer
-from automl.launcher import Slot, TrialProcess, launch, pause
+from automl.launcher import Slot, launch, pause
 from automl.paths import StudyPaths, atomic_write_text
 from automl.recovery import FIXED_PARAMS, Recovery, owner
 from automl.space import SearchSpace
-from automl.stoppers import DropStopper, PlateauStopper, StopperSet
 from automl.storage import Heartbeat, hide_password
-from automl.summary import read_summary
+from automl.summary import load_summary
 from automl.tb_reader import EventTail
+from automl.trial_watch import (
+    OnTarget,
+    Pruner,
+    Report,
+    Running,
+    TrialGone,
+    WatchRules,
+    ending,
+    make_stoppers,
+    settle,
+    take_point,
+    watch,
+)
 
 POLL_S = 0.1
 """Seconds between two polls of the running trials: a freed slot waits at most this long."""
@@ -85,26 +97,6 @@ class SearchSettings:
 
 
 @dataclass
-class Running:
-    """A launched trial and what the loop knows of it."""
-
-    trial: optuna.Trial
-    proc: TrialProcess
-    values: dict[str, Any]
-    tail: EventTail
-    stoppers: StopperSet
-    last_step: int = -1
-    frames: int = 0
-    score: float = math.nan
-    last_progress: float = field(default_factory=time.monotonic)
-    reason: str | None = None
-    """Decided by the loop (pruned, plateau, ...); recorded once the process is gone."""
-    hit_target: bool = False
-    error: str = ""
-    """What went wrong, when the loop itself decided the trial failed (NaN score)."""
-
-
-@dataclass
 class Outcome:
     """How the search ended."""
 
@@ -142,6 +134,9 @@ class Scheduler:
         """Set once the loop raised: recording tolerates a failing storage from then on."""
         self._others_at = -math.inf
         """RUNNING trials of other orchestrators this one waits for once no new trial may start."""
+        self.rules = WatchRules(eval_frequency=settings.eval_frequency,
+                                trial_timeout=settings.trial_timeout,
+                                target_score=settings.target_score)
         self.earlier: dict[str, int] = {r: 0 for r in reasons.ALL}
         """Trials that sessions before this one (--resume) ended, by stop reason."""
         self._count_earlier()
@@ -346,17 +341,11 @@ class Scheduler:
         self._write_trial_config(trial.number, values, config_values, base, overrides)
         proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot,
                       forkserver=self.s.forkserver)
-        stoppers = StopperSet(
-            plateau=PlateauStopper(patience=self.s.plateau_patience,
-                                   min_delta=self.s.plateau_min_delta, grace=self._grace_reports())
-            if self.s.plateau_patience > 0 else None,
-            drop=DropStopper(window=max(self.s.plateau_patience, 3), drop=self.s.drop,
-                             grace=self._grace_reports()) if self.s.drop > 0 else None)
+        stoppers = make_stoppers(plateau_patience=self.s.plateau_patience,
+                                 plateau_min_delta=self.s.plateau_min_delta, drop=self.s.drop,
+                                 grace_reports=max(1, self.s.grace_frames // self.s.eval_frequency))
         self.running[trial.number] = Running(trial=trial, proc=proc, values=values,
                                              tail=EventTail(run.tb), stoppers=stoppers)
-
-    def _grace_reports(self) -> int:
-        return max(1, self.s.grace_frames // self.s.eval_frequency)
 
     @staticmethod
     def _run_overrides(run_dir: Any, slot: Slot) -> list[str]:
@@ -376,93 +365,56 @@ class Scheduler:
 
     # --------------------------------------------------------------------------------- polling
     def _poll_all(self) -> None:
-        for number in list(self.running):
-            self._poll_one(self.running[number])
+        for r in list(self.running.values()):
+            # Exit first: the last points of a process that ended by itself must not prune or
+            # stop it after the fact (_finish takes them without a decision).
+            code = r.proc.poll()
+            if code is not None:
+                self._finish(r, code)
+            elif watch(r, self.rules, should_prune=self._pruner(r.trial),
+                       on_target=self._on_target(r), now=time.monotonic()):
+                r.proc.terminate()
 
-    def _poll_one(self, r: Running) -> None:
-        # Exit first: the last points of a process that ended by itself must not prune or stop
-        # it after the fact (_finish reads them without a decision).
-        code = r.proc.poll()
-        if code is not None:
-            self._finish(r, code)
-            return
-        new = r.tail.poll()
-        if new:
-            r.last_progress = time.monotonic()
-        for frames, value in new.get(tags.SCORE, []):
-            if r.reason is None:
-                self._report(r, frames, value)
-        if r.reason is None and time.monotonic() - r.last_progress > self.s.trial_timeout:
-            r.reason = reasons.TIMEOUT
+    def _report(self, r: Running, frames: int, value: float) -> None:
+        """One score point of a running trial, decided on as _poll_all does."""
+        if take_point(r, frames, value, self.rules, store=self._pruner(r.trial),
+                      on_target=self._on_target(r)):
             r.proc.terminate()
 
-    def _report(self, r: Running, frames: int, value: float, *, decide: bool = True) -> None:
-        """Record one score point; `decide`: ask the pruner and the stoppers (while it runs)."""
-        r.frames = max(r.frames, frames)
-        step = frames // self.s.eval_frequency * self.s.eval_frequency
-        if step <= r.last_step:
-            return
-        r.last_step = step
-        if not math.isfinite(value):
-            r.reason = reasons.ERROR
-            r.error = f"score is {value} at {frames} frames"
-            r.proc.terminate()
-            return
-        r.score = value
-        try:
-            r.trial.report(value, step)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            r.reason, r.error = reasons.ERROR, "failed meanwhile by another orchestrator"
-            r.proc.terminate()
-            return
-        self._check_target(r, frames, value)
-        if not decide:
-            return
-        if r.trial.should_prune():
-            r.reason = reasons.PRUNED
-        else:
-            r.reason = r.stoppers.update(value)
-        if r.reason is not None:
-            r.proc.terminate()
+    def _pruner(self, trial: optuna.Trial) -> Pruner:
+        def should_prune(step: int, value: float) -> bool:
+            self._reporter(trial)(step, value)
+            return trial.should_prune()
+        return should_prune
 
-    def _check_target(self, r: Running, frames: int, value: float) -> None:
-        if self.s.target_score is None or r.hit_target or value < self.s.target_score:
-            return
-        r.hit_target = True
-        reports.append_threshold_hit(self.paths, {
-            "trial": r.trial.number, "frames": frames, "score": value,
-            "elapsed_s": round(time.monotonic() - self.start, 1),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    @staticmethod
+    def _reporter(trial: optuna.Trial) -> Report:
+        def report(step: int, value: float) -> None:
+            try:
+                trial.report(value, step)
+            except optuna.exceptions.UpdateFinishedTrialError as err:
+                raise TrialGone(str(err)) from err
+        return report
+
+    def _on_target(self, r: Running) -> OnTarget:
+        def hit(frames: int, score: float) -> None:
+            reports.append_threshold_hit(self.paths, {
+                "trial": r.trial.number, "frames": frames, "score": score,
+                "elapsed_s": round(time.monotonic() - self.start, 1),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        return hit
 
     def _finish(self, r: Running, code: int) -> None:
-        """The process is gone: settle the stop reason and record the trial once."""
+        """The process is gone: free its slot, settle the stop reason and record the trial once."""
         del self.running[r.trial.number]
         self.free.append(r.proc.slot)
         self.free.sort(key=lambda s: s.index)
-        for frames, value in r.tail.poll().get(tags.SCORE, []):  # points written just before exit
-            if r.reason is None:
-                self._report(r, frames, value, decide=False)
-        summary = read_summary(r.proc.run.summary) or {}
-        reason, error_tail = r.reason, ""
-        finished_anyway = code == 0 and summary.get("status") == "completed"
-        if reason == reasons.PRUNED and finished_anyway:
-            # It trained all its frames before the stop reached it: a full-budget result, not a
-            # pruned one. (A stopper's verdict stands: plateau and drop trials keep their score.)
-            reason = None
-        if reason is None:
-            reason = reasons.COMPLETED if finished_anyway else reasons.ERROR
-        if reason in (reasons.ERROR, reasons.TIMEOUT):
-            detail = r.error or summary.get("message", "")
-            error_tail = "\n".join(x for x in (detail, f"exit code {code}", r.proc.stderr_tail())
-                                   if x)
-        final = summary.get("score") if reason == reasons.COMPLETED else None
-        score = float(final) if isinstance(final, (int, float)) else r.score
-        frames = int(summary.get("frames") or r.frames)
-        wall = time.monotonic() - r.proc.started
-        if frames > 0 and wall > 0:
-            self.rates.append(frames / wall)
-        self._record(r.trial, r.values, reason, frames=frames, wall=wall, score=score,
-                     error_tail=error_tail, metrics=summary.get("metrics") or {})
+        settle(r, self.rules, report=self._reporter(r.trial), on_target=self._on_target(r))
+        end = ending(r, code, load_summary(r.proc.run.summary), now=time.monotonic())
+        if end.frames > 0 and end.wall_s > 0:
+            self.rates.append(end.frames / end.wall_s)
+        self._record(r.trial, r.values, end.reason, frames=end.frames, wall=end.wall_s,
+                     score=end.score, error_tail=end.error_tail, metrics=end.metrics)
 
     def _record(self, trial: optuna.Trial, values: dict[str, Any], reason: str, *, frames: int,
                 wall: float, score: float, error_tail: str,
