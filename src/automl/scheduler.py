@@ -19,17 +19,15 @@ from automl.budget import median_rate
 from automl.forkserver import ForkServer
 from automl.launcher import Slot, launch, pause
 from automl.paths import StudyPaths, atomic_write_text
-from automl.recovery import FIXED_PARAMS, Recovery, owner
+from automl.recovery import Recovery
 from automl.space import SearchSpace
-from automl.storage import Heartbeat, hide_password
+from automl.storage import hide_password
 from automl.summary import load_summary
 from automl.tb_reader import EventTail
+from automl.trial_record import Best, Tally, TrialRecorder
 from automl.trial_watch import (
     OnTarget,
-    Pruner,
-    Report,
     Running,
-    TrialGone,
     WatchRules,
     ending,
     make_stoppers,
@@ -59,14 +57,6 @@ def counts_toward_limit(trial: optuna.trial.FrozenTrial) -> bool:
         return False
     # Failed by Optuna's stale-heartbeat check, which leaves no stop reason: no result of its own.
     return not (trial.state.is_finished() and records.STOP_REASON not in attrs)
-
-
-STATE_OF_REASON = {
-    reasons.COMPLETED: TrialState.COMPLETE, reasons.PLATEAU: TrialState.COMPLETE,
-    reasons.DROP: TrialState.COMPLETE, reasons.PRUNED: TrialState.PRUNED,
-    reasons.CONSTRAINT: TrialState.PRUNED, reasons.BUDGET: TrialState.PRUNED,
-    reasons.ERROR: TrialState.FAIL, reasons.TIMEOUT: TrialState.FAIL,
-}
 
 
 @dataclass
@@ -114,7 +104,9 @@ class Scheduler:
         self.study, self.paths, self.s, self.console = study, study_paths, settings, console
         self.running: dict[int, Running] = {}
         self.free: list[Slot] = list(settings.slots)
-        self.finished: dict[str, int] = {r: 0 for r in reasons.ALL}
+        self.tally = Tally.of_study(study, settings.space)
+        self.finished = self.tally.finished
+        self.recorder = TrialRecorder(study, study_paths, settings.space, console, self.tally)
         self.rates: list[float] = []
         """Frames per second of every trial that ended having trained (start-up included)."""
         self.start = time.monotonic()
@@ -122,42 +114,20 @@ class Scheduler:
         self.interrupted = False
         self.rejections = 0
         self.next_state = 0.0
-        self.best: tuple[float, int, dict[str, Any]] | None = None
         self._trained: int | None = None
         self._trained_at = 0.0
-        self.asked: dict[int, optuna.Trial] = {}
-        """Trials this process asked for and has not yet told: each is recorded before it exits."""
-        self.heartbeat = Heartbeat.for_storage(study._storage)
         self.next_recovery = 0.0
         self.waiting_for = 0
-        self.aborting = False
-        """Set once the loop raised: recording tolerates a failing storage from then on."""
         self._others_at = -math.inf
         """RUNNING trials of other orchestrators this one waits for once no new trial may start."""
         self.rules = WatchRules(eval_frequency=settings.eval_frequency,
                                 trial_timeout=settings.trial_timeout,
                                 target_score=settings.target_score)
-        self.earlier: dict[str, int] = {r: 0 for r in reasons.ALL}
-        """Trials that sessions before this one (--resume) ended, by stop reason."""
-        self._count_earlier()
 
-    def _count_earlier(self) -> None:
-        """--resume: trials ended before count in the state and the best so far (not in this
-        session's failure rate, so a fixed cause of failures does not stop the study again)."""
-        for t in self.study.get_trials(deepcopy=False):
-            reason = t.user_attrs.get(records.STOP_REASON) or (
-                reasons.ERROR if t.state == TrialState.FAIL else None)  # failed as stale
-            if (t.user_attrs.get(records.PHASE, "search") != "search" or reason not in self.earlier
-                    or not t.state.is_finished()):
-                continue
-            self.earlier[reason] += 1
-            if t.state == TrialState.COMPLETE and t.value is not None and (
-                    self.best is None or t.value > self.best[0]):
-                try:
-                    values = self.s.space.from_optuna(t.params)
-                except (KeyError, ValueError):  # resumed with another space file
-                    values = dict(t.params)
-                self.best = (t.value, t.number, values)
+    @property
+    def best(self) -> Best | None:
+        """(score, trial number, values) of the best trial so far, earlier sessions' included."""
+        return self.tally.best
 
     # -------------------------------------------------------------------------------- main loop
     def run(self) -> Outcome:
@@ -171,8 +141,7 @@ class Scheduler:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self.heartbeat is not None:
-                self.heartbeat.close()
+            self.recorder.close()
         if stopped_by == "infeasible":
             message = (f"{MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row violated the "
                        f"constraints of {self.s.space.source}; loosen them or the ranges")
@@ -208,11 +177,12 @@ class Scheduler:
 
     def _recover(self) -> None:
         """Fail the trials of dead orchestrators; their configurations are queued to run again."""
-        every = self.heartbeat.interval_s if self.heartbeat is not None else RECOVER_EVERY_S
+        heartbeat = self.recorder.heartbeat
+        every = heartbeat.interval_s if heartbeat is not None else RECOVER_EVERY_S
         self.next_recovery = time.monotonic() + every
         if self.s.recovery is None:
             return
-        recovered = self.s.recovery.run(self.study, mine=self.asked)
+        recovered = self.s.recovery.run(self.study, mine=self.recorder.asked)
         if recovered:
             self._trained = None  # a recovered trial no longer counts; its re-run will
             self.console.message(f"automl: trial(s) {', '.join(map(str, recovered))} of a dead "
@@ -225,7 +195,8 @@ class Scheduler:
             return False
         now = time.monotonic()
         if now - self._others_at >= TRAINED_REFRESH_S:
-            self.waiting_for = self.s.recovery.running_elsewhere(self.study, mine=self.asked)
+            self.waiting_for = self.s.recovery.running_elsewhere(self.study,
+                                                                 mine=self.recorder.asked)
             self._others_at = now
         return self.waiting_for > 0
 
@@ -294,23 +265,10 @@ class Scheduler:
         """A new trial of the study, owned by this process; None when the study reached
         --hp-trials meanwhile (another orchestrator asked first)."""
         trial = self.study.ask()
-        self.asked[trial.number] = trial
-        if self.heartbeat is not None:
-            self.heartbeat.add(trial._trial_id)  # before anything else: a dead owner goes stale
-        trial.set_user_attr(records.OWNER, owner())
+        self.recorder.own(trial)
         if self._count_trained(below=trial.number) < self.s.hp_trials:
             return trial
-        # Several orchestrators asked at once and the study is full: this one gives its trial up,
-        # outside the search, and hands a queued configuration back to the queue.
-        trial.set_user_attr(records.PHASE, records.PHASE_UNUSED)
-        fixed = self.study._storage.get_trial(trial._trial_id).system_attrs.get(FIXED_PARAMS)
-        self._tell(trial, None, TrialState.FAIL)
-        self.asked.pop(trial.number)
-        if self.heartbeat is not None:
-            self.heartbeat.discard(trial._trial_id)
-        if fixed:
-            self.study.enqueue_trial(fixed, user_attrs={
-                k: v for k, v in trial.user_attrs.items() if k in (records.RETRY_OF, "prior")})
+        self.recorder.give_up(trial)
         self._trained = None
         return None
 
@@ -319,24 +277,22 @@ class Scheduler:
         if trial is None:
             return
         values = self.s.space.suggest(trial)
-        trial.set_user_attr(records.PHASE, "search")
         config_values = self.s.space.config_values(values)
-        trial.set_user_attr(records.CONFIG_VALUES, config_values)
         base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
         violated = self.s.space.check(values, self.s.user_overrides)
-        trial.set_constraint("space", float(len(violated)))
+        self.recorder.tag_search(trial, config_values, violated)
         if violated:  # recorded like any trial (its config too), never trained
             self.rejections += 1
             self._write_trial_config(trial.number, values, config_values, base, [])
-            self._record(trial, values, reasons.CONSTRAINT, frames=0, wall=0.0, score=math.nan,
-                         error_tail="violates: " + "; ".join(violated))
+            self.recorder.record(trial, values, reasons.CONSTRAINT, frames=0, wall=0.0,
+                                 score=math.nan, error_tail="violates: " + "; ".join(violated))
             return
         self.rejections = 0
         if self._trained is not None:
             self._trained += 1
         slot = self.free.pop(0)
         run = self.paths.trial_run(trial.number)
-        trial.set_user_attr(records.RUN_DIR, str(run.root.relative_to(self.paths.root)))
+        self.recorder.tag_run_dir(trial, str(run.root.relative_to(self.paths.root)))
         overrides = [*base, *self._run_overrides(run.root, slot)]
         self._write_trial_config(trial.number, values, config_values, base, overrides)
         proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot,
@@ -371,117 +327,50 @@ class Scheduler:
             code = r.proc.poll()
             if code is not None:
                 self._finish(r, code)
-            elif watch(r, self.rules, should_prune=self._pruner(r.trial),
+            elif watch(r, self.rules, should_prune=self.recorder.pruner(r.trial),
                        on_target=self._on_target(r), now=time.monotonic()):
                 r.proc.terminate()
 
     def _report(self, r: Running, frames: int, value: float) -> None:
         """One score point of a running trial, decided on as _poll_all does."""
-        if take_point(r, frames, value, self.rules, store=self._pruner(r.trial),
+        if take_point(r, frames, value, self.rules, store=self.recorder.pruner(r.trial),
                       on_target=self._on_target(r)):
             r.proc.terminate()
 
-    def _pruner(self, trial: optuna.Trial) -> Pruner:
-        def should_prune(step: int, value: float) -> bool:
-            self._reporter(trial)(step, value)
-            return trial.should_prune()
-        return should_prune
-
-    @staticmethod
-    def _reporter(trial: optuna.Trial) -> Report:
-        def report(step: int, value: float) -> None:
-            try:
-                trial.report(value, step)
-            except optuna.exceptions.UpdateFinishedTrialError as err:
-                raise TrialGone(str(err)) from err
-        return report
-
     def _on_target(self, r: Running) -> OnTarget:
-        def hit(frames: int, score: float) -> None:
-            reports.append_threshold_hit(self.paths, {
-                "trial": r.trial.number, "frames": frames, "score": score,
-                "elapsed_s": round(time.monotonic() - self.start, 1),
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        return hit
+        return lambda frames, score: self.recorder.target_hit(
+            r.trial.number, frames, score, elapsed_s=time.monotonic() - self.start)
 
     def _finish(self, r: Running, code: int) -> None:
         """The process is gone: free its slot, settle the stop reason and record the trial once."""
         del self.running[r.trial.number]
         self.free.append(r.proc.slot)
         self.free.sort(key=lambda s: s.index)
-        settle(r, self.rules, report=self._reporter(r.trial), on_target=self._on_target(r))
+        settle(r, self.rules, report=self.recorder.reporter(r.trial), on_target=self._on_target(r))
         end = ending(r, code, load_summary(r.proc.run.summary), now=time.monotonic())
         if end.frames > 0 and end.wall_s > 0:
             self.rates.append(end.frames / end.wall_s)
-        self._record(r.trial, r.values, end.reason, frames=end.frames, wall=end.wall_s,
-                     score=end.score, error_tail=end.error_tail, metrics=end.metrics)
+        self.recorder.record(r.trial, r.values, end.reason, frames=end.frames, wall=end.wall_s,
+                             score=end.score, error_tail=end.error_tail, metrics=end.metrics)
 
-    def _record(self, trial: optuna.Trial, values: dict[str, Any], reason: str, *, frames: int,
-                wall: float, score: float, error_tail: str,
-                metrics: dict[str, Any] | None = None) -> None:
-        state = STATE_OF_REASON[reason]
-        if state == TrialState.FAIL:
-            score = math.nan  # a failed trial has no result, whatever it reported before
-        if state == TrialState.COMPLETE and not math.isfinite(score):
-            state, reason = TrialState.FAIL, reasons.ERROR  # completed without any score point
-        attrs: dict[str, Any] = {records.STOP_REASON: reason, records.FRAMES: frames,
-                                 records.WALL_S: round(wall, 2)}
-        if metrics is not None:
-            attrs[records.METRICS] = metrics
-        if error_tail:
-            attrs[records.ERROR_TAIL] = error_tail[-2000:]
-        if reason in (reasons.BUDGET, *([reasons.ERROR] if self.aborting else [])):
-            attrs[records.INTERRUPTED] = True  # the trial was not at fault: it runs again
-        try:
-            for key, value in attrs.items():
-                trial.set_user_attr(key, value)
-            self._tell(trial, score if state == TrialState.COMPLETE else None, state)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # Another orchestrator failed it as stale (this one's heartbeats did not reach the
-            # storage) and queued it again: the row below still says how it ended here.
-            error_tail = "failed meanwhile by another orchestrator (stale heartbeat)\n" + error_tail
-        except Exception as err:
-            if not self.aborting:
-                raise
-            error_tail = f"not stored in the study ({type(err).__name__}: {err})\n" + error_tail
-        finally:
-            self.asked.pop(trial.number, None)
-            if self.heartbeat is not None:
-                self.heartbeat.discard(trial._trial_id)
-        self.finished[reason] += 1
-        if state == TrialState.COMPLETE and (self.best is None or score > self.best[0]):
-            self.best = (score, trial.number, values)
-        row = {"trial": trial.number, "frames": frames,
-               "score": score if math.isfinite(score) else None, "stop_reason": reason,
-               "wall_s": round(wall, 2), **values, "error_tail": error_tail[-500:]}
-        reports.append_trial_final(self.paths, row, self.s.space.names)
-        self.console.trial_finished(trial.number, reason, score, frames)
-
-    def _tell(self, trial: optuna.Trial, value: float | None, state: TrialState) -> None:
-        try:
-            self.study.tell(trial, value, state=state)
-        except RuntimeError as err:
-            # GridSampler.after_trial calls study.stop() once every grid point has ended, and
-            # Optuna allows that only inside study.optimize. The state is stored before it
-            # raises, and _fill_slots sees the finished grid itself.
-            if not isinstance(self.study.sampler, optuna.samplers.GridSampler) or \
-                    "Study.stop" not in str(err):
-                raise
+    def _record(self, trial: optuna.Trial, values: dict[str, Any], reason: str, **end: Any) -> None:
+        """A trial ended (TrialRecorder.record); the pruning test drives it directly."""
+        self.recorder.record(trial, values, reason, **end)
 
     def _abort(self, err: BaseException) -> None:
         """The loop raised: stop every trial this process asked (running or not yet launched),
         record each (error, to run again) as far as the storage still allows, then re-raise."""
-        self.aborting = True
+        self.recorder.aborting = True
         why = hide_password(f"the orchestrator stopped: {type(err).__name__}: {err}".strip())
-        print(f"automl: {why}; stopping and recording its {len(self.asked)} trial(s)",
+        print(f"automl: {why}; stopping and recording its {len(self.recorder.asked)} trial(s)",
               file=sys.stderr)
         for r in self.running.values():
             if r.reason is None:
                 r.error = why
         self._stop_all(reasons.ERROR)
-        for trial in list(self.asked.values()):  # asked, never launched
-            self._record(trial, {}, reasons.ERROR, frames=0, wall=0.0, score=math.nan,
-                         error_tail=why)
+        for trial in list(self.recorder.asked.values()):  # asked, never launched
+            self.recorder.record(trial, {}, reasons.ERROR, frames=0, wall=0.0, score=math.nan,
+                                 error_tail=why)
 
     def _stop_all(self, reason: str) -> None:
         """Deadline, Ctrl-C or too many failures: stop every trial, record each, leave no child."""
@@ -494,9 +383,9 @@ class Scheduler:
             try:
                 self._finish(r, code)
             except Exception:
-                if not self.aborting:
+                if not self.recorder.aborting:
                     raise
-                self.running.pop(r.trial.number, None)  # _abort records it from self.asked
+                self.running.pop(r.trial.number, None)  # _abort records it from recorder.asked
 
     def _failure_message(self, minimum: int = 4) -> str:
         """Why the study has failed, once `minimum` trials have ended; "" while it has not."""
@@ -520,8 +409,9 @@ class Scheduler:
         if estimate is not None:
             eta = min(self.time_left(), estimate * math.ceil(remaining / len(self.s.slots)))
         best = None
-        if self.best is not None:
-            best = {"trial": self.best[1], "score": self.best[0], "params": self.best[2]}
+        if self.tally.best is not None:
+            best = {"trial": self.tally.best[1], "score": self.tally.best[0],
+                    "params": self.tally.best[2]}
         reports.write_state(self.paths, {
             "phase": phase,
             "study": self.paths.name,
@@ -530,8 +420,7 @@ class Scheduler:
                          "score": r.score if math.isfinite(r.score) else None,
                          "elapsed_s": round(time.monotonic() - r.proc.started, 1)}
                         for n, r in sorted(self.running.items())],
-            "finished": {k: v + self.earlier[k] for k, v in self.finished.items()
-                         if v + self.earlier[k]},
+            "finished": self.tally.total(),
             "trained": self.trained_count(),
             "hp_trials": self.s.hp_trials,
             "best": best,
