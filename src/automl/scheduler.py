@@ -1,9 +1,13 @@
-"""The search loop: ask Optuna, check constraints, launch trials in free slots, read their event
-files, report to the pruner, apply the stoppers, the budget and the timeouts, record every end."""
+"""The search loop: fill free slots with new trials, watch the running ones until each has exactly one
+stop reason, and end the search on the deadline, Ctrl-C, too many failures or no trial left to run.
+
+Its parts: trial_start (ask, suggest, constraints, launch), trial_watch (one running trial's points,
+pruner, stoppers, timeout), trial_record (the one writer of the study and trial_final.csv),
+search_policy (trial count, grid, budget, failure rate, other orchestrators), search_state (the
+state file)."""
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
@@ -15,33 +19,17 @@ import optuna
 
 from automl import reasons, reports
 from automl.forkserver import ForkServer
-from automl.launcher import Slot, launch, pause
-from automl.paths import StudyPaths, atomic_write_text
+from automl.launcher import Slot, pause
+from automl.paths import StudyPaths
 from automl.recovery import Recovery
-from automl.search_policy import (
-    Budget,
-    SharedStudy,
-    TrialCount,
-    count_trained,
-    counts_toward_limit,
-    failure_message,
-    grid_taken,
-)
+from automl.search_policy import Budget, SharedStudy, TrialCount, counts_toward_limit, failure_message, grid_taken
+from automl.search_state import search_state
 from automl.space import SearchSpace
 from automl.storage import hide_password
 from automl.summary import load_summary
-from automl.tb_reader import EventTail
 from automl.trial_record import STATE_OF_REASON, Best, Tally, TrialRecorder
-from automl.trial_watch import (
-    OnTarget,
-    Running,
-    WatchRules,
-    ending,
-    make_stoppers,
-    settle,
-    take_point,
-    watch,
-)
+from automl.trial_start import REJECTED, TrialStarter
+from automl.trial_watch import OnTarget, Running, WatchRules, ending, settle, take_point, watch
 
 __all__ = ["MAX_CONSTRAINT_REJECTIONS", "POLL_S", "STATE_OF_REASON", "Outcome", "Running",
            "Scheduler", "SearchSettings", "counts_toward_limit"]
@@ -104,6 +92,7 @@ class Scheduler:
         self.tally = Tally.of_study(study, settings.space)
         self.finished = self.tally.finished
         self.recorder = TrialRecorder(study, study_paths, settings.space, console, self.tally)
+        self.starter = TrialStarter(study, study_paths, settings, self.recorder)
         self.count = TrialCount(study)
         heartbeat = self.recorder.heartbeat
         self.shared = SharedStudy(study, settings.recovery, mine=self.recorder.asked,
@@ -173,65 +162,17 @@ class Scheduler:
                 return "budget"
             if self.rejections >= MAX_CONSTRAINT_REJECTIONS:
                 return "infeasible"
-            self._start_one()
+            started = self.starter.start(self.free[0])
+            if isinstance(started, Running):
+                self.free.pop(0)
+                self.rejections = 0
+                self.count.launched()
+                self.running[started.trial.number] = started
+            elif started == REJECTED:
+                self.rejections += 1
+            else:  # given up: the study filled meanwhile
+                self.count.forget()
         return None
-
-    def _ask(self) -> optuna.Trial | None:
-        """A new trial of the study, owned by this process; None when the study reached
-        --hp-trials meanwhile (another orchestrator asked first)."""
-        trial = self.study.ask()
-        self.recorder.own(trial)
-        if count_trained(self.study, below=trial.number) < self.s.hp_trials:
-            return trial
-        self.recorder.give_up(trial)
-        self.count.forget()
-        return None
-
-    def _start_one(self) -> None:
-        trial = self._ask()
-        if trial is None:
-            return
-        values = self.s.space.suggest(trial)
-        config_values = self.s.space.config_values(values)
-        base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
-        violated = self.s.space.check(values, self.s.user_overrides)
-        self.recorder.tag_search(trial, config_values, violated)
-        if violated:  # recorded like any trial (its config too), never trained
-            self.rejections += 1
-            self._write_trial_config(trial.number, values, config_values, base, [])
-            self.recorder.record(trial, values, reasons.CONSTRAINT, frames=0, wall=0.0,
-                                 score=math.nan, error_tail="violates: " + "; ".join(violated))
-            return
-        self.rejections = 0
-        self.count.launched()
-        slot = self.free.pop(0)
-        run = self.paths.trial_run(trial.number)
-        self.recorder.tag_run_dir(trial, str(run.root.relative_to(self.paths.root)))
-        overrides = [*base, *self._run_overrides(run.root, slot)]
-        self._write_trial_config(trial.number, values, config_values, base, overrides)
-        proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot,
-                      forkserver=self.s.forkserver)
-        stoppers = make_stoppers(plateau_patience=self.s.plateau_patience,
-                                 plateau_min_delta=self.s.plateau_min_delta, drop=self.s.drop,
-                                 grace_reports=max(1, self.s.grace_frames // self.s.eval_frequency))
-        self.running[trial.number] = Running(trial=trial, proc=proc, values=values,
-                                             tail=EventTail(run.tb), stoppers=stoppers)
-
-    @staticmethod
-    def _run_overrides(run_dir: Any, slot: Slot) -> list[str]:
-        """Where and how this run happens (not part of the configuration)."""
-        ours = [f"run_dir={run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
-        if slot.gpu is not None:
-            ours.append("env.device=cuda")
-        return ours
-
-    def _write_trial_config(self, number: int, values: dict[str, Any], config_values: dict[str, Any],
-                            base: list[str], overrides: list[str]) -> None:
-        payload = {"trial": number, "search_space_id": self.s.space.space_id, "params": values,
-                   "config_values": config_values, "base_overrides": base,
-                   "user_overrides": self.s.user_overrides, "overrides": overrides,
-                   "command": [*self.s.worker, *overrides]}
-        atomic_write_text(self.paths.trial_config(number), json.dumps(payload, indent=2) + "\n")
 
     def _poll_all(self) -> None:
         for r in list(self.running.values()):
@@ -321,32 +262,10 @@ class Scheduler:
 
     def write_state(self, phase: str) -> None:
         """automl_state.yaml: what the search is doing now."""
-        elapsed = time.monotonic() - self.start
-        remaining = max(0, self.s.hp_trials - self.trained_count())
-        estimate = self.budget.expected_duration(self.running.values())
-        eta = None
-        if estimate is not None:
-            eta = min(self.time_left(), estimate * math.ceil(remaining / len(self.s.slots)))
-        best = None
-        if self.tally.best is not None:
-            best = {"trial": self.tally.best[1], "score": self.tally.best[0],
-                    "params": self.tally.best[2]}
-        reports.write_state(self.paths, {
-            "phase": phase,
-            "study": self.paths.name,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "running": [{"trial": n, "frames": r.frames,
-                         "score": r.score if math.isfinite(r.score) else None,
-                         "elapsed_s": round(time.monotonic() - r.proc.started, 1)}
-                        for n, r in sorted(self.running.items())],
-            "finished": self.tally.total(),
-            "trained": self.trained_count(),
-            "hp_trials": self.s.hp_trials,
-            "best": best,
-            "budget": {"total_s": round(self.s.budget_s, 1), "used_s": round(elapsed, 1),
-                       "left_s": round(self.time_left(), 1)},
-            "estimated_time_left_s": None if eta is None else round(eta, 1),
-        })
+        reports.write_state(self.paths, search_state(
+            self.paths.name, phase, running=self.running, tally=self.tally,
+            trained=self.trained_count(), hp_trials=self.s.hp_trials, budget=self.budget,
+            slots=len(self.s.slots)))
 
     # Seams for tests that drive the pruner through the loop's own steps.
     def _report(self, r: Running, frames: int, value: float) -> None:
