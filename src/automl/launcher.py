@@ -166,6 +166,15 @@ def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot,
     return TrialProcess(number=number, run=run, slot=slot, process=process)
 
 
+def run_overrides(run_dir: Path, slot: Slot) -> list[str]:
+    """Where and how a run happens (not part of its configuration): its folder, no console output,
+    the slot's threads and GPU."""
+    ours = [f"run_dir={run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
+    if slot.gpu is not None:
+        ours.append("env.device=cuda")
+    return ours
+
+
 def pause(seconds: float, forkserver: ForkServer | None) -> None:
     """Sleep between two polls of running trials; with a fork server, wake as soon as one of its
     trials ends, so its slot is refilled at once."""

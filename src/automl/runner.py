@@ -11,7 +11,7 @@ from pathlib import Path
 
 from automl import reasons
 from automl.forkserver import ForkServer
-from automl.launcher import Slot, TrialProcess, launch, pause
+from automl.launcher import Slot, TrialProcess, launch, pause, run_overrides
 from automl.paths import RunPaths
 from automl.summary import load_summary
 
@@ -82,9 +82,7 @@ def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline:
                 break
             while pending and free:
                 job, slot = pending.pop(0), free.pop(0)
-                ours = [f"run_dir={job.run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
-                if slot.gpu is not None:
-                    ours.append("env.device=cuda")
+                ours = run_overrides(job.run_dir, slot)
                 proc = launch(number=len(results) + len(running), command=[*worker, *job.overrides, *ours],
                               run=RunPaths(job.run_dir), slot=slot, forkserver=forkserver)
                 running.append((job, proc))

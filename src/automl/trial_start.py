@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from automl import reasons
-from automl.launcher import Slot, launch
+from automl.launcher import Slot, launch, run_overrides
 from automl.paths import StudyPaths, atomic_write_text
 from automl.search_policy import count_trained
 from automl.tb_reader import EventTail
@@ -82,11 +81,3 @@ class TrialStarter:
                    "command": [*self.s.worker, *overrides]}
         atomic_write_text(self.paths.trial_config(number), json.dumps(payload, indent=2) + "\n")
 
-
-def run_overrides(run_dir: Path, slot: Slot) -> list[str]:
-    """Where and how a run happens (not part of its configuration): its folder, no console output,
-    the slot's threads and GPU."""
-    ours = [f"run_dir={run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
-    if slot.gpu is not None:
-        ours.append("env.device=cuda")
-    return ours
