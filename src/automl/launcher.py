@@ -93,6 +93,7 @@ class TrialProcess:
     """When SIGKILL follows the SIGTERM already sent."""
 
     def poll(self) -> int | None:
+        """The exit code once gone (None while it runs); sends the due SIGKILL of a terminate."""
         code = self.process.poll()
         if code is None and self.kill_at is not None and time.monotonic() >= self.kill_at:
             self._signal(signal.SIGKILL)
@@ -125,6 +126,7 @@ class TrialProcess:
             pass
 
     def stderr_tail(self, lines: int = 20) -> str:
+        """The last `lines` lines of the trial's stderr.log ("" when there is none)."""
         try:
             text = self.run.stderr_log.read_text(errors="replace")
         except OSError:

@@ -59,6 +59,7 @@ class RunSummary:
 
 
 def git_sha() -> str | None:
+    """The repository's HEAD commit, None outside a git checkout."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.repo_root(), text=True,
                              capture_output=True, timeout=5, check=False)
@@ -68,6 +69,7 @@ def git_sha() -> str | None:
 
 
 def package_versions() -> dict[str, str]:
+    """Installed versions of PACKAGES (those not installed are left out)."""
     versions = {}
     for name in PACKAGES:
         try:
