@@ -93,6 +93,7 @@ class TrialProcess:
     """When SIGKILL follows the SIGTERM already sent."""
 
     def poll(self) -> int | None:
+        """The exit code once gone (None while it runs); sends the due SIGKILL of a terminate."""
         code = self.process.poll()
         if code is None and self.kill_at is not None and time.monotonic() >= self.kill_at:
             self._signal(signal.SIGKILL)
@@ -105,7 +106,7 @@ class TrialProcess:
             self._signal(signal.SIGTERM)
             self.kill_at = time.monotonic() + TERMINATE_GRACE_S
 
-    def wait_gone(self, timeout: float = TERMINATE_GRACE_S + 2.0) -> int | None:
+    def wait_gone(self, timeout: float = TERMINATE_GRACE_S + 2.0) -> int:
         """Terminate and wait until the process (group) is gone; returns the exit code."""
         self.terminate()
         end = time.monotonic() + timeout
@@ -125,6 +126,7 @@ class TrialProcess:
             pass
 
     def stderr_tail(self, lines: int = 20) -> str:
+        """The last `lines` lines of the trial's stderr.log ("" when there is none)."""
         try:
             text = self.run.stderr_log.read_text(errors="replace")
         except OSError:
@@ -164,6 +166,15 @@ def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot,
             env=trial_env(slot), cwd=paths.repo_root(), preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
     return TrialProcess(number=number, run=run, slot=slot, process=process)
+
+
+def run_overrides(run_dir: Path, slot: Slot) -> list[str]:
+    """Where and how a run happens (not part of its configuration): its folder, no console output,
+    the slot's threads and GPU."""
+    ours = [f"run_dir={run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
+    if slot.gpu is not None:
+        ours.append("env.device=cuda")
+    return ours
 
 
 def pause(seconds: float, forkserver: ForkServer | None) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from automl import reasons
 from automl.forkserver import ForkServer
-from automl.launcher import Slot, TrialProcess, launch, pause
+from automl.launcher import Slot, TrialProcess, launch, pause, run_overrides
 from automl.paths import RunPaths
-from automl.summary import read_summary
+from automl.summary import load_summary
 
 POLL_S = 0.25
 
@@ -40,14 +40,13 @@ class JobResult:
 
 
 def _result(job: Job, proc: TrialProcess, code: int, stopped: bool) -> JobResult:
-    summary = read_summary(proc.run.summary) or {}
-    score = summary.get("score")
-    completed = code == 0 and summary.get("status") == reasons.STATUS_COMPLETED
+    summary = load_summary(proc.run.summary)
+    completed = code == 0 and summary is not None and summary.completed
     reason = reasons.BUDGET if stopped else (reasons.COMPLETED if completed else reasons.ERROR)
-    message = "" if completed else (summary.get("message") or proc.stderr_tail(5))
-    return JobResult(job=job, reason=reason,
-                     score=float(score) if isinstance(score, (int, float)) and completed else math.nan,
-                     frames=int(summary.get("frames") or 0),
+    message = "" if completed else ((summary.message if summary else "") or proc.stderr_tail(5))
+    score = summary.score if completed and summary is not None else None
+    return JobResult(job=job, reason=reason, score=math.nan if score is None else score,
+                     frames=summary.frames if summary is not None else 0,
                      wall_s=time.monotonic() - proc.started, message=message)
 
 
@@ -76,15 +75,14 @@ def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline:
                 for job, proc in running:  # one that ended before the cut is a result
                     code = proc.poll()
                     stopped = code is None
-                    results.append(_result(job, proc, proc.wait_gone() if stopped else code,
-                                           stopped=stopped))
+                    if code is None:
+                        code = proc.wait_gone()
+                    results.append(_result(job, proc, code, stopped=stopped))
                 running.clear()
                 break
             while pending and free:
                 job, slot = pending.pop(0), free.pop(0)
-                ours = [f"run_dir={job.run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
-                if slot.gpu is not None:
-                    ours.append("env.device=cuda")
+                ours = run_overrides(job.run_dir, slot)
                 proc = launch(number=len(results) + len(running), command=[*worker, *job.overrides, *ours],
                               run=RunPaths(job.run_dir), slot=slot, forkserver=forkserver)
                 running.append((job, proc))

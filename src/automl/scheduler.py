@@ -1,60 +1,45 @@
-"""The search loop: ask Optuna, check constraints, launch trials in free slots, read their event
-files, report to the pruner, apply the stoppers, the budget and the timeouts, record every end."""
+"""The search loop: fill free slots with new trials, watch the running ones until each has exactly one
+stop reason, and end the search on the deadline, Ctrl-C, too many failures or no trial left to run.
+
+Its parts: trial_start (ask, suggest, constraints, launch), trial_watch (one running trial's points,
+pruner, stoppers, timeout), trial_record (the one writer of the study and trial_final.csv),
+search_policy (trial count, grid, budget, failure rate, other orchestrators), search_state (the
+state file)."""
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
-from automl import reasons, records, reports, tags
-from automl.budget import median_rate
+from automl import reasons, reports
 from automl.forkserver import ForkServer
-from automl.launcher import Slot, TrialProcess, launch, pause
-from automl.paths import StudyPaths, atomic_write_text
-from automl.recovery import FIXED_PARAMS, Recovery, owner
+from automl.launcher import Slot, pause
+from automl.paths import StudyPaths
+from automl.recovery import Recovery
+from automl.search_policy import Budget, SharedStudy, TrialCount, counts_toward_limit, failure_message, grid_taken
+from automl.search_state import search_state
 from automl.space import SearchSpace
-from automl.stoppers import DropStopper, PlateauStopper, StopperSet
-from automl.storage import Heartbeat, hide_password
-from automl.summary import read_summary
-from automl.tb_reader import EventTail
+from automl.storage import hide_password
+from automl.summary import load_summary
+from automl.trial_record import STATE_OF_REASON, Best, Tally, TrialRecorder
+from automl.trial_start import REJECTED, TrialStarter
+from automl.trial_watch import OnTarget, Running, WatchRules, ending, settle, take_point, watch
+
+__all__ = ["MAX_CONSTRAINT_REJECTIONS", "POLL_S", "STATE_OF_REASON", "Outcome", "Running",
+           "Scheduler", "SearchSettings", "counts_toward_limit"]
 
 POLL_S = 0.1
 """Seconds between two polls of the running trials: a freed slot waits at most this long."""
 STATE_EVERY_S = 5.0
-TRAINED_REFRESH_S = 2.0
-RECOVER_EVERY_S = 5.0
-"""Seconds between two looks for trials of dead orchestrators on the journal file; on a database,
-one look per heartbeat interval."""
+"""Seconds between two writes of automl_state.yaml."""
 MAX_CONSTRAINT_REJECTIONS = 1000
 """Consecutive constraint rejections after which the space is taken to be infeasible."""
-
-def counts_toward_limit(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a trial counts toward --hp-trials: every search trial asked, running or ended, but
-    not one queued and not started yet, one rejected by a constraint, one interrupted, or one that
-    failed with its orchestrator (those two run again, and their re-runs count)."""
-    attrs = trial.user_attrs
-    if trial.state == TrialState.WAITING or attrs.get(records.PHASE, "search") != "search":
-        return False
-    if attrs.get(records.STOP_REASON) == reasons.CONSTRAINT or attrs.get(records.INTERRUPTED):
-        return False
-    # Failed by Optuna's stale-heartbeat check, which leaves no stop reason: no result of its own.
-    return not (trial.state.is_finished() and records.STOP_REASON not in attrs)
-
-
-STATE_OF_REASON = {
-    reasons.COMPLETED: TrialState.COMPLETE, reasons.PLATEAU: TrialState.COMPLETE,
-    reasons.DROP: TrialState.COMPLETE, reasons.PRUNED: TrialState.PRUNED,
-    reasons.CONSTRAINT: TrialState.PRUNED, reasons.BUDGET: TrialState.PRUNED,
-    reasons.ERROR: TrialState.FAIL, reasons.TIMEOUT: TrialState.FAIL,
-}
 
 
 @dataclass
@@ -85,26 +70,6 @@ class SearchSettings:
 
 
 @dataclass
-class Running:
-    """A launched trial and what the loop knows of it."""
-
-    trial: optuna.Trial
-    proc: TrialProcess
-    values: dict[str, Any]
-    tail: EventTail
-    stoppers: StopperSet
-    last_step: int = -1
-    frames: int = 0
-    score: float = math.nan
-    last_progress: float = field(default_factory=time.monotonic)
-    reason: str | None = None
-    """Decided by the loop (pruned, plateau, ...); recorded once the process is gone."""
-    hit_target: bool = False
-    error: str = ""
-    """What went wrong, when the loop itself decided the trial failed (NaN score)."""
-
-
-@dataclass
 class Outcome:
     """How the search ended."""
 
@@ -120,52 +85,28 @@ class Scheduler:
     def __init__(self, study: optuna.Study, study_paths: StudyPaths, settings: SearchSettings,
                  console: Any) -> None:
         self.study, self.paths, self.s, self.console = study, study_paths, settings, console
+        self.budget = Budget(settings.budget_s, frames=settings.frames)
+        self.start = self.budget.start
         self.running: dict[int, Running] = {}
         self.free: list[Slot] = list(settings.slots)
-        self.finished: dict[str, int] = {r: 0 for r in reasons.ALL}
-        self.rates: list[float] = []
-        """Frames per second of every trial that ended having trained (start-up included)."""
-        self.start = time.monotonic()
-        self.deadline = self.start + settings.budget_s
+        self.tally = Tally.of_study(study, settings.space)
+        self.finished = self.tally.finished
+        self.recorder = TrialRecorder(study, study_paths, settings.space, console, self.tally)
+        self.starter = TrialStarter(study, study_paths, settings, self.recorder)
+        self.count = TrialCount(study)
+        heartbeat = self.recorder.heartbeat
+        self.shared = SharedStudy(study, settings.recovery, mine=self.recorder.asked,
+                                  every_s=heartbeat.interval_s if heartbeat is not None else None)
+        self.rules = WatchRules(eval_frequency=settings.eval_frequency,
+                                trial_timeout=settings.trial_timeout,
+                                target_score=settings.target_score)
         self.interrupted = False
         self.rejections = 0
         self.next_state = 0.0
-        self.best: tuple[float, int, dict[str, Any]] | None = None
-        self._trained: int | None = None
-        self._trained_at = 0.0
-        self.asked: dict[int, optuna.Trial] = {}
-        """Trials this process asked for and has not yet told: each is recorded before it exits."""
-        self.heartbeat = Heartbeat.for_storage(study._storage)
-        self.next_recovery = 0.0
-        self.waiting_for = 0
-        self.aborting = False
-        """Set once the loop raised: recording tolerates a failing storage from then on."""
-        self._others_at = -math.inf
-        """RUNNING trials of other orchestrators this one waits for once no new trial may start."""
-        self.earlier: dict[str, int] = {r: 0 for r in reasons.ALL}
-        """Trials that sessions before this one (--resume) ended, by stop reason."""
-        self._count_earlier()
-
-    def _count_earlier(self) -> None:
-        """--resume: trials ended before count in the state and the best so far (not in this
-        session's failure rate, so a fixed cause of failures does not stop the study again)."""
-        for t in self.study.get_trials(deepcopy=False):
-            reason = t.user_attrs.get(records.STOP_REASON) or (
-                reasons.ERROR if t.state == TrialState.FAIL else None)  # failed as stale
-            if (t.user_attrs.get(records.PHASE, "search") != "search" or reason not in self.earlier
-                    or not t.state.is_finished()):
-                continue
-            self.earlier[reason] += 1
-            if t.state == TrialState.COMPLETE and t.value is not None and (
-                    self.best is None or t.value > self.best[0]):
-                try:
-                    values = self.s.space.from_optuna(t.params)
-                except (KeyError, ValueError):  # resumed with another space file
-                    values = dict(t.params)
-                self.best = (t.value, t.number, values)
 
     # -------------------------------------------------------------------------------- main loop
     def run(self) -> Outcome:
+        """Search until the deadline, Ctrl-C, too many failures or no trial left to start."""
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             stopped_by, message = self._loop()
@@ -176,8 +117,7 @@ class Scheduler:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self.heartbeat is not None:
-                self.heartbeat.close()
+            self.recorder.close()
         if stopped_by == "infeasible":
             message = (f"{MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row violated the "
                        f"constraints of {self.s.space.source}; loosen them or the ranges")
@@ -190,20 +130,19 @@ class Scheduler:
             # unless that end stops the search (deadline, failure rate).
             self._poll_all()
             now = time.monotonic()
-            if self.interrupted or now >= self.deadline:
+            if self.interrupted or now >= self.budget.deadline:
                 self._stop_all(reasons.BUDGET)
                 return ("interrupted" if self.interrupted else "budget"), ""
-            failed = self._failure_message()
+            failed = self._failures()
             if failed:
                 self._stop_all(reasons.BUDGET)
                 return "failures", failed
-            if now >= self.next_recovery:
-                self._recover()
+            self._recover(now)
             why_not = self._fill_slots()
-            if not self.running and why_not and not self._wait_for_others(why_not):
+            if not self.running and why_not and not self.shared.wait_for_others(why_not):
                 # A study that ran out of trials (or grid points) mostly failing has failed,
                 # however few trials it had.
-                message = self._failure_message(minimum=1)
+                message = self._failures(minimum=1)
                 return ("failures" if message else why_not), message
             if now >= self.next_state:
                 self.write_state("search")
@@ -211,325 +150,86 @@ class Scheduler:
             self.console.update(self)
             pause(POLL_S, self.s.forkserver)
 
-    def _recover(self) -> None:
-        """Fail the trials of dead orchestrators; their configurations are queued to run again."""
-        every = self.heartbeat.interval_s if self.heartbeat is not None else RECOVER_EVERY_S
-        self.next_recovery = time.monotonic() + every
-        if self.s.recovery is None:
-            return
-        recovered = self.s.recovery.run(self.study, mine=self.asked)
-        if recovered:
-            self._trained = None  # a recovered trial no longer counts; its re-run will
-            self.console.message(f"automl: trial(s) {', '.join(map(str, recovered))} of a dead "
-                                 "orchestrator failed; their configurations run again")
-
-    def _wait_for_others(self, why_not: str) -> bool:
-        """No new trial may start here: wait while other orchestrators run trials of the study, so
-        that one whose orchestrator dies is recovered and run again here."""
-        if why_not not in ("hp_trials", "grid") or self.s.recovery is None:
-            return False
-        now = time.monotonic()
-        if now - self._others_at >= TRAINED_REFRESH_S:
-            self.waiting_for = self.s.recovery.running_elsewhere(self.study, mine=self.asked)
-            self._others_at = now
-        return self.waiting_for > 0
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.interrupted = True
-
-    # ------------------------------------------------------------------------------- launching
-    def trained_count(self) -> int:
-        """Trials of the study that count toward --hp-trials (all but constraint/interrupted).
-
-        Read from the storage at most every TRAINED_REFRESH_S (other orchestrators may share the
-        study); launches of this process are added in between, so the loop does not re-read every
-        trial on each poll."""
-        now = time.monotonic()
-        if self._trained is None or now - self._trained_at > TRAINED_REFRESH_S:
-            self._trained, self._trained_at = self._count_trained(), now
-        return self._trained
-
-    def _count_trained(self, below: int | None = None) -> int:
-        """Trials of the whole study that count toward --hp-trials (those numbered below `below`)."""
-        return sum(1 for t in self.study.get_trials(deepcopy=False)
-                   if counts_toward_limit(t) and (below is None or t.number < below))
-
-    def _budget_allows_start(self) -> bool:
-        """No trial starts that cannot finish before the deadline, given durations seen so far."""
-        estimate = self._expected_duration()
-        return estimate is None or time.monotonic() + estimate <= self.deadline
-
-    def _expected_duration(self) -> float | None:
-        """A new trial's time: its frames at the running median of the trials' frames/s (ended
-        ones, and the running ones so far); never the slowest trial seen."""
-        now = time.monotonic()
-        running = [r.frames / (now - r.proc.started) for r in self.running.values()
-                   if r.frames > 0 and now > r.proc.started]
-        rate = median_rate([*self.rates, *running])
-        return None if rate is None else self.s.frames / rate
-
     def _fill_slots(self) -> str | None:
         """Launch into free slots; returns why no more trials can start (None while they can)."""
         grid = isinstance(self.study.sampler, optuna.samplers.GridSampler)
         while self.free:
             if self.trained_count() >= self.s.hp_trials:
                 return "hp_trials"
-            if grid and self._grid_taken():
+            if grid and grid_taken(self.study, self.s.space):
                 return "grid"
-            if not self._budget_allows_start():
+            if not self.budget.allows_start(self.running.values()):
                 return "budget"
             if self.rejections >= MAX_CONSTRAINT_REJECTIONS:
                 return "infeasible"
-            self._start_one()
+            started = self.starter.start(self.free[0])
+            if isinstance(started, Running):
+                self.free.pop(0)
+                self.rejections = 0
+                self.count.launched()
+                self.running[started.trial.number] = started
+            elif started == REJECTED:
+                self.rejections += 1
+            else:  # given up: the study filled meanwhile
+                self.count.forget()
         return None
 
-    def _grid_taken(self) -> bool:
-        """Grid search: every point has a trial, ended or running, and no trial is queued.
-
-        GridSampler.is_exhausted counts only ended trials: a slot freed while the last points
-        run would start a copy of a running point.
-        """
-        trials = self.study.get_trials(deepcopy=False)
-        if any(t.state == TrialState.WAITING for t in trials):
-            return False
-        taken = {t.system_attrs["grid_id"] for t in trials if "grid_id" in t.system_attrs}
-        return len(taken) >= self.s.space.grid_size()
-
-    def _ask(self) -> optuna.Trial | None:
-        """A new trial of the study, owned by this process; None when the study reached
-        --hp-trials meanwhile (another orchestrator asked first)."""
-        trial = self.study.ask()
-        self.asked[trial.number] = trial
-        if self.heartbeat is not None:
-            self.heartbeat.add(trial._trial_id)  # before anything else: a dead owner goes stale
-        trial.set_user_attr(records.OWNER, owner())
-        if self._count_trained(below=trial.number) < self.s.hp_trials:
-            return trial
-        # Several orchestrators asked at once and the study is full: this one gives its trial up,
-        # outside the search, and hands a queued configuration back to the queue.
-        trial.set_user_attr(records.PHASE, records.PHASE_UNUSED)
-        fixed = self.study._storage.get_trial(trial._trial_id).system_attrs.get(FIXED_PARAMS)
-        self._tell(trial, None, TrialState.FAIL)
-        self.asked.pop(trial.number)
-        if self.heartbeat is not None:
-            self.heartbeat.discard(trial._trial_id)
-        if fixed:
-            self.study.enqueue_trial(fixed, user_attrs={
-                k: v for k, v in trial.user_attrs.items() if k in (records.RETRY_OF, "prior")})
-        self._trained = None
-        return None
-
-    def _start_one(self) -> None:
-        trial = self._ask()
-        if trial is None:
-            return
-        values = self.s.space.suggest(trial)
-        trial.set_user_attr(records.PHASE, "search")
-        config_values = self.s.space.config_values(values)
-        trial.set_user_attr(records.CONFIG_VALUES, config_values)
-        base = [*self.s.space.fixed_overrides(), *self.s.space.overrides(values), *self.s.user_overrides]
-        violated = self.s.space.check(values, self.s.user_overrides)
-        trial.set_constraint("space", float(len(violated)))
-        if violated:  # recorded like any trial (its config too), never trained
-            self.rejections += 1
-            self._write_trial_config(trial.number, values, config_values, base, [])
-            self._record(trial, values, reasons.CONSTRAINT, frames=0, wall=0.0, score=math.nan,
-                         error_tail="violates: " + "; ".join(violated))
-            return
-        self.rejections = 0
-        if self._trained is not None:
-            self._trained += 1
-        slot = self.free.pop(0)
-        run = self.paths.trial_run(trial.number)
-        trial.set_user_attr(records.RUN_DIR, str(run.root.relative_to(self.paths.root)))
-        overrides = [*base, *self._run_overrides(run.root, slot)]
-        self._write_trial_config(trial.number, values, config_values, base, overrides)
-        proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot,
-                      forkserver=self.s.forkserver)
-        stoppers = StopperSet(
-            plateau=PlateauStopper(patience=self.s.plateau_patience,
-                                   min_delta=self.s.plateau_min_delta, grace=self._grace_reports())
-            if self.s.plateau_patience > 0 else None,
-            drop=DropStopper(window=max(self.s.plateau_patience, 3), drop=self.s.drop,
-                             grace=self._grace_reports()) if self.s.drop > 0 else None)
-        self.running[trial.number] = Running(trial=trial, proc=proc, values=values,
-                                             tail=EventTail(run.tb), stoppers=stoppers)
-
-    def _grace_reports(self) -> int:
-        return max(1, self.s.grace_frames // self.s.eval_frequency)
-
-    @staticmethod
-    def _run_overrides(run_dir: Any, slot: Slot) -> list[str]:
-        """Where and how this run happens (not part of the configuration)."""
-        ours = [f"run_dir={run_dir}", "train.quiet=true", f"train.threads={slot.threads}"]
-        if slot.gpu is not None:
-            ours.append("env.device=cuda")
-        return ours
-
-    def _write_trial_config(self, number: int, values: dict[str, Any], config_values: dict[str, Any],
-                            base: list[str], overrides: list[str]) -> None:
-        payload = {"trial": number, "search_space_id": self.s.space.space_id, "params": values,
-                   "config_values": config_values, "base_overrides": base,
-                   "user_overrides": self.s.user_overrides, "overrides": overrides,
-                   "command": [*self.s.worker, *overrides]}
-        atomic_write_text(self.paths.trial_config(number), json.dumps(payload, indent=2) + "\n")
-
-    # --------------------------------------------------------------------------------- polling
     def _poll_all(self) -> None:
-        for number in list(self.running):
-            self._poll_one(self.running[number])
-
-    def _poll_one(self, r: Running) -> None:
-        # Exit first: the last points of a process that ended by itself must not prune or stop
-        # it after the fact (_finish reads them without a decision).
-        code = r.proc.poll()
-        if code is not None:
-            self._finish(r, code)
-            return
-        new = r.tail.poll()
-        if new:
-            r.last_progress = time.monotonic()
-        for frames, value in new.get(tags.SCORE, []):
-            if r.reason is None:
-                self._report(r, frames, value)
-        if r.reason is None and time.monotonic() - r.last_progress > self.s.trial_timeout:
-            r.reason = reasons.TIMEOUT
-            r.proc.terminate()
-
-    def _report(self, r: Running, frames: int, value: float, *, decide: bool = True) -> None:
-        """Record one score point; `decide`: ask the pruner and the stoppers (while it runs)."""
-        r.frames = max(r.frames, frames)
-        step = frames // self.s.eval_frequency * self.s.eval_frequency
-        if step <= r.last_step:
-            return
-        r.last_step = step
-        if not math.isfinite(value):
-            r.reason = reasons.ERROR
-            r.error = f"score is {value} at {frames} frames"
-            r.proc.terminate()
-            return
-        r.score = value
-        try:
-            r.trial.report(value, step)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            r.reason, r.error = reasons.ERROR, "failed meanwhile by another orchestrator"
-            r.proc.terminate()
-            return
-        self._check_target(r, frames, value)
-        if not decide:
-            return
-        if r.trial.should_prune():
-            r.reason = reasons.PRUNED
-        else:
-            r.reason = r.stoppers.update(value)
-        if r.reason is not None:
-            r.proc.terminate()
-
-    def _check_target(self, r: Running, frames: int, value: float) -> None:
-        if self.s.target_score is None or r.hit_target or value < self.s.target_score:
-            return
-        r.hit_target = True
-        reports.append_threshold_hit(self.paths, {
-            "trial": r.trial.number, "frames": frames, "score": value,
-            "elapsed_s": round(time.monotonic() - self.start, 1),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        for r in list(self.running.values()):
+            # Exit first: the last points of a process that ended by itself must not prune or
+            # stop it after the fact (_finish takes them without a decision).
+            code = r.proc.poll()
+            if code is not None:
+                self._finish(r, code)
+            elif watch(r, self.rules, should_prune=self.recorder.pruner(r.trial),
+                       on_target=self._on_target(r), now=time.monotonic()):
+                r.proc.terminate()
 
     def _finish(self, r: Running, code: int) -> None:
-        """The process is gone: settle the stop reason and record the trial once."""
+        """The process is gone: free its slot, settle the stop reason and record the trial once."""
         del self.running[r.trial.number]
         self.free.append(r.proc.slot)
         self.free.sort(key=lambda s: s.index)
-        for frames, value in r.tail.poll().get(tags.SCORE, []):  # points written just before exit
-            if r.reason is None:
-                self._report(r, frames, value, decide=False)
-        summary = read_summary(r.proc.run.summary) or {}
-        reason, error_tail = r.reason, ""
-        finished_anyway = code == 0 and summary.get("status") == "completed"
-        if reason == reasons.PRUNED and finished_anyway:
-            # It trained all its frames before the stop reached it: a full-budget result, not a
-            # pruned one. (A stopper's verdict stands: plateau and drop trials keep their score.)
-            reason = None
-        if reason is None:
-            reason = reasons.COMPLETED if finished_anyway else reasons.ERROR
-        if reason in (reasons.ERROR, reasons.TIMEOUT):
-            detail = r.error or summary.get("message", "")
-            error_tail = "\n".join(x for x in (detail, f"exit code {code}", r.proc.stderr_tail())
-                                   if x)
-        final = summary.get("score") if reason == reasons.COMPLETED else None
-        score = float(final) if isinstance(final, (int, float)) else r.score
-        frames = int(summary.get("frames") or r.frames)
-        wall = time.monotonic() - r.proc.started
-        if frames > 0 and wall > 0:
-            self.rates.append(frames / wall)
-        self._record(r.trial, r.values, reason, frames=frames, wall=wall, score=score,
-                     error_tail=error_tail, metrics=summary.get("metrics") or {})
+        settle(r, self.rules, report=self.recorder.reporter(r.trial), on_target=self._on_target(r))
+        end = ending(r, code, load_summary(r.proc.run.summary), now=time.monotonic())
+        self.budget.trial_ended(end.frames, end.wall_s)
+        self.recorder.record(r.trial, r.values, end.reason, frames=end.frames, wall=end.wall_s,
+                             score=end.score, error_tail=end.error_tail, metrics=end.metrics)
 
-    def _record(self, trial: optuna.Trial, values: dict[str, Any], reason: str, *, frames: int,
-                wall: float, score: float, error_tail: str,
-                metrics: dict[str, Any] | None = None) -> None:
-        state = STATE_OF_REASON[reason]
-        if state == TrialState.FAIL:
-            score = math.nan  # a failed trial has no result, whatever it reported before
-        if state == TrialState.COMPLETE and not math.isfinite(score):
-            state, reason = TrialState.FAIL, reasons.ERROR  # completed without any score point
-        attrs: dict[str, Any] = {records.STOP_REASON: reason, records.FRAMES: frames,
-                                 records.WALL_S: round(wall, 2)}
-        if metrics is not None:
-            attrs[records.METRICS] = metrics
-        if error_tail:
-            attrs[records.ERROR_TAIL] = error_tail[-2000:]
-        if reason in (reasons.BUDGET, *([reasons.ERROR] if self.aborting else [])):
-            attrs[records.INTERRUPTED] = True  # the trial was not at fault: it runs again
-        try:
-            for key, value in attrs.items():
-                trial.set_user_attr(key, value)
-            self._tell(trial, score if state == TrialState.COMPLETE else None, state)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            # Another orchestrator failed it as stale (this one's heartbeats did not reach the
-            # storage) and queued it again: the row below still says how it ended here.
-            error_tail = "failed meanwhile by another orchestrator (stale heartbeat)\n" + error_tail
-        except Exception as err:
-            if not self.aborting:
-                raise
-            error_tail = f"not stored in the study ({type(err).__name__}: {err})\n" + error_tail
-        finally:
-            self.asked.pop(trial.number, None)
-            if self.heartbeat is not None:
-                self.heartbeat.discard(trial._trial_id)
-        self.finished[reason] += 1
-        if state == TrialState.COMPLETE and (self.best is None or score > self.best[0]):
-            self.best = (score, trial.number, values)
-        row = {"trial": trial.number, "frames": frames,
-               "score": score if math.isfinite(score) else None, "stop_reason": reason,
-               "wall_s": round(wall, 2), **values, "error_tail": error_tail[-500:]}
-        reports.append_trial_final(self.paths, row, self.s.space.names)
-        self.console.trial_finished(trial.number, reason, score, frames)
+    def _on_target(self, r: Running) -> OnTarget:
+        return lambda frames, score: self.recorder.target_hit(
+            r.trial.number, frames, score, elapsed_s=time.monotonic() - self.start)
 
-    def _tell(self, trial: optuna.Trial, value: float | None, state: TrialState) -> None:
-        try:
-            self.study.tell(trial, value, state=state)
-        except RuntimeError as err:
-            # GridSampler.after_trial calls study.stop() once every grid point has ended, and
-            # Optuna allows that only inside study.optimize. The state is stored before it
-            # raises, and _fill_slots sees the finished grid itself.
-            if not isinstance(self.study.sampler, optuna.samplers.GridSampler) or \
-                    "Study.stop" not in str(err):
-                raise
+    # ------------------------------------------------------------------------------- stopping
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+
+    def _failures(self, minimum: int = 4) -> str:
+        return failure_message(self.finished, max_failure_rate=self.s.max_failure_rate,
+                               csv=self.paths.trial_final_csv, minimum=minimum)
+
+    def _recover(self, now: float) -> None:
+        """Fail the trials of dead orchestrators; their configurations are queued to run again."""
+        recovered = self.shared.recover(now)
+        if recovered:
+            self.count.forget()  # a recovered trial no longer counts; its re-run will
+            self.console.message(f"automl: trial(s) {', '.join(map(str, recovered))} of a dead "
+                                 "orchestrator failed; their configurations run again")
 
     def _abort(self, err: BaseException) -> None:
         """The loop raised: stop every trial this process asked (running or not yet launched),
         record each (error, to run again) as far as the storage still allows, then re-raise."""
-        self.aborting = True
+        self.recorder.aborting = True
         why = hide_password(f"the orchestrator stopped: {type(err).__name__}: {err}".strip())
-        print(f"automl: {why}; stopping and recording its {len(self.asked)} trial(s)",
+        print(f"automl: {why}; stopping and recording its {len(self.recorder.asked)} trial(s)",
               file=sys.stderr)
         for r in self.running.values():
             if r.reason is None:
                 r.error = why
         self._stop_all(reasons.ERROR)
-        for trial in list(self.asked.values()):  # asked, never launched
-            self._record(trial, {}, reasons.ERROR, frames=0, wall=0.0, score=math.nan,
-                         error_tail=why)
+        for trial in list(self.recorder.asked.values()):  # asked, never launched
+            self.recorder.record(trial, {}, reasons.ERROR, frames=0, wall=0.0, score=math.nan,
+                                 error_tail=why)
 
     def _stop_all(self, reason: str) -> None:
         """Deadline, Ctrl-C or too many failures: stop every trial, record each, leave no child."""
@@ -542,48 +242,38 @@ class Scheduler:
             try:
                 self._finish(r, code)
             except Exception:
-                if not self.aborting:
+                if not self.recorder.aborting:
                     raise
-                self.running.pop(r.trial.number, None)  # _abort records it from self.asked
+                self.running.pop(r.trial.number, None)  # _abort records it from recorder.asked
 
-    def _failure_message(self, minimum: int = 4) -> str:
-        """Why the study has failed, once `minimum` trials have ended; "" while it has not."""
-        failed = self.finished[reasons.ERROR] + self.finished[reasons.TIMEOUT]
-        ended = sum(v for k, v in self.finished.items() if k != reasons.CONSTRAINT)
-        if ended >= minimum and failed / ended > self.s.max_failure_rate:
-            return (f"{failed} of {ended} trials failed (error or timeout), more than "
-                    f"--max-failure-rate {self.s.max_failure_rate}; see the error_tail column of "
-                    f"{self.paths.trial_final_csv}")
-        return ""
+    # ----------------------------------------------------------------- what others read of it
+    @property
+    def best(self) -> Best | None:
+        """(score, trial number, values) of the best trial so far, earlier sessions' included."""
+        return self.tally.best
 
-    # ----------------------------------------------------------------------------------- state
+    def trained_count(self) -> int:
+        """Trials of the study that count toward --hp-trials (all but constraint/interrupted)."""
+        return self.count.get()
+
     def time_left(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
+        """Seconds to the search's deadline."""
+        return self.budget.time_left()
 
     def write_state(self, phase: str) -> None:
-        elapsed = time.monotonic() - self.start
-        remaining = max(0, self.s.hp_trials - self.trained_count())
-        estimate = self._expected_duration()
-        eta = None
-        if estimate is not None:
-            eta = min(self.time_left(), estimate * math.ceil(remaining / len(self.s.slots)))
-        best = None
-        if self.best is not None:
-            best = {"trial": self.best[1], "score": self.best[0], "params": self.best[2]}
-        reports.write_state(self.paths, {
-            "phase": phase,
-            "study": self.paths.name,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "running": [{"trial": n, "frames": r.frames,
-                         "score": r.score if math.isfinite(r.score) else None,
-                         "elapsed_s": round(time.monotonic() - r.proc.started, 1)}
-                        for n, r in sorted(self.running.items())],
-            "finished": {k: v + self.earlier[k] for k, v in self.finished.items()
-                         if v + self.earlier[k]},
-            "trained": self.trained_count(),
-            "hp_trials": self.s.hp_trials,
-            "best": best,
-            "budget": {"total_s": round(self.s.budget_s, 1), "used_s": round(elapsed, 1),
-                       "left_s": round(self.time_left(), 1)},
-            "estimated_time_left_s": None if eta is None else round(eta, 1),
-        })
+        """automl_state.yaml: what the search is doing now."""
+        reports.write_state(self.paths, search_state(
+            self.paths.name, phase, running=self.running, tally=self.tally,
+            trained=self.trained_count(), hp_trials=self.s.hp_trials, budget=self.budget,
+            slots=len(self.s.slots)))
+
+    # Seams for tests that drive the pruner through the loop's own steps.
+    def _report(self, r: Running, frames: int, value: float) -> None:
+        """One score point of a running trial, decided on as _poll_all does."""
+        if take_point(r, frames, value, self.rules, store=self.recorder.pruner(r.trial),
+                      on_target=self._on_target(r)):
+            r.proc.terminate()
+
+    def _record(self, trial: optuna.Trial, values: dict[str, Any], reason: str, **end: Any) -> None:
+        """A trial ended (TrialRecorder.record)."""
+        self.recorder.record(trial, values, reason, **end)

@@ -1,0 +1,209 @@
+"""The one writer of what the search learns about its trials: Optuna (ownership, tags, score points,
+user attributes, tell), trial_final.csv, threshold_hits.csv and the console's line per ended trial,
+plus the tally of ended trials by stop reason and the best so far that follow from them."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from automl import reasons, records, reports
+from automl.paths import StudyPaths
+from automl.recovery import FIXED_PARAMS, owner
+from automl.space import SearchSpace
+from automl.storage import Heartbeat
+from automl.trial_watch import Pruner, Report, TrialGone
+
+STATE_OF_REASON = {
+    reasons.COMPLETED: TrialState.COMPLETE, reasons.PLATEAU: TrialState.COMPLETE,
+    reasons.DROP: TrialState.COMPLETE, reasons.PRUNED: TrialState.PRUNED,
+    reasons.CONSTRAINT: TrialState.PRUNED, reasons.BUDGET: TrialState.PRUNED,
+    reasons.ERROR: TrialState.FAIL, reasons.TIMEOUT: TrialState.FAIL,
+}
+
+Best = tuple[float, int, dict[str, Any]]
+"""The best trial so far: (score, trial number, its values)."""
+
+
+@dataclass
+class Tally:
+    """Search trials ended, by stop reason (this session's and earlier sessions'), and the best."""
+
+    finished: dict[str, int] = field(default_factory=lambda: {r: 0 for r in reasons.ALL})
+    """Ended in this session: the failure rate counts only these."""
+    earlier: dict[str, int] = field(default_factory=lambda: {r: 0 for r in reasons.ALL})
+    """Ended by sessions before this one (--resume)."""
+    best: Best | None = None
+
+    @classmethod
+    def of_study(cls, study: optuna.Study, space: SearchSpace) -> Tally:
+        """--resume: trials ended before count in the state and the best so far (not in this
+        session's failure rate, so a fixed cause of failures does not stop the study again)."""
+        tally = cls()
+        for t in study.get_trials(deepcopy=False):
+            reason = t.user_attrs.get(records.STOP_REASON) or (
+                reasons.ERROR if t.state == TrialState.FAIL else None)  # failed as stale
+            if (t.user_attrs.get(records.PHASE, "search") != "search"
+                    or reason not in tally.earlier or not t.state.is_finished()):
+                continue
+            tally.earlier[reason] += 1
+            if t.state == TrialState.COMPLETE and t.value is not None:
+                try:
+                    values = space.from_optuna(t.params)
+                except (KeyError, ValueError):  # resumed with another space file
+                    values = dict(t.params)
+                tally.offer(t.value, t.number, values)
+        return tally
+
+    def offer(self, score: float, number: int, values: dict[str, Any]) -> None:
+        """A completed trial: the best from now on when it beats the best so far."""
+        if self.best is None or score > self.best[0]:
+            self.best = (score, number, values)
+
+    def total(self) -> dict[str, int]:
+        """Trials ended in this session and earlier ones, by stop reason (none left at 0)."""
+        return {k: v + self.earlier[k] for k, v in self.finished.items() if v + self.earlier[k]}
+
+
+class TrialRecorder:
+    """Writes every trial of this process to the study and the study's files; the trials it asked
+    and has not told yet are its own, kept alive by the storage heartbeat."""
+
+    def __init__(self, study: optuna.Study, study_paths: StudyPaths, space: SearchSpace,
+                 console: Any, tally: Tally) -> None:
+        self.study, self.paths, self.space, self.console, self.tally = (
+            study, study_paths, space, console, tally)
+        self.asked: dict[int, optuna.Trial] = {}
+        """Trials this process asked for and has not yet told: each is recorded before it exits."""
+        self.heartbeat = Heartbeat.for_storage(study._storage)
+        self.aborting = False
+        """Set once the loop raised: recording tolerates a failing storage from then on."""
+
+    # ------------------------------------------------------------------------- while it runs
+    def own(self, trial: optuna.Trial) -> None:
+        """A trial just asked is this process's: heartbeat first (a dead owner goes stale), then
+        the owner attribute that recovery reads."""
+        self.asked[trial.number] = trial
+        if self.heartbeat is not None:
+            self.heartbeat.add(trial._trial_id)
+        trial.set_user_attr(records.OWNER, owner())
+
+    def give_up(self, trial: optuna.Trial) -> None:
+        """Several orchestrators asked at once and the study is full: the trial ends outside the
+        search, and a queued configuration it took goes back to the queue."""
+        trial.set_user_attr(records.PHASE, records.PHASE_UNUSED)
+        fixed = self.study._storage.get_trial(trial._trial_id).system_attrs.get(FIXED_PARAMS)
+        self._tell(trial, None, TrialState.FAIL)
+        self._release(trial)
+        if fixed:
+            self.study.enqueue_trial(fixed, user_attrs={
+                k: v for k, v in trial.user_attrs.items() if k in (records.RETRY_OF, "prior")})
+
+    def tag_search(self, trial: optuna.Trial, config_values: dict[str, Any],
+                   violated: list[str]) -> None:
+        """A search trial with its config values and how many constraints its values violate."""
+        trial.set_user_attr(records.PHASE, "search")
+        trial.set_user_attr(records.CONFIG_VALUES, config_values)
+        trial.set_constraint("space", float(len(violated)))
+
+    def tag_run_dir(self, trial: optuna.Trial, run_dir: str) -> None:
+        """Where the trial trains, relative to the study folder."""
+        trial.set_user_attr(records.RUN_DIR, run_dir)
+
+    def pruner(self, trial: optuna.Trial) -> Pruner:
+        """The trial's pruner for the watcher: stores a point, then asks Optuna's pruner."""
+        def should_prune(step: int, value: float) -> bool:
+            self._report(trial, step, value)
+            return trial.should_prune()
+        return should_prune
+
+    def reporter(self, trial: optuna.Trial) -> Report:
+        """Stores the trial's points without asking the pruner (its process has ended)."""
+        return lambda step, value: self._report(trial, step, value)
+
+    @staticmethod
+    def _report(trial: optuna.Trial, step: int, value: float) -> None:
+        try:
+            trial.report(value, step)
+        except optuna.exceptions.UpdateFinishedTrialError as err:
+            raise TrialGone(str(err)) from err
+
+    def target_hit(self, number: int, frames: int, score: float, elapsed_s: float) -> None:
+        """First time a trial's score reaches --target-score."""
+        reports.append_threshold_hit(self.paths, {
+            "trial": number, "frames": frames, "score": score, "elapsed_s": round(elapsed_s, 1),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    # ------------------------------------------------------------------------------- its end
+    def record(self, trial: optuna.Trial, values: dict[str, Any], reason: str, *, frames: int,
+               wall: float, score: float, error_tail: str,
+               metrics: dict[str, Any] | None = None) -> None:
+        """A trial ended: once to the study, a row of trial_final.csv, a line on the console."""
+        state = STATE_OF_REASON[reason]
+        if state == TrialState.FAIL:
+            score = math.nan  # a failed trial has no result, whatever it reported before
+        if state == TrialState.COMPLETE and not math.isfinite(score):
+            state, reason = TrialState.FAIL, reasons.ERROR  # completed without any score point
+        attrs: dict[str, Any] = {records.STOP_REASON: reason, records.FRAMES: frames,
+                                 records.WALL_S: round(wall, 2)}
+        if metrics is not None:
+            attrs[records.METRICS] = metrics
+        if error_tail:
+            attrs[records.ERROR_TAIL] = error_tail[-2000:]
+        if reason in (reasons.BUDGET, *([reasons.ERROR] if self.aborting else [])):
+            attrs[records.INTERRUPTED] = True  # the trial was not at fault: it runs again
+        error_tail = self._store(trial, attrs, score if state == TrialState.COMPLETE else None,
+                                 state) + error_tail
+        self.tally.finished[reason] += 1
+        if state == TrialState.COMPLETE:
+            self.tally.offer(score, trial.number, values)
+        row = {"trial": trial.number, "frames": frames,
+               "score": score if math.isfinite(score) else None, "stop_reason": reason,
+               "wall_s": round(wall, 2), **values, "error_tail": error_tail[-500:]}
+        reports.append_trial_final(self.paths, row, self.space.names)
+        self.console.trial_finished(trial.number, reason, score, frames)
+
+    def _store(self, trial: optuna.Trial, attrs: dict[str, Any], value: float | None,
+               state: TrialState) -> str:
+        """The end into the study; returns what the error tail gains when it could not be."""
+        try:
+            for key, item in attrs.items():
+                trial.set_user_attr(key, item)
+            self._tell(trial, value, state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another orchestrator failed it as stale (this one's heartbeats did not reach the
+            # storage) and queued it again: the row still says how it ended here.
+            return "failed meanwhile by another orchestrator (stale heartbeat)\n"
+        except Exception as err:
+            if not self.aborting:
+                raise
+            return f"not stored in the study ({type(err).__name__}: {err})\n"
+        finally:
+            self._release(trial)
+        return ""
+
+    def _release(self, trial: optuna.Trial) -> None:
+        self.asked.pop(trial.number, None)
+        if self.heartbeat is not None:
+            self.heartbeat.discard(trial._trial_id)
+
+    def _tell(self, trial: optuna.Trial, value: float | None, state: TrialState) -> None:
+        try:
+            self.study.tell(trial, value, state=state)
+        except RuntimeError as err:
+            # GridSampler.after_trial calls study.stop() once every grid point has ended, and
+            # Optuna allows that only inside study.optimize. The state is stored before it
+            # raises, and the loop sees the finished grid itself.
+            if not isinstance(self.study.sampler, optuna.samplers.GridSampler) or \
+                    "Study.stop" not in str(err):
+                raise
+
+    def close(self) -> None:
+        """Stop the heartbeat (every trial of this process has been told by now)."""
+        if self.heartbeat is not None:
+            self.heartbeat.close()
