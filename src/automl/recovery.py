@@ -28,7 +28,7 @@ from automl import reasons, records, reports
 from automl.paths import StudyPaths
 from automl.space import SearchSpace
 from automl.storage import quiet_optuna_warnings
-from automl.summary import read_summary
+from automl.summary import load_summary
 
 ORPHAN_GRACE_S = 120.0
 """A RUNNING trial with no owner recorded (its orchestrator died between ask() and recording
@@ -185,9 +185,9 @@ class Recovery:
         values = {}
         with contextlib.suppress(KeyError, ValueError):
             values = self.space.from_optuna(trial.params) if set(names) <= trial.params.keys() else {}
-        summary = read_summary(self.paths.trial_run(trial.number).summary) or {}
+        summary = load_summary(self.paths.trial_run(trial.number).summary)
         reports.append_trial_final(self.paths, {
-            "trial": trial.number, "frames": int(summary.get("frames") or 0), "score": None,
+            "trial": trial.number, "frames": summary.frames if summary else 0, "score": None,
             "stop_reason": reasons.ERROR, "wall_s": None, **values, "error_tail": why}, names)
         params = trial.params or trial.system_attrs.get(FIXED_PARAMS) or {}
         if params and trial.user_attrs.get(records.PHASE, "search") == "search":

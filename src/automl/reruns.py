@@ -24,7 +24,7 @@ from automl.paths import RunPaths, StudyPaths
 from automl.plan import slots_for, worker_command
 from automl.requests import Request, Resources
 from automl.runner import INTERRUPTED, Job, JobResult, run_jobs
-from automl.summary import read_summary
+from automl.summary import load_summary
 
 VALIDATION_SEED_BASE = 1000
 """Validation seeds start here, skipping any seed a search trial used."""
@@ -102,12 +102,11 @@ def _slots(resources: Resources, study_paths: StudyPaths, trial: int) -> list[Sl
 
 def _earlier_result(job: Job) -> JobResult | None:
     """A validation run that completed in an earlier, interrupted session: kept, not run again."""
-    summary = read_summary(RunPaths(job.run_dir).summary) or {}
-    score = summary.get("score")
-    if summary.get("status") != reasons.STATUS_COMPLETED or not isinstance(score, (int, float)):
+    summary = load_summary(RunPaths(job.run_dir).summary)
+    if summary is None or not summary.completed or summary.score is None:
         return None
-    return JobResult(job=job, reason=reasons.COMPLETED, score=float(score),
-                     frames=int(summary.get("frames") or 0), wall_s=float(summary.get("wall_s") or 0))
+    return JobResult(job=job, reason=reasons.COMPLETED, score=summary.score, frames=summary.frames,
+                     wall_s=summary.wall_s)
 
 
 def _validate_command(request: Request, study_paths: StudyPaths) -> str:

@@ -92,7 +92,7 @@ def write_summary(summary: RunSummary, path: Path) -> None:
     paths.atomic_write_text(path, json.dumps(_finite_or_none(asdict(summary)), indent=2) + "\n")
 
 
-def read_summary(path: Path) -> dict[str, Any] | None:
+def _read_summary(path: Path) -> dict[str, Any] | None:
     """The summary as a plain dict, or None when missing or half-written (see load_summary)."""
     try:
         data = json.loads(path.read_text())
@@ -103,7 +103,7 @@ def read_summary(path: Path) -> dict[str, Any] | None:
 
 def load_summary(path: Path) -> RunSummary | None:
     """The summary as a RunSummary, or None when missing or half-written."""
-    data = read_summary(path)
+    data = _read_summary(path)
     return None if data is None else RunSummary.from_dict(data)
 
 

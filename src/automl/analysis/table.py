@@ -19,7 +19,7 @@ from automl import records, tags
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.validation import read_validation_csv
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
-from automl.summary import read_summary
+from automl.summary import RunSummary, load_summary
 from automl.tb_reader import read_scalars
 
 METRICS = ("success_rate", "termination_rate", "episode_length", "episode_reward_mean")
@@ -83,11 +83,11 @@ def _tb_metrics(run: RunPaths) -> dict[str, float]:
     return {name: series[tag][-1][1] for name, tag in METRIC_TAGS.items() if series.get(tag)}
 
 
-def _metrics(view: StudyView, trial: FrozenTrial) -> tuple[dict[str, float], dict[str, Any]]:
+def _metrics(view: StudyView, trial: FrozenTrial) -> tuple[dict[str, float], RunSummary | None]:
     """Task metrics (user attribute, else summary.json, else event files) and the summary."""
     run = RunPaths(view.run_dir(trial))
-    summary = read_summary(run.summary) or {}
-    metrics = trial.user_attrs.get(records.METRICS) or summary.get("metrics") or {}
+    summary = load_summary(run.summary)
+    metrics = trial.user_attrs.get(records.METRICS) or (summary.metrics if summary else {})
     chosen = {k: float(metrics[k]) for k in METRICS if isinstance(metrics.get(k), (int, float))}
     if len(chosen) < len(METRICS) and trial.state == TrialState.RUNNING:
         chosen = {**_tb_metrics(run), **chosen}
@@ -103,12 +103,11 @@ def trial_row(view: StudyView, trial: FrozenTrial, validated: dict[int, float]) 
     elif last is not None:
         score = last[1]
     else:
-        found = summary.get("score")
-        score = float(found) if isinstance(found, (int, float)) else math.nan
-    frames = trial.user_attrs.get(records.FRAMES, summary.get("frames"))
+        score = summary.score if summary is not None and summary.score is not None else math.nan
+    frames = trial.user_attrs.get(records.FRAMES, summary.frames if summary else None)
     if frames is None and last is not None:
         frames = last[0]
-    wall = trial.user_attrs.get(records.WALL_S, summary.get("wall_s"))
+    wall = trial.user_attrs.get(records.WALL_S, summary.wall_s if summary else None)
     if wall is None and trial.state == TrialState.RUNNING and trial.datetime_start is not None:
         wall = time.time() - trial.datetime_start.timestamp()
     state = STATE_NAMES.get(trial.state, trial.state.name.lower())
