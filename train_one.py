@@ -8,7 +8,7 @@ from pathlib import Path
 _here = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if p not in ("", _here)]
 
-from automl.train_one import run  # noqa: E402
+from automl.run.train_one import run  # noqa: E402
 
 if __name__ == "__main__":
     run()

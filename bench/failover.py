@@ -36,9 +36,9 @@ from overhead import storage_url  # noqa: E402
 
 from automl import records  # noqa: E402
 from automl.paths import StudyPaths  # noqa: E402
-from automl.recovery import HOST_ENV  # noqa: E402
-from automl.scheduler import counts_toward_limit  # noqa: E402
-from automl.storage import open_storage  # noqa: E402
+from automl.search.recovery import HOST_ENV  # noqa: E402
+from automl.search.scheduler import counts_toward_limit  # noqa: E402
+from automl.search.storage import open_storage  # noqa: E402
 
 STUDY = "failover"
 

@@ -23,8 +23,8 @@ import yaml
 from automl import paths
 from automl.envs.navigation import NavigationEnv
 from automl.envs.navigation_expert import Driver
-from automl.episodes import EPISODE_METRICS, EPISODES, RecentEpisodes, episodes_per_env
-from automl.scoring import point_score
+from automl.run.episodes import EPISODE_METRICS, EPISODES, RecentEpisodes, episodes_per_env
+from automl.run.scoring import point_score
 
 
 def scoring_preset() -> dict:

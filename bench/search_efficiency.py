@@ -42,7 +42,7 @@ def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str
     from automl import paths
     from automl.cli import main
     from automl.paths import StudyPaths
-    from automl.study import load_study
+    from automl.search.study import load_study
 
     name = f"eff_{method}_{seed}"
     common = ["--quiet", "--budget-hours", str(args.budget_hours), "--hp-trials", str(args.hp_trials),

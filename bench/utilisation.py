@@ -42,9 +42,9 @@ class Timeline:
 
 def search(name: str, extra: list[str], args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     """Run one search, return its utilisation and its idle slot-seconds by phase."""
-    from automl import scheduler
     from automl.cli import main
     from automl.paths import StudyPaths
+    from automl.search import scheduler
 
     line = Timeline()
     originals = scheduler.launch, scheduler.Scheduler._finish, scheduler.Scheduler.run

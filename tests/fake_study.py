@@ -2,7 +2,7 @@
 
 A study folder under $AUTOML_LOG_ROOT/automl/<name>/ with study.journal (Optuna journal storage),
 search_space.yaml, and per trained trial a run folder trials/trial_NNNN/ holding tb/ event files,
-summary.json and config.yaml. Trials carry the user attributes of automl.records.
+summary.json and config.yaml. Trials carry the user attributes of automl.search.records.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from optuna.trial import TrialState
 from standin_worker import write_point
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from automl import reasons, records
+from automl import reasons
 from automl.paths import RunPaths, StudyPaths, trial_name
-from automl.space import SearchSpace, load_space
-from automl.study import open_storage
+from automl.search import records
+from automl.search.space import SearchSpace, load_space
+from automl.search.study import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -173,7 +174,7 @@ def random_params(space: SearchSpace, rng: random.Random) -> dict[str, Any]:
 
 
 def fake_space() -> SearchSpace:
-    from automl.space import parse_space
+    from automl.search.space import parse_space
 
     return parse_space(yaml.safe_load(SPACE_TEXT), source="fake", reward_terms=REWARD_TERMS,
                        text=SPACE_TEXT)

@@ -16,9 +16,10 @@ from typing import Any
 
 import optuna
 
-from automl import cli, records
+from automl import cli
 from automl.paths import StudyPaths
-from automl.study import load_study
+from automl.search import records
+from automl.search.study import load_study
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

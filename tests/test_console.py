@@ -9,8 +9,9 @@ import re
 from rich.console import Console
 from search_harness import rows, run_search, search_argv, skip_reports, write_behaviour
 
-from automl import console, paths
+from automl import paths
 from automl.paths import StudyPaths
+from automl.search import console
 
 
 def test_a_search_without_quiet_renders_the_live_table(tmp_path, monkeypatch):

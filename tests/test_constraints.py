@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from automl.constraints import Constraint
 from automl.errors import ConfigError
+from automl.search.constraints import Constraint
 
 NAMES = ("learning_rate", "learning_epochs", "termination", "ratio_clip", "activation",
          "policy_hidden_layer_sizes", "env.params.stage")

@@ -10,8 +10,8 @@ import pytest
 from search_harness import WORKER, run_search, search_argv, skip_reports, write_behaviour
 
 from automl import paths
-from automl.launcher import Slot, plan_slots, trial_env, visible_gpus
 from automl.paths import StudyPaths
+from automl.search.launcher import Slot, plan_slots, trial_env, visible_gpus
 
 
 @pytest.mark.parametrize(("visible", "expected"), [

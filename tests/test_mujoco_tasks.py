@@ -24,8 +24,8 @@ from automl.envs.gym_adapter import GymVectorEnv, sub_env_seeds
 from automl.envs.mujoco_tasks import TASK_TERMS, constructor_defaults, split_for
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from automl.schema import to_plain
-from automl.space import load_space
-from automl.tb_reader import read_scalars
+from automl.search.space import load_space
+from automl.search.tb_reader import read_scalars
 
 CPU = torch.device("cpu")
 CONF = paths.repo_root() / "conf"

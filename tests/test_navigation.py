@@ -21,7 +21,7 @@ from automl.envs.base import (
 from automl.envs.navigation import OBS_DIM, REFERENCE_SCALES, TERMS, NavigationEnv
 from automl.envs.navigation_expert import DISTANCE, Driver
 from automl.envs.navigation_params import make_params
-from automl.train import shaped_reward
+from automl.run.train import shaped_reward
 
 CPU = torch.device("cpu")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),

@@ -16,14 +16,14 @@ from optuna.trial import TrialState
 from search_harness import SPACES, rows, run_search, search_argv, skip_reports, write_behaviour
 
 from automl import paths, reasons
-from automl.console import QuietConsole
-from automl.launcher import Slot
 from automl.paths import StudyPaths
-from automl.pruning import PatientPruner, make_pruner, plan_pruning
-from automl.scheduler import Running, Scheduler, SearchSettings
-from automl.space import load_space
-from automl.stoppers import StopperSet
-from automl.study import PRUNERS, SEARCH_METHODS
+from automl.search.console import QuietConsole
+from automl.search.launcher import Slot
+from automl.search.pruning import PatientPruner, make_pruner, plan_pruning
+from automl.search.scheduler import Running, Scheduler, SearchSettings
+from automl.search.space import load_space
+from automl.search.stoppers import StopperSet
+from automl.search.study import PRUNERS, SEARCH_METHODS
 
 FRAMES = 100_000
 EVAL = 10_000

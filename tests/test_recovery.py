@@ -12,11 +12,12 @@ import pytest
 from optuna.trial import TrialState
 from search_harness import SPACES, rows
 
-from automl import reasons, records, recovery
+from automl import reasons
 from automl.paths import StudyPaths
-from automl.recovery import Recovery, owner, owner_alive, process_start
-from automl.space import load_space
-from automl.storage import open_storage
+from automl.search import records, recovery
+from automl.search.recovery import Recovery, owner, owner_alive, process_start
+from automl.search.space import load_space
+from automl.search.storage import open_storage
 
 LR = "learning_rate"
 

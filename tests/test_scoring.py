@@ -17,9 +17,9 @@ from scripted_env import Coin
 
 from automl import paths
 from automl.envs.base import FELL, LENGTH, SUCCESS, WARMUP
-from automl.episodes import EPISODES, SHAPED_RETURN, RecentEpisodes, episodes_per_env
 from automl.errors import EXIT_OK, ConfigError
-from automl.scoring import check_reported, point_score
+from automl.run.episodes import EPISODES, SHAPED_RETURN, RecentEpisodes, episodes_per_env
+from automl.run.scoring import check_reported, point_score
 
 CPU = torch.device("cpu")
 NAV = {"success_rate": 1.0, "termination_rate": -0.5, "final_distance": -0.1}

@@ -22,8 +22,9 @@ from search_harness import (
     write_behaviour,
 )
 
-from automl import paths, reasons, records
+from automl import paths, reasons
 from automl.paths import StudyPaths
+from automl.search import records
 
 TARGET_LR = 3e-4
 LR_SCORE = {"param": "ppo.learning_rate", "target": TARGET_LR, "log": True, "width": 0.5}

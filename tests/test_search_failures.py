@@ -20,8 +20,9 @@ from search_harness import (
     write_behaviour,
 )
 
-from automl import launcher, paths, reasons, records
+from automl import paths, reasons
 from automl.paths import StudyPaths
+from automl.search import launcher, records
 
 TRIAL_TIMEOUT_S = 8.0
 """Counted from a trial's launch until its first point: generous, so that the trials that are
@@ -166,7 +167,7 @@ end: one poll of the loop, the signal, the stand-in's exit, on a loaded machine.
 
 def search_clock(monkeypatch) -> list[float]:
     """Wall-clock times at which each Scheduler started its budget clock."""
-    from automl.scheduler import Scheduler
+    from automl.search.scheduler import Scheduler
 
     starts: list[float] = []
     real = Scheduler.__init__

@@ -13,18 +13,18 @@ from search_harness import SPACES, rows, run_search, search_argv, skip_reports, 
 
 from automl import paths, reasons
 from automl.analysis.validation import equal_seeds
-from automl.budget import fit_validation, makespan, median_rate, seconds_for
 from automl.errors import EXIT_BAD_INPUT, ConfigError
 from automl.paths import StudyPaths
-from automl.pruning import (
+from automl.search.budget import fit_validation, makespan, median_rate, seconds_for
+from automl.search.pruning import (
     PatientHyperband,
     PatientPruner,
     first_rung,
     make_pruner,
     plan_pruning,
 )
-from automl.resume import resumed_overrides
-from automl.space import load_space, parse_space
+from automl.search.resume import resumed_overrides
+from automl.search.space import load_space, parse_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 NAV = {"frames": 2_000_000, "eval_frequency": 50_000, "grace": 200_000}

@@ -8,8 +8,9 @@ import pytest
 import yaml
 from search_harness import REPO, reason_of, rows, run_search, trials
 
-from automl import launcher, paths, reasons
+from automl import paths, reasons
 from automl.paths import StudyPaths
+from automl.search import launcher
 
 
 @pytest.mark.slow

@@ -10,11 +10,12 @@ import yaml
 from pg_server import PASSWORD, free_port
 from search_harness import rows, run_search, search_argv, skip_reports, write_behaviour
 
-from automl import paths, reasons, records
+from automl import paths, reasons
 from automl.analysis.cli import main as analyze
 from automl.paths import StudyPaths
-from automl.storage import hide_password, without_password
-from automl.study import load_study
+from automl.search import records
+from automl.search.storage import hide_password, without_password
+from automl.search.study import load_study
 
 
 def files_text(root) -> str:
@@ -154,7 +155,7 @@ def test_machines_opening_a_new_database_at_once_all_get_it(postgres, tmp_path):
     """Each one creates Optuna's tables; PostgreSQL fails all but one of those who race."""
     import threading
 
-    from automl.storage import open_storage
+    from automl.search.storage import open_storage
 
     failures: list[str] = []
 

@@ -26,10 +26,10 @@ import yaml
 from automl import paths, reasons, tags
 from automl.config import load_run_config
 from automl.envs.navigation import TERMS, NavigationEnv
-from automl.episodes import EPISODE_METRICS
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
+from automl.run.episodes import EPISODE_METRICS
 from automl.schema import run_config_from_plain
-from automl.tb_reader import Series, read_scalars
+from automl.search.tb_reader import Series, read_scalars
 
 REPO = paths.repo_root()
 SUMMARY_KEYS = {"status", "score", "frames", "wall_s", "seed", "git_sha", "packages", "metrics"}
@@ -340,8 +340,8 @@ def test_bad_input_through_hydras_own_start_exits_2_too(args: list[str], tmp_pat
 def test_a_plain_run_composes_its_config_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Trial start latency: no second compose for a bad-input check, no Hydra app start-up.
     import automl.config
-    import automl.train
-    import automl.train_one
+    import automl.run.train
+    import automl.run.train_one
     from automl.summary import RunSummary
 
     composed: list[list[str]] = []
@@ -359,11 +359,11 @@ def test_a_plain_run_composes_its_config_once(monkeypatch: pytest.MonkeyPatch, t
         raise AssertionError("Hydra's main was started for a plain run")
 
     monkeypatch.setattr(automl.config, "_compose", counting)
-    monkeypatch.setattr(automl.train, "train", fake_train)
-    monkeypatch.setattr(automl.train_one, "main", no_hydra)
+    monkeypatch.setattr(automl.run.train, "train", fake_train)
+    monkeypatch.setattr(automl.run.train_one, "main", no_hydra)
     args = ["env=cartpole", "ppo.learning_rate=0.0042", f"run_dir={tmp_path / 'run'}"]
     monkeypatch.setattr(sys, "argv", ["train_one.py", *args])
-    automl.train_one.run()
+    automl.run.train_one.run()
     assert composed == [args]
 
 

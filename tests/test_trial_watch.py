@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass, field
 
 from automl import reasons, tags
-from automl.stoppers import StopperSet
+from automl.search.stoppers import StopperSet
+from automl.search.trial_watch import Running, TrialGone, WatchRules, ending, make_stoppers, settle, watch
 from automl.summary import RunSummary
-from automl.trial_watch import Running, TrialGone, WatchRules, ending, make_stoppers, settle, watch
 
 EVAL = 1000
 RULES = WatchRules(eval_frequency=EVAL, trial_timeout=30.0, target_score=None)

@@ -13,7 +13,6 @@ import sys
 import optuna
 
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted, bad_flag
-from automl.plan import DEFAULT_SPACE
 from automl.requests import (
     Budget,
     Request,
@@ -22,8 +21,9 @@ from automl.requests import (
     StudyRequest,
     ValidationOptions,
 )
-from automl.storage import HEARTBEAT_S
-from automl.study import PRUNERS, SEARCH_METHODS
+from automl.search.plan import DEFAULT_SPACE
+from automl.search.storage import HEARTBEAT_S
+from automl.search.study import PRUNERS, SEARCH_METHODS
 
 MODES = ("stage", "search", "validate", "report")
 

@@ -13,14 +13,16 @@ from typing import Any
 
 import optuna
 
-from automl import reports
-from automl import scheduler as search_loop
 from automl.config import GROUPS
-from automl.console import LiveConsole, QuietConsole
 from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
-from automl.forkserver import ForkServer
 from automl.paths import StudyPaths
-from automl.plan import (
+from automl.requests import Request
+from automl.reruns import StageLog, completed, run_final, run_validation, trial_file
+from automl.search import reports
+from automl.search import scheduler as search_loop
+from automl.search.console import LiveConsole, QuietConsole
+from automl.search.forkserver import ForkServer
+from automl.search.plan import (
     Plan,
     make_plan,
     open_study,
@@ -29,11 +31,9 @@ from automl.plan import (
     trial_forkserver,
     worker_command,
 )
-from automl.recovery import Recovery
-from automl.requests import Request
-from automl.reruns import StageLog, completed, run_final, run_validation, trial_file
-from automl.scheduler import Outcome, Scheduler, SearchSettings
-from automl.study import load_study
+from automl.search.recovery import Recovery
+from automl.search.scheduler import Outcome, Scheduler, SearchSettings
+from automl.search.study import load_study
 
 
 # ------------------------------------------------------------------------------------------ search

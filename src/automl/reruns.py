@@ -14,16 +14,17 @@ from typing import Any
 import optuna
 import yaml
 
-from automl import reasons, records, reports
-from automl.budget import fit_validation, seconds_for
+from automl import reasons
 from automl.config import load_run_config
 from automl.errors import Interrupted
-from automl.forkserver import ForkServer
-from automl.launcher import Slot
 from automl.paths import RunPaths, StudyPaths
-from automl.plan import slots_for, worker_command
 from automl.requests import Request, Resources
-from automl.runner import INTERRUPTED, Job, JobResult, run_jobs
+from automl.search import records, reports
+from automl.search.budget import fit_validation, seconds_for
+from automl.search.forkserver import ForkServer
+from automl.search.launcher import Slot
+from automl.search.plan import slots_for, worker_command
+from automl.search.runner import INTERRUPTED, Job, JobResult, run_jobs
 from automl.summary import load_summary
 
 VALIDATION_SEED_BASE = 1000

@@ -31,8 +31,8 @@ from automl.analysis.table import (
 )
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from automl.paths import StudyPaths, atomic_write_text
-from automl.storage import open_storage
-from automl.study import fetch_space_file
+from automl.search.storage import open_storage
+from automl.search.study import fetch_space_file
 
 PROG = "analyze.py"
 SORTS = ("descending", "ascending")

@@ -11,12 +11,13 @@ from typing import Any
 
 import optuna
 
-from automl import paths, records
+from automl import paths
 from automl.analysis.folder import open_view
 from automl.analysis.validation import ValidationResult, choose_best
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
+from automl.search import records
 
 EXPERIMENT_GROUP = "experiment"
 PRESET_SUFFIX = "_best"

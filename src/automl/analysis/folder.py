@@ -18,11 +18,12 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from automl import paths, records
+from automl import paths
 from automl.errors import ConfigError
 from automl.paths import StudyPaths
-from automl.space import MODEL_KEYS, REWARD_PREFIX, RUN_KEYS, ParamSpec, SearchSpace, load_space
-from automl.study import open_storage
+from automl.search import records
+from automl.search.space import MODEL_KEYS, REWARD_PREFIX, RUN_KEYS, ParamSpec, SearchSpace, load_space
+from automl.search.study import open_storage
 
 log = logging.getLogger(__name__)
 

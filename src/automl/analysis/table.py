@@ -15,12 +15,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl import records, tags
+from automl import tags
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.validation import read_validation_csv
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
+from automl.search import records
+from automl.search.tb_reader import read_scalars
 from automl.summary import RunSummary, load_summary
-from automl.tb_reader import read_scalars
 
 METRICS = ("success_rate", "termination_rate", "episode_length", "episode_reward_mean")
 """Task metrics of each row; episode_reward_mean is the shaped reward under the trial's own weights."""

@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from automl import scoring
-from automl.episodes import RecentEpisodes
 from automl.errors import ConfigError
+from automl.run import scoring
+from automl.run.episodes import RecentEpisodes
+from automl.run.train import reward_weights, shaped_reward
 from automl.schema import NetworkConfig, RunConfig
-from automl.train import reward_weights, shaped_reward
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
     from skrl.resources.preprocessors.torch import RunningStandardScaler
 
     from automl.envs.registry import make_env, resolve_device
-    from automl.models import build_models, deterministic_action
+    from automl.run.models import build_models, deterministic_action
 
     assert cfg.checkpoint is not None
     state = load_checkpoint(Path(cfg.checkpoint))

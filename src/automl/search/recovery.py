@@ -2,7 +2,7 @@
 recovery of a dead owner's trials: each is failed (once, by whichever orchestrator notices first),
 gets its trial_final.csv row, and its configuration is queued to run again.
 
-On a database storage the owner keeps a heartbeat (automl.storage.Heartbeat) and Optuna's
+On a database storage the owner keeps a heartbeat (automl.search.storage.Heartbeat) and Optuna's
 `fail_stale_trials` fails trials whose heartbeat is stale, on any machine. On this machine (and on
 the single-machine journal file) the owner is a process identified by host, boot id, pid namespace,
 pid and the process's start time, so a reused pid is not mistaken for the orchestrator that died,
@@ -24,10 +24,11 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from automl import reasons, records, reports
+from automl import reasons
 from automl.paths import StudyPaths
-from automl.space import SearchSpace
-from automl.storage import quiet_optuna_warnings
+from automl.search import records, reports
+from automl.search.space import SearchSpace
+from automl.search.storage import quiet_optuna_warnings
 from automl.summary import load_summary
 
 ORPHAN_GRACE_S = 120.0
@@ -100,7 +101,7 @@ def owner_alive(attrs: dict[str, Any], *, mine: Collection[int] = (), number: in
         return False
     if pid == me[records.PID] and attrs.get(records.PROCESS_START) in (None, me[records.PROCESS_START]):
         return number in mine
-    from automl.forkserver import pid_exists
+    from automl.search.forkserver import pid_exists
 
     if not pid_exists(pid):
         return False

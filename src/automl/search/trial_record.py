@@ -12,12 +12,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl import reasons, records, reports
+from automl import reasons
 from automl.paths import StudyPaths
-from automl.recovery import FIXED_PARAMS, owner
-from automl.space import SearchSpace
-from automl.storage import Heartbeat
-from automl.trial_watch import Pruner, Report, TrialGone
+from automl.search import records, reports
+from automl.search.recovery import FIXED_PARAMS, owner
+from automl.search.space import SearchSpace
+from automl.search.storage import Heartbeat
+from automl.search.trial_watch import Pruner, Report, TrialGone
 
 STATE_OF_REASON = {
     reasons.COMPLETED: TrialState.COMPLETE, reasons.PLATEAU: TrialState.COMPLETE,

@@ -29,12 +29,12 @@ def execute(cfg: DictConfig, choices: dict[str, Any], *, output_dir: str | None 
     Exits 1 when a run outside --multirun does not complete."""
     run_cfg = to_run_config(cfg, choices=choices)
     if run_cfg.mode == "eval":
-        from automl.evaluate import evaluate
+        from automl.run.evaluate import evaluate
 
         metrics = evaluate(run_cfg)
         print(json.dumps(metrics, indent=2))
         return float(metrics.get("score", math.nan))
-    from automl.train import train
+    from automl.run.train import train
 
     if run_cfg.run_dir:
         root = Path(run_cfg.run_dir)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from automl import reasons
-from automl.forkserver import ForkServer
-from automl.launcher import Slot, TrialProcess, launch, pause, run_overrides
 from automl.paths import RunPaths
+from automl.search.forkserver import ForkServer
+from automl.search.launcher import Slot, TrialProcess, launch, pause, run_overrides
 from automl.summary import load_summary
 
 POLL_S = 0.25

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from automl import paths
-from automl.constraints import Constraint
 from automl.errors import ConfigError
-from automl.space_loading import PARAM_SECTIONS, SECTIONS, check_space, read_space_file
-from automl.space_names import (
+from automl.search.constraints import Constraint
+from automl.search.space_loading import PARAM_SECTIONS, SECTIONS, check_space, read_space_file
+from automl.search.space_names import (
     ENV_PARAMS_PREFIX,
     MODEL_KEYS,
     REWARD_PREFIX,
@@ -34,8 +34,8 @@ from automl.space_names import (
     probe_combinations,
     resolve_name,
 )
-from automl.space_params import Kind, Param, hydra_override, hydra_value, thaw
-from automl.space_specs import KINDS, SPEC_KEYS
+from automl.search.space_params import Kind, Param, hydra_override, hydra_value, thaw
+from automl.search.space_specs import KINDS, SPEC_KEYS
 
 if TYPE_CHECKING:
     import optuna

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from automl import reasons
-from automl.launcher import Slot, launch, run_overrides
 from automl.paths import StudyPaths, atomic_write_text
-from automl.search_policy import count_trained
-from automl.tb_reader import EventTail
-from automl.trial_record import TrialRecorder
-from automl.trial_watch import Running, make_stoppers
+from automl.search.launcher import Slot, launch, run_overrides
+from automl.search.search_policy import count_trained
+from automl.search.tb_reader import EventTail
+from automl.search.trial_record import TrialRecorder
+from automl.search.trial_watch import Running, make_stoppers
 
 if TYPE_CHECKING:
-    from automl.scheduler import SearchSettings
+    from automl.search.settings import SearchSettings
 
 REJECTED = "rejected"
 """start: the values violate the space's constraints (recorded, never trained)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import optuna
 from optuna.storages import BaseStorage
 
-from automl import paths, records
+from automl import paths
 from automl.paths import StudyPaths
-from automl.storage import open_storage
+from automl.search import records
+from automl.search.storage import open_storage
 
 SEARCH_METHODS = ("bayesian", "random", "grid", "cmaes")
 PRUNERS = ("hyperband", "median", "successive_halving", "none")

@@ -17,19 +17,25 @@ from typing import Any
 
 import optuna
 
-from automl import reasons, reports
-from automl.forkserver import ForkServer
-from automl.launcher import Slot, pause
+from automl import reasons
 from automl.paths import StudyPaths
-from automl.recovery import Recovery
-from automl.search_policy import Budget, SharedStudy, TrialCount, counts_toward_limit, failure_message, grid_taken
-from automl.search_state import search_state
-from automl.space import SearchSpace
-from automl.storage import hide_password
+from automl.search import reports
+from automl.search.launcher import Slot, pause
+from automl.search.search_policy import (
+    Budget,
+    SharedStudy,
+    TrialCount,
+    counts_toward_limit,
+    failure_message,
+    grid_taken,
+)
+from automl.search.search_state import search_state
+from automl.search.settings import SearchSettings
+from automl.search.storage import hide_password
+from automl.search.trial_record import STATE_OF_REASON, Best, Tally, TrialRecorder
+from automl.search.trial_start import REJECTED, TrialStarter
+from automl.search.trial_watch import OnTarget, Running, WatchRules, ending, settle, take_point, watch
 from automl.summary import load_summary
-from automl.trial_record import STATE_OF_REASON, Best, Tally, TrialRecorder
-from automl.trial_start import REJECTED, TrialStarter
-from automl.trial_watch import OnTarget, Running, WatchRules, ending, settle, take_point, watch
 
 __all__ = ["MAX_CONSTRAINT_REJECTIONS", "POLL_S", "STATE_OF_REASON", "Outcome", "Running",
            "Scheduler", "SearchSettings", "counts_toward_limit"]
@@ -40,33 +46,6 @@ STATE_EVERY_S = 5.0
 """Seconds between two writes of automl_state.yaml."""
 MAX_CONSTRAINT_REJECTIONS = 1000
 """Consecutive constraint rejections after which the space is taken to be infeasible."""
-
-
-@dataclass
-class SearchSettings:
-    """Everything the loop needs, checked by the CLI before anything is launched."""
-
-    space: SearchSpace
-    worker: list[str]
-    """Command prefix of a trial (python train_one.py); overrides are appended."""
-    user_overrides: list[str]
-    """Hydra overrides from the command line: they win over the space's fixed values."""
-    hp_trials: int
-    budget_s: float
-    frames: int
-    eval_frequency: int
-    slots: list[Slot]
-    plateau_patience: int
-    plateau_min_delta: float
-    drop: float
-    grace_frames: int
-    trial_timeout: float
-    max_failure_rate: float
-    target_score: float | None
-    forkserver: ForkServer | None = None
-    """Trials are forked from it (fast start) when set; else each is a cold `python` start."""
-    recovery: Recovery | None = None
-    """Fails the trials of dead orchestrators and queues them again (None: never looked for)."""
 
 
 @dataclass

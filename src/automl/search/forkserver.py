@@ -23,9 +23,9 @@ CLOSE_GRACE_S = 5.0
 """Seconds the server has to exit by itself once its stdin closes, before it is killed."""
 PRELOAD = ("torch", "torch._dynamo", "skrl.agents.torch.ppo", "skrl.memories.torch",
            "skrl.models.torch", "skrl.resources.preprocessors.torch", "gymnasium", "hydra",
-           "omegaconf", "tensorboard.summary.writer.event_file_writer", "automl.train",
-           "automl.train_one", "automl.evaluate", "automl.envs.navigation", "automl.envs.gym_adapter",
-           "automl.models")
+           "omegaconf", "tensorboard.summary.writer.event_file_writer", "automl.run.train",
+           "automl.run.train_one", "automl.run.evaluate", "automl.envs.navigation", "automl.envs.gym_adapter",
+           "automl.run.models")
 
 
 def _prctl_death_signal() -> None:
@@ -54,7 +54,7 @@ def _child(request: dict[str, Any]) -> None:
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         sys.argv = list(request["argv"])
-        from automl.train_one import run
+        from automl.run.train_one import run
 
         run()
         code = 0
@@ -119,7 +119,7 @@ class ForkServer:
 
     def __init__(self, python: str = sys.executable, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [python, "-P", "-m", "automl.forkserver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [python, "-P", "-m", "automl.search.forkserver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=env, bufsize=0, preexec_fn=_prctl_death_signal)  # noqa: PLW1509
         assert self.process.stdout is not None
         self.reader = LineReader(self.process.stdout.fileno())

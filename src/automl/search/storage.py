@@ -1,6 +1,6 @@
 """The study's storage: the journal file in the study folder, or a database URL (PostgreSQL for many
 machines), checked before anything is written; and the heartbeat of the trials this orchestrator
-runs, which lets another orchestrator recover them when this one dies (see automl.recovery)."""
+runs, which lets another orchestrator recover them when this one dies (see automl.search.recovery)."""
 
 from __future__ import annotations
 

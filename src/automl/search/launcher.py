@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from automl import paths
-from automl.forkserver import ForkedProcess, ForkServer
 from automl.paths import RunPaths
+from automl.search.forkserver import ForkedProcess, ForkServer
 
 TERMINATE_GRACE_S = 4.0
 """Seconds between SIGTERM and SIGKILL: a pruned trial is gone within 5 s of the decision."""

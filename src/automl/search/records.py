@@ -30,7 +30,7 @@ RETRY_OF = "retry_of"
 """Number of the trial this one re-runs after an interruption or a dead orchestrator."""
 OWNER = "orchestrator"
 """Who runs the trial, one attribute (one write): {host, boot_id, pid_namespace, pid, start}
-(the keys below); automl.recovery tells from it whether that orchestrator still runs."""
+(the keys below); automl.search.recovery tells from it whether that orchestrator still runs."""
 HOST = "host"
 PID = "pid"
 """Studies of earlier versions keep `host` and `orchestrator_pid` as attributes of their own."""
@@ -43,13 +43,13 @@ BOOT_ID = "boot_id"
 PID_NAMESPACE = "pid_namespace"
 """The orchestrator's pid namespace: a pid of another container is not looked up here.
 Host, boot id, pid namespace, pid and start time name the orchestrator running a trial
-(automl.recovery)."""
+(automl.search.recovery)."""
 
 SEARCH_SPACE_TEXT = "search_space_yaml"
 """Study attribute: the search-space file's text, for machines that join the study (--resume)."""
 STUDY_OVERRIDES = "overrides"
 """Study attribute: the Hydra overrides the study started with; --resume on any machine trains
-with them (automl.resume)."""
+with them (automl.search.resume)."""
 
 TRIAL_FINAL_COLUMNS = ("trial", "frames", "score", "stop_reason", "wall_s")
 """Leading columns of trial_final.csv; the searched parameters and `error_tail` follow."""

@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from automl.constraints import Constraint
 from automl.errors import ConfigError
-from automl.space_names import MODEL_KEYS, RUN_KEYS, did_you_mean, name_aliases, resolve_name
-from automl.space_params import Param
-from automl.space_specs import At, check_fits, coerce, parse_param
+from automl.search.constraints import Constraint
+from automl.search.space_names import MODEL_KEYS, RUN_KEYS, did_you_mean, name_aliases, resolve_name
+from automl.search.space_params import Param
+from automl.search.space_specs import At, check_fits, coerce, parse_param
 
 SECTIONS = ("search_space_id", "fixed", "ppo_params", "reward_weights", "constraints")
 """The top-level keys of a space file."""

@@ -16,12 +16,13 @@ from typing import TextIO
 
 import torch
 
-from automl import reasons, scoring, tags
+from automl import reasons, tags
 from automl.config import save_resolved
 from automl.envs.base import BatchedEnv
-from automl.episodes import EPISODES, SHAPED_RETURN, RecentEpisodes, TermMeans, episodes_per_env
 from automl.errors import ConfigError
 from automl.paths import RunPaths
+from automl.run import scoring
+from automl.run.episodes import EPISODES, SHAPED_RETURN, RecentEpisodes, TermMeans, episodes_per_env
 from automl.schema import RunConfig
 from automl.summary import RunSummary, git_sha, package_versions, write_summary
 
@@ -95,7 +96,7 @@ def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):
     from skrl.memories.torch import RandomMemory
     from skrl.resources.preprocessors.torch import RunningStandardScaler
 
-    from automl.models import build_models
+    from automl.run.models import build_models
 
     p = cfg.ppo
     ppo_cfg = PPO_CFG(

@@ -24,7 +24,7 @@ def point_score(metrics: Mapping[str, float], weights: Mapping[str, float]) -> f
 def check_reported(weights: Mapping[str, float], episode_metrics: tuple[str, ...], *,
                    env_name: str) -> None:
     """Every weighted metric is one the environment reports; checked before any training."""
-    from automl.episodes import reported_metrics  # run side only: it imports torch
+    from automl.run.episodes import reported_metrics  # run side only: it imports torch
 
     reported = reported_metrics(episode_metrics)
     for name, weight in weights.items():

@@ -18,22 +18,23 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from automl import paths, records
+from automl import paths
 from automl.config import compose, load_run_config, to_run_config
 from automl.errors import ConfigError, bad_flag
-from automl.launcher import Slot, default_worker, plan_slots, visible_gpus
 from automl.paths import StudyPaths
-from automl.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
-from automl.recovery import Recovery, enqueue_retry
 from automl.requests import Request, Resources, SearchOptions, StudyRequest
-from automl.resume import check_resumed_space, resumed_overrides
 from automl.schema import RunConfig
-from automl.space import SearchSpace, load_space
-from automl.storage import check_storage, open_storage
-from automl.study import fetch_space_file, study_exists
+from automl.search import records
+from automl.search.launcher import Slot, default_worker, plan_slots, visible_gpus
+from automl.search.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
+from automl.search.recovery import Recovery, enqueue_retry
+from automl.search.resume import check_resumed_space, resumed_overrides
+from automl.search.space import SearchSpace, load_space
+from automl.search.storage import check_storage, open_storage
+from automl.search.study import fetch_space_file, study_exists
 
 if TYPE_CHECKING:
-    from automl.forkserver import ForkServer
+    from automl.search.forkserver import ForkServer
 
 DEFAULT_SPACE = "templates/ppo_search_space.yaml"
 
@@ -190,8 +191,8 @@ def trial_forkserver(resources: Resources) -> Iterator[ForkServer | None]:
     if not resources.fork_server:
         yield None
         return
-    from automl.forkserver import ForkServer
-    from automl.launcher import Slot, trial_env
+    from automl.search.forkserver import ForkServer
+    from automl.search.launcher import Slot, trial_env
 
     print("automl: starting the trial fork server (imports torch once for all trials)")
     with ForkServer(env=trial_env(Slot(index=0, threads=1))) as server:

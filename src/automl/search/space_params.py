@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from automl.space_names import ENV_PARAMS_PREFIX
+from automl.search.space_names import ENV_PARAMS_PREFIX
 
 if TYPE_CHECKING:
     import optuna

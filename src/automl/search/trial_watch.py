@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from automl import reasons, tags
-from automl.stoppers import DropStopper, PlateauStopper, StopperSet
+from automl.search.stoppers import DropStopper, PlateauStopper, StopperSet
 
 if TYPE_CHECKING:
     import optuna
 
-    from automl.launcher import TrialProcess
+    from automl.search.launcher import TrialProcess
+    from automl.search.tb_reader import EventTail
     from automl.summary import RunSummary
-    from automl.tb_reader import EventTail
 
 Pruner = Callable[[int, float], bool]
 """Takes a score point (step, value) into the study and says whether to prune the trial there."""

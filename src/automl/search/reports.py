@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from automl import records
 from automl.paths import StudyPaths, atomic_write_text
-from automl.storage import hide_password, without_password
+from automl.search import records
+from automl.search.storage import hide_password, without_password
 from automl.summary import git_sha, package_versions
 
 

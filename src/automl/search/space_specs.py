@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from automl.errors import ConfigError
 from automl.schema import check_value as convert_value
-from automl.space_params import (
+from automl.search.space_params import (
     CategoricalParam,
     ChoiceParam,
     FloatParam,
