@@ -119,6 +119,7 @@ class TrialRecorder:
     def pruner(self, trial: optuna.Trial) -> Pruner:
         """The trial's pruner for the watcher: stores a point, then asks Optuna's pruner."""
         def should_prune(step: int, value: float) -> bool:
+            """Report the point at `step` frames, then Optuna's verdict on it."""
             self._report(trial, step, value)
             return trial.should_prune()
         return should_prune
