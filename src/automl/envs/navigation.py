@@ -168,21 +168,7 @@ class NavigationEnv:
         p = self.p
         action = actions.to(self.device, torch.float32).T.clamp(-1.0, 1.0).contiguous()
         torque = action * p.max_torque
-        old_speed, _ = self._body_velocity()
-        wheel_acc = torque / p.wheel_inertia - p.wheel_damping * self.wheel_vel
-        self.wheel_vel = self.wheel_vel + wheel_acc * p.dt
-        speed, yaw_rate = self._body_velocity()
-        self.yaw = wrap_angle(self.yaw + yaw_rate * p.dt)
-        step = speed * p.dt
-        self.pos = self.pos + torch.stack((torch.cos(self.yaw) * step, torch.sin(self.yaw) * step))
-
-        # Suspension: forward acceleration pitches the body, centripetal acceleration rolls it.
-        forward_acc = (speed - old_speed) / p.dt
-        drive = torch.stack((-forward_acc, speed * yaw_rate)) * (p.tilt_gain * p.suspension_stiffness)
-        tilt_acc = drive - p.suspension_stiffness * self.tilt - p.suspension_damping * self.tilt_rate
-        self.tilt_rate = self.tilt_rate + tilt_acc * p.dt
-        self.tilt = self.tilt + self.tilt_rate * p.dt
-        lin_vel_z = p.body_height * (torch.sin(self.tilt) * self.tilt_rate).sum(0)
+        wheel_acc, speed, yaw_rate, lin_vel_z = self._advance(torque)
 
         local, distance, bearing_err, heading_err = self._goal_frame()
         fell, success, timeout = self._outcome(distance, heading_err, speed, yaw_rate)
@@ -230,6 +216,27 @@ class NavigationEnv:
         return StepResult(observations=self._restart(final, fell | truncated),
                           final_observations=final, terms=terms, terminated=fell,
                           truncated=truncated, episode=episode)
+
+    def _advance(self, torque: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Integrate one `dt` of wheels, pose and suspension under `torque`; returns the wheel
+        accelerations, the body's speed and yaw rate, and its vertical velocity."""
+        p = self.p
+        old_speed, _ = self._body_velocity()
+        wheel_acc = torque / p.wheel_inertia - p.wheel_damping * self.wheel_vel
+        self.wheel_vel = self.wheel_vel + wheel_acc * p.dt
+        speed, yaw_rate = self._body_velocity()
+        self.yaw = wrap_angle(self.yaw + yaw_rate * p.dt)
+        step = speed * p.dt
+        self.pos = self.pos + torch.stack((torch.cos(self.yaw) * step, torch.sin(self.yaw) * step))
+
+        # Suspension: forward acceleration pitches the body, centripetal acceleration rolls it.
+        forward_acc = (speed - old_speed) / p.dt
+        drive = torch.stack((-forward_acc, speed * yaw_rate)) * (p.tilt_gain * p.suspension_stiffness)
+        tilt_acc = drive - p.suspension_stiffness * self.tilt - p.suspension_damping * self.tilt_rate
+        self.tilt_rate = self.tilt_rate + tilt_acc * p.dt
+        self.tilt = self.tilt + self.tilt_rate * p.dt
+        lin_vel_z = p.body_height * (torch.sin(self.tilt) * self.tilt_rate).sum(0)
+        return wheel_acc, speed, yaw_rate, lin_vel_z
 
     def _outcome(self, distance: torch.Tensor, heading_err: torch.Tensor, speed: torch.Tensor,
                  yaw_rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
