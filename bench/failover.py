@@ -34,8 +34,8 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from overhead import storage_url  # noqa: E402
 
-from automl import records  # noqa: E402
 from automl.paths import StudyPaths  # noqa: E402
+from automl.search import records  # noqa: E402
 from automl.search.recovery import HOST_ENV  # noqa: E402
 from automl.search.scheduler import counts_toward_limit  # noqa: E402
 from automl.search.storage import open_storage  # noqa: E402

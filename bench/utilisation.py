@@ -44,10 +44,10 @@ def search(name: str, extra: list[str], args: argparse.Namespace, tmp: Path) -> 
     """Run one search, return its utilisation and its idle slot-seconds by phase."""
     from automl.cli import main
     from automl.paths import StudyPaths
-    from automl.search import scheduler
+    from automl.search import scheduler, trial_start
 
     line = Timeline()
-    originals = scheduler.launch, scheduler.Scheduler._finish, scheduler.Scheduler.run
+    originals = trial_start.launch, scheduler.Scheduler._finish, scheduler.Scheduler.run
 
     def launch(**kwargs):  # noqa: ANN003, ANN202
         line.launched[kwargs["number"]] = (time.time(), kwargs["slot"].index)
@@ -64,7 +64,7 @@ def search(name: str, extra: list[str], args: argparse.Namespace, tmp: Path) -> 
         finally:
             line.end = time.time()
 
-    scheduler.launch, scheduler.Scheduler._finish, scheduler.Scheduler.run = launch, finish, run
+    trial_start.launch, scheduler.Scheduler._finish, scheduler.Scheduler.run = launch, finish, run
     os.environ["AUTOML_LOG_ROOT"] = str(tmp)
     try:
         code = main(["--mode", "search", "--quiet", "--hp-trials", str(args.trials), "--pruner", "none",
@@ -73,7 +73,7 @@ def search(name: str, extra: list[str], args: argparse.Namespace, tmp: Path) -> 
                      "--study-name", name, *extra, f"train.frames={args.frames}",
                      f"train.eval_frequency={args.frames // 4}", "env.num_envs=256"])
     finally:
-        scheduler.launch, scheduler.Scheduler._finish, scheduler.Scheduler.run = originals
+        trial_start.launch, scheduler.Scheduler._finish, scheduler.Scheduler.run = originals
     if code != 0:
         raise SystemExit(f"{name}: search failed ({code})")
     trials = StudyPaths.for_study(name)

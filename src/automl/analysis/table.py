@@ -105,10 +105,10 @@ def trial_row(view: StudyView, trial: FrozenTrial, validated: dict[int, float]) 
         score = last[1]
     else:
         score = summary.score if summary is not None and summary.score is not None else math.nan
-    frames = trial.user_attrs.get(records.FRAMES, summary.frames if summary else None)
+    frames = trial.user_attrs.get(records.FRAMES, (summary.frames or None) if summary else None)
     if frames is None and last is not None:
         frames = last[0]
-    wall = trial.user_attrs.get(records.WALL_S, summary.wall_s if summary else None)
+    wall = trial.user_attrs.get(records.WALL_S, (summary.wall_s or None) if summary else None)
     if wall is None and trial.state == TrialState.RUNNING and trial.datetime_start is not None:
         wall = time.time() - trial.datetime_start.timestamp()
     state = STATE_NAMES.get(trial.state, trial.state.name.lower())
