@@ -211,6 +211,24 @@ def test_resume_with_another_frame_count_exits_2_and_trains_nothing(tmp_path, ca
     assert len(table) == 2 and {int(r["frames"]) for r in table} == {100_000}
 
 
+def test_resume_keeps_the_pruning_plan_the_study_started_with(tmp_path):
+    behaviour = write_behaviour(tmp_path, "flat", seconds_per_point=0.01)
+    first = search_argv(study="replan", space="lr_prior.yaml", behaviour=behaviour, hp_trials=2,
+                        flags=["--grace-frames", "20000"])
+    assert run_search(first) == 0
+    again = search_argv(study="replan", space=None, behaviour=behaviour, hp_trials=24,
+                        flags=["--resume"])
+    assert run_search(again) == 0
+    sessions = yaml.safe_load(StudyPaths.for_study("replan").meta.read_text())["sessions"]
+    assert len(sessions) == 2
+    started, resumed = sessions[0]["pruning"], sessions[1]["pruning"]
+    # 24 trials and the default grace would have given other rungs (and a 10k grace).
+    assert plan_pruning("hyperband", trials=24, frames=100_000, eval_frequency=10_000, grace=10_000,
+                        episode_frames=None).rungs != tuple(started["rungs"])
+    assert resumed["trials"] == started["trials"] == 2 and resumed["rungs"] == started["rungs"]
+    assert sessions[1]["grace_frames"] == 20_000
+
+
 # ----------------------------------------------------------------------------------- constraints
 TERMS = ("termination", "torques")
 

@@ -28,7 +28,7 @@ from automl.search import records
 from automl.search.launcher import Slot, default_worker, plan_slots, visible_gpus
 from automl.search.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
 from automl.search.recovery import Recovery, enqueue_retry
-from automl.search.resume import check_resumed_space, resumed_overrides
+from automl.search.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
 from automl.search.space import SearchSpace, load_space
 from automl.search.storage import check_storage, open_storage
 from automl.search.study import fetch_space_file, study_exists
@@ -97,11 +97,15 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
     if base.env.device == "cuda" and not visible_gpus():
         raise ConfigError(file="command line", key="env.device", value="cuda",
                           rule="no NVIDIA GPU is visible", fix="use env.device=auto or cpu")
-    grace = search.grace_frames or max(base.train.eval_frequency, base.train.frames // 10)
+    plan_trials, grace_flag = search.hp_trials, search.grace_frames
+    if request.resume and named is not None:
+        stored_trials, stored_grace = stored_plan_inputs(named)
+        plan_trials, grace_flag = stored_trials or plan_trials, stored_grace or grace_flag
+    grace = grace_flag or max(base.train.eval_frequency, base.train.frames // 10)
     if grace >= base.train.frames:
         raise bad_flag("--grace-frames", grace, f"it must be below train.frames "
                         f"({base.train.frames})", "lower --grace-frames or raise train.frames")
-    pruning = plan_pruning(search.pruner, trials=search.hp_trials, frames=base.train.frames,
+    pruning = plan_pruning(search.pruner, trials=plan_trials, frames=base.train.frames,
                            eval_frequency=base.train.eval_frequency, grace=grace,
                            episode_frames=episode_frames(base.env, gpus=len(visible_gpus())))
     return Plan(base=base, space=space, study_paths=study_paths, storage_url=request.storage,

@@ -1,4 +1,5 @@
-"""--resume keeps the study's settings: the Hydra overrides and the search space it started with.
+"""--resume keeps the study's settings: the Hydra overrides, the search space and the pruning plan
+it started with.
 
 A resumed study trains with the overrides stored in meta.yaml at its start. A command line that
 gives another value for a key that changes what a trial trains (frames, environments, env, scoring,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,16 +27,31 @@ def override_key(override: str) -> str:
     return override.partition("=")[0].lstrip("+~")
 
 
-def stored_overrides(study_paths: StudyPaths) -> list[str] | None:
-    """The overrides the study started with (meta.yaml's first session), None when not recorded."""
+def first_session(study_paths: StudyPaths) -> dict[str, Any]:
+    """What meta.yaml recorded of the study's first session ({} when nothing was)."""
     try:
         meta = yaml.safe_load(study_paths.meta.read_text()) or {}
     except (OSError, yaml.YAMLError):
-        return None
+        return {}
     sessions = meta.get("sessions") or [] if isinstance(meta, dict) else []
-    first = sessions[0] if sessions and isinstance(sessions[0], dict) else {}
-    overrides = first.get("overrides")
+    return sessions[0] if sessions and isinstance(sessions[0], dict) else {}
+
+
+def stored_overrides(study_paths: StudyPaths) -> list[str] | None:
+    """The overrides the study started with (meta.yaml's first session), None when not recorded."""
+    overrides = first_session(study_paths).get("overrides")
     return [str(o) for o in overrides] if isinstance(overrides, list) else None
+
+
+def stored_plan_inputs(study_paths: StudyPaths) -> tuple[int | None, int | None]:
+    """The trial count the study's pruning plan was sized to and its grace frames (None where not
+    recorded): a resumed study keeps its rungs whatever --hp-trials or --grace-frames now say, or
+    trials of both sessions would be compared at different frame counts."""
+    first = first_session(study_paths)
+    plan = first.get("pruning")
+    trials = plan.get("trials") if isinstance(plan, dict) else None
+    grace = first.get("grace_frames")
+    return (trials if isinstance(trials, int) else None, grace if isinstance(grace, int) else None)
 
 
 def resumed_overrides(study_paths: StudyPaths, given: Sequence[str],
