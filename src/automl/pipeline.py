@@ -162,7 +162,8 @@ def print_summary(sp: StudyPaths, validated: list[Any], best_trial: int | None,
 
 def run_mode(request: Request) -> int:
     """Run --mode; returns the exit code. Search and validation get one warm fork server for the
-    real worker, started once the inputs are checked and closed when the mode ends."""
+    real worker, started once the flags, config and space are checked (the study's own checks
+    follow) and closed when the mode ends, whatever the outcome."""
     start = time.monotonic()
     log = StageLog()
     if request.mode in ("search", "stage"):
