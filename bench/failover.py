@@ -37,7 +37,7 @@ from overhead import storage_url  # noqa: E402
 from automl.paths import StudyPaths  # noqa: E402
 from automl.search import records  # noqa: E402
 from automl.search.recovery import HOST_ENV  # noqa: E402
-from automl.search.scheduler import counts_toward_limit  # noqa: E402
+from automl.search.search_policy import counts_toward_limit  # noqa: E402
 from automl.search.storage import open_storage  # noqa: E402
 
 STUDY = "failover"

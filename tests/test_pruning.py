@@ -20,10 +20,12 @@ from automl.paths import StudyPaths
 from automl.search.console import QuietConsole
 from automl.search.launcher import Slot
 from automl.search.pruning import PatientPruner, make_pruner, plan_pruning
-from automl.search.scheduler import Running, Scheduler, SearchSettings
+from automl.search.scheduler import Scheduler
+from automl.search.settings import SearchSettings
 from automl.search.space import load_space
 from automl.search.stoppers import StopperSet
 from automl.search.study import PRUNERS, SEARCH_METHODS
+from automl.search.trial_watch import Running
 
 FRAMES = 100_000
 EVAL = 10_000

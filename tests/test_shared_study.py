@@ -30,7 +30,7 @@ from automl import reasons
 from automl.paths import StudyPaths
 from automl.search import records
 from automl.search.recovery import HOST_ENV
-from automl.search.scheduler import counts_toward_limit
+from automl.search.search_policy import counts_toward_limit
 from automl.search.storage import open_storage
 
 START_TIMEOUT_S = 120

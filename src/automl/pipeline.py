@@ -32,7 +32,8 @@ from automl.search.plan import (
     worker_command,
 )
 from automl.search.recovery import Recovery
-from automl.search.scheduler import Outcome, Scheduler, SearchSettings
+from automl.search.scheduler import Outcome, Scheduler
+from automl.search.settings import SearchSettings
 from automl.search.study import load_study
 
 

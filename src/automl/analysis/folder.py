@@ -22,7 +22,9 @@ from automl import paths
 from automl.errors import ConfigError
 from automl.paths import StudyPaths
 from automl.search import records
-from automl.search.space import MODEL_KEYS, REWARD_PREFIX, RUN_KEYS, ParamSpec, SearchSpace, load_space
+from automl.search.space import SearchSpace, load_space
+from automl.search.space_names import MODEL_KEYS, REWARD_PREFIX, RUN_KEYS
+from automl.search.space_params import Param
 from automl.search.study import open_storage
 
 log = logging.getLogger(__name__)
@@ -198,7 +200,7 @@ class StudyView:
             names.update(dict.fromkeys(trial.params))
         return list(names)
 
-    def spec(self, name: str) -> ParamSpec | None:
+    def spec(self, name: str) -> Param | None:
         """The parameter's spec, or None without a space."""
         if self.space is None:
             return None

@@ -25,20 +25,16 @@ from automl.search.search_policy import (
     Budget,
     SharedStudy,
     TrialCount,
-    counts_toward_limit,
     failure_message,
     grid_taken,
 )
 from automl.search.search_state import search_state
 from automl.search.settings import SearchSettings
 from automl.search.storage import hide_password
-from automl.search.trial_record import STATE_OF_REASON, Best, Tally, TrialRecorder
+from automl.search.trial_record import Best, Tally, TrialRecorder
 from automl.search.trial_start import REJECTED, TrialStarter
 from automl.search.trial_watch import OnTarget, Running, WatchRules, ending, settle, take_point, watch
 from automl.summary import load_summary
-
-__all__ = ["MAX_CONSTRAINT_REJECTIONS", "POLL_S", "STATE_OF_REASON", "Outcome", "Running",
-           "Scheduler", "SearchSettings", "counts_toward_limit"]
 
 POLL_S = 0.1
 """Seconds between two polls of the running trials: a freed slot waits at most this long."""

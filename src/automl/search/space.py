@@ -23,32 +23,17 @@ import yaml
 from automl import paths
 from automl.errors import ConfigError
 from automl.search.constraints import Constraint
-from automl.search.space_loading import PARAM_SECTIONS, SECTIONS, check_space, read_space_file
+from automl.search.space_loading import check_space, read_space_file
 from automl.search.space_names import (
-    ENV_PARAMS_PREFIX,
-    MODEL_KEYS,
-    REWARD_PREFIX,
-    RUN_KEYS,
     by_alias,
     override_values,
     probe_combinations,
-    resolve_name,
 )
-from automl.search.space_params import Kind, Param, hydra_override, hydra_value, thaw
-from automl.search.space_specs import KINDS, SPEC_KEYS
+from automl.search.space_params import Param, hydra_override, thaw
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
-
-__all__ = ["ENV_PARAMS_PREFIX", "KINDS", "MODEL_KEYS", "PARAM_SECTIONS", "REWARD_PREFIX", "RUN_KEYS",
-           "SECTIONS", "SPEC_KEYS", "Kind", "Param", "ParamSpec", "SearchSpace", "hydra_value",
-           "load_space", "parse_space", "resolve_name"]
-"""Names other modules import from here; several are defined in the space_* modules."""
-
-ParamSpec = Param
-"""The former name of `Param`, still imported by analysis/folder.py."""
-
 
 # ---------------------------------------------------------------------------------------------
 # The space
