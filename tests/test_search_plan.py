@@ -4,6 +4,7 @@ constraints on the effective configuration."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import optuna
@@ -19,9 +20,11 @@ from automl.search.budget import fit_validation, makespan, median_rate, seconds_
 from automl.search.pruning import (
     PatientHyperband,
     PatientPruner,
+    expected_frames,
     first_rung,
     make_pruner,
     plan_pruning,
+    size_to_budget,
 )
 from automl.search.resume import resumed_overrides
 from automl.search.space import load_space, parse_space
@@ -121,6 +124,64 @@ def test_a_search_prunes_only_at_or_after_the_first_rung(tmp_path):
     for t in trials(sp):
         if t.state == optuna.trial.TrialState.PRUNED:
             assert t.last_step == 60_000, t.last_step
+
+
+def test_pruned_trials_count_as_shorter():
+    plan = plan_pruning("hyperband", trials=20, frames=100_000, eval_frequency=10_000,
+                        grace=10_000, episode_frames=None)
+    assert plan.rungs == (40_000, 80_000) and plan.reduction_factor == 2
+    # Half stop at 40k, a quarter at 80k, a quarter run to 100k.
+    assert expected_frames(plan) == 0.5 * 40_000 + 0.25 * 80_000 + 0.25 * 100_000
+    none = plan_pruning("none", trials=20, frames=100_000, eval_frequency=10_000, grace=10_000,
+                        episode_frames=None)
+    assert expected_frames(none) == 100_000
+
+
+def test_the_budget_sizes_the_plan_when_it_holds_fewer_trials():
+    def plan_for(trials: int):
+        return plan_pruning("hyperband", trials=trials, episode_frames=400 * 256, **NAV)
+
+    # 1 h, 2 slots, 300 s a full trial: 24 full-length trials. Sized to 24 (ASHA, rungs 0.8M and
+    # 1.6M), a trial averages 0.5 x 0.8M + 0.25 x 1.6M + 0.25 x 2M = 1.3M frames: 36 trials fit.
+    plan, fit = size_to_budget(plan_for, hp_trials=10_000, budget_s=3600, slots=2, trial_s=300)
+    assert expected_frames(plan_for(24)) == 1_300_000
+    assert fit == 36 and plan == plan_for(36) and plan.algorithm == "hyperband"
+    # Half an hour: 12 full trials; one rung at 1.6M, 1.8M frames a trial: 13 trials, ASHA.
+    plan, fit = size_to_budget(plan_for, hp_trials=10_000, budget_s=1800, slots=2, trial_s=300)
+    assert fit == 13 and plan == plan_for(13) and plan.algorithm == "asha"
+    # A larger budget: Hyperband's brackets; --hp-trials smaller than the budget: it sizes the plan.
+    assert size_to_budget(plan_for, hp_trials=10_000, budget_s=36_000, slots=2,
+                          trial_s=300)[0].algorithm == "hyperband"
+    assert size_to_budget(plan_for, hp_trials=8, budget_s=36_000, slots=2,
+                          trial_s=300)[0] == plan_for(8)
+
+
+def test_a_search_settles_its_plan_on_the_budget_before_any_pruning(tmp_path, capsys):
+    behaviour = write_behaviour(tmp_path, "lr", seconds_per_point=0.05,
+                                score={"param": "ppo.learning_rate", "target": 3e-4, "log": True,
+                                       "width": 0.5})
+    argv = search_argv(study="sized", space="lr_prior.yaml", behaviour=behaviour, hp_trials=10_000,
+                       budget_hours=0.006, flags=["--seed", "3"])
+    assert run_search(argv) == 0
+    sp = StudyPaths.for_study("sized")
+    session = yaml.safe_load(sp.meta.read_text())["sessions"][0]
+    plan = session["pruning"]
+    # Sized to what ~22 s on 2 slots holds, not to 10,000 trials (Hyperband of 3+ brackets).
+    assert session["pruning_sized_by"].startswith("budget; the budget holds about")
+    assert plan["trials"] < 200 and plan["trials"] == optuna.load_study(
+        study_name="sized", storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(sp.journal)))
+    ).user_attrs["pruning_plan_inputs"]["trials"]
+    assert "fewer than --hp-trials 10000" in capsys.readouterr().out
+    pruned = [t for t in trials(sp) if t.state == optuna.trial.TrialState.PRUNED]
+    assert all(t.last_step in plan["rungs"] for t in pruned), [t.last_step for t in pruned]
+    # A resumed study keeps the settled plan.
+    again = search_argv(study="sized", space=None, behaviour=behaviour, hp_trials=10_000,
+                        budget_hours=0.001, flags=["--resume"])
+    assert run_search(again) == 0
+    resumed = yaml.safe_load(sp.meta.read_text())["sessions"][1]
+    assert resumed["pruning"]["trials"] == plan["trials"]
+    assert resumed["pruning_sized_by"] == "the study's first session"
 
 
 # ---------------------------------------------------------------------------------------- budget

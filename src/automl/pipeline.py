@@ -26,6 +26,7 @@ from automl.search.plan import (
     Plan,
     make_plan,
     open_study,
+    plan_sizing,
     recover_trials,
     slots_for,
     trial_forkserver,
@@ -55,7 +56,9 @@ def run_search(request: Request, plan: Plan, budget_s: float,
         "mode": request.mode, "storage": plan.storage_url, "search_method": search.method,
         "pruner": search.pruner, "slots": len(slots), "budget_hours": request.budget.hours,
         "hp_trials": search.hp_trials, "overrides": list(plan.overrides), "frames_per_trial": plan.frames,
-        "grace_frames": plan.grace_frames, "pruning": plan.pruning.as_dict(), "retried_trials": again})
+        "grace_frames": plan.grace_frames, "pruning": plan.pruning.as_dict(),
+        "pruning_sized_by": "the study's first session" if request.study.resume else "--hp-trials",
+        "retried_trials": again})
     scoring = plan.base.scoring
     settings = SearchSettings(
         space=plan.space, worker=worker_command(request.resources), user_overrides=list(plan.overrides),
@@ -64,7 +67,8 @@ def run_search(request: Request, plan: Plan, budget_s: float,
         plateau_patience=scoring.plateau_patience, plateau_min_delta=scoring.plateau_min_delta,
         drop=scoring.drop, grace_frames=plan.grace_frames, trial_timeout=request.budget.trial_timeout,
         max_failure_rate=request.budget.max_failure_rate, target_score=search.target_score,
-        forkserver=forkserver, recovery=recovery)
+        forkserver=forkserver, recovery=recovery,
+        sizing=plan_sizing(request, plan, slots=len(slots), budget_s=budget_s))
     console = QuietConsole() if request.quiet else LiveConsole()
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), {search.hp_trials} trials of {plan.frames:,} frames, "

@@ -29,6 +29,7 @@ from automl.search.launcher import Slot, default_worker, plan_slots, visible_gpu
 from automl.search.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
 from automl.search.recovery import Recovery, enqueue_retry
 from automl.search.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
+from automl.search.sizing import PlanSizing
 from automl.search.space import SearchSpace, load_space
 from automl.search.storage import check_storage, open_storage
 from automl.search.study import fetch_space_file, study_exists
@@ -54,6 +55,14 @@ class Plan:
     grace_frames: int
     pruning: PruningPlan
     """Rungs, brackets and sampler start-up, sized to the study (printed, stored in meta.yaml)."""
+    episode_frames: int | None = None
+    """Frames of one time limit of every environment (no rung before it)."""
+
+    def pruning_for(self, trials: int) -> PruningPlan:
+        """The pruning plan of this study had it `trials` trials."""
+        return plan_pruning(self.pruning.pruner, trials=trials, frames=self.frames,
+                            eval_frequency=self.base.train.eval_frequency, grace=self.grace_frames,
+                            episode_frames=self.episode_frames)
 
 
 def _space_path(request: StudyRequest, study_paths: StudyPaths | None) -> Path:
@@ -68,9 +77,10 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
     """Compose, load the space, check a sample composes, settle the study's name and place."""
     check_storage(request.storage)
     named = StudyPaths.for_study(request.name) if request.name else None
-    started_with = None
+    started_with, stored_inputs = None, None
     if named is not None and request.resume and request.storage:
-        started_with = _join_study(request.storage, named, fetch_space=not request.space)
+        started_with, stored_inputs = _join_study(request.storage, named,
+                                                  fetch_space=not request.space)
     overrides = list(request.overrides)
     if request.resume and named is not None:
         overrides = resumed_overrides(named, overrides, stored=started_with)
@@ -99,17 +109,35 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
                           rule="no NVIDIA GPU is visible", fix="use env.device=auto or cpu")
     plan_trials, grace_flag = search.hp_trials, search.grace_frames
     if request.resume and named is not None:
-        stored_trials, stored_grace = stored_plan_inputs(named)
+        stored_trials, stored_grace = stored_inputs or stored_plan_inputs(named)
         plan_trials, grace_flag = stored_trials or plan_trials, stored_grace or grace_flag
     grace = grace_flag or max(base.train.eval_frequency, base.train.frames // 10)
     if grace >= base.train.frames:
         raise bad_flag("--grace-frames", grace, f"it must be below train.frames "
                         f"({base.train.frames})", "lower --grace-frames or raise train.frames")
+    episode = episode_frames(base.env, gpus=len(visible_gpus()))
     pruning = plan_pruning(search.pruner, trials=plan_trials, frames=base.train.frames,
                            eval_frequency=base.train.eval_frequency, grace=grace,
-                           episode_frames=episode_frames(base.env, gpus=len(visible_gpus())))
+                           episode_frames=episode)
     return Plan(base=base, space=space, study_paths=study_paths, storage_url=request.storage,
-                overrides=tuple(overrides), frames=base.train.frames, grace_frames=grace, pruning=pruning)
+                overrides=tuple(overrides), frames=base.train.frames, grace_frames=grace,
+                pruning=pruning, episode_frames=episode)
+
+
+def plan_sizing(request: Request, plan: Plan, *, slots: int, budget_s: float) -> PlanSizing | None:
+    """What settles a new study's pruning plan on the budget once a rate is known (None on
+    --resume: a resumed study keeps its plan)."""
+    if request.study.resume:
+        return None
+    method, seed = request.search.method, request.study.seed
+    new_sampler = None
+    if method == "bayesian":
+        def new_sampler(startup: int) -> optuna.samplers.BaseSampler:
+            """TPE with `startup`; another seed than the first sampler's, whose draws it would replay."""
+            return make_sampler(method, plan.space, None if seed is None else seed + 1, startup)
+    return PlanSizing(plan=plan.pruning, plan_for=plan.pruning_for, hp_trials=request.search.hp_trials,
+                      budget_s=budget_s, slots=slots, grace_frames=plan.grace_frames,
+                      study_paths=plan.study_paths, new_sampler=new_sampler)
 
 
 def make_sampler(method: str, space: SearchSpace, seed: int | None,
@@ -125,17 +153,25 @@ def make_sampler(method: str, space: SearchSpace, seed: int | None,
                                       constant_liar=True)
 
 
-def _join_study(url: str, sp: StudyPaths, *, fetch_space: bool) -> list[str] | None:
+def _join_study(url: str, sp: StudyPaths, *,
+                fetch_space: bool) -> tuple[list[str] | None, tuple[int | None, int | None] | None]:
     """Joining a study another machine may have started: its search space (unless --space) comes
-    from the study; returns the overrides the study started with (None where not recorded)."""
+    from the study; returns the overrides the study started with and its pruning plan's inputs
+    (trials, grace frames); None where not recorded."""
     try:
         study = optuna.load_study(study_name=sp.name, storage=open_storage(sp, url))
     except KeyError:
-        return None  # open_study says that the study does not exist
+        return None, None  # open_study says that the study does not exist
     if fetch_space:
         fetch_space_file(study, sp)
     stored = study.user_attrs.get(records.STUDY_OVERRIDES)
-    return [str(o) for o in stored] if isinstance(stored, list) else None
+    inputs = study.user_attrs.get(records.PLAN_INPUTS)
+    plan_inputs = None
+    if isinstance(inputs, dict):
+        trials, grace = inputs.get("trials"), inputs.get("grace_frames")
+        plan_inputs = (trials if isinstance(trials, int) else None,
+                       grace if isinstance(grace, int) else None)
+    return ([str(o) for o in stored] if isinstance(stored, list) else None), plan_inputs
 
 
 def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -> optuna.Study:
@@ -163,6 +199,8 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         plan.space.dump(sp.search_space)
         study.set_user_attr(records.SEARCH_SPACE_TEXT, plan.space.text)
         study.set_user_attr(records.STUDY_OVERRIDES, list(plan.overrides))
+        study.set_user_attr(records.PLAN_INPUTS, {"trials": plan.pruning.trials,
+                                                  "grace_frames": plan.grace_frames})
         # Grid search visits every combination anyway: an enqueued prior would repeat one.
         if plan.space.prior_params() and method != "grid":
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})

@@ -14,6 +14,7 @@ trials have reported there; the first rung comes no earlier than one episode of 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -137,6 +138,35 @@ def plan_pruning(pruner: str, *, trials: int, frames: int, eval_frequency: int, 
     return PruningPlan(**common, algorithm="asha", first_rung=rungs[0], reduction_factor=eta,
                        brackets=1, rungs=rungs, min_trials_at_rung=eta,
                        startup_trials=_startup(trials), note=note)
+
+
+def expected_frames(plan: PruningPlan) -> float:
+    """Mean frames a trial trains under `plan`, if each rung keeps 1/reduction_factor of the trials
+    that reach it (Hyperband: its brackets weighted equally; bracket b starts at the b-th rung)."""
+    if plan.algorithm in ("none", "median") or not plan.rungs:
+        return float(plan.frames)
+    eta = plan.reduction_factor
+    means = []
+    for rungs in [plan.rungs[b:] for b in range(plan.brackets)]:
+        total, reach = 0.0, 1.0
+        for rung in rungs:
+            total += reach * (1 - 1 / eta) * rung
+            reach /= eta
+        means.append(total + reach * plan.frames)
+    return sum(means) / len(means)
+
+
+def size_to_budget(plan_for: Callable[[int], PruningPlan], *, hp_trials: int, budget_s: float,
+                   slots: int, trial_s: float) -> tuple[PruningPlan, int]:
+    """The plan for the trials the budget holds when that is fewer than --hp-trials, and that count.
+
+    `trial_s`: a full-length trial's expected seconds. Pruned trials are shorter, so a pruned study
+    holds more trials than `budget_s x slots / trial_s`: one step with the plan's mean trial length
+    (`expected_frames`) accounts for that."""
+    full = budget_s * max(slots, 1) / max(trial_s, 1e-9)
+    first = plan_for(max(1, min(hp_trials, math.floor(full))))
+    fit = max(1, math.floor(full * first.frames / expected_frames(first)))
+    return plan_for(min(hp_trials, fit)), fit
 
 
 def _patient_prune(inner: BasePruner, study: optuna.Study, trial: FrozenTrial, min_trials: int) -> bool:

@@ -89,3 +89,15 @@ def write_meta(study_paths: StudyPaths, *, argv: Sequence[str], extra: Mapping[s
     meta = {"study_name": study_paths.name, STORAGE_KEY: extra.get(STORAGE_KEY),
             "sessions": [*previous, session]}
     atomic_write_text(study_paths.meta, yaml.safe_dump(meta, sort_keys=False))
+
+
+def update_meta(study_paths: StudyPaths, **fields: Any) -> None:
+    """Set `fields` in meta.yaml's latest session (the one this process started)."""
+    if not study_paths.meta.exists():
+        return
+    meta = yaml.safe_load(study_paths.meta.read_text()) or {}
+    sessions = meta.get("sessions") or []
+    if not sessions:
+        return
+    sessions[-1].update(fields)
+    atomic_write_text(study_paths.meta, yaml.safe_dump(meta, sort_keys=False))

@@ -33,7 +33,16 @@ from automl.search.settings import SearchSettings
 from automl.search.storage import hide_password
 from automl.search.trial_record import Best, Tally, TrialRecorder
 from automl.search.trial_start import REJECTED, TrialStarter
-from automl.search.trial_watch import OnTarget, Running, WatchRules, ending, settle, take_point, watch
+from automl.search.trial_watch import (
+    OnTarget,
+    Pruner,
+    Running,
+    WatchRules,
+    ending,
+    settle,
+    take_point,
+    watch,
+)
 from automl.summary import load_summary
 
 POLL_S = 0.1
@@ -156,9 +165,23 @@ class Scheduler:
             code = r.proc.poll()
             if code is not None:
                 self._finish(r, code)
-            elif watch(r, self.rules, should_prune=self.recorder.pruner(r.trial),
+            elif watch(r, self.rules, should_prune=self._pruner(r),
                        on_target=self._on_target(r), now=time.monotonic()):
                 r.proc.terminate()
+
+    def _pruner(self, r: Running) -> Pruner:
+        """The trial's pruner; its first point of the study first settles the plan on the rate."""
+        ask = self.recorder.pruner(r.trial)
+
+        def should_prune(step: int, value: float) -> bool:
+            """Settle the plan (once, when a rate exists), then store the point and ask."""
+            sizing = self.s.sizing
+            if sizing is not None and not sizing.settled:
+                line = sizing.settle(self.study, self.budget.expected_duration(self.running.values()))
+                if line:
+                    self.console.message(line)
+            return ask(step, value)
+        return should_prune
 
     def _finish(self, r: Running, code: int) -> None:
         """The process is gone: free its slot, settle the stop reason and record the trial once."""
@@ -245,7 +268,7 @@ class Scheduler:
     # Seams for tests that drive the pruner through the loop's own steps.
     def _report(self, r: Running, frames: int, value: float) -> None:
         """One score point of a running trial, decided on as _poll_all does."""
-        if take_point(r, frames, value, self.rules, store=self.recorder.pruner(r.trial),
+        if take_point(r, frames, value, self.rules, store=self._pruner(r),
                       on_target=self._on_target(r)):
             r.proc.terminate()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from automl.search.forkserver import ForkServer
 from automl.search.launcher import Slot
 from automl.search.recovery import Recovery
+from automl.search.sizing import PlanSizing
 from automl.search.space import SearchSpace
 
 
@@ -37,3 +38,6 @@ class SearchSettings:
     """Trials are forked from it (fast start) when set; else each is a cold `python` start."""
     recovery: Recovery | None = None
     """Fails the trials of dead orchestrators and queues them again (None: never looked for)."""
+    sizing: PlanSizing | None = None
+    """Settles a new study's pruning plan on the budget at the first measured rate (None: the plan
+    stands, as on --resume)."""

@@ -1,0 +1,63 @@
+"""The pruning plan settled on the budget.
+
+A new study's plan is first sized to --hp-trials (no trial has run, so nothing says how long one
+takes). The first score point of any trial gives a frames-per-second rate; from it, how many
+trials the search budget holds (pruned ones being shorter). Where that is fewer than --hp-trials,
+the plan is sized to it: fewer brackets and rungs, and TPE's start-up to match. This happens before
+the pruner's first decision, so every decision of the study follows one plan. The settled plan is
+printed, written to meta.yaml and to the study, and a resumed study keeps it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+
+from automl.paths import StudyPaths
+from automl.search import records, reports
+from automl.search.pruning import PruningPlan, make_pruner, size_to_budget
+
+
+@dataclass
+class PlanSizing:
+    """Settles a new study's pruning plan on the first measured rate, once."""
+
+    plan: PruningPlan
+    """The plan in force: sized to --hp-trials until settled."""
+    plan_for: Callable[[int], PruningPlan]
+    """The plan for a study of that many trials (same pruner, frames, grace, episode length)."""
+    hp_trials: int
+    budget_s: float
+    slots: int
+    grace_frames: int
+    study_paths: StudyPaths
+    new_sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None
+    """TPE with that start-up (a seed of its own, so it does not replay the first draws); None:
+    the sampler has no start-up to change."""
+    settled: bool = False
+
+    def settle(self, study: optuna.Study, trial_s: float | None) -> str | None:
+        """Size the plan to the budget at `trial_s` seconds per full-length trial (None: no rate
+        yet, try again later). Returns the line to print, once."""
+        if self.settled or trial_s is None:
+            return None
+        self.settled = True
+        plan, fit = size_to_budget(self.plan_for, hp_trials=self.hp_trials, budget_s=self.budget_s,
+                                   slots=self.slots, trial_s=trial_s)
+        holds = (f"the budget holds about {fit} trials (a full trial takes ~{trial_s:.0f} s at the "
+                 f"first trials' rate, {self.slots} slot(s), pruned trials shorter)")
+        if plan.trials >= self.plan.trials:
+            reports.update_meta(self.study_paths, pruning_sized_by=f"--hp-trials; {holds}")
+            return f"automl: {holds}; --hp-trials {self.hp_trials} ends the search first"
+        if plan != self.plan:
+            study.pruner = make_pruner(plan)
+            if self.new_sampler is not None and plan.startup_trials != self.plan.startup_trials:
+                study.sampler = self.new_sampler(plan.startup_trials)
+        self.plan = plan
+        study.set_user_attr(records.PLAN_INPUTS, {"trials": plan.trials,
+                                                  "grace_frames": self.grace_frames})
+        reports.update_meta(self.study_paths, pruning=plan.as_dict(),
+                            pruning_sized_by=f"budget; {holds}")
+        return f"automl: {holds}, fewer than --hp-trials {self.hp_trials}: {plan.describe()}"
