@@ -20,10 +20,12 @@ from automl.search.budget import fit_validation, makespan, median_rate, seconds_
 from automl.search.pruning import (
     PatientHyperband,
     PatientPruner,
+    RungGate,
     expected_frames,
     first_rung,
     make_pruner,
     plan_pruning,
+    rung_correlation,
     size_to_budget,
 )
 from automl.search.resume import resumed_overrides
@@ -101,11 +103,41 @@ def test_patient_pruner_never_prunes_at_a_rung_fewer_trials_reached():
     # the first rung; a later good one runs through; none is pruned before step 10.
     study = optuna.create_study(direction="maximize")
     patient = PatientPruner(optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=10, reduction_factor=2, min_early_stopping_rate=0), min_trials=3)
+        min_resource=10, reduction_factor=2, min_early_stopping_rate=0), min_trials=3,
+        gate=RungGate(min_pairs=0))  # patience alone (the gate: next test)
     assert report(study, patient, {5: 0.0, 10: 1.0, 20: 1.0, 40: 1.0}) is None
     assert report(study, patient, {5: 0.0, 10: 0.9, 20: 0.9, 40: 0.9}) is None
     assert report(study, patient, {5: 0.0, 10: 0.1, 20: 0.1, 40: 0.1}) == 10
     assert report(study, patient, {5: 0.0, 10: 2.0, 20: 2.0, 40: 2.0}) is None
+
+
+def halving(gate: RungGate) -> PatientPruner:
+    return PatientPruner(optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=10, reduction_factor=2, min_early_stopping_rate=0), min_trials=2, gate=gate)
+
+
+@pytest.mark.parametrize("predictive, pruned", [(True, 10), (False, None)])
+def test_a_rung_prunes_only_once_its_values_predict_the_final_scores(predictive, pruned):
+    study = optuna.create_study(direction="maximize")
+    pruner = halving(RungGate(min_pairs=6, min_correlation=0.5))
+    # Six trials run to the end (a rung never prunes before six completed trials show it predicts);
+    # their values at step 10 rank their final scores the same way, or the opposite way.
+    for final in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        at_rung = final if predictive else 7.0 - final
+        assert report(study, pruner, {10: at_rung, 20: final}) is None
+    assert rung_correlation(study, 10) == (pytest.approx(1.0 if predictive else -1.0), 6)
+    # A trial worse than all of them at step 10: pruned there only where step 10 predicts.
+    assert report(study, pruner, {10: -1.0, 20: 10.0}) == pruned
+
+
+def test_a_rung_waits_for_enough_completed_trials():
+    study = optuna.create_study(direction="maximize")
+    pruner = halving(RungGate(min_pairs=6, min_correlation=0.5))
+    for final in (1.0, 2.0, 3.0, 4.0, 5.0):
+        assert report(study, pruner, {10: final, 20: final}) is None
+    assert rung_correlation(study, 10) == (pytest.approx(1.0), 5)
+    assert report(study, pruner, {10: -1.0, 20: -1.0}) is None  # 5 of 6: it runs on
+    assert report(study, pruner, {10: -2.0, 20: -2.0}) == 10  # 6 completed now
 
 
 def test_a_search_prunes_only_at_or_after_the_first_rung(tmp_path):
@@ -113,17 +145,18 @@ def test_a_search_prunes_only_at_or_after_the_first_rung(tmp_path):
     behaviour = write_behaviour(tmp_path, "lr", seconds_per_point=0.05,
                                 score={"param": "ppo.learning_rate", "target": 3e-4, "log": True,
                                        "width": 0.5})
-    argv = search_argv(study="rungs", space="lr_prior.yaml", behaviour=behaviour, hp_trials=8,
+    # 12 trials: the rung prunes nothing before 6 completed trials show that it predicts.
+    argv = search_argv(study="rungs", space="lr_prior.yaml", behaviour=behaviour, hp_trials=12,
                        flags=["--search-method", "random", "--seed", "5", "--grace-frames", "30000"])
     assert run_search(argv) == 0
     sp = StudyPaths.for_study("rungs")
     meta = yaml.safe_load(sp.meta.read_text())
     plan = meta["sessions"][0]["pruning"]
-    # Rungs from the first at 30k: 30k, 60k; 8 trials keep the last one only.
+    # Rungs from the first at 30k: 30k, 60k; 12 trials keep the last one only.
     assert plan["algorithm"] == "asha" and plan["rungs"] == [60_000]
-    for t in trials(sp):
-        if t.state == optuna.trial.TrialState.PRUNED:
-            assert t.last_step == 60_000, t.last_step
+    pruned = [t for t in trials(sp) if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, [t.value for t in trials(sp)]
+    assert all(t.last_step == 60_000 for t in pruned), [t.last_step for t in pruned]
 
 
 def test_pruned_trials_count_as_shorter():

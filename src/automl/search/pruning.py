@@ -7,8 +7,9 @@ it is the best so far until `reduction_factor` trials have reached it. So below 
 trials the plan is one asynchronous successive-halving bracket (ASHA, as SLM Lab and the Optuna +
 ASHA study use), halving at each rung, with only as many (late) rungs as leave about
 `MIN_FINALISTS` trials to run to the end; a trial is never pruned at a rung before `min_trials_at_rung`
-trials have reported there; the first rung comes no earlier than one episode of every environment
-(the score needs finished episodes) and the grace frames.
+trials have reported there, nor before the completed trials show that the rung's values predict
+their final scores (`RungGate`); the first rung comes no earlier than one episode of every
+environment (the score needs finished episodes) and the grace frames.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial
+from scipy.stats import spearmanr
 
 from automl.schema import CPU_ENVS, GPU_ENVS, EnvConfig
 
@@ -32,6 +34,14 @@ MIN_FINALISTS = 4
 """ASHA: the bracket keeps enough rungs, the latest ones, for about this many trials to run to the
 end (validation compares the top 3 on full-length runs). Early points predict the final score
 worst, so the rungs dropped are the early ones."""
+
+RUNG_MIN_PAIRS = 6
+"""Completed trials with a value at a rung before that rung may prune anything."""
+RUNG_MIN_CORRELATION = 0.5
+"""A rung prunes only where its values rank the completed trials' final scores with at least this
+Spearman correlation: below it, the rung's points do not predict the final score (Pendulum at
+100k frames: 0.1-0.5 at 10k-50k frames, 0.9 at 90k), and pruning on them discards good
+configurations for unlucky starts."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class PruningPlan:
     startup_trials: int
     """TPE's random start-up, per bracket (TPE samples within a trial's Hyperband bracket)."""
     note: str = ""
+    rung_min_pairs: int = RUNG_MIN_PAIRS
+    rung_min_correlation: float = RUNG_MIN_CORRELATION
+    """asha and hyperband: a rung prunes only once `rung_min_pairs` completed trials show that its
+    values rank their final scores with this Spearman correlation or more."""
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as plain data for meta.yaml (rungs as a list)."""
@@ -72,6 +86,9 @@ class PruningPlan:
         text = (f"pruning: {self.algorithm} for {self.trials} trials; {self.brackets} bracket(s), "
                 f"rungs at {rungs} frames; no pruning at a rung before {self.min_trials_at_rung} "
                 f"trials reached it; sampler start-up {self.startup_trials} trial(s) per bracket")
+        if self.algorithm in ("asha", "hyperband"):
+            text += (f"; a rung prunes only once {self.rung_min_pairs} completed trials show its "
+                     f"values predict their final scores (Spearman >= {self.rung_min_correlation})")
         return f"{text} ({self.note})" if self.note else text
 
 
@@ -169,40 +186,75 @@ def size_to_budget(plan_for: Callable[[int], PruningPlan], *, hp_trials: int, bu
     return plan_for(min(hp_trials, fit)), fit
 
 
-def _patient_prune(inner: BasePruner, study: optuna.Study, trial: FrozenTrial, min_trials: int) -> bool:
-    """`inner`'s decision, except that a rung fewer than `min_trials` trials reached prunes none.
+def rung_correlation(study: optuna.Study, step: int) -> tuple[float, int]:
+    """Spearman correlation between the values at `step` and the final scores of the study's
+    completed trials, and how many trials it rests on (nan below 3, or with constant values)."""
+    pairs = [(t.intermediate_values[step], t.value)
+             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+             if step in t.intermediate_values and t.value is not None]
+    if len(pairs) < 3:
+        return math.nan, len(pairs)
+    at_rung, final = zip(*pairs, strict=True)
+    if len(set(at_rung)) < 2 or len(set(final)) < 2:
+        return math.nan, len(pairs)
+    return float(spearmanr(at_rung, final).statistic), len(pairs)
+
+
+@dataclass(frozen=True)
+class RungGate:
+    """When a rung may prune: once `min_pairs` completed trials have a value there, and those values
+    rank their final scores with a Spearman correlation of `min_correlation` or more (min_pairs 0:
+    always)."""
+
+    min_pairs: int = RUNG_MIN_PAIRS
+    min_correlation: float = RUNG_MIN_CORRELATION
+
+    def opens(self, study: optuna.Study, step: int) -> bool:
+        """Whether the rung at `step` frames may prune in `study` now."""
+        if self.min_pairs <= 0:
+            return True
+        rho, pairs = rung_correlation(study, step)
+        return pairs >= self.min_pairs and math.isfinite(rho) and rho >= self.min_correlation
+
+
+def _patient_prune(inner: BasePruner, bracket: optuna.Study, trial: FrozenTrial, min_trials: int,
+                   study: optuna.Study, gate: RungGate) -> bool:
+    """`inner`'s decision, except that a rung prunes none while fewer than `min_trials` trials have
+    reached it or while its values do not predict the final scores (`gate`, on the whole `study`).
 
     The inner pruner is always asked (it records the trial's value at the rung); only its "prune"
     is overruled, which leaves the trial promoted past that rung.
     """
     rung = sum(1 for key in trial.system_attrs if key.startswith("completed_rung_"))
-    if not inner.prune(study, trial):
+    if not inner.prune(bracket, trial):
         return False
     key = f"completed_rung_{rung}"
-    reached = sum(1 for t in study.get_trials(deepcopy=False) if key in t.system_attrs)
-    return reached >= min_trials
+    reached = sum(1 for t in bracket.get_trials(deepcopy=False) if key in t.system_attrs)
+    return reached >= min_trials and (trial.last_step is None or gate.opens(study, trial.last_step))
 
 
 class PatientPruner(BasePruner):
-    """Optuna's successive halving, but a trial is never pruned at a rung that fewer than
-    `min_trials` trials have reached: with fewer, Optuna's rule is "the best so far or out", which
-    at the first trials of a small study prunes good configurations for trailing one lucky one."""
+    """Optuna's successive halving, but a rung prunes no trial while fewer than `min_trials` trials
+    have reached it (with fewer, Optuna's rule is "the best so far or out", which at the first
+    trials of a small study prunes good configurations for trailing one lucky one), nor while its
+    values do not rank the completed trials' final scores (`gate`)."""
 
-    def __init__(self, inner: BasePruner, *, min_trials: int) -> None:
-        self.inner, self.min_trials = inner, min_trials
+    def __init__(self, inner: BasePruner, *, min_trials: int, gate: RungGate | None = None) -> None:
+        self.inner, self.min_trials, self.gate = inner, min_trials, gate or RungGate()
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        """The inner pruner's decision, overruled at a rung fewer than `min_trials` trials reached."""
-        return _patient_prune(self.inner, study, trial, self.min_trials)
+        """The inner pruner's decision, overruled at a rung that is not ready (see the class)."""
+        return _patient_prune(self.inner, study, trial, self.min_trials, study, self.gate)
 
 
 class PatientHyperband(optuna.pruners.HyperbandPruner):
-    """Optuna's Hyperband with the same patience inside each bracket. A HyperbandPruner still, so
-    that TPE samples each trial from its own bracket's trials."""
+    """Optuna's Hyperband with the same patience inside each bracket (the rung's predictiveness is
+    judged on the whole study). A HyperbandPruner still, so that TPE samples each trial from its
+    own bracket's trials."""
 
-    def __init__(self, *, min_trials: int, **kwargs: Any) -> None:
+    def __init__(self, *, min_trials: int, gate: RungGate | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._min_trials = min_trials
+        self._min_trials, self._gate = min_trials, gate or RungGate()
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         """Hyperband's decision within the trial's bracket, with the same patience per rung."""
@@ -210,7 +262,8 @@ class PatientHyperband(optuna.pruners.HyperbandPruner):
             self._try_initialization(study)
         bracket_id = self._get_bracket_id(study, trial)
         bracket = self._create_bracket_study(study, bracket_id)
-        return _patient_prune(self._pruners[bracket_id], bracket, trial, self._min_trials)
+        return _patient_prune(self._pruners[bracket_id], bracket, trial, self._min_trials, study,
+                              self._gate)
 
 
 def make_pruner(plan: PruningPlan) -> BasePruner:
@@ -221,13 +274,15 @@ def make_pruner(plan: PruningPlan) -> BasePruner:
         # Optuna's median rule decides from `n_warmup_steps` on: the first rung.
         return optuna.pruners.MedianPruner(n_startup_trials=plan.min_trials_at_rung,
                                            n_warmup_steps=plan.first_rung)
+    gate = RungGate(min_pairs=plan.rung_min_pairs, min_correlation=plan.rung_min_correlation)
     if plan.algorithm == "hyperband":
-        return PatientHyperband(min_trials=plan.min_trials_at_rung, min_resource=plan.first_rung,
+        return PatientHyperband(min_trials=plan.min_trials_at_rung, gate=gate,
+                                min_resource=plan.first_rung,
                                 max_resource=plan.frames, reduction_factor=plan.reduction_factor)
     inner = optuna.pruners.SuccessiveHalvingPruner(
         min_resource=plan.first_rung, reduction_factor=plan.reduction_factor,
         min_early_stopping_rate=0)
-    return PatientPruner(inner, min_trials=plan.min_trials_at_rung)
+    return PatientPruner(inner, min_trials=plan.min_trials_at_rung, gate=gate)
 
 
 def time_limit(env: EnvConfig) -> int | None:
