@@ -49,6 +49,10 @@ POLL_S = 0.1
 """Seconds between two polls of the running trials: a freed slot waits at most this long."""
 STATE_EVERY_S = 5.0
 """Seconds between two writes of automl_state.yaml."""
+SETTLE_SAMPLES = 3
+"""Trials whose frames/s the budget-sized pruning plan waits for (one configuration's rate alone
+was off by up to 2x on Pendulum). Every pruner needs at least this many trials before it prunes:
+median 3 completed, successive halving and Hyperband 6 completed (the rung gate)."""
 MAX_CONSTRAINT_REJECTIONS = 1000
 """Consecutive constraint rejections after which the space is taken to be infeasible."""
 
@@ -170,18 +174,26 @@ class Scheduler:
                 r.proc.terminate()
 
     def _pruner(self, r: Running) -> Pruner:
-        """The trial's pruner; its first point of the study first settles the plan on the rate."""
+        """The trial's pruner; before it decides, the plan is settled on the budget (once)."""
         ask = self.recorder.pruner(r.trial)
 
         def should_prune(step: int, value: float) -> bool:
-            """Settle the plan (once, when a rate exists), then store the point and ask."""
-            sizing = self.s.sizing
-            if sizing is not None and not sizing.settled:
-                line = sizing.settle(self.study, self.budget.expected_duration(self.running.values()))
-                if line:
-                    self.console.message(line)
+            """Settle the plan (once, when enough rates exist), then store the point and ask."""
+            self._settle_plan()
             return ask(step, value)
         return should_prune
+
+    def _settle_plan(self) -> None:
+        """Size the pruning plan to the budget once the rate rests on SETTLE_SAMPLES trials (or one
+        per slot, when fewer): no pruner decides before that many trials reported a point."""
+        sizing, running = self.s.sizing, self.running.values()
+        if sizing is None or sizing.settled:
+            return
+        if self.budget.rate_samples(running) < min(len(self.s.slots), SETTLE_SAMPLES):
+            return
+        line = sizing.settle(self.study, self.budget.expected_duration(running))
+        if line:
+            self.console.message(line)
 
     def _finish(self, r: Running, code: int) -> None:
         """The process is gone: free its slot, settle the stop reason and record the trial once."""

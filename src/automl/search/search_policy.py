@@ -104,6 +104,10 @@ class Budget:
         if frames > 0 and wall_s > 0:
             self.rates.append(frames / wall_s)
 
+    def rate_samples(self, running: Iterable[Running]) -> int:
+        """How many trials the rate of `expected_duration` rests on (ended and running ones)."""
+        return len(self.rates) + sum(1 for r in running if r.frames > 0)
+
     def expected_duration(self, running: Iterable[Running]) -> float | None:
         """A new trial's time: its frames at the running median of the trials' frames/s (ended
         ones, and the running ones so far); never the slowest trial seen. None before any."""

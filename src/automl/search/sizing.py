@@ -1,8 +1,8 @@
 """The pruning plan settled on the budget.
 
 A new study's plan is first sized to --hp-trials (no trial has run, so nothing says how long one
-takes). The first score point of any trial gives a frames-per-second rate; from it, how many
-trials the search budget holds (pruned ones being shorter). Where that is fewer than --hp-trials,
+takes). Once 3 trials (or one per slot, when fewer) have reported a score point, the median of
+their frames per second says how many trials the search budget holds (pruned ones being shorter). Where that is fewer than --hp-trials,
 the plan is sized to it: fewer brackets and rungs, and TPE's start-up to match. This happens before
 the pruner's first decision, so every decision of the study follows one plan. The settled plan is
 printed, written to meta.yaml and to the study, and a resumed study keeps it.
