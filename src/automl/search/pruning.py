@@ -40,7 +40,7 @@ RUNG_MIN_PAIRS = 6
 RUNG_MIN_CORRELATION = 0.5
 """A rung prunes only where its values rank the completed trials' final scores with at least this
 Spearman correlation: below it, the rung's points do not predict the final score (Pendulum at
-100k frames: 0.1-0.5 at 10k-50k frames, 0.9 at 90k), and pruning on them discards good
+100k frames: 0.0-0.6 at 10k-50k frames, 0.9 at 90k), and pruning on them discards good
 configurations for unlucky starts."""
 
 
