@@ -2,10 +2,11 @@
 
 A new study's plan is first sized to --hp-trials (no trial has run, so nothing says how long one
 takes). Once 3 trials (or one per slot, when fewer) have reported a score point, the median of
-their frames per second says how many trials the search budget holds (pruned ones being shorter). Where that is fewer than --hp-trials,
-the plan is sized to it: fewer brackets and rungs, and TPE's start-up to match. This happens before
-the pruner's first decision, so every decision of the study follows one plan. The settled plan is
-printed, written to meta.yaml and to the study, and a resumed study keeps it.
+their frames per second says how many trials the search budget holds (pruned ones being
+shorter). Where that is fewer than --hp-trials, the plan is sized to it: fewer brackets and rungs,
+and TPE's start-up to match. This happens before the pruner's first decision, so every decision
+of the study follows one plan. The settled plan is printed, written to meta.yaml and to the
+study, and a resumed study keeps it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from automl.search.pruning import PruningPlan, make_pruner, size_to_budget
 
 @dataclass
 class PlanSizing:
-    """Settles a new study's pruning plan on the first measured rate, once."""
+    """Settles a new study's pruning plan on the measured frames/s, once."""
 
     plan: PruningPlan
     """The plan in force: sized to --hp-trials until settled."""
