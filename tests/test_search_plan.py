@@ -4,7 +4,6 @@ constraints on the effective configuration."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import optuna
