@@ -52,10 +52,9 @@ class PlanSizing:
         if plan.trials >= self.plan.trials:
             reports.update_meta(self.study_paths, pruning_sized_by=f"--hp-trials; {holds}")
             return f"automl: {holds}; --hp-trials {self.hp_trials} ends the search first"
-        if plan != self.plan:
-            study.pruner = make_pruner(plan)
-            if self.new_sampler is not None and plan.startup_trials != self.plan.startup_trials:
-                study.sampler = self.new_sampler(plan.startup_trials)
+        study.pruner = make_pruner(plan)
+        if self.new_sampler is not None and plan.startup_trials != self.plan.startup_trials:
+            study.sampler = self.new_sampler(plan.startup_trials)
         self.plan = plan
         study.set_user_attr(records.PLAN_INPUTS, {"trials": plan.trials,
                                                   "grace_frames": self.grace_frames})
