@@ -9,8 +9,9 @@ some time) are re-trained on 2 fresh seeds. Printed: the validated best at the b
 incumbent's), and the time each method needed to reach random search's final best, twice: on
 search scores (random's final best is then the luckiest of its single-seed draws) and on the
 incumbents' validated means (not selected on their own noise). The baseline is random search in
-the same invocation; target: the default reaches random's final best in <= 50% of random's time. The two methods get different sampler seeds (random search's is
-the search seed + RANDOM_SEED_OFFSET): with one seed, TPE's random start-up would draw random
+the same invocation; target: the default reaches random's final best in <= 50% of random's time.
+The two methods get different sampler seeds (random search's is the search seed +
+RANDOM_SEED_OFFSET): with one seed, TPE's random start-up would draw random
 search's first configurations, and both would "reach" any best found among them at once.
 --synthetic swaps training for the stand-in worker (a scripted score landscape over the unified
 space), which measures the search logic alone in minutes.

@@ -15,6 +15,7 @@ from automl import paths, reasons
 from automl.analysis.validation import equal_seeds
 from automl.errors import EXIT_BAD_INPUT, ConfigError
 from automl.paths import StudyPaths
+from automl.search import records
 from automl.search.budget import fit_validation, makespan, median_rate, seconds_for
 from automl.search.pruning import (
     PatientHyperband,
@@ -28,6 +29,7 @@ from automl.search.pruning import (
     size_to_budget,
 )
 from automl.search.resume import resumed_overrides
+from automl.search.sizing import PlanSizing
 from automl.search.space import load_space, parse_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -213,7 +215,48 @@ def test_a_search_settles_its_plan_on_the_budget_before_any_pruning(tmp_path, ca
     assert run_search(again) == 0
     resumed = yaml.safe_load(sp.meta.read_text())["sessions"][1]
     assert resumed["pruning"]["trials"] == plan["trials"]
-    assert resumed["pruning_sized_by"] == "the study's first session"
+    assert resumed["pruning_sized_by"] == "an earlier session"
+
+
+def test_a_study_stopped_before_its_plan_settled_settles_it_when_resumed(tmp_path, capsys):
+    slow = write_behaviour(tmp_path, "slow", seconds_per_point=5.0)
+    argv = search_argv(study="unsettled", space="lr_prior.yaml", behaviour=slow, hp_trials=10_000,
+                       budget_hours=0.0008, flags=["--seed", "3"])
+    assert run_search(argv) == 0  # the budget ends before any trial reported a point
+    sp = StudyPaths.for_study("unsettled")
+    first = yaml.safe_load(sp.meta.read_text())["sessions"][0]
+    assert first["pruning_sized_by"] == "--hp-trials" and first["pruning"]["trials"] == 10_000
+    fast = write_behaviour(tmp_path, "fast", seconds_per_point=0.05)
+    again = search_argv(study="unsettled", space=None, behaviour=fast, hp_trials=10_000,
+                        budget_hours=0.004, flags=["--resume"])
+    assert run_search(again) == 0
+    resumed = yaml.safe_load(sp.meta.read_text())["sessions"][1]
+    assert resumed["pruning_sized_by"].startswith("budget; the budget holds about")
+    assert resumed["pruning"]["trials"] < 200
+    assert "fewer than --hp-trials 10000" in capsys.readouterr().out
+    # Settled now: a third session keeps that plan.
+    assert run_search(again) == 0
+    third = yaml.safe_load(sp.meta.read_text())["sessions"][2]
+    assert third["pruning"] == resumed["pruning"] and third["pruning_sized_by"] == "an earlier session"
+
+
+def test_a_plan_that_pruned_a_trial_stays_as_it_is(tmp_path):
+    def plan_for(trials: int):
+        return plan_pruning("hyperband", trials=trials, episode_frames=None, **NAV)
+
+    study = optuna.create_study(direction="maximize")
+    for reason in (reasons.BUDGET, reasons.PRUNED):  # a trial cut by the budget decided nothing
+        trial = study.ask()
+        trial.report(0.1, 200_000)
+        trial.set_user_attr(records.STOP_REASON, reason)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    sizing = PlanSizing(plan=plan_for(10_000), plan_for=plan_for, hp_trials=10_000, budget_s=600,
+                        slots=2, grace_frames=200_000, study_paths=StudyPaths.for_study("kept"))
+    line = sizing.settle(study, trial_s=60.0)  # 20 trials fit: a much smaller plan, were it free
+    assert sizing.plan == plan_for(10_000) and sizing.settled
+    assert line is not None and "trial 1 was pruned under it" in line
+    assert study.user_attrs["pruning_plan_inputs"] == {"trials": 10_000, "grace_frames": 200_000,
+                                                       "settled": True}
 
 
 # ---------------------------------------------------------------------------------------- budget

@@ -57,7 +57,7 @@ def run_search(request: Request, plan: Plan, budget_s: float,
         "pruner": search.pruner, "slots": len(slots), "budget_hours": request.budget.hours,
         "hp_trials": search.hp_trials, "overrides": list(plan.overrides), "frames_per_trial": plan.frames,
         "grace_frames": plan.grace_frames, "pruning": plan.pruning.as_dict(),
-        "pruning_sized_by": "the study's first session" if request.study.resume else "--hp-trials",
+        "pruning_sized_by": "an earlier session" if plan.settled else "--hp-trials",
         "retried_trials": again})
     scoring = plan.base.scoring
     settings = SearchSettings(

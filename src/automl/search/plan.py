@@ -29,7 +29,7 @@ from automl.search.launcher import Slot, default_worker, plan_slots, visible_gpu
 from automl.search.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
 from automl.search.recovery import Recovery, enqueue_retry
 from automl.search.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
-from automl.search.sizing import PlanSizing
+from automl.search.sizing import PlanSizing, StoredPlan, plan_inputs
 from automl.search.space import SearchSpace, load_space
 from automl.search.storage import check_storage, open_storage
 from automl.search.study import fetch_space_file, study_exists
@@ -57,6 +57,8 @@ class Plan:
     """Rungs, brackets and sampler start-up, sized to the study (printed, stored in meta.yaml)."""
     episode_frames: int | None = None
     """Frames of one time limit of every environment (no rung before it)."""
+    settled: bool = False
+    """The pruning plan was settled on the budget in an earlier session (--resume keeps it)."""
 
     def pruning_for(self, trials: int) -> PruningPlan:
         """The pruning plan of this study had it `trials` trials."""
@@ -77,10 +79,10 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
     """Compose, load the space, check a sample composes, settle the study's name and place."""
     check_storage(request.storage)
     named = StudyPaths.for_study(request.name) if request.name else None
-    started_with, stored_inputs = None, None
-    if named is not None and request.resume and request.storage:
-        started_with, stored_inputs = _join_study(request.storage, named,
-                                                  fetch_space=not request.space)
+    started_with, stored_plan = None, None
+    if named is not None and request.resume:
+        started_with, stored_plan = _stored_settings(request.storage, named,
+                                                     fetch_space=not request.space)
     overrides = list(request.overrides)
     if request.resume and named is not None:
         overrides = resumed_overrides(named, overrides, stored=started_with)
@@ -107,10 +109,11 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
     if base.env.device == "cuda" and not visible_gpus():
         raise ConfigError(file="command line", key="env.device", value="cuda",
                           rule="no NVIDIA GPU is visible", fix="use env.device=auto or cpu")
-    plan_trials, grace_flag = search.hp_trials, search.grace_frames
+    plan_trials, grace_flag, settled = search.hp_trials, search.grace_frames, False
     if request.resume and named is not None:
-        stored_trials, stored_grace = stored_inputs or stored_plan_inputs(named)
-        plan_trials, grace_flag = stored_trials or plan_trials, stored_grace or grace_flag
+        stored = stored_plan or StoredPlan(*stored_plan_inputs(named))
+        plan_trials, grace_flag = stored.trials or plan_trials, stored.grace_frames or grace_flag
+        settled = stored.settled
     grace = grace_flag or max(base.train.eval_frequency, base.train.frames // 10)
     if grace >= base.train.frames:
         raise bad_flag("--grace-frames", grace, f"it must be below train.frames "
@@ -121,13 +124,13 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
                            episode_frames=episode)
     return Plan(base=base, space=space, study_paths=study_paths, storage_url=request.storage,
                 overrides=tuple(overrides), frames=base.train.frames, grace_frames=grace,
-                pruning=pruning, episode_frames=episode)
+                pruning=pruning, episode_frames=episode, settled=settled)
 
 
 def plan_sizing(request: Request, plan: Plan, *, slots: int, budget_s: float) -> PlanSizing | None:
-    """What settles a new study's pruning plan on the budget once a rate is known (None on
-    --resume: a resumed study keeps its plan)."""
-    if request.study.resume:
+    """What settles the study's pruning plan on the budget once a rate is known (None where an
+    earlier session settled it: a resumed study keeps its plan)."""
+    if plan.settled:
         return None
     method, seed = request.search.method, request.study.seed
     new_sampler = None
@@ -135,7 +138,9 @@ def plan_sizing(request: Request, plan: Plan, *, slots: int, budget_s: float) ->
         def new_sampler(startup: int) -> optuna.samplers.BaseSampler:
             """TPE with `startup`; another seed than the first sampler's, whose draws it would replay."""
             return make_sampler(method, plan.space, None if seed is None else seed + 1, startup)
-    return PlanSizing(plan=plan.pruning, plan_for=plan.pruning_for, hp_trials=request.search.hp_trials,
+    # A resumed study's plan was sized to its first session's --hp-trials: never sized up.
+    hp_trials = plan.pruning.trials if request.study.resume else request.search.hp_trials
+    return PlanSizing(plan=plan.pruning, plan_for=plan.pruning_for, hp_trials=hp_trials,
                       budget_s=budget_s, slots=slots, grace_frames=plan.grace_frames,
                       study_paths=plan.study_paths, new_sampler=new_sampler)
 
@@ -153,25 +158,22 @@ def make_sampler(method: str, space: SearchSpace, seed: int | None,
                                       constant_liar=True)
 
 
-def _join_study(url: str, sp: StudyPaths, *,
-                fetch_space: bool) -> tuple[list[str] | None, tuple[int | None, int | None] | None]:
-    """Joining a study another machine may have started: its search space (unless --space) comes
-    from the study; returns the overrides the study started with and its pruning plan's inputs
-    (trials, grace frames); None where not recorded."""
+def _stored_settings(url: str | None, sp: StudyPaths, *,
+                     fetch_space: bool) -> tuple[list[str] | None, StoredPlan | None]:
+    """What a study records of itself for --resume: the overrides it started with and its pruning
+    plan's inputs (None where not recorded). On a shared storage (`url`), a machine joining a study
+    another one started also takes its search space from it (unless `fetch_space` is False)."""
+    if not url and not sp.journal.exists():
+        return None, None  # open_study says that there is no study to resume
     try:
         study = optuna.load_study(study_name=sp.name, storage=open_storage(sp, url))
     except KeyError:
         return None, None  # open_study says that the study does not exist
-    if fetch_space:
+    if url and fetch_space:
         fetch_space_file(study, sp)
     stored = study.user_attrs.get(records.STUDY_OVERRIDES)
-    inputs = study.user_attrs.get(records.PLAN_INPUTS)
-    plan_inputs = None
-    if isinstance(inputs, dict):
-        trials, grace = inputs.get("trials"), inputs.get("grace_frames")
-        plan_inputs = (trials if isinstance(trials, int) else None,
-                       grace if isinstance(grace, int) else None)
-    return ([str(o) for o in stored] if isinstance(stored, list) else None), plan_inputs
+    return ([str(o) for o in stored] if isinstance(stored, list) else None,
+            StoredPlan.from_attr(study.user_attrs.get(records.PLAN_INPUTS)))
 
 
 def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -> optuna.Study:
@@ -199,8 +201,8 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         plan.space.dump(sp.search_space)
         study.set_user_attr(records.SEARCH_SPACE_TEXT, plan.space.text)
         study.set_user_attr(records.STUDY_OVERRIDES, list(plan.overrides))
-        study.set_user_attr(records.PLAN_INPUTS, {"trials": plan.pruning.trials,
-                                                  "grace_frames": plan.grace_frames})
+        study.set_user_attr(records.PLAN_INPUTS, plan_inputs(plan.pruning.trials, plan.grace_frames,
+                                                             settled=False))
         # Grid search visits every combination anyway: an enqueued prior would repeat one.
         if plan.space.prior_params() and method != "grid":
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})

@@ -51,8 +51,9 @@ STUDY_OVERRIDES = "overrides"
 """Study attribute: the Hydra overrides the study started with; --resume on any machine trains
 with them (automl.search.resume)."""
 PLAN_INPUTS = "pruning_plan_inputs"
-"""Study attribute: {trials, grace_frames}, what the study's pruning plan was sized to (its first
-session's --hp-trials or budget, and grace); --resume on any machine keeps that plan."""
+"""Study attribute: {trials, grace_frames, settled}, what the study's pruning plan was sized to
+(--hp-trials or the budget, and grace) and whether it was settled on the budget yet; --resume on
+any machine keeps a settled plan (automl.search.sizing)."""
 
 TRIAL_FINAL_COLUMNS = ("trial", "frames", "score", "stop_reason", "wall_s")
 """Leading columns of trial_final.csv; the searched parameters and `error_tail` follow."""

@@ -6,7 +6,9 @@ their frames per second says how many trials the search budget holds (pruned one
 shorter). Where that is fewer than --hp-trials, the plan is sized to it: fewer brackets and rungs,
 and TPE's start-up to match. This happens before the pruner's first decision, so every decision
 of the study follows one plan. The settled plan is printed, written to meta.yaml and to the
-study, and a resumed study keeps it.
+study, and a resumed study keeps it. A study stopped before its plan settled settles it in the
+session that resumes it, unless a trial was pruned under the first plan meanwhile (then the plan
+stays, so that no two trials were judged by different rules).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import optuna
 
+from automl import reasons
 from automl.paths import StudyPaths
 from automl.search import records, reports
 from automl.search.pruning import PruningPlan, make_pruner, size_to_budget
@@ -45,19 +48,58 @@ class PlanSizing:
         if self.settled or trial_s is None:
             return None
         self.settled = True
+        pruned = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+                  if t.user_attrs.get(records.STOP_REASON) == reasons.PRUNED]  # not a budget cut
+        if pruned:
+            self._record(study, self.plan)
+            reports.update_meta(self.study_paths, pruning_sized_by="the study's first session "
+                                "(not settled on the budget before a trial was pruned under it)")
+            return (f"automl: the pruning plan stays sized to {self.plan.trials} trials: trial "
+                    f"{pruned[0].number} was pruned under it before it was settled on the budget")
         plan, fit = size_to_budget(self.plan_for, hp_trials=self.hp_trials, budget_s=self.budget_s,
                                    slots=self.slots, trial_s=trial_s)
         holds = (f"the budget holds about {fit} trials (a full trial takes ~{trial_s:.0f} s at the "
                  f"first trials' rate, {self.slots} slot(s), pruned trials shorter)")
         if plan.trials >= self.plan.trials:
+            self._record(study, self.plan)
             reports.update_meta(self.study_paths, pruning_sized_by=f"--hp-trials; {holds}")
             return f"automl: {holds}; --hp-trials {self.hp_trials} ends the search first"
         study.pruner = make_pruner(plan)
         if self.new_sampler is not None and plan.startup_trials != self.plan.startup_trials:
             study.sampler = self.new_sampler(plan.startup_trials)
         self.plan = plan
-        study.set_user_attr(records.PLAN_INPUTS, {"trials": plan.trials,
-                                                  "grace_frames": self.grace_frames})
+        self._record(study, plan)
         reports.update_meta(self.study_paths, pruning=plan.as_dict(),
                             pruning_sized_by=f"budget; {holds}")
         return f"automl: {holds}, fewer than --hp-trials {self.hp_trials}: {plan.describe()}"
+
+    def _record(self, study: optuna.Study, plan: PruningPlan) -> None:
+        """The settled plan's inputs, in the study: what --resume on any machine keeps."""
+        study.set_user_attr(records.PLAN_INPUTS, plan_inputs(plan.trials, self.grace_frames,
+                                                             settled=True))
+
+
+def plan_inputs(trials: int, grace_frames: int, *, settled: bool) -> dict[str, int | bool]:
+    """The study attribute records.PLAN_INPUTS."""
+    return {"trials": trials, "grace_frames": grace_frames, "settled": settled}
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """What a resumed study's plan was sized to (None where the study does not say)."""
+
+    trials: int | None = None
+    grace_frames: int | None = None
+    settled: bool = True
+    """False only where the study says its plan was never settled on the budget (a study from
+    before this was recorded counts as settled: it keeps its plan)."""
+
+    @classmethod
+    def from_attr(cls, value: object) -> StoredPlan | None:
+        """From the study attribute records.PLAN_INPUTS; None when it is absent or not a mapping."""
+        if not isinstance(value, dict):
+            return None
+        trials, grace, settled = value.get("trials"), value.get("grace_frames"), value.get("settled")
+        return cls(trials=trials if isinstance(trials, int) else None,
+                   grace_frames=grace if isinstance(grace, int) else None,
+                   settled=settled is not False)
