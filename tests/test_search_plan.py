@@ -428,3 +428,16 @@ def test_the_search_warns_of_a_constraint_that_cannot_fire(tmp_path, capsys):
     assert run_search(search_argv(study="inert", space=inert, behaviour=behaviour, hp_trials=1)) == 0
     assert "the constraint 'learning_rate > 1.0' can never fire" in capsys.readouterr().err
     assert {r["stop_reason"] for r in rows(StudyPaths.for_study("inert"))} == {reasons.COMPLETED}
+
+
+def test_a_plan_another_machine_settled_is_adopted(tmp_path):
+    def plan_for(trials: int):
+        return plan_pruning("hyperband", trials=trials, episode_frames=None, **NAV)
+
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(records.PLAN_INPUTS, {"trials": 20, "grace_frames": 200_000, "settled": True})
+    sizing = PlanSizing(plan=plan_for(10_000), plan_for=plan_for, hp_trials=10_000, budget_s=36_000,
+                        slots=2, grace_frames=200_000, study_paths=StudyPaths.for_study("joined"))
+    line = sizing.settle(study, trial_s=60.0)  # this machine's budget would hold 1,200 trials
+    assert sizing.plan == plan_for(20) and study.pruner.__class__ is make_pruner(plan_for(20)).__class__
+    assert line is not None and "settled by another machine" in line

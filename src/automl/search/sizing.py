@@ -48,6 +48,13 @@ class PlanSizing:
         if self.settled or trial_s is None:
             return None
         self.settled = True
+        stored = StoredPlan.from_attr(study.user_attrs.get(records.PLAN_INPUTS))
+        if stored is not None and stored.settled and stored.trials is not None:
+            # Another machine on the same storage settled the plan first: its plan holds for all.
+            if self.plan_for(stored.trials) == self.plan:
+                return None
+            self._adopt(study, self.plan_for(stored.trials), sized_by="another machine's session")
+            return f"automl: the pruning plan was settled by another machine: {self.plan.describe()}"
         pruned = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
                   if t.user_attrs.get(records.STOP_REASON) == reasons.PRUNED]  # not a budget cut
         if pruned:
@@ -64,14 +71,17 @@ class PlanSizing:
             self._record(study, self.plan)
             reports.update_meta(self.study_paths, pruning_sized_by=f"--hp-trials; {holds}")
             return f"automl: {holds}; --hp-trials {self.hp_trials} ends the search first"
+        self._adopt(study, plan, sized_by=f"budget; {holds}")
+        self._record(study, plan)
+        return f"automl: {holds}, fewer than --hp-trials {self.hp_trials}: {plan.describe()}"
+
+    def _adopt(self, study: optuna.Study, plan: PruningPlan, *, sized_by: str) -> None:
+        """Put `plan` in force: the pruner, TPE's start-up, meta.yaml."""
         study.pruner = make_pruner(plan)
         if self.new_sampler is not None and plan.startup_trials != self.plan.startup_trials:
             study.sampler = self.new_sampler(plan.startup_trials)
         self.plan = plan
-        self._record(study, plan)
-        reports.update_meta(self.study_paths, pruning=plan.as_dict(),
-                            pruning_sized_by=f"budget; {holds}")
-        return f"automl: {holds}, fewer than --hp-trials {self.hp_trials}: {plan.describe()}"
+        reports.update_meta(self.study_paths, pruning=plan.as_dict(), pruning_sized_by=sized_by)
 
     def _record(self, study: optuna.Study, plan: PruningPlan) -> None:
         """The settled plan's inputs, in the study: what --resume on any machine keeps."""
