@@ -107,11 +107,11 @@ def validate_incumbents(study_paths: StudyPaths, study: optuna.Study, steps: lis
     on their own noise, so "time to reach" on them measures the configurations the search found."""
     import shlex
 
-    from automl.reruns import _fresh_seeds, trial_file
+    from automl.reruns import fresh_seeds, trial_file
     from automl.search.launcher import default_worker, plan_slots
     from automl.search.runner import Job, run_jobs
 
-    seeds = _fresh_seeds(study_paths, study, VALIDATE_SEEDS)
+    seeds = fresh_seeds(study_paths, study, VALIDATE_SEEDS)
     jobs = [Job(name=f"{number}_{seed}", run_dir=study_paths.root / "incumbents" / f"{number}_{seed}",
                 overrides=[*trial_file(study_paths, number)["base_overrides"], f"train.seed={seed}"])
             for _, number in steps for seed in seeds]

@@ -78,7 +78,8 @@ def _run_seconds(study_paths: StudyPaths, trial: optuna.trial.FrozenTrial, *,
     return seconds_for(int(frames * multiplier), trained_frames=trained, wall_s=float(wall))
 
 
-def _fresh_seeds(study_paths: StudyPaths, study: optuna.Study, count: int) -> list[int]:
+def fresh_seeds(study_paths: StudyPaths, study: optuna.Study, count: int) -> list[int]:
+    """`count` seeds from VALIDATION_SEED_BASE on that no trial of the study trained with."""
     used = set()
     for t in study.get_trials(deepcopy=False):
         try:
@@ -158,7 +159,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
     if fitted is None:
         return []
     top, seed_count = fitted
-    seeds = _fresh_seeds(study_paths, study, seed_count)
+    seeds = fresh_seeds(study_paths, study, seed_count)
     jobs = [Job(name=f"{config_id_for(t.number)}_seed{seed}",
                 overrides=[*trial_file(study_paths, t.number)["base_overrides"], f"train.seed={seed}"],
                 run_dir=study_paths.validation_dir / f"{config_id_for(t.number)}_seed{seed}")
