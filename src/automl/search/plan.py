@@ -138,9 +138,9 @@ def plan_sizing(request: Request, plan: Plan, *, slots: int, budget_s: float) ->
         def new_sampler(startup: int) -> optuna.samplers.BaseSampler:
             """TPE with `startup`; another seed than the first sampler's, whose draws it would replay."""
             return make_sampler(method, plan.space, None if seed is None else seed + 1, startup)
-    # A resumed study's plan was sized to its first session's --hp-trials: never sized up.
-    hp_trials = plan.pruning.trials if request.study.resume else request.search.hp_trials
-    return PlanSizing(plan=plan.pruning, plan_for=plan.pruning_for, hp_trials=hp_trials,
+    # The plan in force was sized to --hp-trials (a resumed study's: its first session's); the
+    # budget only ever sizes it down.
+    return PlanSizing(plan=plan.pruning, plan_for=plan.pruning_for, hp_trials=plan.pruning.trials,
                       budget_s=budget_s, slots=slots, grace_frames=plan.grace_frames,
                       study_paths=plan.study_paths, new_sampler=new_sampler)
 

@@ -26,7 +26,8 @@ from automl.search.pruning import PruningPlan, make_pruner, size_to_budget
 
 @dataclass
 class PlanSizing:
-    """Settles a new study's pruning plan on the measured frames/s, once."""
+    """Settles a study's pruning plan on the measured frames/s, once (in its first session, or in
+    the one that resumes it when the first stopped before)."""
 
     plan: PruningPlan
     """The plan in force: sized to --hp-trials until settled."""
@@ -52,6 +53,7 @@ class PlanSizing:
         if stored is not None and stored.settled and stored.trials is not None:
             # Another machine on the same storage settled the plan first: its plan holds for all.
             if self.plan_for(stored.trials) == self.plan:
+                reports.update_meta(self.study_paths, pruning_sized_by="another machine's session")
                 return None
             self._adopt(study, self.plan_for(stored.trials), sized_by="another machine's session")
             return f"automl: the pruning plan was settled by another machine: {self.plan.describe()}"
