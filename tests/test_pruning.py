@@ -183,7 +183,8 @@ def test_each_search_method_runs_a_small_search(method, tmp_path, monkeypatch):
         "param": "ppo.learning_rate", "target": 3e-4, "log": True})
     space = "two_by_two.yaml" if method == "grid" else "lr_prior.yaml"
     argv = search_argv(study=f"smoke_{method}", space=space, behaviour=behaviour, hp_trials=4,
-                       flags=["--search-method", method, "--seed", "0", "--pruner", "none"])
+                       flags=["--search-method", method, "--seed", "0", "--pruner", "none",
+                              "--confirm-seeds", "1"])  # 4 sampled trials, no confirmation
     assert run_search(argv) == 0
     table = rows(StudyPaths.for_study(f"smoke_{method}"))
     assert len(table) == 4

@@ -134,7 +134,8 @@ def test_mostly_crashing_trials_stop_the_study_with_exit_code_1(tmp_path, capsys
     behaviour = write_behaviour(tmp_path, "crashy", seconds_per_point=0.02, crash_at=20_000,
                                 rules=[{"when": {"ppo.learning_rate": 3e-4}, "crash_at": None}])
     argv = search_argv(study="crashy", space="lr_prior.yaml", behaviour=behaviour, hp_trials=30,
-                       flags=["--search-method", "random", "--pruner", "none"])
+                       flags=["--search-method", "random", "--pruner", "none",
+                              "--confirm-seeds", "1"])  # the prior completes once
     assert run_search(argv) == 1
     sp = StudyPaths.for_study("crashy")
     table = rows(sp)

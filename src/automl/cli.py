@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--space", default=None, help=f"search-space file (default {DEFAULT_SPACE})")
     a("--search-method", default="bayesian", help="bayesian (multivariate TPE), random, grid, cmaes")
     a("--pruner", default="hyperband", help="hyperband, median, successive_halving, none")
+    a("--confirm-seeds", type=int, default=2, help="seeds a new best of the search is trained on "
+      "before it counts as the best, its mean over them ranking it (1: one run each)")
     a("--grace-frames", type=int, default=None, help="frames before a trial may be pruned "
       "(the first rung is also after one time limit of every env; default 10%% of train.frames)")
     a("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
@@ -79,6 +81,7 @@ def check_flags(args: argparse.Namespace) -> None:
             raise bad_flag(flag, value, f"it must be one of {', '.join(allowed)}",
                             f"use {flag} {allowed[0]}")
     positive = {"--budget-hours": args.budget_hours, "--hp-trials": args.hp_trials,
+                "--confirm-seeds": args.confirm_seeds,
                 "--threads-per-trial": args.threads_per_trial, "--trial-timeout": args.trial_timeout,
                 "--validate-top": args.validate_top, "--validate-seeds": args.validate_seeds,
                 "--final-frames-multiplier": args.final_frames_multiplier,
@@ -127,7 +130,8 @@ def to_request(args: argparse.Namespace, argv: list[str]) -> Request:
         budget=Budget(hours=args.budget_hours, shares=stage_shares(args.stage_shares),
                       trial_timeout=args.trial_timeout, max_failure_rate=args.max_failure_rate),
         search=SearchOptions(method=args.search_method, pruner=args.pruner, hp_trials=args.hp_trials,
-                             grace_frames=args.grace_frames, target_score=args.target_score),
+                             grace_frames=args.grace_frames, target_score=args.target_score,
+                             confirm_seeds=args.confirm_seeds),
         validation=ValidationOptions(top=args.validate_top, seeds=args.validate_seeds),
         final_frames_multiplier=args.final_frames_multiplier, quiet=args.quiet, argv=tuple(argv))
 

@@ -1,7 +1,8 @@
 """The modes of automl.py: search, validate, report, and stage (all of them under one budget).
 
-stage = search (one seed, pruned) -> validation (top K configurations x M fresh seeds, no pruning)
--> final run of the validated choice (frames x multiplier) -> reports and export.
+stage = search (pruned; a new best confirmed on more seeds) -> validation (top K configurations x M
+fresh seeds, no pruning) -> final run of the validated choice (frames x multiplier) -> reports and
+export.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def run_search(request: Request, plan: Plan, budget_s: float,
         "hp_trials": search.hp_trials, "overrides": list(plan.overrides), "frames_per_trial": plan.frames,
         "grace_frames": plan.grace_frames, "pruning": plan.pruning.as_dict(),
         "pruning_sized_by": "an earlier session" if plan.settled else "--hp-trials",
+        "confirm_seeds": search.seeds,
         "retried_trials": again})
     scoring = plan.base.scoring
     settings = SearchSettings(
@@ -67,13 +69,16 @@ def run_search(request: Request, plan: Plan, budget_s: float,
         plateau_patience=scoring.plateau_patience, plateau_min_delta=scoring.plateau_min_delta,
         drop=scoring.drop, grace_frames=plan.grace_frames, trial_timeout=request.budget.trial_timeout,
         max_failure_rate=request.budget.max_failure_rate, target_score=search.target_score,
-        forkserver=forkserver, recovery=recovery,
+        confirm_seeds=search.seeds, forkserver=forkserver, recovery=recovery,
         sizing=plan_sizing(request, plan, slots=len(slots), budget_s=budget_s))
     console = QuietConsole() if request.quiet else LiveConsole()
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), {search.hp_trials} trials of {plan.frames:,} frames, "
                     f"search budget {budget_s / 3600:.2f} h")
     console.message(f"automl: {plan.pruning.describe()}")
+    if search.seeds > 1:
+        console.message(f"automl: a new best is confirmed on {search.seeds - 1} more seed(s) "
+                        f"(never pruned); the best is the confirmed configuration of highest mean")
     with console:
         outcome = Scheduler(study, plan.study_paths, settings, console).run()
     counts = ", ".join(f"{k} {v}" for k, v in outcome.finished.items() if v) or "no trial ended"
@@ -105,7 +110,7 @@ def _existing(request: Request) -> tuple[StudyPaths, optuna.Study]:
         raise ConfigError(file=str(sp.root), key="--study-name", value=name,
                           rule="no study of that name exists", fix="check the name (analyze.py lists them)")
     study = load_study(sp, storage)
-    if request.mode == "validate" and not completed(study):
+    if request.mode == "validate" and not completed(study, request.search.seeds):
         raise ConfigError(file=str(sp.root), key="--study-name", value=name,
                           rule="the study has no completed trial to validate",
                           fix="run --mode search first (or give it more budget)")
@@ -126,14 +131,16 @@ def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: lis
         user = trial_file(sp, best_trial).get("user_overrides", [])
         exported = export_validated_best(sp, validated, study=study, groups=_groups(user))
         log.note(sp, selection_note(validated))
-    elif completed(study):
-        best_trial = completed(study)[0].number
+    elif configs := completed(study, request.search.seeds):
+        best_trial = configs[0].number
         user = trial_file(sp, best_trial).get("user_overrides", [])
         exported = export_best_config(
             sp, config_values=trial_config_values(sp, best_trial, study=study),
-            source={"trial": best_trial, "search_score": completed(study)[0].value,
-                    "validated": False}, groups=_groups(user))
-        log.note(sp, f"the choice rests on the search alone (trial {best_trial}): no validation result")
+            source={"trial": best_trial, "search_score": configs[0].mean,
+                    "search_seeds": len(configs[0].scores), "validated": False},
+            groups=_groups(user))
+        log.note(sp, f"the choice rests on the search alone (trial {best_trial}, "
+                 f"{len(configs[0].scores)} seed(s)): no validation result")
     if final and best_trial is not None:
         run_final(request, sp, study, best_trial, deadline, log, forkserver)
     log.phase = "report"

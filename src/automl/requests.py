@@ -77,6 +77,14 @@ class SearchOptions:
     """--grace-frames: frames before a trial may be pruned; None: 10% of train.frames."""
     target_score: float | None
     """--target-score: log threshold_hits.csv when a trial reaches it."""
+    confirm_seeds: int = 2
+    """--confirm-seeds: seeds a new best is trained on in the search (automl.search.confirm)."""
+
+    @property
+    def seeds(self) -> int:
+        """Seeds a configuration is confirmed on: --confirm-seeds, 1 for grid search (it trains
+        each point once)."""
+        return 1 if self.method == "grid" else self.confirm_seeds
 
 
 @dataclass(frozen=True)

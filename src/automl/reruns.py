@@ -21,6 +21,7 @@ from automl.paths import RunPaths, StudyPaths
 from automl.requests import Request, Resources
 from automl.search import records, reports
 from automl.search.budget import fit_validation, seconds_for
+from automl.search.confirm import Configuration, ranked
 from automl.search.forkserver import ForkServer
 from automl.search.launcher import Slot
 from automl.search.plan import slots_for, worker_command
@@ -60,11 +61,10 @@ def trial_file(study_paths: StudyPaths, number: int) -> dict[str, Any]:
     return json.loads(study_paths.trial_config(number).read_text())
 
 
-def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The study's completed search trials, best first."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if t.user_attrs.get(records.PHASE, "search") == "search" and t.value is not None]
-    return sorted(done, key=lambda t: t.value, reverse=True)  # type: ignore[arg-type, return-value]
+def completed(study: optuna.Study, seeds: int) -> list[Configuration]:
+    """The study's configurations whose first trial completed, best first: confirmed on `seeds`
+    seeds by their mean, then the others (automl.search.confirm)."""
+    return ranked(study, seeds)
 
 
 def _run_seconds(study_paths: StudyPaths, trial: optuna.trial.FrozenTrial, *,
@@ -150,7 +150,9 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
     from automl.analysis.validation import config_id_for
 
     log.phase = "validation"
-    top = completed(study)[: request.validation.top]
+    configs = completed(study, request.search.seeds)[: request.validation.top]
+    means = {c.number: c.mean for c in configs}
+    top = [c.trial for c in configs]
     if not top:
         log.note(study_paths, "validation skipped: the search completed no trial")
         return []
@@ -183,7 +185,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
         log.note(study_paths, f"validation interrupted after {len(done)} of {len(jobs)} runs")
     elif cut:
         log.note(study_paths, f"validation cut by the budget after {len(results)} of {len(jobs)} runs")
-    summary = _summarize(study_paths, top, seeds, done, log)
+    summary = _summarize(study_paths, top, seeds, done, log, means)
     if cut == INTERRUPTED:
         log.phase = "interrupted"
         log.write(study_paths)
@@ -192,7 +194,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
 
 
 def _summarize(study_paths: StudyPaths, top: list[optuna.trial.FrozenTrial], seeds: list[int],
-               done: list[JobResult], log: StageLog) -> list[Any]:
+               done: list[JobResult], log: StageLog, search_means: dict[int, float]) -> list[Any]:
     """validation.csv from the runs that finished, every configuration over an equal number of
     seeds; runs cut by the deadline (or the interrupt) say nothing of their configuration."""
     from automl.analysis.validation import (
@@ -210,7 +212,7 @@ def _summarize(study_paths: StudyPaths, top: list[optuna.trial.FrozenTrial], see
     if dropped:
         log.note(study_paths, f"validation compares every configuration over its first "
                  f"{dropped} seed(s): the others did not finish")
-    summary = summarize_validation(rows, search_scores={t.number: float(t.value or 0) for t in top})
+    summary = summarize_validation(rows, search_scores=search_means)
     write_validation_csv(study_paths, rows, summary)
     return summary
 

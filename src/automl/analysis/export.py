@@ -98,8 +98,9 @@ def how_chosen(source: Mapping[str, Any]) -> str:
         return (f"chosen by validation: the highest mean score ({number('validated_mean')}) over "
                 f"{source.get('n_seeds')} fresh seed(s) among {source.get('validated_configs', '?')} "
                 "validated configuration(s)")
-    return (f"chosen by the search alone: the highest search score ({number('search_score')}, one "
-            "seed), not validated")
+    seeds = source.get("search_seeds", 1)
+    return (f"chosen by the search alone: the highest search score ({number('search_score')}, "
+            f"mean of {seeds} seed(s)), not validated")
 
 
 def trial_config_values(study_paths: StudyPaths, trial_number: int, *,

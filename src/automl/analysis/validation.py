@@ -55,7 +55,8 @@ class ValidationResult:
     """Lower end of the bootstrap 95% confidence interval of the mean."""
     ci_high: float
     search_score: float
-    """The source trial's score in the search (one seed, possibly lucky); NaN when unknown."""
+    """The source configuration's score in the search (its mean over its search seeds, possibly
+    lucky); NaN when unknown."""
     seeds: tuple[int, ...] = field(default=())
     """Every seed run, in order."""
     scores: tuple[float, ...] = field(default=())
@@ -151,7 +152,7 @@ def choose_best(results: Sequence[ValidationResult]) -> ValidationResult:
 
 
 def best_by_search(results: Sequence[ValidationResult]) -> ValidationResult:
-    """The validated configuration whose single search run scored highest."""
+    """The validated configuration whose search score (its mean over its search seeds) was highest."""
     known = [r for r in results if math.isfinite(r.search_score)]
     if not known:
         raise ValueError("no validated configuration carries its search score; "

@@ -223,7 +223,7 @@ def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
         if attrs.get(records.PHASE, "search") != "search" or t.number in retried:
             continue
         if attrs.get(records.INTERRUPTED) and t.state.is_finished() and t.params:
-            enqueue_retry(study, t.number, t.params)
+            enqueue_retry(study, t, t.params)
             again.append(t.number)
     return sorted(set(again))
 

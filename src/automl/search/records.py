@@ -28,6 +28,12 @@ INTERRUPTED = "interrupted"
 """True when the orchestrator stopped (budget, Ctrl-C) before the trial could finish."""
 RETRY_OF = "retry_of"
 """Number of the trial this one re-runs after an interruption or a dead orchestrator."""
+CONFIRMS = "confirms"
+"""Number of the trial whose configuration this one trains again on another seed (confirm.py)."""
+CONFIRM_SEED = "confirm_seed"
+"""The train.seed of a confirmation (confirm.py)."""
+QUEUED_ATTRS = (RETRY_OF, "prior", CONFIRMS, CONFIRM_SEED)
+"""What a queued configuration says of itself; a trial that runs it again keeps them."""
 OWNER = "orchestrator"
 """Who runs the trial, one attribute (one write): {host, boot_id, pid_namespace, pid, start}
 (the keys below); automl.search.recovery tells from it whether that orchestrator still runs."""

@@ -192,15 +192,19 @@ class Recovery:
             "stop_reason": reasons.ERROR, "wall_s": None, **values, "error_tail": why}, names)
         params = trial.params or trial.system_attrs.get(FIXED_PARAMS) or {}
         if params and trial.user_attrs.get(records.PHASE, "search") == "search":
-            enqueue_retry(study, trial.number, params)
+            enqueue_retry(study, trial, params)
         self.recovered.append(trial.number)
 
 
-def enqueue_retry(study: optuna.Study, number: int, params: dict[str, Any]) -> None:
-    """Queue trial `number`'s configuration to run again, unless a retry of it exists already."""
-    if any(t.user_attrs.get(records.RETRY_OF) == number for t in study.get_trials(deepcopy=False)):
+def enqueue_retry(study: optuna.Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
+    """Queue `trial`'s configuration to run again (a confirmation on its own seed), unless a retry
+    of it exists already."""
+    if any(t.user_attrs.get(records.RETRY_OF) == trial.number
+           for t in study.get_trials(deepcopy=False)):
         return
-    study.enqueue_trial(params, user_attrs={records.RETRY_OF: number})
+    kept = {k: trial.user_attrs[k] for k in (records.CONFIRMS, records.CONFIRM_SEED)
+            if k in trial.user_attrs}
+    study.enqueue_trial(params, user_attrs={records.RETRY_OF: trial.number, **kept})
 
 
 @contextlib.contextmanager

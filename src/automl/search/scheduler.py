@@ -25,6 +25,7 @@ from automl.search.search_policy import (
     Budget,
     SharedStudy,
     TrialCount,
+    count_trained,
     failure_message,
     grid_taken,
 )
@@ -77,9 +78,10 @@ class Scheduler:
         self.start = self.budget.start
         self.running: dict[int, Running] = {}
         self.free: list[Slot] = list(settings.slots)
-        self.tally = Tally.of_study(study, settings.space)
+        self.tally = Tally.of_study(study, settings.space, settings.confirm_seeds)
         self.finished = self.tally.finished
-        self.recorder = TrialRecorder(study, study_paths, settings.space, console, self.tally)
+        self.recorder = TrialRecorder(study, study_paths, settings.space, console, self.tally,
+                                      confirm_seeds=settings.confirm_seeds, room=self._room)
         self.starter = TrialStarter(study, study_paths, settings, self.recorder)
         self.count = TrialCount(study)
         heartbeat = self.recorder.heartbeat
@@ -162,6 +164,14 @@ class Scheduler:
                 self.count.forget()
         return None
 
+    def _room(self, count: int) -> bool:
+        """Whether `count` more trials (queued now) can still start: below --hp-trials with the
+        trials already queued, and one more trial fits before the deadline."""
+        trials = self.study.get_trials(deepcopy=False)
+        queued = sum(1 for t in trials if t.state == optuna.trial.TrialState.WAITING)
+        return (count_trained(self.study) + queued + count <= self.s.hp_trials
+                and self.budget.allows_start(self.running.values()))
+
     def _poll_all(self) -> None:
         for r in list(self.running.values()):
             # Exit first: the last points of a process that ended by itself must not prune or
@@ -174,8 +184,16 @@ class Scheduler:
                 r.proc.terminate()
 
     def _pruner(self, r: Running) -> Pruner:
-        """The trial's pruner; before it decides, the plan is settled on the budget (once)."""
+        """The trial's pruner; before it decides, the plan is settled on the budget (once). A
+        confirmation's points are stored, and it is never pruned."""
         ask = self.recorder.pruner(r.trial)
+        if r.confirmation:
+            store = self.recorder.reporter(r.trial)
+
+            def keep(step: int, value: float) -> bool:
+                store(step, value)
+                return False
+            return keep
 
         def should_prune(step: int, value: float) -> bool:
             """Settle the plan (once, when enough rates exist), then store the point and ask."""

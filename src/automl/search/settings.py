@@ -34,6 +34,9 @@ class SearchSettings:
     trial_timeout: float
     max_failure_rate: float
     target_score: float | None
+    confirm_seeds: int = 1
+    """--confirm-seeds: a trial that beats the standing best is trained on this many seeds in all
+    (confirm.py); 1: never."""
     forkserver: ForkServer | None = None
     """Trials are forked from it (fast start) when set; else each is a cold `python` start."""
     recovery: Recovery | None = None

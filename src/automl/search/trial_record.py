@@ -4,8 +4,10 @@ plus the tally of ended trials by stop reason and the best so far that follow fr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +16,7 @@ from optuna.trial import TrialState
 
 from automl import reasons
 from automl.paths import StudyPaths
-from automl.search import records, reports
+from automl.search import confirm, records, reports
 from automl.search.recovery import FIXED_PARAMS, owner
 from automl.search.space import SearchSpace
 from automl.search.storage import Heartbeat
@@ -28,7 +30,7 @@ STATE_OF_REASON = {
 }
 
 Best = tuple[float, int, dict[str, Any]]
-"""The best trial so far: (score, trial number, its values)."""
+"""The best configuration so far: (mean score over its seeds, its first trial's number, values)."""
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Tally:
     best: Best | None = None
 
     @classmethod
-    def of_study(cls, study: optuna.Study, space: SearchSpace) -> Tally:
+    def of_study(cls, study: optuna.Study, space: SearchSpace, seeds: int) -> Tally:
         """--resume: trials ended before count in the state and the best so far (not in this
         session's failure rate, so a fixed cause of failures does not stop the study again)."""
         tally = cls()
@@ -53,18 +55,19 @@ class Tally:
                     or reason not in tally.earlier or not t.state.is_finished()):
                 continue
             tally.earlier[reason] += 1
-            if t.state == TrialState.COMPLETE and t.value is not None:
-                try:
-                    values = space.from_optuna(t.params)
-                except (KeyError, ValueError):  # resumed with another space file
-                    values = dict(t.params)
-                tally.offer(t.value, t.number, values)
+        tally.rank(confirm.ranked(study, seeds), space)
         return tally
 
-    def offer(self, score: float, number: int, values: dict[str, Any]) -> None:
-        """A completed trial: the best from now on when it beats the best so far."""
-        if self.best is None or score > self.best[0]:
-            self.best = (score, number, values)
+    def rank(self, configs: list[confirm.Configuration], space: SearchSpace) -> None:
+        """The best is the first of the ranked configurations (confirm.py): its mean over seeds."""
+        if not configs:
+            return
+        top = configs[0]
+        try:
+            values = space.from_optuna(top.trial.params)
+        except (KeyError, ValueError):  # resumed with another space file
+            values = dict(top.trial.params)
+        self.best = (top.mean, top.number, values)
 
     def total(self) -> dict[str, int]:
         """Trials ended in this session and earlier ones, by stop reason (none left at 0)."""
@@ -76,9 +79,14 @@ class TrialRecorder:
     and has not told yet are its own, kept alive by the storage heartbeat."""
 
     def __init__(self, study: optuna.Study, study_paths: StudyPaths, space: SearchSpace,
-                 console: Any, tally: Tally) -> None:
+                 console: Any, tally: Tally, *, confirm_seeds: int = 1,
+                 room: Callable[[int], bool] = lambda count: True) -> None:
         self.study, self.paths, self.space, self.console, self.tally = (
             study, study_paths, space, console, tally)
+        self.confirm_seeds, self.room = confirm_seeds, room
+        """--confirm-seeds: a new best is trained on this many seeds in all (confirm.py), when
+        `room` says that many more trials can still start (a queued trial that cannot would
+        stay queued, and confirm nothing)."""
         self.asked: dict[int, optuna.Trial] = {}
         """Trials this process asked for and has not yet told: each is recorded before it exits."""
         self.heartbeat = Heartbeat.for_storage(study._storage)
@@ -103,7 +111,7 @@ class TrialRecorder:
         self._release(trial)
         if fixed:
             self.study.enqueue_trial(fixed, user_attrs={
-                k: v for k, v in trial.user_attrs.items() if k in (records.RETRY_OF, "prior")})
+                k: v for k, v in trial.user_attrs.items() if k in records.QUEUED_ATTRS})
 
     def tag_search(self, trial: optuna.Trial, config_values: dict[str, Any],
                    violated: list[str]) -> None:
@@ -159,16 +167,28 @@ class TrialRecorder:
             attrs[records.ERROR_TAIL] = error_tail[-2000:]
         if reason in (reasons.BUDGET, *([reasons.ERROR] if self.aborting else [])):
             attrs[records.INTERRUPTED] = True  # the trial was not at fault: it runs again
-        error_tail = self._store(trial, attrs, score if state == TrialState.COMPLETE else None,
-                                 state) + error_tail
+        not_stored = self._store(trial, attrs, score if state == TrialState.COMPLETE else None,
+                                 state)
+        error_tail = not_stored + error_tail
         self.tally.finished[reason] += 1
-        if state == TrialState.COMPLETE:
-            self.tally.offer(score, trial.number, values)
+        if state == TrialState.COMPLETE and not not_stored:
+            self._confirm(trial, score)
         row = {"trial": trial.number, "frames": frames,
                "score": score if math.isfinite(score) else None, "stop_reason": reason,
                "wall_s": round(wall, 2), **values, "error_tail": error_tail[-500:]}
         reports.append_trial_final(self.paths, row, self.space.names)
         self.console.trial_finished(trial.number, reason, score, frames)
+
+    def _confirm(self, trial: optuna.Trial, score: float) -> None:
+        """A completed trial: queue its confirmations when it beats the standing best, and rank
+        the configurations again for the best so far."""
+        configs = confirm.ranked(self.study, self.confirm_seeds)
+        if (not self.aborting and confirm.to_confirm(trial, score, configs, self.confirm_seeds)
+                and self.room(self.confirm_seeds - 1)):
+            confirm.enqueue_confirmations(self.study, trial, trial.params, self.confirm_seeds)
+            configs = [dataclasses.replace(c, confirming=True) if c.number == trial.number else c
+                       for c in configs]
+        self.tally.rank(configs, self.space)
 
     def _store(self, trial: optuna.Trial, attrs: dict[str, Any], value: float | None,
                state: TrialState) -> str:

@@ -11,6 +11,7 @@ import optuna
 
 from automl import reasons
 from automl.paths import StudyPaths, atomic_write_text
+from automl.search import records
 from automl.search.launcher import Slot, launch, run_overrides
 from automl.search.search_policy import count_trained
 from automl.search.tb_reader import EventTail
@@ -42,6 +43,9 @@ class TrialStarter:
         values = space.suggest(trial)
         config_values = space.config_values(values)
         base = [*space.fixed_overrides(), *space.overrides(values), *self.s.user_overrides]
+        seed = trial.user_attrs.get(records.CONFIRM_SEED)
+        if isinstance(seed, int):  # a confirmation: the configuration again, on its own seed
+            base = [*(o for o in base if not o.startswith("train.seed=")), f"train.seed={seed}"]
         violated = space.check(values, self.s.user_overrides)
         self.recorder.tag_search(trial, config_values, violated)
         if violated:  # recorded like any trial (its config too), never trained
@@ -60,7 +64,7 @@ class TrialStarter:
                                  plateau_min_delta=self.s.plateau_min_delta, drop=self.s.drop,
                                  grace_reports=grace)
         return Running(trial=trial, proc=proc, values=values, tail=EventTail(run.tb),
-                       stoppers=stoppers)
+                       stoppers=stoppers, confirmation=isinstance(seed, int))
 
     def _ask(self) -> optuna.Trial | None:
         """A new trial of the study, owned by this process; None when the study reached

@@ -63,6 +63,8 @@ class Running:
     hit_target: bool = False
     error: str = ""
     """What went wrong, when the loop itself decided the trial failed (NaN score)."""
+    confirmation: bool = False
+    """It trains a configuration again on another seed (confirm.py): never pruned."""
 
 
 def make_stoppers(*, plateau_patience: int, plateau_min_delta: float, drop: float,

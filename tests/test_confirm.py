@@ -1,0 +1,165 @@
+"""A new best is confirmed on more seeds inside the search (automl.search.confirm): which trials
+are queued again, on which seed, that a confirmation is never pruned, and that the search's best
+and validation's candidates are configurations ranked by their mean over seeds."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import yaml
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from search_harness import SPACES, rows, run_search, search_argv, skip_reports, trials, write_behaviour
+from test_pruning import FRAMES, GRACE, ScriptedProcess, pruner_for
+
+from automl import paths, reasons
+from automl.paths import StudyPaths
+from automl.reruns import completed
+from automl.search import records
+from automl.search.confirm import CONFIRM_SEED_BASE, configurations, group_of, to_confirm
+from automl.search.console import QuietConsole
+from automl.search.recovery import enqueue_retry
+from automl.search.scheduler import Scheduler
+from automl.search.settings import SearchSettings
+from automl.search.space import load_space
+from automl.search.stoppers import StopperSet
+from automl.search.study import load_study
+from automl.search.trial_watch import Running
+
+LR = {"learning_rate": FloatDistribution(1e-5, 1e-2, log=True)}
+
+
+def done(number: int, value: float, lr: float = 3e-4, **attrs: object) -> optuna.trial.FrozenTrial:
+    trial = create_trial(value=value, params={"learning_rate": lr}, distributions=LR,
+                         user_attrs={records.PHASE: "search", **attrs})
+    trial.number = number
+    return trial
+
+
+def queued(number: int, confirms: int) -> optuna.trial.FrozenTrial:
+    trial = create_trial(state=TrialState.WAITING, params={"learning_rate": 3e-4},
+                         distributions=LR, user_attrs={records.CONFIRMS: confirms})
+    trial.number = number
+    return trial
+
+
+# --------------------------------------------------------------------------------- the ranking
+def test_confirmed_configurations_rank_first_by_their_mean_over_seeds():
+    found = configurations([
+        done(0, 0.9),                                   # lucky, confirmed lower
+        done(1, 0.6),
+        done(2, 0.95),                                  # single run, the highest score
+        done(3, 0.1, **{records.CONFIRMS: 0}),
+        done(4, 0.7, **{records.CONFIRMS: 1}),
+    ], seeds=2)
+    assert [c.number for c in found] == [1, 0, 2]
+    assert found[0].scores == (0.6, 0.7) and found[0].mean == pytest.approx(0.65)
+    assert found[1].mean == pytest.approx(0.5) and found[1].confirmed
+    assert not found[2].confirmed and not found[2].confirming
+    # one seed asked for: every single run is confirmed, ranked by its score
+    assert [c.number for c in configurations([done(0, 0.9), done(1, 0.6), done(2, 0.95)], 1)] == [2, 0, 1]
+
+
+def test_a_configuration_under_confirmation_counts_its_completed_seeds_only():
+    [c] = configurations([done(0, 0.8), queued(1, confirms=0)], seeds=2)
+    assert c.confirming and not c.confirmed and c.scores == (0.8,)
+    assert group_of(queued(1, confirms=0)) == 0
+
+
+def test_only_a_trial_above_every_confirmed_or_confirming_mean_is_confirmed():
+    configs = configurations([done(0, 0.9), done(1, 0.5, **{records.CONFIRMS: 0}), done(2, 0.8)], 2)
+    assert to_confirm(done(3, 0.71), 0.71, configs, 2)      # above 0.7, 0 confirmed's mean
+    assert not to_confirm(done(3, 0.69), 0.69, configs, 2)
+    # 2 (0.8) is not being confirmed: it does not raise the bar
+    assert to_confirm(done(3, 0.75), 0.75, configs, 2)
+    # a confirmation is never confirmed itself; one seed asked for: nothing is
+    assert not to_confirm(done(4, 0.99, **{records.CONFIRMS: 3}), 0.99, configs, 2)
+    assert not to_confirm(done(3, 0.99), 0.99, configs, 1)
+    assert to_confirm(done(0, 0.1), 0.1, [], 2)              # the first completed trial
+
+
+def test_a_retried_confirmation_keeps_its_configuration_and_seed(tmp_path):
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(done(0, 0.9))
+    interrupted = create_trial(state=TrialState.PRUNED, params={"learning_rate": 3e-4},
+                               distributions=LR, user_attrs={
+                                   records.PHASE: "search", records.CONFIRMS: 0,
+                                   records.CONFIRM_SEED: CONFIRM_SEED_BASE + 1})
+    study.add_trial(interrupted)
+    enqueue_retry(study, study.trials[1], study.trials[1].params)
+    retry = study.trials[2]
+    assert retry.state == TrialState.WAITING
+    assert retry.user_attrs == {records.RETRY_OF: 1, records.CONFIRMS: 0,
+                                records.CONFIRM_SEED: CONFIRM_SEED_BASE + 1}
+
+
+# ---------------------------------------------------------------------------------- the pruner
+@pytest.mark.parametrize("confirmation", [False, True])
+def test_a_confirmation_is_never_pruned_and_its_points_are_stored(confirmation, tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=pruner_for("median"))
+    space = load_space(SPACES / "lr_prior.yaml", reward_terms=[])
+    settings = SearchSettings(
+        space=space, worker=[], user_overrides=[], hp_trials=24, budget_s=3600.0, frames=FRAMES,
+        eval_frequency=10_000, slots=[], plateau_patience=0, plateau_min_delta=0.0, drop=0.0,
+        grace_frames=GRACE, trial_timeout=3600.0, max_failure_rate=1.0, target_score=None,
+        confirm_seeds=2)
+    loop = Scheduler(study, StudyPaths(tmp_path / "s"), settings, QuietConsole())
+    for _ in range(6):  # six trials far above the one below, at every step
+        t = study.ask()
+        for step in range(10_000, FRAMES + 1, 10_000):
+            t.report(1.0, step)
+        study.tell(t, 1.0)
+    trial = study.ask()
+    r = Running(trial=trial, proc=ScriptedProcess(), values={"learning_rate": 3e-4},  # type: ignore[arg-type]
+                tail=None, stoppers=StopperSet(plateau=None, drop=None),  # type: ignore[arg-type]
+                confirmation=confirmation)
+    for frames in range(10_000, GRACE + 30_001, 10_000):
+        if r.reason is None:  # the loop stops a pruned trial
+            loop._report(r, frames, 0.0)
+    assert (r.reason == reasons.PRUNED) is not confirmation
+    stored = study.trials[trial.number].intermediate_values
+    assert max(stored) == (GRACE + 30_000 if confirmation else GRACE)
+
+
+# -------------------------------------------------------------------------- a whole search
+def test_the_search_best_is_the_configuration_best_over_seeds_not_the_luckiest_run(
+        tmp_path, monkeypatch):
+    # lr 3e-4 scores 1.0 on the search's seed and 0.1 on the next: lucky, mean 0.55.
+    # lr 1e-4 scores 0.7 on every seed. The others score 0.3.
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    skip_reports(monkeypatch)
+    seed = CONFIRM_SEED_BASE + 1
+    behaviour = write_behaviour(tmp_path, "seeds", seconds_per_point=0.01, curve="plateau",
+                                score={"scale": 0.3}, rules=[
+        {"when": {"ppo.learning_rate": 3e-4}, "score": {"scale": 1.0}},
+        {"when": {"ppo.learning_rate": 3e-4, "train.seed": seed}, "score": {"scale": 0.1}},
+        {"when": {"ppo.learning_rate": 1e-4}, "score": {"scale": 0.7}}])
+    # one slot: trials end in the order they start, so which ones are confirmed is scripted too
+    argv = search_argv(study="seeds", space="two_by_two.yaml", behaviour=behaviour, hp_trials=12,
+                       workers=1, budget_hours=0.2, flags=["--search-method", "random", "--seed", "3",
+                                                "--pruner", "none"])
+    assert run_search(argv) == 0
+    sp = StudyPaths.for_study("seeds")
+    study_trials = trials(sp)
+    assert len(rows(sp)) == 12
+    confirmations = [t for t in study_trials if records.CONFIRMS in t.user_attrs]
+    assert confirmations, "no trial was confirmed"
+    for t in confirmations:  # the configuration of the trial it confirms, on the next seed
+        first = study_trials[t.user_attrs[records.CONFIRMS]]
+        assert t.params == first.params and records.CONFIRMS not in first.user_attrs
+        config = json.loads(sp.trial_config(t.number).read_text())
+        assert [o for o in config["base_overrides"] if o.startswith("train.seed=")] == [
+            f"train.seed={seed}"]
+    study = load_study(sp)
+    best = completed(study, 2)[0]
+    assert best.trial.user_attrs[records.CONFIG_VALUES]["ppo.learning_rate"] == pytest.approx(1e-4)
+    assert best.confirmed and best.mean == pytest.approx(0.7, abs=1e-6)
+    lucky = [c for c in completed(study, 2) if c.confirmed and c.scores[0] == pytest.approx(1.0)]
+    assert lucky and lucky[0].mean == pytest.approx(0.55, abs=1e-6), "the lucky run was never confirmed"
+    assert max(t.value for t in study_trials if t.value is not None) == pytest.approx(1.0)
+    state = yaml.safe_load(sp.state.read_text())
+    assert state["best"]["trial"] == best.number
+    assert state["best"]["score"] == pytest.approx(0.7, abs=1e-6)
