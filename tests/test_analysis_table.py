@@ -14,6 +14,7 @@ from automl import paths
 from automl.analysis.folder import open_view
 from automl.analysis.table import sort_rows, trial_rows, write_experiment_df
 from automl.analysis.validation import summarize_validation, write_validation_csv
+from automl.search import records
 
 PARAMS = ["learning_rate", "lambda_param", "learning_epochs", "policy_hidden_layer_sizes",
           "torques", "termination"]
@@ -44,6 +45,7 @@ def test_rows_best_first_with_every_column(log_root: Path) -> None:
         FakeTrial(params(4e-4), score=None, state="fail", points=0),
         FakeTrial(params(5e-4, policy_hidden_layer_sizes=[64, 64]), score=0.5),
         FakeTrial(params(6e-4), score=0.1, state="running", metrics_attr=False, points=3),
+        FakeTrial(params(3e-4), score=0.3, extra_attrs={records.CONFIRMS: 2}),
     ]
     study_paths = make_study("table", trials)
     path = write_experiment_df(study_paths)
@@ -51,12 +53,13 @@ def test_rows_best_first_with_every_column(log_root: Path) -> None:
     header = path.read_text().splitlines()[0].split(",")
     assert header == ["trial", "state", "stop_reason", "score", "frames", "wall_s", *PARAMS,
                       "success_rate", "termination_rate", "episode_length",
-                      "episode_reward_mean", "validated_score"]
+                      "episode_reward_mean", "validated_score", "confirms"]
     rows = read_csv(path)
     # Complete trials by score, then the pruned one (its 0.9 is a partial score), running, failed.
-    assert [int(r["trial"]) for r in rows] == [2, 4, 0, 1, 5, 3]
-    assert [r["state"] for r in rows] == ["complete"] * 3 + ["pruned", "running", "failed"]
-    assert [r["stop_reason"] for r in rows][3:] == ["pruned", "running", "error"]
+    assert [int(r["trial"]) for r in rows] == [2, 4, 6, 0, 1, 5, 3]
+    assert [r["state"] for r in rows] == ["complete"] * 4 + ["pruned", "running", "failed"]
+    assert [r["stop_reason"] for r in rows][4:] == ["pruned", "running", "error"]
+    assert [r["confirms"] for r in rows] == ["", "", "2", "", "", "", ""]  # 6 trains 2 again
     best = rows[0]
     assert float(best["score"]) == pytest.approx(0.7)
     assert float(best["learning_rate"]) == pytest.approx(3e-4)
@@ -66,7 +69,7 @@ def test_rows_best_first_with_every_column(log_root: Path) -> None:
     assert float(best["frames"]) == 50_000 and float(best["wall_s"]) == 12.0
     assert float(best["success_rate"]) == pytest.approx(0.5 + 0.7 / 4)
     assert float(best["episode_reward_mean"]) == pytest.approx(7.0)
-    assert rows[5]["score"] == "" and rows[5]["success_rate"] == ""
+    assert rows[6]["score"] == "" and rows[6]["success_rate"] == ""
     assert not list(study_paths.root.glob(".*.tmp"))
 
 

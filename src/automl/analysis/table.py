@@ -36,7 +36,9 @@ STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
 _STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4}
 """Finished results first, whatever the sort metric: a partial score is not a final one."""
 LEADING_COLUMNS = ("trial", "state", "stop_reason", "score", "frames", "wall_s")
-TRAILING_COLUMNS = (*METRICS, "validated_score")
+TRAILING_COLUMNS = (*METRICS, "validated_score", "confirms")
+"""`confirms`: the trial whose configuration this one trained again on another seed (search's
+--confirm-seeds); empty for a trial that sampled its configuration."""
 
 
 @dataclass
@@ -57,6 +59,8 @@ class TrialRow:
     metrics: dict[str, float] = field(default_factory=dict)
     validated_score: float = math.nan
     """Mean over the validation seeds, where the configuration was validated."""
+    confirms: int | None = None
+    """The trial whose configuration it trains again on another seed (automl.search.confirm)."""
 
     @property
     def config_id(self) -> str:
@@ -117,7 +121,8 @@ def trial_row(view: StudyView, trial: FrozenTrial, validated: dict[int, float]) 
                     frames=int(frames) if frames is not None else None,
                     wall_s=float(wall) if wall is not None else None,
                     params=view.params(trial), metrics=metrics,
-                    validated_score=validated.get(trial.number, math.nan))
+                    validated_score=validated.get(trial.number, math.nan),
+                    confirms=trial.user_attrs.get(records.CONFIRMS))
 
 
 def trial_rows(view: StudyView) -> list[TrialRow]:
@@ -167,7 +172,7 @@ def experiment_df_text(view: StudyView, rows: list[TrialRow]) -> str:
     writer.writerow([*LEADING_COLUMNS, *names, *TRAILING_COLUMNS])
     for r in rows:
         lead = [r.number, r.state, r.stop_reason, r.score, r.frames, r.wall_s]
-        tail = [r.metrics.get(m) for m in METRICS] + [r.validated_score]
+        tail = [r.metrics.get(m) for m in METRICS] + [r.validated_score, r.confirms]
         writer.writerow([_cell(v) for v in (*lead, *(r.params.get(n) for n in names), *tail)])
     return buffer.getvalue()
 
