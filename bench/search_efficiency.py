@@ -5,9 +5,11 @@ both run through automl.py with the same wall budget and slots, over several sea
     uv run python bench/search_efficiency.py --synthetic --budget-hours 0.02        # scripted landscape
 
 For each seed, each method's incumbents (every configuration that was the best of its search at
-some time) are re-trained on 2 fresh seeds. Printed: the validated best at the budget (the last
-incumbent's), and the time each method needed to reach random search's final best, twice: on
-search scores (random's final best is then the luckiest of its single-seed draws) and on the
+some time, as the search ranks them: the default confirms a new best on a second seed and ranks
+configurations by their mean, random search ranks single runs) are re-trained on 2 fresh seeds.
+Printed: the validated best at the budget (the last incumbent's), and the time each method needed
+to reach random search's final best, twice: on search scores (any trial's; random's final best
+is then the luckiest of its single-seed draws) and on the
 incumbents' validated means (not selected on their own noise). The baseline is random search in
 the same invocation; target: the default reaches random's final best in <= 50% of random's time.
 The two methods get different sampler seeds (random search's is the search seed +
@@ -20,6 +22,7 @@ space), which measures the search logic alone in minutes.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -37,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 METHODS = {"default": ["--search-method", "bayesian", "--pruner", "hyperband"],
-           "random": ["--search-method", "random", "--pruner", "none"]}
+           "random": ["--search-method", "random", "--pruner", "none", "--confirm-seeds", "1"]}
 RANDOM_SEED_OFFSET = 1000
 """Random search's sampler seed is the search seed plus this (see the docstring)."""
 VALIDATE_SEEDS = 2
@@ -70,31 +73,40 @@ def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str
     overrides = [*([] if has_env else ["env=navigation"]), *args.overrides]
     if main(["--mode", "search", *METHODS[method], *common, *overrides]) != 0:
         raise SystemExit(f"{name}: search failed")
+    import yaml
+
     study = load_study(StudyPaths.for_study(name))
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    session = yaml.safe_load(StudyPaths.for_study(name).meta.read_text())["sessions"][0]
+    done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                  key=lambda t: t.datetime_complete)
     start = min(t.datetime_start for t in study.trials if t.datetime_start)
-    curve = sorted(((t.datetime_complete - start).total_seconds(), float(t.value), t.number)
-                   for t in done)
-    incumbents = validate_incumbents(StudyPaths.for_study(name), study, incumbent_steps(curve), args, tmp)
+    curve = [((t.datetime_complete - start).total_seconds(), float(t.value)) for t in done]
+    steps = incumbent_steps(done, session["confirm_seeds"], start)
+    incumbents = validate_incumbents(StudyPaths.for_study(name), study, steps, args, tmp)
     states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-    import yaml
-
-    plan = yaml.safe_load(StudyPaths.for_study(name).meta.read_text())["sessions"][0]["pruning"]
+    confirmations = sum(1 for t in study.trials if "confirms" in t.user_attrs)
+    plan = session["pruning"]
     rungs = "/".join(f"{r // 1000}k" for r in plan["rungs"]) or "-"
-    return {"curve": [(t, v) for t, v, _ in curve], "incumbents": incumbents,  # type: ignore[dict-item]
+    return {"curve": curve, "incumbents": incumbents,  # type: ignore[dict-item]
             "validated": incumbents[-1][1] if incumbents else float("nan"), "trials": states,
-            "plan": f"{plan['algorithm']} for {plan['trials']} trials, rungs {rungs}"}
+            "plan": f"{plan['algorithm']} for {plan['trials']} trials, rungs {rungs}, "
+                    f"{confirmations} confirmation(s) on {session['confirm_seeds']} seed(s)"}
 
 
-def incumbent_steps(curve: list[tuple[float, float, int]]) -> list[tuple[float, int]]:
-    """(time, trial number) at each completion that raised the best search score so far."""
-    steps, best = [], float("-inf")
-    for t, value, number in curve:
-        if value > best:
-            steps.append((t, number))
-            best = value
+def incumbent_steps(done: list[optuna.trial.FrozenTrial], seeds: int,
+                    start: datetime.datetime) -> list[tuple[float, int]]:
+    """(time, configuration) at each completion that changed the search's best: the first of its
+    configurations ranked as the search ranks them (confirmed on `seeds` seeds first, by mean;
+    with one seed, the highest search score)."""
+    from automl.search.confirm import configurations
+
+    steps: list[tuple[float, int]] = []
+    for i, t in enumerate(done):
+        configs = configurations(done[: i + 1], seeds)
+        if configs and (not steps or configs[0].number != steps[-1][1]):
+            steps.append(((t.datetime_complete - start).total_seconds(), configs[0].number))
     return steps
 
 
@@ -112,9 +124,10 @@ def validate_incumbents(study_paths: StudyPaths, study: optuna.Study, steps: lis
     from automl.search.runner import Job, run_jobs
 
     seeds = fresh_seeds(study_paths, study, VALIDATE_SEEDS)
+    numbers = list(dict.fromkeys(number for _, number in steps))  # an incumbent may come back
     jobs = [Job(name=f"{number}_{seed}", run_dir=study_paths.root / "incumbents" / f"{number}_{seed}",
                 overrides=[*trial_file(study_paths, number)["base_overrides"], f"train.seed={seed}"])
-            for _, number in steps for seed in seeds]
+            for number in numbers for seed in seeds]
     worker = shlex.split(synthetic_worker(tmp)) if args.synthetic else default_worker()
     slots = plan_slots(workers=args.workers, use_gpu=False, gpus=[], gpu_fraction=1.0,
                        threads_per_trial=1, cpus=os.cpu_count() or 1)
