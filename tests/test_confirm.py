@@ -16,9 +16,14 @@ from test_pruning import FRAMES, GRACE, ScriptedProcess, pruner_for
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
-from automl.reruns import completed
 from automl.search import records
-from automl.search.confirm import CONFIRM_SEED_BASE, configurations, group_of, to_confirm
+from automl.search.confirm import (
+    CONFIRM_SEED_BASE,
+    configurations,
+    group_of,
+    next_to_confirm,
+    ranked,
+)
 from automl.search.console import QuietConsole
 from automl.search.recovery import enqueue_retry
 from automl.search.scheduler import Scheduler
@@ -38,6 +43,13 @@ def done(number: int, value: float, lr: float = 3e-4, **attrs: object) -> optuna
     return trial
 
 
+def failed(number: int, confirms: int) -> optuna.trial.FrozenTrial:
+    trial = create_trial(state=TrialState.FAIL, params={"learning_rate": 3e-4}, distributions=LR,
+                         user_attrs={records.PHASE: "search", records.CONFIRMS: confirms})
+    trial.number = number
+    return trial
+
+
 def queued(number: int, confirms: int) -> optuna.trial.FrozenTrial:
     trial = create_trial(state=TrialState.WAITING, params={"learning_rate": 3e-4},
                          distributions=LR, user_attrs={records.CONFIRMS: confirms})
@@ -53,31 +65,44 @@ def test_confirmed_configurations_rank_first_by_their_mean_over_seeds():
         done(2, 0.95),                                  # single run, the highest score
         done(3, 0.1, **{records.CONFIRMS: 0}),
         done(4, 0.7, **{records.CONFIRMS: 1}),
+        done(5, 0.99),                                  # its confirmation failed: refuted
+        failed(6, confirms=5),
     ], seeds=2)
-    assert [c.number for c in found] == [1, 0, 2]
+    assert [c.number for c in found] == [1, 0, 2, 5]
     assert found[0].scores == (0.6, 0.7) and found[0].mean == pytest.approx(0.65)
     assert found[1].mean == pytest.approx(0.5) and found[1].confirmed
-    assert not found[2].confirmed and not found[2].confirming
+    assert not found[2].confirmed and not found[2].tried
+    assert found[3].refuted and found[3].scores == (0.99,)
     # one seed asked for: every single run is confirmed, ranked by its score
     assert [c.number for c in configurations([done(0, 0.9), done(1, 0.6), done(2, 0.95)], 1)] == [2, 0, 1]
 
 
 def test_a_configuration_under_confirmation_counts_its_completed_seeds_only():
     [c] = configurations([done(0, 0.8), queued(1, confirms=0)], seeds=2)
-    assert c.confirming and not c.confirmed and c.scores == (0.8,)
+    assert c.pending and c.tried and not c.confirmed and not c.refuted and c.scores == (0.8,)
     assert group_of(queued(1, confirms=0)) == 0
 
 
-def test_only_a_trial_above_every_confirmed_or_confirming_mean_is_confirmed():
-    configs = configurations([done(0, 0.9), done(1, 0.5, **{records.CONFIRMS: 0}), done(2, 0.8)], 2)
-    assert to_confirm(done(3, 0.71), 0.71, configs, 2)      # above 0.7, 0 confirmed's mean
-    assert not to_confirm(done(3, 0.69), 0.69, configs, 2)
-    # 2 (0.8) is not being confirmed: it does not raise the bar
-    assert to_confirm(done(3, 0.75), 0.75, configs, 2)
-    # a confirmation is never confirmed itself; one seed asked for: nothing is
-    assert not to_confirm(done(4, 0.99, **{records.CONFIRMS: 3}), 0.99, configs, 2)
-    assert not to_confirm(done(3, 0.99), 0.99, configs, 1)
-    assert to_confirm(done(0, 0.1), 0.1, [], 2)              # the first completed trial
+def chosen(trials: list[optuna.trial.FrozenTrial], seeds: int = 2) -> int | None:
+    config = next_to_confirm(configurations(trials, seeds), seeds)
+    return None if config is None else config.number
+
+
+def test_the_best_untried_configuration_above_every_confirmed_or_pending_mean_is_confirmed():
+    confirmed = [done(0, 0.9), done(1, 0.5, **{records.CONFIRMS: 0})]   # mean 0.7
+    assert chosen([done(2, 0.1)]) == 2                                  # the first one
+    assert chosen([*confirmed, done(2, 0.71), done(3, 0.8)]) == 3       # the best above 0.7
+    assert chosen([*confirmed, done(2, 0.69)]) is None
+    pending = [done(4, 0.85), queued(5, confirms=4)]                    # its 0.85 counts until known
+    assert chosen([*confirmed, *pending, done(2, 0.8)]) is None
+    assert chosen([*confirmed, *pending, done(2, 0.9)]) == 2
+    # a trial below a lucky configuration's first score is confirmed once that one's mean falls
+    refuted_low = [done(4, 0.85), done(5, 0.05, **{records.CONFIRMS: 4})]
+    assert chosen([*confirmed, *refuted_low, done(2, 0.8)]) == 2
+    # a configuration whose confirmation failed raises no bar and is not tried again
+    assert chosen([*confirmed, done(4, 0.85), failed(5, confirms=4), done(2, 0.75)]) == 2
+    assert chosen([done(4, 0.85), failed(5, confirms=4)]) is None
+    assert chosen([done(0, 0.9), done(2, 0.95)], seeds=1) is None        # one seed: never
 
 
 def test_a_retried_confirmation_keeps_its_configuration_and_seed(tmp_path):
@@ -154,12 +179,39 @@ def test_the_search_best_is_the_configuration_best_over_seeds_not_the_luckiest_r
         assert [o for o in config["base_overrides"] if o.startswith("train.seed=")] == [
             f"train.seed={seed}"]
     study = load_study(sp)
-    best = completed(study, 2)[0]
+    best = ranked(study, 2)[0]
     assert best.trial.user_attrs[records.CONFIG_VALUES]["ppo.learning_rate"] == pytest.approx(1e-4)
     assert best.confirmed and best.mean == pytest.approx(0.7, abs=1e-6)
-    lucky = [c for c in completed(study, 2) if c.confirmed and c.scores[0] == pytest.approx(1.0)]
+    lucky = [c for c in ranked(study, 2) if c.confirmed and c.scores[0] == pytest.approx(1.0)]
     assert lucky and lucky[0].mean == pytest.approx(0.55, abs=1e-6), "the lucky run was never confirmed"
     assert max(t.value for t in study_trials if t.value is not None) == pytest.approx(1.0)
     state = yaml.safe_load(sp.state.read_text())
     assert state["best"]["trial"] == best.number
     assert state["best"]["score"] == pytest.approx(0.7, abs=1e-6)
+
+
+def test_a_resumed_study_keeps_its_confirm_seeds_and_refuses_another(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    skip_reports(monkeypatch)
+    behaviour = write_behaviour(tmp_path, "flat", seconds_per_point=0.01, curve="plateau")
+    flags = ["--search-method", "random", "--seed", "0", "--pruner", "none"]
+    assert run_search(search_argv(study="kept", space="lr_prior.yaml", behaviour=behaviour,
+                                  hp_trials=3, workers=1,
+                                  flags=[*flags, "--confirm-seeds", "3"])) == 0
+    sp = StudyPaths.for_study("kept")
+    before = sp.trial_final_csv.read_bytes()
+    again = search_argv(study="kept", space=None, behaviour=behaviour, hp_trials=6, workers=1,
+                        flags=[*flags, "--resume", "--confirm-seeds", "2"])
+    assert run_search(again) == 2
+    err = capsys.readouterr().err
+    assert "--confirm-seeds" in err and "2" in err and "on 3 seed(s)" in err
+    assert "--confirm-seeds 3" in err  # the fix names the study's value
+    assert sp.trial_final_csv.read_bytes() == before
+    assert run_search(search_argv(study="kept", space=None, behaviour=behaviour, hp_trials=6,
+                                  workers=1, flags=[*flags, "--resume"])) == 0
+    meta = yaml.safe_load(sp.meta.read_text())
+    assert [s["confirm_seeds"] for s in meta["sessions"]] == [3, 3]
+    # the prior completed first and was confirmed on 2 more seeds (train.seed 501 and 502)
+    seeds = sorted(t.user_attrs[records.CONFIRM_SEED] for t in trials(sp)
+                   if t.user_attrs.get(records.CONFIRMS) == 0)
+    assert seeds == [CONFIRM_SEED_BASE + 1, CONFIRM_SEED_BASE + 2]

@@ -14,6 +14,7 @@ import optuna
 
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted, bad_flag
 from automl.requests import (
+    DEFAULT_CONFIRM_SEEDS,
     Budget,
     Request,
     Resources,
@@ -42,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--space", default=None, help=f"search-space file (default {DEFAULT_SPACE})")
     a("--search-method", default="bayesian", help="bayesian (multivariate TPE), random, grid, cmaes")
     a("--pruner", default="hyperband", help="hyperband, median, successive_halving, none")
-    a("--confirm-seeds", type=int, default=2, help="seeds a new best of the search is trained on "
-      "before it counts as the best, its mean over them ranking it (1: one run each)")
+    a("--confirm-seeds", type=int, default=None, help="seeds a new best of the search is trained "
+      f"on, its mean over them ranking it (default {DEFAULT_CONFIRM_SEEDS}; 1: one run each)")
     a("--grace-frames", type=int, default=None, help="frames before a trial may be pruned "
       "(the first rung is also after one time limit of every env; default 10%% of train.frames)")
     a("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
@@ -81,7 +82,6 @@ def check_flags(args: argparse.Namespace) -> None:
             raise bad_flag(flag, value, f"it must be one of {', '.join(allowed)}",
                             f"use {flag} {allowed[0]}")
     positive = {"--budget-hours": args.budget_hours, "--hp-trials": args.hp_trials,
-                "--confirm-seeds": args.confirm_seeds,
                 "--threads-per-trial": args.threads_per_trial, "--trial-timeout": args.trial_timeout,
                 "--validate-top": args.validate_top, "--validate-seeds": args.validate_seeds,
                 "--final-frames-multiplier": args.final_frames_multiplier,
@@ -89,6 +89,10 @@ def check_flags(args: argparse.Namespace) -> None:
     for flag, value in positive.items():
         if not value > 0:
             raise bad_flag(flag, value, "it must be > 0", f"give {flag} a positive value")
+    if args.confirm_seeds is not None and args.confirm_seeds <= 0:
+        raise bad_flag("--confirm-seeds", args.confirm_seeds, "it must be >= 1",
+                        f"drop it for {DEFAULT_CONFIRM_SEEDS}, or give 1 to train each "
+                        "configuration once")
     if args.grace_frames is not None and args.grace_frames <= 0:
         raise bad_flag("--grace-frames", args.grace_frames, "it must be > 0",
                         "drop it for 10% of train.frames")

@@ -21,6 +21,7 @@ from automl.requests import Request
 from automl.reruns import StageLog, completed, run_final, run_validation, trial_file
 from automl.search import reports
 from automl.search import scheduler as search_loop
+from automl.search.confirm import study_seeds
 from automl.search.console import LiveConsole, QuietConsole
 from automl.search.forkserver import ForkServer
 from automl.search.plan import (
@@ -45,6 +46,7 @@ def run_search(request: Request, plan: Plan, budget_s: float,
     """The search stage: one Optuna study, trials in asynchronous slots, until a limit is hit."""
     recovery = Recovery(plan.study_paths, plan.space)
     study = open_study(request, plan, on_stale=recovery)
+    seeds = study_seeds(study, request.search, source=str(plan.study_paths.root))
     again = recover_trials(study, recovery) if request.study.resume else []
     slots = slots_for(request.resources, plan.base.env.device)
     search = request.search
@@ -59,7 +61,7 @@ def run_search(request: Request, plan: Plan, budget_s: float,
         "hp_trials": search.hp_trials, "overrides": list(plan.overrides), "frames_per_trial": plan.frames,
         "grace_frames": plan.grace_frames, "pruning": plan.pruning.as_dict(),
         "pruning_sized_by": "an earlier session" if plan.settled else "--hp-trials",
-        "confirm_seeds": search.seeds,
+        "confirm_seeds": seeds,
         "retried_trials": again})
     scoring = plan.base.scoring
     settings = SearchSettings(
@@ -69,16 +71,16 @@ def run_search(request: Request, plan: Plan, budget_s: float,
         plateau_patience=scoring.plateau_patience, plateau_min_delta=scoring.plateau_min_delta,
         drop=scoring.drop, grace_frames=plan.grace_frames, trial_timeout=request.budget.trial_timeout,
         max_failure_rate=request.budget.max_failure_rate, target_score=search.target_score,
-        confirm_seeds=search.seeds, forkserver=forkserver, recovery=recovery,
+        confirm_seeds=seeds, forkserver=forkserver, recovery=recovery,
         sizing=plan_sizing(request, plan, slots=len(slots), budget_s=budget_s))
     console = QuietConsole() if request.quiet else LiveConsole()
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), {search.hp_trials} trials of {plan.frames:,} frames, "
                     f"search budget {budget_s / 3600:.2f} h")
     console.message(f"automl: {plan.pruning.describe()}")
-    if search.seeds > 1:
-        console.message(f"automl: a new best is confirmed on {search.seeds - 1} more seed(s) "
-                        f"(never pruned); the best is the confirmed configuration of highest mean")
+    if seeds > 1:
+        console.message(f"automl: a new best is confirmed on {seeds - 1} more seed(s) (never "
+                        "pruned); the best is the confirmed configuration of highest mean")
     with console:
         outcome = Scheduler(study, plan.study_paths, settings, console).run()
     counts = ", ".join(f"{k} {v}" for k, v in outcome.finished.items() if v) or "no trial ended"
@@ -110,7 +112,7 @@ def _existing(request: Request) -> tuple[StudyPaths, optuna.Study]:
         raise ConfigError(file=str(sp.root), key="--study-name", value=name,
                           rule="no study of that name exists", fix="check the name (analyze.py lists them)")
     study = load_study(sp, storage)
-    if request.mode == "validate" and not completed(study, request.search.seeds):
+    if request.mode == "validate" and not completed(study, request.search):
         raise ConfigError(file=str(sp.root), key="--study-name", value=name,
                           rule="the study has no completed trial to validate",
                           fix="run --mode search first (or give it more budget)")
@@ -131,7 +133,7 @@ def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: lis
         user = trial_file(sp, best_trial).get("user_overrides", [])
         exported = export_validated_best(sp, validated, study=study, groups=_groups(user))
         log.note(sp, selection_note(validated))
-    elif configs := completed(study, request.search.seeds):
+    elif configs := completed(study, request.search):
         best_trial = configs[0].number
         user = trial_file(sp, best_trial).get("user_overrides", [])
         exported = export_best_config(

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_CONFIRM_SEEDS = 2
+"""--confirm-seeds of a new study that is not given one."""
+
 
 @dataclass(frozen=True)
 class StudyRequest:
@@ -77,14 +80,17 @@ class SearchOptions:
     """--grace-frames: frames before a trial may be pruned; None: 10% of train.frames."""
     target_score: float | None
     """--target-score: log threshold_hits.csv when a trial reaches it."""
-    confirm_seeds: int = 2
-    """--confirm-seeds: seeds a new best is trained on in the search (automl.search.confirm)."""
+    confirm_seeds: int | None = None
+    """--confirm-seeds: seeds a new best is trained on in the search (automl.search.confirm);
+    None: not given (a new study takes DEFAULT_CONFIRM_SEEDS, a resumed one its own)."""
 
     @property
     def seeds(self) -> int:
-        """Seeds a configuration is confirmed on: --confirm-seeds, 1 for grid search (it trains
-        each point once)."""
-        return 1 if self.method == "grid" else self.confirm_seeds
+        """Seeds a new study confirms a configuration on: --confirm-seeds or its default; 1 for
+        grid search (it trains each point once)."""
+        if self.method == "grid":
+            return 1
+        return DEFAULT_CONFIRM_SEEDS if self.confirm_seeds is None else self.confirm_seeds
 
 
 @dataclass(frozen=True)

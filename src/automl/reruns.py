@@ -18,10 +18,10 @@ from automl import reasons
 from automl.config import load_run_config
 from automl.errors import Interrupted
 from automl.paths import RunPaths, StudyPaths
-from automl.requests import Request, Resources
+from automl.requests import Request, Resources, SearchOptions
 from automl.search import records, reports
 from automl.search.budget import fit_validation, seconds_for
-from automl.search.confirm import Configuration, ranked
+from automl.search.confirm import Configuration, ranked, study_seeds
 from automl.search.forkserver import ForkServer
 from automl.search.launcher import Slot
 from automl.search.plan import slots_for, worker_command
@@ -61,10 +61,10 @@ def trial_file(study_paths: StudyPaths, number: int) -> dict[str, Any]:
     return json.loads(study_paths.trial_config(number).read_text())
 
 
-def completed(study: optuna.Study, seeds: int) -> list[Configuration]:
-    """The study's configurations whose first trial completed, best first: confirmed on `seeds`
-    seeds by their mean, then the others (automl.search.confirm)."""
-    return ranked(study, seeds)
+def completed(study: optuna.Study, search: SearchOptions) -> list[Configuration]:
+    """The study's configurations whose first trial completed, best first: confirmed on the
+    study's --confirm-seeds by their mean, then the others (automl.search.confirm)."""
+    return ranked(study, study_seeds(study, search, source=f"study {study.study_name}"))
 
 
 def _run_seconds(study_paths: StudyPaths, trial: optuna.trial.FrozenTrial, *,
@@ -150,7 +150,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
     from automl.analysis.validation import config_id_for
 
     log.phase = "validation"
-    configs = completed(study, request.search.seeds)[: request.validation.top]
+    configs = completed(study, request.search)[: request.validation.top]
     means = {c.number: c.mean for c in configs}
     top = [c.trial for c in configs]
     if not top:

@@ -201,6 +201,7 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         plan.space.dump(sp.search_space)
         study.set_user_attr(records.SEARCH_SPACE_TEXT, plan.space.text)
         study.set_user_attr(records.STUDY_OVERRIDES, list(plan.overrides))
+        study.set_user_attr(records.STUDY_CONFIRM_SEEDS, request.search.seeds)
         study.set_user_attr(records.PLAN_INPUTS, plan_inputs(plan.pruning.trials, plan.grace_frames,
                                                              settled=False))
         # Grid search visits every combination anyway: an enqueued prior would repeat one.

@@ -56,6 +56,8 @@ SEARCH_SPACE_TEXT = "search_space_yaml"
 STUDY_OVERRIDES = "overrides"
 """Study attribute: the Hydra overrides the study started with; --resume on any machine trains
 with them (automl.search.resume)."""
+STUDY_CONFIRM_SEEDS = "confirm_seeds"
+"""Study attribute: --confirm-seeds of the study (automl.search.confirm), kept on --resume."""
 PLAN_INPUTS = "pruning_plan_inputs"
 """Study attribute: {trials, grace_frames, settled}, what the study's pruning plan was sized to
 (--hp-trials or the budget, and grace) and whether it was settled on the budget yet; --resume on

@@ -91,6 +91,8 @@ class Scheduler:
                                 trial_timeout=settings.trial_timeout,
                                 target_score=settings.target_score)
         self.interrupted = False
+        self.stopping = False
+        """Set when every trial is being stopped (deadline, Ctrl-C, failures): nothing is queued."""
         self.rejections = 0
         self.next_state = 0.0
 
@@ -165,8 +167,11 @@ class Scheduler:
         return None
 
     def _room(self, count: int) -> bool:
-        """Whether `count` more trials (queued now) can still start: below --hp-trials with the
-        trials already queued, and one more trial fits before the deadline."""
+        """Whether `count` more trials (queued now) can still start: the search is not stopping,
+        they fit below --hp-trials with the trials already queued, and one more trial fits before
+        the deadline."""
+        if self.stopping:
+            return False
         trials = self.study.get_trials(deepcopy=False)
         queued = sum(1 for t in trials if t.state == optuna.trial.TrialState.WAITING)
         return (count_trained(self.study) + queued + count <= self.s.hp_trials
@@ -261,6 +266,7 @@ class Scheduler:
 
     def _stop_all(self, reason: str) -> None:
         """Deadline, Ctrl-C or too many failures: stop every trial, record each, leave no child."""
+        self.stopping = True
         for r in list(self.running.values()):
             if r.reason is None:
                 r.reason = reason
@@ -277,7 +283,8 @@ class Scheduler:
     # ----------------------------------------------------------------- what others read of it
     @property
     def best(self) -> Best | None:
-        """(score, trial number, values) of the best trial so far, earlier sessions' included."""
+        """(mean score, first trial's number, values) of the best configuration so far, earlier
+        sessions' included (automl.search.confirm ranks them)."""
         return self.tally.best
 
     def trained_count(self) -> int:

@@ -4,7 +4,6 @@ plus the tally of ended trials by stop reason and the best so far that follow fr
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -171,23 +170,21 @@ class TrialRecorder:
                                  state)
         error_tail = not_stored + error_tail
         self.tally.finished[reason] += 1
-        if state == TrialState.COMPLETE and not not_stored:
-            self._confirm(trial, score)
+        if not not_stored:
+            self._confirm()
         row = {"trial": trial.number, "frames": frames,
                "score": score if math.isfinite(score) else None, "stop_reason": reason,
                "wall_s": round(wall, 2), **values, "error_tail": error_tail[-500:]}
         reports.append_trial_final(self.paths, row, self.space.names)
         self.console.trial_finished(trial.number, reason, score, frames)
 
-    def _confirm(self, trial: optuna.Trial, score: float) -> None:
-        """A completed trial: queue its confirmations when it beats the standing best, and rank
-        the configurations again for the best so far."""
+    def _confirm(self) -> None:
+        """A trial ended: queue the configuration to confirm now (if any, and if its runs can
+        still start), and rank the configurations again for the best so far."""
         configs = confirm.ranked(self.study, self.confirm_seeds)
-        if (not self.aborting and confirm.to_confirm(trial, score, configs, self.confirm_seeds)
-                and self.room(self.confirm_seeds - 1)):
-            confirm.enqueue_confirmations(self.study, trial, trial.params, self.confirm_seeds)
-            configs = [dataclasses.replace(c, confirming=True) if c.number == trial.number else c
-                       for c in configs]
+        chosen = confirm.next_to_confirm(configs, self.confirm_seeds)
+        if chosen is not None and not self.aborting and self.room(self.confirm_seeds - 1):
+            confirm.enqueue_confirmations(self.study, chosen, self.confirm_seeds)
         self.tally.rank(configs, self.space)
 
     def _store(self, trial: optuna.Trial, attrs: dict[str, Any], value: float | None,

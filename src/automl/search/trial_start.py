@@ -13,6 +13,7 @@ from automl import reasons
 from automl.paths import StudyPaths, atomic_write_text
 from automl.search import records
 from automl.search.launcher import Slot, launch, run_overrides
+from automl.search.resume import override_key
 from automl.search.search_policy import count_trained
 from automl.search.tb_reader import EventTail
 from automl.search.trial_record import TrialRecorder
@@ -45,7 +46,7 @@ class TrialStarter:
         base = [*space.fixed_overrides(), *space.overrides(values), *self.s.user_overrides]
         seed = trial.user_attrs.get(records.CONFIRM_SEED)
         if isinstance(seed, int):  # a confirmation: the configuration again, on its own seed
-            base = [*(o for o in base if not o.startswith("train.seed=")), f"train.seed={seed}"]
+            base = [*(o for o in base if override_key(o) != "train.seed"), f"train.seed={seed}"]
         violated = space.check(values, self.s.user_overrides)
         self.recorder.tag_search(trial, config_values, violated)
         if violated:  # recorded like any trial (its config too), never trained
