@@ -99,8 +99,8 @@ def how_chosen(source: Mapping[str, Any]) -> str:
                 f"{source.get('n_seeds')} fresh seed(s) among {source.get('validated_configs', '?')} "
                 "validated configuration(s)")
     seeds = source.get("search_seeds", 1)
-    return (f"chosen by the search alone: the highest search score ({number('search_score')}, "
-            f"mean of {seeds} seed(s)), not validated")
+    return (f"chosen by the search alone: its best configuration (confirmed ones first), search "
+            f"score {number('search_score')} (mean of {seeds} seed(s)), not validated")
 
 
 def trial_config_values(study_paths: StudyPaths, trial_number: int, *,

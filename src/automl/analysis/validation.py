@@ -142,7 +142,7 @@ def _rank_key(result: ValidationResult) -> tuple[int, float, float, int]:
 
 
 def choose_best(results: Sequence[ValidationResult]) -> ValidationResult:
-    """The configuration with the highest validated mean (not the best single search run)."""
+    """The configuration with the highest validated mean (not the highest search score)."""
     candidates = [r for r in results if r.n > 0]
     if not candidates:
         ids = ", ".join(r.config_id for r in results) or "none"
@@ -161,7 +161,7 @@ def best_by_search(results: Sequence[ValidationResult]) -> ValidationResult:
 
 
 def differs_from_search_best(results: Sequence[ValidationResult]) -> bool:
-    """Whether validation picks another configuration than the best search run."""
+    """Whether validation picks another configuration than the highest search score among them."""
     return choose_best(results).source_trial != best_by_search(results).source_trial
 
 
@@ -173,7 +173,7 @@ def selection_note(results: Sequence[ValidationResult]) -> str:
     known = [r for r in results if math.isfinite(r.search_score)]
     if known and differs_from_search_best(results):
         lucky = best_by_search(results)
-        text += (f"; the best search run, {lucky.config_id} (search score "
+        text += (f"; the highest search score among them, {lucky.config_id} (search score "
                  f"{lucky.search_score:.4g}), validated at only {lucky.mean:.4g}")
     return text
 
