@@ -25,7 +25,7 @@ from automl.search.search_policy import (
     Budget,
     SharedStudy,
     TrialCount,
-    count_trained,
+    counts_toward_limit,
     failure_message,
     grid_taken,
 )
@@ -172,9 +172,9 @@ class Scheduler:
         the deadline."""
         if self.stopping:
             return False
-        trials = self.study.get_trials(deepcopy=False)
+        trials = self.study.get_trials(deepcopy=False)  # one read of the storage
         queued = sum(1 for t in trials if t.state == optuna.trial.TrialState.WAITING)
-        return (count_trained(self.study) + queued + count <= self.s.hp_trials
+        return (sum(map(counts_toward_limit, trials)) + queued + count <= self.s.hp_trials
                 and self.budget.allows_start(self.running.values()))
 
     def _poll_all(self) -> None:
