@@ -197,14 +197,13 @@ class Recovery:
 
 
 def enqueue_retry(study: optuna.Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
-    """Queue `trial`'s configuration to run again (a confirmation on its own seed), unless a retry
-    of it exists already."""
+    """Queue `trial`'s configuration to run again, with what it said of itself (a confirmation
+    keeps its seed), unless a retry of it exists already."""
     if any(t.user_attrs.get(records.RETRY_OF) == trial.number
            for t in study.get_trials(deepcopy=False)):
         return
-    kept = {k: trial.user_attrs[k] for k in (records.CONFIRMS, records.CONFIRM_SEED)
-            if k in trial.user_attrs}
-    study.enqueue_trial(params, user_attrs={records.RETRY_OF: trial.number, **kept})
+    kept = {k: v for k, v in trial.user_attrs.items() if k in records.QUEUED_ATTRS}
+    study.enqueue_trial(params, user_attrs={**kept, records.RETRY_OF: trial.number})
 
 
 @contextlib.contextmanager

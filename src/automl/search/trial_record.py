@@ -170,7 +170,7 @@ class TrialRecorder:
                                  state)
         error_tail = not_stored + error_tail
         self.tally.finished[reason] += 1
-        if not not_stored:
+        if not not_stored and not self.aborting:  # aborting: the storage may be failing
             self._confirm()
         row = {"trial": trial.number, "frames": frames,
                "score": score if math.isfinite(score) else None, "stop_reason": reason,
@@ -183,7 +183,7 @@ class TrialRecorder:
         still start), and rank the configurations again for the best so far."""
         configs = confirm.ranked(self.study, self.confirm_seeds)
         chosen = confirm.next_to_confirm(configs, self.confirm_seeds)
-        if chosen is not None and not self.aborting and self.room(self.confirm_seeds - 1):
+        if chosen is not None and self.room(self.confirm_seeds - 1):
             confirm.enqueue_confirmations(self.study, chosen, self.confirm_seeds)
         self.tally.rank(configs, self.space)
 
