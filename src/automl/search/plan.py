@@ -29,6 +29,7 @@ from automl.search.launcher import Slot, default_worker, plan_slots, visible_gpu
 from automl.search.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
 from automl.search.recovery import Recovery, enqueue_retry
 from automl.search.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
+from automl.search.sampling import StartupTPESampler
 from automl.search.sizing import PlanSizing, StoredPlan, plan_inputs
 from automl.search.space import SearchSpace, load_space
 from automl.search.storage import check_storage, open_storage
@@ -154,8 +155,7 @@ def make_sampler(method: str, space: SearchSpace, seed: int | None,
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
     if method == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(multivariate=True, seed=seed, n_startup_trials=startup,
-                                      constant_liar=True)
+    return StartupTPESampler(startup=startup, seed=seed)
 
 
 def _stored_settings(url: str | None, sp: StudyPaths, *,

@@ -1,0 +1,62 @@
+"""The default sampler's random start-up counts configurations it drew: confirmations and
+validation runs re-train a configuration and must not end the start-up."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from automl.search import records
+from automl.search.sampling import StartupTPESampler, drew_configuration
+
+SEED = 7
+DISTRIBUTIONS = {"x": optuna.distributions.FloatDistribution(0.0, 1.0),
+                 "layers": optuna.distributions.CategoricalDistribution([1, 2, 3])}
+
+
+def run_with_confirmations(sampler: optuna.samplers.BaseSampler, drawn: int) -> list[dict]:
+    """`drawn` sampled trials, each followed by a confirmation of it (as a search confirms every
+    new best); returns the sampled trials' parameters."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    params = []
+    for _ in range(drawn):
+        trial = study.ask(DISTRIBUTIONS)
+        params.append(dict(trial.params))
+        study.tell(trial, trial.params["x"])
+        study.enqueue_trial(trial.params, user_attrs={records.CONFIRMS: trial.number,
+                                                      records.CONFIRM_SEED: 501})
+        again = study.ask(DISTRIBUTIONS)
+        assert again.params == trial.params  # the confirmation re-trains, draws nothing
+        study.tell(again, trial.params["x"] - 0.01)
+    return params
+
+
+def random_draws(count: int) -> list[dict]:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=SEED))
+    return [dict(study.ask(DISTRIBUTIONS).params) for _ in range(count)]
+
+
+def test_confirmations_do_not_use_up_the_startup() -> None:
+    # 4 random configurations, although 8 trials finished before the fifth draw
+    drawn = run_with_confirmations(StartupTPESampler(startup=4, seed=SEED), drawn=5)
+    assert drawn[:4] == random_draws(4)
+    assert drawn[4] != random_draws(5)[4]  # then TPE models
+
+
+def test_optunas_own_count_would_leave_the_startup_after_two_configurations() -> None:
+    # the behaviour the sampler exists to avoid (and the proof the test above can fail)
+    plain = optuna.samplers.TPESampler(multivariate=True, seed=SEED, n_startup_trials=4,
+                                       constant_liar=True)
+    drawn = run_with_confirmations(plain, drawn=4)
+    assert drawn[:2] == random_draws(2)
+    assert drawn[2:] != random_draws(4)[2:]
+
+
+@pytest.mark.parametrize(("attrs", "drew"), [
+    ({}, True), ({"prior": True}, True), ({records.RETRY_OF: 3}, True),
+    ({records.CONFIRMS: 3}, False), ({records.PHASE: "validation"}, False)])
+def test_which_trials_drew_their_configuration(attrs: dict, drew: bool) -> None:
+    trial = optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": DISTRIBUTIONS["x"]},
+                                      value=1.0, user_attrs=attrs)
+    assert drew_configuration(trial) is drew
