@@ -7,6 +7,7 @@ import optuna
 import pytest
 
 from automl.search import records
+from automl.search.plan import derived_seed
 from automl.search.sampling import StartupTPESampler, drew_configuration
 
 SEED = 7
@@ -60,3 +61,13 @@ def test_which_trials_drew_their_configuration(attrs: dict, drew: bool) -> None:
     trial = optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": DISTRIBUTIONS["x"]},
                                       value=1.0, user_attrs=attrs)
     assert drew_configuration(trial) is drew
+
+
+def test_a_resized_sampler_does_not_share_another_seeds_draws() -> None:
+    # the sampler that replaces the first once the budget sizes the plan gets a seed of its own;
+    # with seed + 1, study seed s would replay study seed s + 1's first draws
+    seeds = range(200)
+    derived = [derived_seed(s) for s in seeds]
+    assert derived == [derived_seed(s) for s in seeds]  # reproducible
+    assert len(set(derived)) == len(derived)
+    assert not set(derived) & set(range(1000))

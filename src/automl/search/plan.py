@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shlex
 import sys
 import time
@@ -137,13 +138,20 @@ def plan_sizing(request: Request, plan: Plan, *, slots: int, budget_s: float) ->
     new_sampler = None
     if method == "bayesian":
         def new_sampler(startup: int) -> optuna.samplers.BaseSampler:
-            """TPE with `startup`; another seed than the first sampler's, whose draws it would replay."""
-            return make_sampler(method, plan.space, None if seed is None else seed + 1, startup)
+            """TPE with `startup`; a seed derived from the first sampler's, whose draws it would
+            replay (not seed + 1: that is another study's first seed, whose draws it would share)."""
+            return make_sampler(method, plan.space, None if seed is None else derived_seed(seed),
+                                startup)
     # The plan in force was sized to --hp-trials (a resumed study's: its first session's); the
     # budget only ever sizes it down.
     return PlanSizing(plan=plan.pruning, plan_for=plan.pruning_for, hp_trials=plan.pruning.trials,
                       budget_s=budget_s, slots=slots, grace_frames=plan.grace_frames,
                       study_paths=plan.study_paths, new_sampler=new_sampler)
+
+
+def derived_seed(seed: int) -> int:
+    """A second sampler seed for a study seeded `seed`, unrelated to any other study's seed."""
+    return random.Random(seed).randrange(2**31)
 
 
 def make_sampler(method: str, space: SearchSpace, seed: int | None,
