@@ -71,3 +71,26 @@ def test_a_resized_sampler_does_not_share_another_seeds_draws() -> None:
     assert derived == [derived_seed(s) for s in seeds]  # reproducible
     assert len(set(derived)) == len(derived)
     assert not set(derived) & set(range(1000))
+
+
+def test_under_hyperband_the_startup_counts_within_the_trials_bracket() -> None:
+    # Optuna hands the sampler a bracket's view of the study; with a start-up of 3 per bracket
+    # every bracket's first 3 configurations are random draws
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = StartupTPESampler(startup=3, seed=SEED)
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+    # Optuna assigns brackets by a hash of the study's name and the trial's number: a fixed name
+    study = optuna.create_study(study_name="brackets", direction="maximize", sampler=sampler,
+                                pruner=pruner)
+    brackets: dict[int, list[int]] = {}
+    for _ in range(40):
+        trial = study.ask(DISTRIBUTIONS)
+        drawn_at_random = trial.number in sampler._random_for  # noqa: SLF001
+        trial.report(trial.params["x"], 1)
+        trial.should_prune()  # the pruner sets its brackets up on its first decision
+        frozen = study.tell(trial, trial.params["x"])
+        bracket = pruner._get_bracket_id(study, frozen)  # noqa: SLF001 - Optuna's own bracket id
+        brackets.setdefault(bracket, []).append(drawn_at_random)
+    assert len(brackets) == 3
+    for draws in brackets.values():
+        assert len(draws) > 3 and draws[:3] == [True, True, True] and not any(draws[3:])

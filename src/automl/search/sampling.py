@@ -4,8 +4,8 @@ Optuna's TPESampler leaves its random start-up once `n_startup_trials` trials ar
 pruned. In automl some of those trials draw nothing: a confirmation re-trains a configuration on
 another seed (search/confirm.py), and validation re-trains the best ones. The first configuration
 is always confirmed, and so is every new best, so at the 15-25 trials of a budget-sized study a
-start-up of 5 held only 2-4 random configurations before TPE began to model (docs/benchmarks.md,
-navigation): too few in a space of a dozen parameters. Here the start-up counts only trials whose
+start-up of 5 held fewer random configurations (4 on a navigation search, docs/benchmarks.md)
+before TPE began to model: too few in a space of a dozen parameters. Here the start-up counts only trials whose
 configuration the sampler drew, in the trial's Hyperband bracket as Optuna's own count does.
 """
 
