@@ -56,7 +56,8 @@ def test_optunas_own_count_would_leave_the_startup_after_two_configurations() ->
 
 @pytest.mark.parametrize(("attrs", "drew"), [
     ({}, True), ({"prior": True}, True), ({records.RETRY_OF: 3}, True),
-    ({records.CONFIRMS: 3}, False), ({records.PHASE: "validation"}, False)])
+    ({records.CONFIRMS: 3}, False), ({records.PHASE: "validation"}, False),
+    ({records.INTERRUPTED: True}, False)])
 def test_which_trials_drew_their_configuration(attrs: dict, drew: bool) -> None:
     trial = optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": DISTRIBUTIONS["x"]},
                                       value=1.0, user_attrs=attrs)

@@ -70,7 +70,7 @@ def configurations(trials: Iterable[FrozenTrial], seeds: int) -> list[Configurat
     """The search's configurations whose first trial completed, best first: confirmed ones by mean,
     then the others by mean, refuted ones last (`seeds`: --confirm-seeds; with 1, single runs by
     their score)."""
-    search = [t for t in trials if t.user_attrs.get(records.PHASE, "search") == "search"]
+    search = [t for t in trials if records.in_search(t)]
     done = {t.number: t for t in search if t.state == TrialState.COMPLETE and t.value is not None}
     later: dict[int, list[FrozenTrial]] = {}
     for t in search:

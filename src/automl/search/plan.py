@@ -229,7 +229,7 @@ def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
     retried = {t.user_attrs.get(records.RETRY_OF) for t in study.get_trials(deepcopy=False)}
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
-        if attrs.get(records.PHASE, "search") != "search" or t.number in retried:
+        if not records.in_search(t) or t.number in retried:
             continue
         if attrs.get(records.INTERRUPTED) and t.state.is_finished() and t.params:
             enqueue_retry(study, t, t.params)

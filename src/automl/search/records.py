@@ -7,6 +7,8 @@ error/timeout -> FAIL.
 
 from __future__ import annotations
 
+from typing import Any
+
 STOP_REASON = "stop_reason"
 """One of automl.reasons.ALL."""
 FRAMES = "frames"
@@ -24,6 +26,7 @@ ERROR_TAIL = "error_tail"
 PHASE = "phase"
 """search / validation / final; `unused` for a trial given up because the study was full."""
 PHASE_UNUSED = "unused"
+PHASE_SEARCH = "search"
 INTERRUPTED = "interrupted"
 """True when the orchestrator stopped (budget, Ctrl-C) before the trial could finish."""
 RETRY_OF = "retry_of"
@@ -65,3 +68,9 @@ any machine keeps a settled plan (automl.search.sizing)."""
 
 TRIAL_FINAL_COLUMNS = ("trial", "frames", "score", "stop_reason", "wall_s")
 """Leading columns of trial_final.csv; the searched parameters and `error_tail` follow."""
+
+
+def in_search(trial: Any) -> bool:
+    """Whether `trial` (an Optuna trial, frozen or not) belongs to the search phase (the phase
+    of a trial that says none)."""
+    return bool(trial.user_attrs.get(PHASE, PHASE_SEARCH) == PHASE_SEARCH)

@@ -134,7 +134,7 @@ class Recovery:
         with self._lock(heartbeat is None):
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 why = self._dead(t, mine, heartbeat=bool(heartbeat))
-                if why and t.user_attrs.get(records.PHASE, "search") == "search":
+                if why and records.in_search(t):
                     self._fail(study, t, why)
         return self.recovered[before:]
 
@@ -144,7 +144,7 @@ class Recovery:
         heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
         count = 0
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.number in mine or t.user_attrs.get(records.PHASE, "search") != "search":
+            if t.number in mine or not records.in_search(t):
                 continue
             if heartbeat or owner_alive(owner_of(t.user_attrs) or {}, mine=mine,
                                         number=t.number, rebooted_is_dead=True):
@@ -191,7 +191,7 @@ class Recovery:
             "trial": trial.number, "frames": summary.frames if summary else 0, "score": None,
             "stop_reason": reasons.ERROR, "wall_s": None, **values, "error_tail": why}, names)
         params = trial.params or trial.system_attrs.get(FIXED_PARAMS) or {}
-        if params and trial.user_attrs.get(records.PHASE, "search") == "search":
+        if params and records.in_search(trial):
             enqueue_retry(study, trial, params)
         self.recovered.append(trial.number)
 

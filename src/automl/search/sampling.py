@@ -3,10 +3,11 @@
 Optuna's TPESampler leaves its random start-up once `n_startup_trials` trials are complete or
 pruned. In automl some of those trials draw nothing: a confirmation re-trains a configuration on
 another seed (search/confirm.py), and validation re-trains the best ones. The first configuration
-is always confirmed, and so is every new best, so at the 15-25 trials of a budget-sized study a
+is always confirmed, and so is every new best, so at the 7-17 trials of a budget-sized study a
 start-up of 5 held fewer random configurations (4 on a navigation search, docs/benchmarks.md)
-before TPE began to model: too few in a space of a dozen parameters. Here the start-up counts only trials whose
-configuration the sampler drew, in the trial's Hyperband bracket as Optuna's own count does.
+before TPE began to model: too few in a space of a dozen parameters. Here the start-up counts
+only trials whose configuration the sampler drew, in the trial's Hyperband bracket as Optuna's own
+count does.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def drew_configuration(trial: FrozenTrial) -> bool:
-    """Whether `trial`'s configuration was drawn for it (not a confirmation or validation run)."""
-    return (records.CONFIRMS not in trial.user_attrs
-            and trial.user_attrs.get(records.PHASE, "search") == "search")
+    """Whether `trial`'s configuration was drawn for it: not a confirmation or validation run, and
+    not an interrupted trial (its retry, which counts, trains the same configuration)."""
+    return (records.in_search(trial) and records.CONFIRMS not in trial.user_attrs
+            and not trial.user_attrs.get(records.INTERRUPTED))
 
 
 class StartupTPESampler(optuna.samplers.TPESampler):

@@ -31,7 +31,7 @@ def counts_toward_limit(trial: optuna.trial.FrozenTrial) -> bool:
     not one queued and not started yet, one rejected by a constraint, one interrupted, or one that
     failed with its orchestrator (those two run again, and their re-runs count)."""
     attrs = trial.user_attrs
-    if trial.state == TrialState.WAITING or attrs.get(records.PHASE, "search") != "search":
+    if trial.state == TrialState.WAITING or not records.in_search(trial):
         return False
     if attrs.get(records.STOP_REASON) == reasons.CONSTRAINT or attrs.get(records.INTERRUPTED):
         return False

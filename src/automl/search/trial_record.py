@@ -50,7 +50,7 @@ class Tally:
         for t in study.get_trials(deepcopy=False):
             reason = t.user_attrs.get(records.STOP_REASON) or (
                 reasons.ERROR if t.state == TrialState.FAIL else None)  # failed as stale
-            if (t.user_attrs.get(records.PHASE, "search") != "search"
+            if (not records.in_search(t)
                     or reason not in tally.earlier or not t.state.is_finished()):
                 continue
             tally.earlier[reason] += 1
@@ -115,7 +115,7 @@ class TrialRecorder:
     def tag_search(self, trial: optuna.Trial, config_values: dict[str, Any],
                    violated: list[str]) -> None:
         """A search trial with its config values and how many constraints its values violate."""
-        trial.set_user_attr(records.PHASE, "search")
+        trial.set_user_attr(records.PHASE, records.PHASE_SEARCH)
         trial.set_user_attr(records.CONFIG_VALUES, config_values)
         trial.set_constraint("space", float(len(violated)))
 
