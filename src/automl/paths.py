@@ -64,6 +64,20 @@ def analysis_dir() -> Path:
     return log_root() / "analysis"
 
 
+ISAACLAB_ASSETS_ENV = "AUTOML_ISAACLAB_ASSETS"
+"""Where automl builds its offline Isaac Lab asset folder (default: the user's cache folder)."""
+
+
+def isaaclab_asset_folder() -> Path:
+    """The offline Isaac Lab asset folder automl builds from installed packages, used as
+    ISAACSIM_ASSET_ROOT when the user sets none ($AUTOML_ISAACLAB_ASSETS, else ~/.cache/automl/...)."""
+    override = os.environ.get(ISAACLAB_ASSETS_ENV)
+    if override:
+        return Path(override)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "automl" / "isaaclab_assets"
+
+
 def new_run_dir(env_name: str) -> Path:
     """A fresh, explicitly named folder for a run started by hand."""
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -182,7 +182,7 @@ def run_mode(request: Request) -> int:
     log = StageLog()
     if request.mode in ("search", "stage"):
         plan = make_plan(request.study, request.search)
-        with trial_forkserver(request.resources) as forkserver:
+        with trial_forkserver(request.resources, isaaclab=plan.base.env.kind == "isaaclab") as forkserver:
             return _search_modes(request, plan, forkserver, start, log)
     deadline = start + request.budget.seconds
     sp, study = _existing(request)

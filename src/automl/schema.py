@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from automl.errors import ConfigError
-from automl.tags import TASK_METRIC_TAGS
+from automl.tags import TASK_METRIC_TAGS, TERMINATION_CAUSE_PREFIX, is_task_metric
 
 Device = Literal["auto", "cpu", "cuda"]
-EnvKind = Literal["navigation", "gymnasium", "custom"]
+EnvKind = Literal["navigation", "gymnasium", "isaaclab", "custom"]
 Activation = Literal["elu", "relu", "tanh", "leaky_relu", "selu", "gelu"]
 
 
@@ -34,7 +34,8 @@ class EnvConfig:
     name: str
     """Short name shown in logs and folder names (`navigation`, `cartpole`, ...)."""
     kind: EnvKind
-    """`navigation` (built-in batched task), `gymnasium` (a gymnasium vector env) or `custom`."""
+    """`navigation` (built-in batched task), `gymnasium` (a gymnasium vector env), `isaaclab` (a
+    registered Isaac Lab task) or `custom`."""
     num_envs: int | None
     """Environments stepped together; null picks 2048 on a GPU and 256 on CPU."""
     device: Device
@@ -45,6 +46,8 @@ class EnvConfig:
     """`package.module:function` returning a BatchedEnv (kind `custom` only)."""
     params: dict[str, Any]
     """Keyword arguments for the environment's constructor (task parameters)."""
+    task: str | None = None
+    """Isaac Lab task id such as `Isaac-Cartpole` (kind `isaaclab` only)."""
 
     def check(self, source: str) -> None:
         """Reject a non-positive num_envs, and a missing gym_id or factory for its kind."""
@@ -56,6 +59,10 @@ class EnvConfig:
             raise ConfigError(file=source, key="env.gym_id", value=self.gym_id,
                               rule="an env of kind `gymnasium` needs a gymnasium id",
                               fix="set env.gym_id=CartPole-v1, for example")
+        if self.kind == "isaaclab" and not self.task:
+            raise ConfigError(file=source, key="env.task", value=self.task,
+                              rule="an env of kind `isaaclab` needs an Isaac Lab task id",
+                              fix="set env.task=Isaac-Cartpole, for example")
         if self.kind == "custom" and (not self.factory or ":" not in self.factory):
             raise ConfigError(file=source, key="env.factory", value=self.factory,
                               rule="an env of kind `custom` needs `package.module:function`",
@@ -181,11 +188,12 @@ class ScoringConfig:
                               rule="it must weight at least one task metric",
                               fix="set scoring.weights.success_rate=1.0, for example")
         for name, weight in self.weights.items():
-            if name not in TASK_METRIC_TAGS:
+            if not is_task_metric(name):
                 raise ConfigError(
                     file=source, key=f"scoring.weights.{name}", value=weight,
                     rule=f"`{name}` is not a task metric; the score may weight only "
-                         f"{', '.join(TASK_METRIC_TAGS)} (no reward weight changes them, so trials "
+                         f"{', '.join(TASK_METRIC_TAGS)} and {TERMINATION_CAUSE_PREFIX}<term> (no "
+                         "reward weight changes them, so trials "
                          "compare fairly; the shaped reward is logged, never scored)",
                     fix=f"drop scoring.weights.{name} or weight one of those")
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from automl import paths, reasons
 
-PACKAGES = ("automl", "torch", "skrl", "gymnasium", "optuna", "hydra-core", "omegaconf")
+PACKAGES = ("automl", "torch", "skrl", "gymnasium", "optuna", "hydra-core", "omegaconf", "mujoco",
+            "isaaclab", "warp-lang", "newton")
 
 
 @dataclass

@@ -30,6 +30,21 @@ TASK_METRIC_TAGS: dict[str, str] = {
 """Task metric name (as used in conf/scoring and summary.json) -> TensorBoard tag."""
 
 
+TERMINATION_CAUSE_PREFIX = "termination_rate/"
+"""Task metric of one termination cause, `termination_rate/<term>` (Isaac Lab's termination terms)."""
+
+
+def is_task_metric(name: str) -> bool:
+    """A metric that no reward weight changes: a fixed task metric or a termination cause's rate."""
+    return name in TASK_METRIC_TAGS or (name.startswith(TERMINATION_CAUSE_PREFIX)
+                                        and len(name) > len(TERMINATION_CAUSE_PREFIX))
+
+
+def task_metric_tag(name: str) -> str:
+    """TensorBoard tag of a task metric: `Task / <name>`."""
+    return TASK_METRIC_TAGS.get(name, f"Task / {name}")
+
+
 def reward_term_tag(term: str) -> str:
     """Tag of one raw reward term's per-step mean, e.g. ``Reward / termination``."""
     return f"{REWARD_TERM_PREFIX}{term}"

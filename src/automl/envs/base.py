@@ -23,6 +23,9 @@ FORWARD_DISTANCE = "forward_distance"
 """Distance the body travelled forward (+x) during the finished episode, in metres."""
 FORWARD_VELOCITY = "forward_velocity"
 """Mean forward (+x) velocity of the body over the finished episode, in metres per second."""
+TERMINATED_BY = "terminated/"
+"""Prefix of per-cause termination flags: `terminated/<term>` is 1.0 where the finished episode was
+ended by the task's termination term <term> (Isaac Lab tasks report one per termination term)."""
 WARMUP = "warmup"
 """1.0 where the finished episode was cut short by the spread of episode starts at reset (an env
 that starts its first episode part-way through the time limit): eval mode, which needs whole
@@ -78,6 +81,9 @@ class BatchedEnv(Protocol):
     def reward_terms(self) -> tuple[str, ...]:
         """Names of the raw reward terms `step` returns, in a fixed order."""
         ...
+
+    # Optional: `default_scales: dict[str, float]`, the env's own weight of each term, used for a
+    # term that reward.scales does not name (Isaac Lab tasks: the reward manager's weights).
 
     @property
     def episode_metrics(self) -> tuple[str, ...]:

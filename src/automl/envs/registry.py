@@ -28,7 +28,8 @@ def resolve_num_envs(cfg: EnvConfig, device: torch.device) -> int:
 
 
 def make_env(cfg: EnvConfig, *, device: torch.device, seed: int) -> BatchedEnv:
-    """The environment of `env.kind` (navigation, gymnasium or custom), `env.num_envs` of it on `device`."""
+    """The environment of `env.kind` (navigation, gymnasium, isaaclab or custom), `env.num_envs` of
+    it on `device`."""
     num_envs = resolve_num_envs(cfg, device)
     if cfg.kind == "navigation":
         from automl.envs.navigation import NavigationEnv
@@ -50,6 +51,12 @@ def make_env(cfg: EnvConfig, *, device: torch.device, seed: int) -> BatchedEnv:
         assert cfg.gym_id is not None  # checked by EnvConfig.check
         return GymVectorEnv(gym_id=cfg.gym_id, num_envs=num_envs, device=device, seed=seed,
                             **cfg.params)
+    if cfg.kind == "isaaclab":
+        from automl.envs.isaaclab_task import make_isaaclab_env
+
+        assert cfg.task is not None  # checked by EnvConfig.check
+        return make_isaaclab_env(task=cfg.task, num_envs=num_envs, device=device, seed=seed,
+                                 params=cfg.params)
     from automl.envs.custom import make_custom_env
 
     assert cfg.factory is not None

@@ -26,8 +26,10 @@ from automl.envs.base import (
     LENGTH,
     RETURN,
     SUCCESS,
+    TERMINATED_BY,
     WARMUP,
 )
+from automl.tags import TERMINATION_CAUSE_PREFIX
 
 EPISODE_METRICS: dict[str, str] = {
     SUCCESS: "success_rate", FELL: "termination_rate", LENGTH: "episode_length",
@@ -46,9 +48,22 @@ def episodes_per_env(min_episodes: int, num_envs: int) -> int:
     return max(1, math.ceil(min_episodes / num_envs))
 
 
+def metric_keys(episode_metrics: tuple[str, ...]) -> list[str]:
+    """The per-episode values of `episode_metrics` that become task metrics, in a fixed order."""
+    causes = [key for key in episode_metrics if key.startswith(TERMINATED_BY)]
+    return [key for key in EPISODE_METRICS if key in episode_metrics] + causes
+
+
+def metric_name(key: str) -> str:
+    """Task metric name of a per-episode value: `terminated/<term>` -> `termination_rate/<term>`."""
+    if key.startswith(TERMINATED_BY):
+        return TERMINATION_CAUSE_PREFIX + key.removeprefix(TERMINATED_BY)
+    return EPISODE_METRICS[key]
+
+
 def reported_metrics(episode_metrics: tuple[str, ...]) -> list[str]:
     """Task metric names of the per-episode values an environment declares it reports."""
-    return [name for key, name in EPISODE_METRICS.items() if key in episode_metrics]
+    return [metric_name(key) for key in metric_keys(episode_metrics)]
 
 
 class RecentEpisodes:
@@ -64,8 +79,8 @@ class RecentEpisodes:
                  per_env: int = 1, first_only: bool = False, count_warmup: bool = True) -> None:
         self.num_envs, self.device, self.per_env, self.first_only = num_envs, device, per_env, first_only
         self.count_warmup = count_warmup
-        self.keys = [key for key in EPISODE_METRICS if key in episode_metrics]
-        self.names = [EPISODE_METRICS[key] for key in self.keys] + [SHAPED_RETURN]
+        self.keys = metric_keys(episode_metrics)
+        self.names = [metric_name(key) for key in self.keys] + [SHAPED_RETURN]
         self.values = torch.zeros(per_env, num_envs, len(self.names), device=device)
         self.filled = torch.zeros(per_env, num_envs, dtype=torch.bool, device=device)
         self.slot = torch.zeros(num_envs, dtype=torch.long, device=device)

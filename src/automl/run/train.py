@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -36,7 +36,8 @@ class StopRequested(RuntimeError):
 
 
 def reward_weights(cfg: RunConfig, env: BatchedEnv) -> dict[str, float]:
-    """reward.scales checked against the terms the environment exposes."""
+    """reward.scales checked against the terms the environment exposes, over the env's own default
+    weights where it has them (`default_scales`: Isaac Lab tasks)."""
     exposed = set(env.reward_terms)
     for term, scale in cfg.reward.scales.items():
         if term not in exposed:
@@ -45,7 +46,7 @@ def reward_weights(cfg: RunConfig, env: BatchedEnv) -> dict[str, float]:
                 rule=f"env `{cfg.env.name}` exposes no term `{term}`; its terms: "
                      f"{', '.join(env.reward_terms)}",
                 fix="remove the scale or pick the reward preset of this env (e.g. reward=gymnasium)")
-    return dict(cfg.reward.scales)
+    return {**getattr(env, "default_scales", {}), **cfg.reward.scales}
 
 
 def shaped_reward(terms: dict[str, torch.Tensor], weights: dict[str, float], *, num_envs: int,
@@ -198,7 +199,8 @@ def open_run(cfg: RunConfig, run: RunPaths) -> tuple[BatchedEnv, dict[str, float
         env.close()
         raise
     run.root.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, run.config)
+    # config.yaml holds the weights the run trained on, the env's defaults included.
+    save_resolved(replace(cfg, reward=replace(cfg.reward, scales=weights)), run.config)
     log = run.stdout_log.open("a")
     return env, weights, log, Tee(log, None if cfg.train.quiet else sys.__stdout__)
 
@@ -342,9 +344,9 @@ def write_point(writer, agent, frames: int, timesteps: int, metrics: dict[str, f
     """One evaluation point in TensorBoard (step = frames), flushed so the search sees it now.
     Metrics and score are written only when the point rests on finished episodes."""
     writer.add_scalar(tag=tags.EPISODES, value=metrics[EPISODES], timestep=frames)
-    for name, tag in tags.TASK_METRIC_TAGS.items():
-        if name in metrics:
-            writer.add_scalar(tag=tag, value=metrics[name], timestep=frames)
+    for name, value in metrics.items():
+        if tags.is_task_metric(name):
+            writer.add_scalar(tag=tags.task_metric_tag(name), value=value, timestep=frames)
     if SHAPED_RETURN in metrics:
         writer.add_scalar(tag=tags.EPISODE_REWARD_MEAN, value=metrics[SHAPED_RETURN],
                           timestep=frames)

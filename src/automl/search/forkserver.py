@@ -26,6 +26,20 @@ PRELOAD = ("torch", "torch._dynamo", "skrl.agents.torch.ppo", "skrl.memories.tor
            "omegaconf", "tensorboard.summary.writer.event_file_writer", "automl.run.train",
            "automl.run.train_one", "automl.run.evaluate", "automl.envs.navigation", "automl.envs.gym_adapter",
            "automl.run.models")
+ISAACLAB_FLAG = "--isaaclab"
+"""Server argument: also import Isaac Lab (its task registry, Newton, Warp), for Isaac Lab trials."""
+
+
+def _preload_isaaclab() -> None:
+    """Isaac Lab reads its asset root at import, so the root is set first (as each trial sets it)."""
+    from automl.envs.isaaclab_assets import use_asset_root
+
+    use_asset_root()
+    import isaaclab_newton.physics  # noqa: F401
+    import isaaclab_tasks  # noqa: F401
+    import warp
+
+    warp.init()  # found safe to fork after: a forked trial builds and steps its task
 
 
 def _prctl_death_signal() -> None:
@@ -97,6 +111,8 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for module in PRELOAD:
         __import__(module)
+    if ISAACLAB_FLAG in sys.argv[1:]:
+        _preload_isaaclab()
     os.write(1, b'{"ready": true}\n')
     requests = LineReader(0)
     children: set[int] = set()
@@ -117,9 +133,12 @@ def serve() -> None:
 class ForkServer:
     """The orchestrator's side: start the server, spawn trials, collect their exit codes."""
 
-    def __init__(self, python: str = sys.executable, env: dict[str, str] | None = None) -> None:
+    def __init__(self, python: str = sys.executable, env: dict[str, str] | None = None, *,
+                 isaaclab: bool = False) -> None:
+        extra = [ISAACLAB_FLAG] if isaaclab else []
         self.process = subprocess.Popen(
-            [python, "-P", "-m", "automl.search.forkserver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [python, "-P", "-m", "automl.search.forkserver", *extra], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             env=env, bufsize=0, preexec_fn=_prctl_death_signal)  # noqa: PLW1509
         assert self.process.stdout is not None
         self.reader = LineReader(self.process.stdout.fileno())

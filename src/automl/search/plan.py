@@ -7,9 +7,11 @@ uses this module.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ import optuna
 
 from automl import paths
 from automl.config import compose, load_run_config, to_run_config
-from automl.errors import ConfigError, bad_flag
+from automl.errors import EXIT_BAD_INPUT, ConfigError, bad_flag
 from automl.paths import StudyPaths
 from automl.requests import Request, Resources, SearchOptions, StudyRequest
 from automl.schema import RunConfig
@@ -77,6 +79,22 @@ def _space_path(request: StudyRequest, study_paths: StudyPaths | None) -> Path:
     return paths.repo_root() / DEFAULT_SPACE
 
 
+def reward_terms(cfg: RunConfig) -> list[str]:
+    """The reward terms a space may weigh: `reward.scales`, and an Isaac Lab task's own terms (read
+    by a short subprocess, so that this process never imports Isaac Lab or torch)."""
+    terms = list(cfg.reward.scales)
+    if cfg.env.kind != "isaaclab":
+        return terms
+    assert cfg.env.task is not None  # checked by EnvConfig.check
+    process = subprocess.run([sys.executable, "-P", "-m", "automl.envs.isaaclab_task", cfg.env.task],
+                             capture_output=True, text=True, check=False, env=trial_env(Slot(index=0, threads=1)))
+    if process.returncode == EXIT_BAD_INPUT:  # the error's parts, as JSON on its last line
+        raise ConfigError(**json.loads(process.stderr.strip().splitlines()[-1]))
+    if process.returncode != 0:
+        raise RuntimeError(f"reading the reward terms of {cfg.env.task} failed:\n{process.stderr[-2000:]}")
+    return sorted(set(terms) | set(json.loads(process.stdout.strip().splitlines()[-1])))
+
+
 def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
     """Compose, load the space, check a sample composes, settle the study's name and place."""
     check_storage(request.storage)
@@ -94,7 +112,7 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
         raise ConfigError(file=str(space_file), key="--space", value=str(space_file),
                           rule="the file does not exist",
                           fix=f"give an existing file, e.g. --space {DEFAULT_SPACE}")
-    space = load_space(space_file, reward_terms=list(first.reward.scales))
+    space = load_space(space_file, reward_terms=reward_terms(first))
     if request.resume and named is not None:
         check_resumed_space(named, space_file, space.text)
     for text in space.inert_constraints(overrides):
@@ -238,9 +256,10 @@ def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
 
 
 @contextlib.contextmanager
-def trial_forkserver(resources: Resources) -> Iterator[ForkServer | None]:
+def trial_forkserver(resources: Resources, *, isaaclab: bool = False) -> Iterator[ForkServer | None]:
     """A warm fork server for the real worker (None for a stand-in worker or --no-fork-server),
-    shared by the search, validation and the final run, and closed when the block ends."""
+    shared by the search, validation and the final run, and closed when the block ends; with
+    `isaaclab` it has imported Isaac Lab too."""
     if not resources.fork_server:
         yield None
         return
@@ -248,7 +267,7 @@ def trial_forkserver(resources: Resources) -> Iterator[ForkServer | None]:
     from automl.search.launcher import Slot, trial_env
 
     print("automl: starting the trial fork server (imports torch once for all trials)")
-    with ForkServer(env=trial_env(Slot(index=0, threads=1))) as server:
+    with ForkServer(env=trial_env(Slot(index=0, threads=1)), isaaclab=isaaclab) as server:
         yield server
 
 

@@ -1,0 +1,229 @@
+"""Real Isaac Lab 3.0 tasks, kit-less on CPU (Newton, MuJoCo-Warp): Isaac-Cartpole is built with 16
+environments, its reward terms rebuild Isaac Lab's own reward step by step, train_one trains on it,
+and a search of 2 trials weighs its reward terms. Assets come from automl's offline folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import pytest
+import torch
+import yaml
+from test_train_one import REPO, train_one
+
+from automl import paths, tags
+from automl.envs.base import FELL, LENGTH, RETURN, SUCCESS, TERMINATED_BY, WARMUP
+from automl.envs.isaaclab_assets import BUNDLED, ASSET_ROOT_ENV, build_offline_root, check_assets
+from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
+from automl.search.tb_reader import read_scalars
+
+TASK = "Isaac-Cartpole"
+CPU = torch.device("cpu")
+NUM_ENVS = 16
+CARTPOLE_WEIGHTS = {"alive": 1.0, "terminating": -2.0, "pole_pos": -1.0, "cart_vel": -0.01,
+                    "pole_vel": -0.005, "success_rate": 0.0}
+"""Isaac-Cartpole's RewardsCfg weights (isaaclab_tasks/core/cartpole/cartpole_manager_env_cfg.py)."""
+
+
+def _stock_rollout(actions: list[torch.Tensor], lengths: torch.Tensor) -> list[dict[str, Any]]:
+    """Isaac Lab's own task, its own weights, with the same start, actions and random draws."""
+    from automl.envs.isaaclab_assets import use_asset_root
+    from automl.envs.isaaclab_task import load_task_cfg
+
+    use_asset_root()
+    cfg = load_task_cfg(TASK, num_envs=NUM_ENVS, device=CPU, seed=3, physics=None)
+    env = gymnasium.make(TASK, cfg=cfg)
+    torch.manual_seed(0)
+    env.reset(seed=3)
+    env.unwrapped.episode_length_buf[:] = lengths
+    steps = []
+    for t, action in enumerate(actions):
+        torch.manual_seed(100 + t)  # reset events draw from torch's generator
+        _, reward, terminated, time_outs, _ = env.step(action)
+        steps.append({"reward": reward.clone(), "terminated": terminated.clone(),
+                      "time_outs": time_outs.clone()})
+    env.close()
+    return steps
+
+
+def test_cartpole_terms_rebuild_isaac_labs_reward_step_by_step() -> None:
+    from automl.envs.isaaclab_task import make_isaaclab_env
+
+    env = make_isaaclab_env(task=TASK, num_envs=NUM_ENVS, device=CPU, seed=3, params={})
+    assert env.default_scales == CARTPOLE_WEIGHTS
+    assert env.reward_terms == tuple(CARTPOLE_WEIGHTS)
+    assert env.observation_space.shape == (4,) and env.num_envs == NUM_ENVS
+    assert {RETURN, LENGTH, FELL, WARMUP, SUCCESS, TERMINATED_BY + "cart_out_of_bounds"} <= set(
+        env.episode_metrics)
+    torch.manual_seed(0)
+    env.reset(seed=3)
+    lengths = env._base.episode_length_buf.clone()
+    generator = torch.Generator().manual_seed(7)
+    actions = [torch.rand(NUM_ENVS, 1, generator=generator) * 2 - 1 for _ in range(320)]
+    ours, returns, ended = [], torch.zeros(NUM_ENVS), 0
+    for t, action in enumerate(actions):
+        torch.manual_seed(100 + t)
+        step = env.step(action)
+        shaped = sum(CARTPOLE_WEIGHTS[k] * v for k, v in step.terms.items())
+        returns += shaped
+        done = step.terminated | step.truncated
+        if done.any():  # RETURN is the episode's sum under Isaac Lab's own weights
+            torch.testing.assert_close(step.episode[RETURN][done], returns[done])
+            ended += int(done.sum())
+        returns[done] = 0.0
+        ours.append((shaped, step))
+    env.close()
+    stock = _stock_rollout(actions, lengths)
+    for t, ((shaped, step), reference) in enumerate(zip(ours, stock, strict=True)):
+        torch.testing.assert_close(shaped, reference["reward"], msg=lambda m, t=t: f"step {t}: {m}")
+        assert torch.equal(step.terminated, reference["terminated"].bool())
+        assert torch.equal(step.truncated, reference["time_outs"].bool() & ~reference["terminated"].bool())
+    assert ended >= NUM_ENVS  # every environment ended an episode: resets were compared too
+    assert any(s.truncated.any() for _, s in ours) and any(s.terminated.any() for _, s in ours)
+
+
+def test_time_limit_ends_carry_their_own_final_observation() -> None:
+    from automl.envs.isaaclab_task import make_isaaclab_env
+
+    env = make_isaaclab_env(task=TASK, num_envs=NUM_ENVS, device=CPU, seed=1, params={})
+    env.reset(seed=1)
+    env._base.episode_length_buf[:] = int(env._base.max_episode_length) - 2  # all time out soon
+    seen = False
+    for _ in range(3):
+        step = env.step(torch.zeros(NUM_ENVS, 1))
+        done = step.terminated | step.truncated
+        if step.truncated.any():
+            seen = True
+            # the reset observation is the new episode's; the final one is the old episode's last
+            assert not torch.allclose(step.final_observations[done], step.observations[done])
+            assert bool(step.episode[WARMUP][done].eq(1.0).all())  # first episodes were shortened
+        keep = ~done
+        torch.testing.assert_close(step.final_observations[keep], step.observations[keep])
+    env.close()
+    assert seen
+
+
+def test_train_one_on_isaac_cartpole(tmp_path: Path) -> None:
+    process = train_one(["env=isaaclab", f"env.num_envs={NUM_ENVS}", "train.frames=3200",
+                         "train.eval_frequency=1600", "reward.scales.pole_pos=-2.0",
+                         f"run_dir={tmp_path / 'run'}"], log_root=tmp_path, timeout=600)
+    assert process.returncode == EXIT_OK, process.stdout[-3000:] + process.stderr[-3000:]
+    run = paths.RunPaths(tmp_path / "run")
+    summary = json.loads(run.summary.read_text())
+    assert summary["status"] == "completed" and summary["frames"] >= 3200
+    assert summary["packages"]["isaaclab"] == "3.0.0"
+    for name in ("return", "episode_length", "termination_rate", "success_rate",
+                 "termination_rate/cart_out_of_bounds"):
+        assert name in summary["metrics"], summary["metrics"]
+    assert summary["score"] == pytest.approx(summary["metrics"]["return"])
+    config = yaml.safe_load(run.config.read_text())
+    assert config["reward"]["scales"] == {**CARTPOLE_WEIGHTS, "pole_pos": -2.0}  # what it trained on
+    series = read_scalars(run.tb)
+    assert tags.SCORE in series and tags.reward_term_tag("pole_pos") in series
+    assert tags.task_metric_tag("termination_rate/cart_out_of_bounds") in series
+
+
+def test_a_search_of_two_trials_over_cartpole_reward_weights(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({
+        "search_space_id": "isaaclab_test", "fixed": {"seed": 42, "num_envs": NUM_ENVS},
+        "ppo_params": {},
+        "reward_weights": {"pole_pos": {"type": "uniform", "low": -3.0, "high": -0.5, "prior": -1.0},
+                           "terminating": {"type": "uniform", "low": -5.0, "high": 0.0, "prior": -2.0}}}))
+    env = {**os.environ, paths.LOG_ROOT_ENV: str(tmp_path / "log")}
+    process = subprocess.run(
+        [sys.executable, "automl.py", "--mode", "search", "--space", str(space), "--hp-trials", "2",
+         "--confirm-seeds", "1", "--workers", "2", "--budget-hours", "0.2", "--study-name", "il",
+         "--quiet", "env=isaaclab", "train.frames=3200", "train.eval_frequency=1600"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert process.returncode == EXIT_OK, process.stdout[-3000:] + process.stderr[-3000:]
+    study = paths.StudyPaths(tmp_path / "log" / "automl" / "il")
+    rows = study.trial_final_csv.read_text().splitlines()
+    assert len(rows) == 3 and all(",completed," in row for row in rows[1:]), rows
+    configs = [json.loads(study.trial_config(n).read_text()) for n in (0, 1)]
+    weights = [c["params"]["reward.scales.pole_pos"] for c in configs]
+    assert weights[0] == -1.0 and -3.0 <= weights[1] <= -0.5  # the prior first, then a draw
+    for n in (0, 1):
+        trained = yaml.safe_load(study.trial_run(n).config.read_text())["reward"]["scales"]
+        assert trained["pole_pos"] == weights[n] and trained["alive"] == 1.0
+
+
+def test_a_space_naming_a_term_the_task_lacks_is_refused_before_any_trial(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"search_space_id": "bad", "fixed": {}, "ppo_params": {},
+                                     "reward_weights": {"pole_angle": {"type": "uniform", "low": -2,
+                                                                       "high": -1}}}))
+    env = {**os.environ, paths.LOG_ROOT_ENV: str(tmp_path / "log")}
+    process = subprocess.run([sys.executable, "automl.py", "--mode", "search", "--space", str(space),
+                              "env=isaaclab"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert process.returncode == EXIT_BAD_INPUT, process.stderr
+    assert "pole_angle" in process.stderr and "pole_pos" in process.stderr  # names the task's terms
+    assert not (tmp_path / "log" / "automl").exists() or not any((tmp_path / "log" / "automl").iterdir())
+
+
+def test_an_unknown_task_is_exit_2_naming_registered_ones(tmp_path: Path) -> None:
+    process = train_one(["env=isaaclab", "env.task=Isaac-Cartpol", f"run_dir={tmp_path / 'run'}"],
+                        log_root=tmp_path)
+    assert process.returncode == EXIT_BAD_INPUT
+    assert "Isaac-Cartpol" in process.stderr and "Isaac-Cartpole" in process.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_asset_is_exit_2_at_once_naming_it(tmp_path: Path) -> None:
+    empty = tmp_path / "assets"
+    empty.mkdir()
+    start = time.monotonic()
+    process = subprocess.run([sys.executable, "train_one.py", "env=isaaclab", f"run_dir={tmp_path / 'run'}"],
+                             cwd=REPO, env={**os.environ, ASSET_ROOT_ENV: str(empty),
+                                            paths.LOG_ROOT_ENV: str(tmp_path)},
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert process.returncode == EXIT_BAD_INPUT, process.stderr[-2000:]
+    assert time.monotonic() - start < 40  # not Isaac Lab's 48 s of download retries
+    assert str(empty / "Isaac" / "IsaacLab" / "Robots" / "Classic" / "Cartpole" / "cartpole.usd") in process.stderr
+    assert ASSET_ROOT_ENV in process.stderr and not (tmp_path / "run").exists()
+
+
+def test_the_offline_root_holds_the_bundled_assets(tmp_path: Path) -> None:
+    root = build_offline_root(tmp_path / "root")
+    for asset in BUNDLED:
+        assert (root / asset.path).is_file()
+    cartpole = (root / BUNDLED[0].path).read_text()
+    assert 'defaultPrim = "cartpole"' in cartpole and 'def Xform "cartpole"' in cartpole
+    (root / BUNDLED[1].path).write_text("kept")  # an existing file is the user's: left as it is
+    build_offline_root(root)
+    assert (root / BUNDLED[1].path).read_text() == "kept"
+
+
+def test_check_assets_names_the_config_key_of_a_missing_file(tmp_path: Path) -> None:
+    present = tmp_path / "robot.usd"
+    present.write_text("#usda 1.0\n")
+
+    class Spawn:
+        __dataclass_fields__ = {"usd_path": None}
+
+        def __init__(self, usd_path: str) -> None:
+            self.usd_path = usd_path
+
+    cfg = {"scene": {"robot": {"spawn": Spawn(str(present))}, "ground": {"spawn": Spawn(str(tmp_path / "no.usd"))},
+                     "remote": {"spawn": Spawn("https://mirror.example/robot.usd")}}}
+    with pytest.raises(ConfigError) as err:
+        check_assets(cfg, task="T", root=str(tmp_path))
+    assert err.value.key == "env_cfg.scene.ground.spawn.usd_path"
+    check_assets({"scene": {"robot": {"spawn": Spawn(str(present))}}}, task="T", root=str(tmp_path))
+
+
+def test_unknown_env_params_are_exit_2() -> None:
+    from automl.envs.isaaclab_task import make_isaaclab_env
+
+    with pytest.raises(ConfigError) as err:
+        make_isaaclab_env(task=TASK, num_envs=2, device=CPU, seed=0, params={"episode_length_s": 3})
+    assert err.value.key == "env.params.episode_length_s"
