@@ -124,7 +124,7 @@ def test_overrides_reach_the_typed_config(override: str, attribute: tuple[str, s
     (["ppo.learning_rate=abc"], "ppo.learning_rate", "it must be a number"),
     (["train.frames=1e3"], "train.frames", "it must be an integer"),
     (["network=huge"], "network", "options: deep, large, medium, small"),
-    (["env=mujoco"], "env", "options: ant, cartpole, custom, halfcheetah, hopper, humanoid, navigation"),
+    (["env=mujoco"], "env", "options: ant, cartpole, custom, halfcheetah, hopper, humanoid, isaaclab, navigation"),
     (["env.num_envs=0"], "env.num_envs", "it must be a positive integer"),
     (["train.frames=0"], "train.frames", "it must be a positive number of frames"),
     (["train.frames=-1000"], "train.frames", "it must be a positive number of frames"),

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import pytest
 import torch
 import yaml
@@ -21,7 +20,7 @@ from test_train_one import REPO, train_one
 
 from automl import paths, tags
 from automl.envs.base import FELL, LENGTH, RETURN, SUCCESS, TERMINATED_BY, WARMUP
-from automl.envs.isaaclab_assets import BUNDLED, ASSET_ROOT_ENV, build_offline_root, check_assets
+from automl.envs.isaaclab_assets import ASSET_ROOT_ENV, BUNDLED, build_offline_root, check_assets
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from automl.search.tb_reader import read_scalars
 
@@ -33,28 +32,9 @@ CARTPOLE_WEIGHTS = {"alive": 1.0, "terminating": -2.0, "pole_pos": -1.0, "cart_v
 """Isaac-Cartpole's RewardsCfg weights (isaaclab_tasks/core/cartpole/cartpole_manager_env_cfg.py)."""
 
 
-def _stock_rollout(actions: list[torch.Tensor], lengths: torch.Tensor) -> list[dict[str, Any]]:
-    """Isaac Lab's own task, its own weights, with the same start, actions and random draws."""
-    from automl.envs.isaaclab_assets import use_asset_root
-    from automl.envs.isaaclab_task import load_task_cfg
-
-    use_asset_root()
-    cfg = load_task_cfg(TASK, num_envs=NUM_ENVS, device=CPU, seed=3, physics=None)
-    env = gymnasium.make(TASK, cfg=cfg)
-    torch.manual_seed(0)
-    env.reset(seed=3)
-    env.unwrapped.episode_length_buf[:] = lengths
-    steps = []
-    for t, action in enumerate(actions):
-        torch.manual_seed(100 + t)  # reset events draw from torch's generator
-        _, reward, terminated, time_outs, _ = env.step(action)
-        steps.append({"reward": reward.clone(), "terminated": terminated.clone(),
-                      "time_outs": time_outs.clone()})
-    env.close()
-    return steps
-
-
 def test_cartpole_terms_rebuild_isaac_labs_reward_step_by_step() -> None:
+    """Isaac Lab's own RewardManager, given back its own weights, computes the reward that env.step
+    returns; on the same steps, automl's raw terms weighted by the defaults must equal it."""
     from automl.envs.isaaclab_task import make_isaaclab_env
 
     env = make_isaaclab_env(task=TASK, num_envs=NUM_ENVS, device=CPU, seed=3, params={})
@@ -63,31 +43,38 @@ def test_cartpole_terms_rebuild_isaac_labs_reward_step_by_step() -> None:
     assert env.observation_space.shape == (4,) and env.num_envs == NUM_ENVS
     assert {RETURN, LENGTH, FELL, WARMUP, SUCCESS, TERMINATED_BY + "cart_out_of_bounds"} <= set(
         env.episode_metrics)
-    torch.manual_seed(0)
+    manager = env._base.reward_manager
+    for name, weight in CARTPOLE_WEIGHTS.items():
+        if weight != 0.0:  # Isaac Lab skips a zero-weight term; success_rate's value is 0 anyway
+            term = manager.get_term_cfg(name)
+            term.weight = weight
+            manager.set_term_cfg(name, term)
+    stock: list[torch.Tensor] = []
+    original_step = env._env.step
+
+    def step_keeping_reward(action: torch.Tensor) -> Any:
+        result = original_step(action)
+        stock.append(result[1].clone())  # Isaac Lab's reward, its own weights
+        return result
+
+    env._env.step = step_keeping_reward
     env.reset(seed=3)
-    lengths = env._base.episode_length_buf.clone()
     generator = torch.Generator().manual_seed(7)
-    actions = [torch.rand(NUM_ENVS, 1, generator=generator) * 2 - 1 for _ in range(320)]
-    ours, returns, ended = [], torch.zeros(NUM_ENVS), 0
-    for t, action in enumerate(actions):
-        torch.manual_seed(100 + t)
-        step = env.step(action)
+    push = (torch.arange(NUM_ENVS) % 2).float().unsqueeze(1)  # odd envs drive the cart out of bounds
+    returns, ends = torch.zeros(NUM_ENVS), {"terminated": 0, "truncated": 0}
+    for t in range(320):
+        step = env.step(torch.rand(NUM_ENVS, 1, generator=generator) * 2 - 1 + push)
         shaped = sum(CARTPOLE_WEIGHTS[k] * v for k, v in step.terms.items())
+        torch.testing.assert_close(shaped, stock[-1], msg=lambda m, t=t: f"step {t}: {m}")
         returns += shaped
         done = step.terminated | step.truncated
-        if done.any():  # RETURN is the episode's sum under Isaac Lab's own weights
-            torch.testing.assert_close(step.episode[RETURN][done], returns[done])
-            ended += int(done.sum())
+        # RETURN is the episode's sum under Isaac Lab's own weights
+        torch.testing.assert_close(step.episode[RETURN][done], returns[done])
         returns[done] = 0.0
-        ours.append((shaped, step))
+        ends["terminated"] += int(step.terminated.sum())
+        ends["truncated"] += int(step.truncated.sum())
     env.close()
-    stock = _stock_rollout(actions, lengths)
-    for t, ((shaped, step), reference) in enumerate(zip(ours, stock, strict=True)):
-        torch.testing.assert_close(shaped, reference["reward"], msg=lambda m, t=t: f"step {t}: {m}")
-        assert torch.equal(step.terminated, reference["terminated"].bool())
-        assert torch.equal(step.truncated, reference["time_outs"].bool() & ~reference["terminated"].bool())
-    assert ended >= NUM_ENVS  # every environment ended an episode: resets were compared too
-    assert any(s.truncated.any() for _, s in ours) and any(s.terminated.any() for _, s in ours)
+    assert ends["terminated"] >= 4 and ends["truncated"] >= 4, ends  # resets were compared too
 
 
 def test_time_limit_ends_carry_their_own_final_observation() -> None:
@@ -113,7 +100,7 @@ def test_time_limit_ends_carry_their_own_final_observation() -> None:
 
 def test_train_one_on_isaac_cartpole(tmp_path: Path) -> None:
     process = train_one(["env=isaaclab", f"env.num_envs={NUM_ENVS}", "train.frames=3200",
-                         "train.eval_frequency=1600", "reward.scales.pole_pos=-2.0",
+                         "train.eval_frequency=1600", "+reward.scales.pole_pos=-2.0",
                          f"run_dir={tmp_path / 'run'}"], log_root=tmp_path, timeout=600)
     assert process.returncode == EXIT_OK, process.stdout[-3000:] + process.stderr[-3000:]
     run = paths.RunPaths(tmp_path / "run")
@@ -149,7 +136,7 @@ def test_a_search_of_two_trials_over_cartpole_reward_weights(tmp_path: Path) -> 
     rows = study.trial_final_csv.read_text().splitlines()
     assert len(rows) == 3 and all(",completed," in row for row in rows[1:]), rows
     configs = [json.loads(study.trial_config(n).read_text()) for n in (0, 1)]
-    weights = [c["params"]["reward.scales.pole_pos"] for c in configs]
+    weights = [c["params"]["pole_pos"] for c in configs]
     assert weights[0] == -1.0 and -3.0 <= weights[1] <= -0.5  # the prior first, then a draw
     for n in (0, 1):
         trained = yaml.safe_load(study.trial_run(n).config.read_text())["reward"]["scales"]
@@ -188,8 +175,9 @@ def test_a_missing_asset_is_exit_2_at_once_naming_it(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=300, check=False)
     assert process.returncode == EXIT_BAD_INPUT, process.stderr[-2000:]
     assert time.monotonic() - start < 40  # not Isaac Lab's 48 s of download retries
-    assert str(empty / "Isaac" / "IsaacLab" / "Robots" / "Classic" / "Cartpole" / "cartpole.usd") in process.stderr
-    assert ASSET_ROOT_ENV in process.stderr and not (tmp_path / "run").exists()
+    message = process.stderr.strip().splitlines()[-1]
+    assert f"{empty}/Isaac/" in message and "spawn.usd_path" in message  # the file and its config key
+    assert ASSET_ROOT_ENV in message and not (tmp_path / "run").exists()
 
 
 def test_the_offline_root_holds_the_bundled_assets(tmp_path: Path) -> None:

@@ -190,7 +190,7 @@ def test_the_first_trial_is_the_all_priors_configuration(finished_study):
     assert first["config_values"] == {
         "train.seed": 7, "ppo.learning_rate": 3e-4, "ppo.rollouts": 48, "ppo.learning_epochs": 6,
         "network.policy_hidden_layer_sizes": [128, 64], "reward.scales.torques": -1e-5}
-    assert "reward.scales.torques=-1e-05" in first["overrides"]
+    assert "++reward.scales.torques=-1e-05" in first["overrides"]
     assert "network.policy_hidden_layer_sizes=[128,64]" in first["overrides"]
     trial0 = trials(finished_study)[0]
     assert trial0.user_attrs.get("prior") is True

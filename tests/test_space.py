@@ -226,9 +226,9 @@ def test_prior_params_skip_parameters_without_a_prior() -> None:
     ("ppo_params", "activation", {"type": "choice", "values": ["elu", "relu"]}, "elu",
      "network.activation=elu"),
     ("reward_weights", "torques", {"type": "loguniform", "low": -1e-3, "high": -1e-6}, -1e-05,
-     "reward.scales.torques=-1e-05"),
+     "++reward.scales.torques=-1e-05"),
     ("reward_weights", "termination", {"type": "choice", "values": [-500, -50]}, -500,
-     "reward.scales.termination=-500"),
+     "++reward.scales.termination=-500"),
     ("ppo_params", "env.params.stage", {"type": "choice", "values": [1, 2]}, 2,
      "++env.params.stage=2"),
     ("ppo_params", "env.params.mode", {"type": "choice", "values": ["a b", "it's"]}, "it's",
@@ -273,7 +273,7 @@ def test_fixed_overrides_and_config_values() -> None:
                  reward={"torques": {"type": "loguniform", "low": -1e-3, "high": -1e-6}})
     assert space.fixed_overrides() == ["train.seed=7", "env.num_envs=64", "ppo.lambda=0.9",
                                        "train.frames=100000", "++env.params.stage=2",
-                                       "reward.scales.termination=-100"]
+                                       "++reward.scales.termination=-100"]
     values = {"policy_hidden_layer_sizes": [64, 64], "torques": -2e-5}
     assert space.config_values(values) == {
         "train.seed": 7, "env.num_envs": 64, "ppo.lambda": 0.9, "train.frames": 100000,
@@ -560,13 +560,19 @@ def load_template(name: str) -> SearchSpace:
     if name in MUJOCO_TEMPLATES:
         reward = paths.conf_dir() / "reward" / f"{MUJOCO_TEMPLATES[name]}.yaml"
         terms = tuple(yaml.safe_load(reward.read_text())["scales"])
+    if name.startswith("isaaclab_"):  # the Isaac Lab task's own terms, as a search reads them
+        from automl.config import load_run_config
+        from automl.search.plan import reward_terms
+
+        terms = tuple(reward_terms(load_run_config(["env=isaaclab"])))
     return load_space(paths.templates_dir() / name, reward_terms=terms)
 
 
 def test_the_expected_templates_exist() -> None:
     assert TEMPLATES == sorted(["cartpole.yaml", "fine_tuning.yaml", "full_unified.yaml",
                                 "ppo_search_space.yaml", "quick_ppo_validation.yaml",
-                                "quick_reward_validation.yaml", *MUJOCO_TEMPLATES])
+                                "quick_reward_validation.yaml", "isaaclab_cartpole.yaml",
+                                *MUJOCO_TEMPLATES])
 
 
 def test_navigation_terms_match_conf() -> None:

@@ -185,7 +185,9 @@ class IsaacLabEnv:
         return terms
 
     def _causes_of(self, done: torch.Tensor) -> dict[str, torch.Tensor]:
-        manager = getattr(self._base, "termination_manager", None)
+        if not self._causes:
+            return {}
+        manager = self._base.termination_manager
         return {TERMINATED_BY + cause: (done & manager.get_term(cause).bool()).float()
                 for cause in self._causes}
 

@@ -109,25 +109,30 @@ def serve() -> None:
     # Ctrl-C in a terminal reaches the whole foreground process group; the server must outlive it
     # so the orchestrator can still collect its trials' exit codes. It stops when stdin closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The protocol keeps the original stdout; anything a preloaded library prints (Warp, Isaac
+    # Lab) goes to stderr instead of corrupting it.
+    protocol = os.dup(1)
+    os.dup2(2, 1)
     for module in PRELOAD:
         __import__(module)
     if ISAACLAB_FLAG in sys.argv[1:]:
         _preload_isaaclab()
-    os.write(1, b'{"ready": true}\n')
+    os.write(protocol, b'{"ready": true}\n')
     requests = LineReader(0)
     children: set[int] = set()
     while not requests.closed:
         for request in requests.read(timeout=0.02):
             pid = os.fork()
             if pid == 0:
+                os.close(protocol)
                 _child(request)
             children.add(pid)
-            os.write(1, (json.dumps({"pid": pid}) + "\n").encode())
+            os.write(protocol, (json.dumps({"pid": pid}) + "\n").encode())
         for pid in list(children):
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 children.discard(pid)
-                os.write(1, (json.dumps({"exit": pid, "code": _exit_code(status)}) + "\n").encode())
+                os.write(protocol, (json.dumps({"exit": pid, "code": _exit_code(status)}) + "\n").encode())
 
 
 class ForkServer:

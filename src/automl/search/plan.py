@@ -28,7 +28,7 @@ from automl.paths import StudyPaths
 from automl.requests import Request, Resources, SearchOptions, StudyRequest
 from automl.schema import RunConfig
 from automl.search import records
-from automl.search.launcher import Slot, default_worker, plan_slots, visible_gpus
+from automl.search.launcher import Slot, default_worker, plan_slots, trial_env, visible_gpus
 from automl.search.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
 from automl.search.recovery import Recovery, enqueue_retry
 from automl.search.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
@@ -264,7 +264,6 @@ def trial_forkserver(resources: Resources, *, isaaclab: bool = False) -> Iterato
         yield None
         return
     from automl.search.forkserver import ForkServer
-    from automl.search.launcher import Slot, trial_env
 
     print("automl: starting the trial fork server (imports torch once for all trials)")
     with ForkServer(env=trial_env(Slot(index=0, threads=1)), isaaclab=isaaclab) as server:

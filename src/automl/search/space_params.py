@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from automl.search.space_names import ENV_PARAMS_PREFIX
+from automl.search.space_names import ENV_PARAMS_PREFIX, REWARD_PREFIX
 
 if TYPE_CHECKING:
     import optuna
@@ -81,8 +81,9 @@ def hydra_value(value: Any) -> str:
 
 def hydra_override(key: str, value: Any) -> str:
     """The Hydra override setting config `key` to `value`, e.g. `ppo.learning_rate=0.0003`."""
-    # env.params holds whatever the task takes: `++` adds the key where the env config lacks it.
-    prefix = "++" if key.startswith(ENV_PARAMS_PREFIX) else ""
+    # env.params holds whatever the task takes, reward.scales whatever terms it has (an Isaac Lab
+    # task's terms are not in the composed config): `++` adds the key where the config lacks it.
+    prefix = "++" if key.startswith((ENV_PARAMS_PREFIX, REWARD_PREFIX)) else ""
     return f"{prefix}{key}={hydra_value(value)}"
 
 
