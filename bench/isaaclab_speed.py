@@ -1,6 +1,6 @@
 """Isaac Lab task speed on this machine, with ratios to a baseline run in this invocation.
 
-    uv run python bench/isaaclab.py [--task Isaac-Cartpole] [--num-envs 16,256] [--device cpu]
+    uv run python bench/isaaclab_speed.py [--task Isaac-Cartpole] [--num-envs 16,256] [--device cpu]
         [--train-frames 20000]
 
 Env-only: steps x environments per second of the task with random actions (Newton, MuJoCo-Warp on
