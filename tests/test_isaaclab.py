@@ -157,6 +157,17 @@ def test_a_space_naming_a_term_the_task_lacks_is_refused_before_any_trial(tmp_pa
     assert not (tmp_path / "log" / "automl").exists() or not any((tmp_path / "log" / "automl").iterdir())
 
 
+def test_a_scale_for_a_term_the_task_lacks_is_refused_before_any_trial(tmp_path: Path) -> None:
+    env = {**os.environ, paths.LOG_ROOT_ENV: str(tmp_path / "log")}
+    process = subprocess.run([sys.executable, "automl.py", "--mode", "search", "--space",
+                              "templates/isaaclab_cartpole.yaml", "env=isaaclab", "+reward.scales.pole_angle=-1"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert process.returncode == EXIT_BAD_INPUT, process.stderr
+    message = process.stderr.strip().splitlines()[-1]
+    assert "reward.scales.pole_angle" in message and "pole_pos" in message
+    assert not (tmp_path / "log" / "automl").exists() or not any((tmp_path / "log" / "automl").iterdir())
+
+
 def test_an_unknown_task_is_exit_2_naming_registered_ones(tmp_path: Path) -> None:
     process = train_one(["env=isaaclab", "env.task=Isaac-Cartpol", f"run_dir={tmp_path / 'run'}"],
                         log_root=tmp_path)

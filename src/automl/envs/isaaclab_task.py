@@ -161,14 +161,15 @@ class IsaacLabEnv:
                    FELL: (terminated & done).float(), WARMUP: (done & self._first).float()}
         episode |= self._causes_of(done)
         if self.reports_success:
-            success = float(extras.get("log", {}).get(SUCCESS_LOG, 0.0))
-            episode[SUCCESS] = torch.where(done, success, 0.0)
+            # A stale log (no reset this step) is masked out by `done`: no host sync per step.
+            success = torch.as_tensor(extras.get("log", {}).get(SUCCESS_LOG, 0.0), device=self.device)
+            episode[SUCCESS] = torch.where(done, success.float(), 0.0)
         self._return = torch.where(done, 0.0, self._return)
         self._length = torch.where(done, 0.0, self._length)
         self._first &= ~done
         policy = observations["policy"].float()
         final = policy
-        if "final_obs" in extras and bool(done.any()):
+        if "final_obs" in extras:  # stale where nothing ended this step, and then masked out
             final = torch.where(done.unsqueeze(1), extras["final_obs"]["policy"].float(), policy)
         return StepResult(observations=policy, final_observations=final, terms=terms,
                           terminated=terminated, truncated=time_outs & ~terminated, episode=episode)

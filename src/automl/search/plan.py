@@ -80,11 +80,11 @@ def _space_path(request: StudyRequest, study_paths: StudyPaths | None) -> Path:
 
 
 def reward_terms(cfg: RunConfig) -> list[str]:
-    """The reward terms a space may weigh: `reward.scales`, and an Isaac Lab task's own terms (read
-    by a short subprocess, so that this process never imports Isaac Lab or torch)."""
-    terms = list(cfg.reward.scales)
+    """The reward terms a space may weigh: `reward.scales`, or an Isaac Lab task's own terms (read
+    by a short subprocess, so that this process never imports Isaac Lab or torch), against which a
+    scale given on the command line is checked here, before any trial."""
     if cfg.env.kind != "isaaclab":
-        return terms
+        return list(cfg.reward.scales)
     assert cfg.env.task is not None  # checked by EnvConfig.check
     process = subprocess.run([sys.executable, "-P", "-m", "automl.envs.isaaclab_task", cfg.env.task],
                              capture_output=True, text=True, check=False, env=trial_env(Slot(index=0, threads=1)))
@@ -92,7 +92,14 @@ def reward_terms(cfg: RunConfig) -> list[str]:
         raise ConfigError(**json.loads(process.stderr.strip().splitlines()[-1]))
     if process.returncode != 0:
         raise RuntimeError(f"reading the reward terms of {cfg.env.task} failed:\n{process.stderr[-2000:]}")
-    return sorted(set(terms) | set(json.loads(process.stdout.strip().splitlines()[-1])))
+    terms = list(json.loads(process.stdout.strip().splitlines()[-1]))
+    for term, scale in cfg.reward.scales.items():
+        if term not in terms:
+            raise ConfigError(file="conf/reward or the command line", key=f"reward.scales.{term}",
+                              value=scale, rule=f"{cfg.env.task} has no reward term `{term}`; its terms: "
+                                                f"{', '.join(terms)}",
+                              fix="remove the scale or name one of those terms")
+    return terms
 
 
 def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
