@@ -53,19 +53,26 @@ def test_rows_best_first_with_every_column(log_root: Path) -> None:
     header = path.read_text().splitlines()[0].split(",")
     assert header == ["trial", "state", "stop_reason", "score", "frames", "wall_s", *PARAMS,
                       "success_rate", "termination_rate", "episode_length",
-                      "episode_reward_mean", "validated_score", "confirms"]
+                      "episode_reward_mean", "validated_score", "confirms", "configuration",
+                      "config_rank", "config_mean", "config_seeds"]
     rows = read_csv(path)
-    # Complete trials by score, then the pruned one (its 0.9 is a partial score), running, failed.
-    assert [int(r["trial"]) for r in rows] == [2, 4, 6, 0, 1, 5, 3]
+    # Configurations by their mean over seeds (trial 2 with its confirmation 6: 0.5, ahead of
+    # trial 4's 0.5 by number), each configuration's trials together; then the pruned trial (its
+    # 0.9 is a partial score), the running one, the failed one.
+    assert [int(r["trial"]) for r in rows] == [2, 6, 4, 0, 1, 5, 3]
     assert [r["state"] for r in rows] == ["complete"] * 4 + ["pruned", "running", "failed"]
     assert [r["stop_reason"] for r in rows][4:] == ["pruned", "running", "error"]
-    assert [r["confirms"] for r in rows] == ["", "", "2", "", "", "", ""]  # 6 trains 2 again
+    assert [r["confirms"] for r in rows] == ["", "2", "", "", "", "", ""]  # 6 trains 2 again
+    assert [r["configuration"] for r in rows] == ["trial_0002", "trial_0002", "trial_0004",
+                                                  "trial_0000", "", "", ""]
+    assert [r["config_rank"] for r in rows][:4] == ["1", "1", "2", "3"]
+    assert float(rows[1]["config_mean"]) == pytest.approx(0.5) and rows[1]["config_seeds"] == "2"
     best = rows[0]
     assert float(best["score"]) == pytest.approx(0.7)
     assert float(best["learning_rate"]) == pytest.approx(3e-4)
     assert float(best["torques"]) == pytest.approx(-1e-5)  # signed native, not the magnitude
     assert int(best["termination"]) == -200
-    assert json.loads(rows[1]["policy_hidden_layer_sizes"]) == [64, 64]
+    assert json.loads(rows[2]["policy_hidden_layer_sizes"]) == [64, 64]
     assert float(best["frames"]) == 50_000 and float(best["wall_s"]) == 12.0
     assert float(best["success_rate"]) == pytest.approx(0.5 + 0.7 / 4)
     assert float(best["episode_reward_mean"]) == pytest.approx(7.0)

@@ -15,6 +15,7 @@ from automl.analysis.validation import (
     bootstrap_ci,
     choose_best,
     differs_from_search_best,
+    improvement_text,
     read_validation_csv,
     selection_note,
     summarize_validation,
@@ -98,3 +99,42 @@ def test_csv_round_trip(tmp_path: Path) -> None:
                                     want.search_score])
         np.testing.assert_allclose(got.scores, want.scores)
     assert read_validation_csv(StudyPaths(tmp_path / "none")) == []
+
+
+def test_improvement_over_the_baseline_is_paired_by_seed():
+    # The candidate is 0.1 above the start on every seed, though the seeds spread its scores by
+    # far more: paired, the interval is tight and above 0.
+    rows = [("baseline", -1, 1000, 0.2), ("baseline", -1, 1001, 0.8), ("baseline", -1, 1002, 0.5),
+            ("trial_0003", 3, 1000, 0.3), ("trial_0003", 3, 1001, 0.9), ("trial_0003", 3, 1002, 0.6)]
+    results = {r.config_id: r for r in summarize_validation(rows)}
+    better = results["trial_0003"]
+    assert better.improvement == pytest.approx(0.1)
+    assert better.improvement_low == pytest.approx(0.1) and better.paired == 3
+    assert better.ci_low < results["baseline"].ci_high  # unpaired, the intervals overlap
+    assert choose_best(list(results.values())).config_id == "trial_0003"
+    assert math.isnan(results["baseline"].improvement)
+
+
+def test_the_baseline_is_kept_unless_an_interval_lies_above_zero_on_two_seeds():
+    one_seed = [("baseline", -1, 1000, 0.2), ("trial_0001", 1, 1000, 0.9)]
+    assert choose_best(summarize_validation(one_seed)).config_id == "baseline"  # one pair: no interval
+    mixed = [("baseline", -1, 1000, 0.5), ("baseline", -1, 1001, 0.5),
+             ("trial_0001", 1, 1000, 0.9), ("trial_0001", 1, 1001, 0.4)]
+    results = summarize_validation(mixed)
+    assert results[1].mean > results[0].mean and results[1].improvement_low < 0
+    assert choose_best(results).config_id == "baseline"
+    assert "nothing beat the starting configuration on these 2" in improvement_text(results)
+    # Without a baseline row (a study validated before baselines), the highest mean wins.
+    assert choose_best(summarize_validation(mixed[2:])).config_id == "trial_0001"
+
+
+def test_validation_csv_keeps_the_improvement_columns(tmp_path):
+    sp = StudyPaths(tmp_path / "study")
+    rows = [("baseline", -1, 1000, 0.2), ("baseline", -1, 1001, 0.3),
+            ("trial_0001", 1, 1000, 0.5), ("trial_0001", 1, 1001, 0.7)]
+    results = summarize_validation(rows)
+    write_validation_csv(sp, rows, results)
+    back = {r.config_id: r for r in read_validation_csv(sp)}
+    assert back["trial_0001"].improvement == pytest.approx(0.35)
+    assert back["trial_0001"].paired == 2 and back["baseline"].paired == 0
+    assert choose_best(list(back.values())).config_id == "trial_0001"

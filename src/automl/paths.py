@@ -169,7 +169,12 @@ class StudyPaths:
 
     def trial_config(self, number: int) -> Path:
         """configs/trial_NNNN.json: the trial's parameters, overrides and command."""
-        return self.configs_dir / f"{trial_name(number)}.json"
+        return self.config_file(trial_name(number))
+
+    def config_file(self, config_id: str) -> Path:
+        """configs/<config_id>.json: a configuration's values and overrides (`trial_NNNN` for a
+        search trial's, `baseline` for the starting configuration validation runs)."""
+        return self.configs_dir / f"{config_id}.json"
 
     @property
     def trials_dir(self) -> Path:
@@ -198,6 +203,11 @@ class StudyPaths:
     def experiment_df_csv(self) -> Path:
         """experiment_df.csv: every trial, best first, as analyze.py lists them."""
         return self.root / "experiment_df.csv"
+
+    @property
+    def configurations_csv(self) -> Path:
+        """configurations.csv: one row per configuration (its seeds grouped), the chosen one first."""
+        return self.root / "configurations.csv"
 
     @property
     def validation_csv(self) -> Path:

@@ -16,9 +16,9 @@ import optuna
 
 from automl.config import GROUPS
 from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
-from automl.paths import StudyPaths
+from automl.paths import StudyPaths, trial_name
 from automl.requests import Request
-from automl.reruns import StageLog, completed, run_final, run_validation, trial_file
+from automl.reruns import StageLog, completed, config_record, run_final, run_validation, trial_file
 from automl.search import reports
 from automl.search import scheduler as search_loop
 from automl.search.confirm import study_seeds
@@ -124,47 +124,56 @@ def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: lis
     """Choose, run the final stage, export and report; print the summary."""
     from automl.analysis.export import export_best_config, export_validated_best, trial_config_values
     from automl.analysis.reports import write_reports
-    from automl.analysis.validation import choose_best, selection_note
+    from automl.analysis.validation import choose_best, improvement_record, selection_note
 
-    best_trial, exported = None, None
+    chosen_id, exported, verdict = None, None, None
     if validated and any(r.n for r in validated):
         chosen = choose_best(validated)
-        best_trial = chosen.source_trial
-        user = trial_file(sp, best_trial).get("user_overrides", [])
+        chosen_id = chosen.config_id
+        user = config_record(sp, chosen_id).get("user_overrides", [])
         exported = export_validated_best(sp, validated, study=study, groups=_groups(user))
         log.note(sp, selection_note(validated))
+        record = improvement_record(validated)
+        verdict = str(record["text"])
+        log.write(sp, best={"config_id": chosen_id, "trial": chosen.source_trial,
+                            "score": chosen.mean, "seeds": chosen.n, "basis": "validation"},
+                  chosen=record)
     elif configs := completed(study, request.search):
-        best_trial = configs[0].number
-        user = trial_file(sp, best_trial).get("user_overrides", [])
+        top = configs[0]
+        chosen_id = trial_name(top.number)
+        user = trial_file(sp, top.number).get("user_overrides", [])
         exported = export_best_config(
-            sp, config_values=trial_config_values(sp, best_trial, study=study),
-            source={"trial": best_trial, "search_score": configs[0].mean,
-                    "search_seeds": len(configs[0].scores), "validated": False},
+            sp, config_values=trial_config_values(sp, top.number, study=study),
+            source={"trial": top.number, "search_score": top.mean,
+                    "search_seeds": len(top.scores), "validated": False},
             groups=_groups(user))
-        log.note(sp, f"the choice rests on the search alone (trial {best_trial}, "
-                 f"{len(configs[0].scores)} seed(s)): no validation result")
-    if final and best_trial is not None:
-        run_final(request, sp, study, best_trial, deadline, log, forkserver)
+        log.note(sp, f"the choice rests on the search alone ({chosen_id}, {len(top.scores)} "
+                 "seed(s)): no validation result")
+        log.write(sp, best={"config_id": chosen_id, "trial": top.number, "score": top.mean,
+                            "seeds": len(top.scores), "basis": "search"})
+    if final and chosen_id is not None:
+        run_final(request, sp, study, chosen_id, deadline, log, forkserver)
     log.phase = "report"
     write_reports(sp, study=study)
     log.phase = "done"
     log.write(sp)
-    print_summary(sp, validated, best_trial, exported, log)
+    print_summary(sp, validated, chosen_id, exported, log, verdict)
 
 
-def print_summary(sp: StudyPaths, validated: list[Any], best_trial: int | None,
-                  exported: tuple[Any, Any] | None, log: StageLog) -> None:
-    """The closing summary: the choice, the stage notes and where the outputs are."""
+def print_summary(sp: StudyPaths, validated: list[Any], chosen_id: str | None,
+                  exported: tuple[Any, Any] | None, log: StageLog, verdict: str | None) -> None:
+    """The closing summary: the choice, the stage notes, where the outputs are, and last what the
+    choice gains over the starting configuration (when validation compared them)."""
     print("\nautoml: summary")
-    if best_trial is None:
+    if chosen_id is None:
         print("  no completed trial: nothing to choose")
     else:
-        chosen = next((r for r in validated if r.source_trial == best_trial), None)
+        chosen = next((r for r in validated if r.config_id == chosen_id), None)
         if chosen is not None and chosen.n:
-            print(f"  best validated configuration: trial {best_trial}, score {chosen.mean:.4g} "
+            print(f"  best validated configuration: {chosen_id}, score {chosen.mean:.4g} "
                   f"(95% CI {chosen.ci_low:.4g} .. {chosen.ci_high:.4g}, {chosen.n} seeds)")
         else:
-            print(f"  best configuration (not validated): trial {best_trial}")
+            print(f"  best configuration (not validated): {chosen_id}")
     for note in log.notes:
         print(f"  note: {note}")
     if exported:
@@ -172,6 +181,8 @@ def print_summary(sp: StudyPaths, validated: list[Any], best_trial: int | None,
     print(f"  importance: {sp.importance_yaml}")
     print(f"  plots: {sp.plots_dir}")
     print(f"  all trials: {sp.experiment_df_csv}")
+    if verdict:
+        print(f"automl: result: {verdict}")
 
 
 def run_mode(request: Request) -> int:
@@ -215,8 +226,10 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
         write_reports(sp, study=study)
         return EXIT_FAILURE
     if request.mode == "search":
-        write_reports(sp, study=study)
-        print(f"automl: reports in {sp.root}")
+        from automl.analysis.validation import read_validation_csv
+
+        log.phase = "report"
+        finish(request, sp, study, read_validation_csv(sp), start + budget_s, log, final=False)
         return EXIT_OK
     validated = run_validation(request, sp, study, start + budget_s * (shares[0] + shares[1]), log,
                                forkserver)

@@ -1,6 +1,11 @@
-"""After the search: validation (the top configurations re-trained on fresh seeds, no pruning)
-and the final run of the chosen configuration, each fitted to what is left of the budget, and the
-StageLog that records what each stage did (including budgets too small for it).
+"""After the search: validation (the top configurations and the starting configuration re-trained
+on the same fresh seeds, no pruning) and the final run of the chosen configuration, each fitted to
+what is left of the budget, and the StageLog that records what each stage did (including budgets
+too small for it).
+
+The starting configuration (the `baseline`) is the space's priors, with the composed defaults where a
+parameter has no prior: what the user would have trained without a search. Its values and overrides
+are written to configs/baseline.json, next to the search trials' configs.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import yaml
 
 from automl import reasons
 from automl.config import load_run_config
-from automl.errors import Interrupted
-from automl.paths import RunPaths, StudyPaths
+from automl.errors import ConfigError, Interrupted
+from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
 from automl.requests import Request, Resources, SearchOptions
 from automl.search import records, reports
 from automl.search.budget import fit_validation, seconds_for
@@ -26,6 +31,7 @@ from automl.search.forkserver import ForkServer
 from automl.search.launcher import Slot
 from automl.search.plan import slots_for, worker_command
 from automl.search.runner import INTERRUPTED, Job, JobResult, run_jobs
+from automl.search.space_params import thaw
 from automl.summary import load_summary
 
 VALIDATION_SEED_BASE = 1000
@@ -58,7 +64,92 @@ class StageLog:
 # -------------------------------------------------------------------------------------- validation
 def trial_file(study_paths: StudyPaths, number: int) -> dict[str, Any]:
     """The config file a search trial was launched with (its overrides, user overrides, values)."""
-    return json.loads(study_paths.trial_config(number).read_text())
+    return config_record(study_paths, trial_name(number))
+
+
+def config_record(study_paths: StudyPaths, config_id: str) -> dict[str, Any]:
+    """configs/<config_id>.json: a search trial's config file, or the baseline's."""
+    return json.loads(study_paths.config_file(config_id).read_text())
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration validation re-trains: a search trial's, or the starting configuration."""
+
+    config_id: str
+    """`trial_NNNN`, or `baseline`."""
+    source_trial: int
+    """The search trial that ran it (NO_TRIAL: a baseline no search trial ran)."""
+    overrides: list[str]
+    """Its base overrides; validation adds the seed."""
+    rate: optuna.trial.FrozenTrial
+    """A search trial whose recorded frames/s estimates its run time."""
+
+
+def starting_configuration(study_paths: StudyPaths, study: optuna.Study) -> dict[str, Any]:
+    """The baseline's record (configs/baseline.json): the space's fixed values and priors, the
+    composed default of every parameter without a prior, the study's command-line overrides, and
+    the first search trial that ran exactly this (the all-priors trial 0, when every parameter has a
+    prior, or any trial that sampled exactly these values). Raises ConfigError when the study's
+    space cannot be read."""
+    from omegaconf import OmegaConf
+
+    from automl.analysis.folder import load_study_space
+    from automl.analysis.validation import NO_TRIAL
+    from automl.config import compose
+
+    trials = [t for t in study.get_trials(deepcopy=False) if records.in_search(t)]
+    space = load_study_space(study_paths, trials)
+    if space is None:
+        raise ConfigError(file=str(study_paths.search_space), key="search_space.yaml", value=None,
+                          rule="the study's search space cannot be read, so its starting "
+                          "configuration cannot be rebuilt", fix="restore search_space.yaml")
+    user: list[str] = next((trial_file(study_paths, t.number).get("user_overrides", []) for t in trials
+                 if study_paths.trial_config(t.number).exists()), [])
+    priors = {p.name: thaw(p.prior) for p in space.params if p.has_prior}
+    composed = compose([*space.fixed_overrides(),
+                        *(space.param(name).override(value) for name, value in priors.items()),
+                        *user])
+    values = {k: thaw(v) for k, v in space.fixed.items()}
+    searched = []  # every parameter set explicitly, as a search trial sets it
+    for p in space.params:
+        value = priors[p.name] if p.name in priors else OmegaConf.select(composed, p.key)
+        if value is not None:  # None: the task's own default (an Isaac Lab reward weight)
+            values[p.key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            searched.append(p.override(values[p.key]))
+    overrides = [*space.fixed_overrides(), *searched, *user]
+    ran = [t for t in trials if records.CONFIRMS not in t.user_attrs
+           and _plain(t.user_attrs.get(records.CONFIG_VALUES)) == _plain(values)]
+    ran.sort(key=lambda t: (t.state != optuna.trial.TrialState.COMPLETE, t.number))
+    source = ran[0].number if ran else NO_TRIAL
+    return {"config_id": "baseline", "source_trial": source, "params": priors,
+            "config_values": values, "base_overrides": overrides, "user_overrides": user}
+
+
+def _plain(values: Any) -> Any:
+    """Values as JSON gives them back (tuples as lists), to compare a record with a trial's."""
+    return json.loads(json.dumps(values))
+
+
+def with_baseline(study_paths: StudyPaths, study: optuna.Study, top: list[Candidate],
+                  log: StageLog) -> list[Candidate]:
+    """The top configurations with the starting configuration among them, second (a budget cut
+    keeps the best and the baseline longest); a top configuration that is the starting one is
+    renamed `baseline` instead of being run twice. Writes configs/baseline.json."""
+    from automl.analysis.validation import BASELINE
+
+    try:
+        start = starting_configuration(study_paths, study)
+    except ConfigError as err:
+        log.note(study_paths, f"no baseline in validation: {err.message}")
+        return top
+    atomic_write_text(study_paths.config_file(BASELINE), json.dumps(start, indent=2) + "\n")
+    source = int(start["source_trial"])
+    if any(c.source_trial == source for c in top):
+        return [Candidate(BASELINE, source, start["base_overrides"], c.rate)
+                if c.source_trial == source else c for c in top]
+    rate = next((t for t in study.get_trials(deepcopy=False) if t.number == source), top[0].rate)
+    return [*top[:1], Candidate(BASELINE, source, start["base_overrides"], rate), *top[1:]]
 
 
 def completed(study: optuna.Study, search: SearchOptions) -> list[Configuration]:
@@ -121,12 +212,11 @@ def _validate_command(request: Request, study_paths: StudyPaths) -> str:
     return shlex.join(words)
 
 
-def _fit_validation(seed_count: int, study_paths: StudyPaths,
-                    top: list[optuna.trial.FrozenTrial], slots: int, deadline: float,
-                    log: StageLog) -> tuple[list[optuna.trial.FrozenTrial], int] | None:
+def _fit_validation(seed_count: int, study_paths: StudyPaths, top: list[Candidate], slots: int,
+                    deadline: float, log: StageLog) -> tuple[list[Candidate], int] | None:
     """The configurations and seed count that fit before the deadline, each run expected to take
     what its search trial took (the notes say what was cut); None when nothing fits."""
-    estimates = [_run_seconds(study_paths, t) for t in top]
+    estimates = [_run_seconds(study_paths, c.rate) for c in top]
     if any(e is None for e in estimates):  # a trial without a recorded rate: validate it all
         return top, seed_count
     left = deadline - time.monotonic()
@@ -144,34 +234,37 @@ def _fit_validation(seed_count: int, study_paths: StudyPaths,
 
 def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Study,
                    deadline: float, log: StageLog, forkserver: ForkServer | None) -> list[Any]:
-    """Top K configurations x M fresh seeds, full frames, no pruning; writes validation.csv.
+    """Top K configurations and the starting configuration x M fresh seeds (the same seeds for
+    all), full frames, no pruning; writes validation.csv.
 
     Ctrl-C / SIGTERM: the runs that completed are written, then Interrupted is raised."""
     from automl.analysis.validation import config_id_for
 
     log.phase = "validation"
-    configs = completed(study, request.search)[: request.validation.top]
-    means = {c.number: c.mean for c in configs}
-    top = [c.trial for c in configs]
-    if not top:
+    ranked_configs = completed(study, request.search)
+    means = {c.number: c.mean for c in ranked_configs}
+    configs = ranked_configs[: request.validation.top]
+    if not configs:
         log.note(study_paths, "validation skipped: the search completed no trial")
         return []
-    slots = _slots(request.resources, study_paths, top[0].number)
+    top = with_baseline(study_paths, study, [
+        Candidate(config_id_for(c.number), c.number, trial_file(study_paths, c.number)["base_overrides"],
+                  c.trial) for c in configs], log)
+    slots = _slots(request.resources, study_paths, configs[0].number)
     fitted = _fit_validation(request.validation.seeds, study_paths, top, len(slots), deadline, log)
     if fitted is None:
         return []
     top, seed_count = fitted
     seeds = fresh_seeds(study_paths, study, seed_count)
-    jobs = [Job(name=f"{config_id_for(t.number)}_seed{seed}",
-                overrides=[*trial_file(study_paths, t.number)["base_overrides"], f"train.seed={seed}"],
-                run_dir=study_paths.validation_dir / f"{config_id_for(t.number)}_seed{seed}")
-            for seed in seeds for t in top]  # seed-major: a cut leaves every config some seeds
+    jobs = [Job(name=f"{c.config_id}_seed{seed}", overrides=[*c.overrides, f"train.seed={seed}"],
+                run_dir=study_paths.validation_dir / f"{c.config_id}_seed{seed}")
+            for seed in seeds for c in top]  # seed-major: a cut leaves every config some seeds
     earlier = [r for r in map(_earlier_result, jobs) if r is not None]
     if earlier:
         log.note(study_paths, f"validation: {len(earlier)} run(s) completed in an earlier session "
                  "are kept")
     pending = [j for j in jobs if j.name not in {r.job.name for r in earlier}]
-    log.write(study_paths, validation={"configs": [config_id_for(t.number) for t in top],
+    log.write(study_paths, validation={"configs": [c.config_id for c in top],
                                        "seeds": seeds, "runs": len(jobs)})
     print(f"automl: validating {len(top)} configuration(s) x {len(seeds)} fresh seed(s) "
           f"in {len(slots)} slot(s)")
@@ -193,19 +286,14 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
     return summary
 
 
-def _summarize(study_paths: StudyPaths, top: list[optuna.trial.FrozenTrial], seeds: list[int],
+def _summarize(study_paths: StudyPaths, top: list[Candidate], seeds: list[int],
                done: list[JobResult], log: StageLog, search_means: dict[int, float]) -> list[Any]:
     """validation.csv from the runs that finished, every configuration over an equal number of
     seeds; runs cut by the deadline (or the interrupt) say nothing of their configuration."""
-    from automl.analysis.validation import (
-        config_id_for,
-        equal_seeds,
-        summarize_validation,
-        write_validation_csv,
-    )
+    from automl.analysis.validation import equal_seeds, summarize_validation, write_validation_csv
 
     by_name = {r.job.name: r for r in done}
-    names = [(config_id_for(t.number), t.number, seed) for seed in seeds for t in top]
+    names = [(c.config_id, c.source_trial, seed) for seed in seeds for c in top]
     rows = [(c, n, seed, by_name[f"{c}_seed{seed}"].score) for c, n, seed in names
             if f"{c}_seed{seed}" in by_name]
     rows, dropped = equal_seeds(rows)
@@ -218,28 +306,43 @@ def _summarize(study_paths: StudyPaths, top: list[optuna.trial.FrozenTrial], see
 
 
 # ------------------------------------------------------------------------------------------- final
-def run_final(request: Request, study_paths: StudyPaths, study: optuna.Study, trial: int,
+def _validated_seconds(study_paths: StudyPaths, config_id: str, frames: int) -> float | None:
+    """Expected time of `frames` at the rate the configuration's own validation runs trained."""
+    estimates = []
+    for run_dir in sorted(study_paths.validation_dir.glob(f"{config_id}_seed*")):
+        summary = load_summary(RunPaths(run_dir).summary)
+        if summary is not None and summary.frames > 0:
+            estimates.append(seconds_for(frames, trained_frames=summary.frames, wall_s=summary.wall_s))
+    known = [e for e in estimates if e is not None]
+    return max(known) if known else None
+
+
+def run_final(request: Request, study_paths: StudyPaths, study: optuna.Study, config_id: str,
               deadline: float, log: StageLog, forkserver: ForkServer | None) -> JobResult | None:
-    """Train the chosen configuration once more, frames x --final-frames-multiplier."""
+    """Train the chosen configuration (`trial_NNNN` or `baseline`) once more, frames x
+    --final-frames-multiplier."""
     log.phase = "final"
     multiplier = request.final_frames_multiplier
-    config = trial_file(study_paths, trial)
+    config = config_record(study_paths, config_id)
     frames = load_run_config(config["base_overrides"]).train.frames
     final_frames = int(frames * multiplier)
-    chosen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial)
-    duration = _run_seconds(study_paths, chosen, multiplier=multiplier)
+    duration = _validated_seconds(study_paths, config_id, final_frames)
+    trial = config.get("trial", config.get("source_trial"))
+    if duration is None and isinstance(trial, int):
+        chosen = next((t for t in study.get_trials(deepcopy=False) if t.number == trial), None)
+        duration = None if chosen is None else _run_seconds(study_paths, chosen, multiplier=multiplier)
     left = deadline - time.monotonic()
     if duration is not None and duration > left:
         log.note(study_paths, f"final run skipped: budget too small (needs ~{duration:.0f} s at the "
-                 f"rate trial {trial} trained, {max(left, 0):.0f} s left)")
+                 f"rate {config_id} trained, {max(left, 0):.0f} s left)")
         return None
     run_dir = study_paths.root / "final"
     job = Job(name="final", overrides=[*config["base_overrides"], f"train.frames={final_frames}"],
               run_dir=run_dir)
-    print(f"automl: final run of trial {trial}'s configuration, {final_frames:,} frames")
-    results, cut = run_jobs([job], worker=worker_command(request.resources),
-                            slots=_slots(request.resources, study_paths, trial)[:1], deadline=deadline,
-                            forkserver=forkserver)
+    print(f"automl: final run of {config_id}'s configuration, {final_frames:,} frames")
+    slots = slots_for(request.resources, load_run_config(config["base_overrides"]).env.device)
+    results, cut = run_jobs([job], worker=worker_command(request.resources), slots=slots[:1],
+                            deadline=deadline, forkserver=forkserver)
     result = results[0]
     if cut == INTERRUPTED:
         log.note(study_paths, f"final run interrupted at {result.frames:,} of {final_frames:,} frames")
@@ -250,5 +353,3 @@ def run_final(request: Request, study_paths: StudyPaths, study: optuna.Study, tr
     log.note(study_paths, f"final run: {result.reason}, score {result.score:.4g}, "
              f"checkpoint {run_dir / 'model.pt'}")
     return result
-
-

@@ -3,6 +3,7 @@ a Hydra preset conf/experiment/<study>_best.yaml that train_one runs as `+experi
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -13,7 +14,12 @@ import optuna
 
 from automl import paths
 from automl.analysis.folder import open_view
-from automl.analysis.validation import ValidationResult, choose_best
+from automl.analysis.validation import (
+    ValidationResult,
+    baseline_of,
+    choose_best,
+    improvement_text,
+)
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
@@ -73,9 +79,11 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
     usage = f"uv run train_one.py +{EXPERIMENT_GROUP}={name}"
     best = {**values, **({"groups": dict(groups)} if groups else {}),
             "source": {**provenance, "preset": str(preset), "run_with": usage}}
+    verdict = source.get("against_starting_configuration")
     atomic_write_text(study_paths.best_config,
                       f"# Best configuration of study {study_paths.name}, {how_chosen(source)}.\n"
-                      f"# Train it again: {usage}\n" + dump_yaml(best))
+                      + (f"# Against the starting configuration: {verdict}.\n" if verdict else "")
+                      + f"# Train it again: {usage}\n" + dump_yaml(best))
     body: dict[str, Any] = {}
     if groups:
         body["defaults"] = [{f"override /{group}": option} for group, option in groups.items()]
@@ -94,6 +102,15 @@ def how_chosen(source: Mapping[str, Any]) -> str:
         value = _plain(source.get(key))
         return f"{value:.4g}" if isinstance(value, (int, float)) else "n/a"
 
+    if source.get("config_id") == "baseline" and "starting_mean" in source:
+        return (f"the starting configuration, kept: nothing of the search beat it on the same "
+                f"{source.get('n_seeds')} fresh seed(s) (its mean score {number('validated_mean')}; "
+                f"{source.get('validated_configs', '?')} configuration(s) validated)")
+    if "improvement" in source:
+        return (f"chosen by validation: the highest mean score ({number('validated_mean')}) over "
+                f"{source.get('n_seeds')} fresh seed(s) among the configurations that beat the "
+                f"starting configuration on the same seeds (improvement {number('improvement')}, "
+                f"95% CI {number('improvement_ci_low')} .. {number('improvement_ci_high')})")
     if "validated_mean" in source:
         return (f"chosen by validation: the highest mean score ({number('validated_mean')}) over "
                 f"{source.get('n_seeds')} fresh seed(s) among {source.get('validated_configs', '?')} "
@@ -133,13 +150,37 @@ def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationR
                           study: optuna.Study | None = None,
                           groups: Mapping[str, str] | None = None,
                           conf_dir: Path | None = None) -> tuple[Path, Path]:
-    """Export the configuration validation chose (highest validated mean), with its statistics."""
+    """Export the configuration validation chose (automl.analysis.validation.choose_best: the
+    starting configuration unless something beat it), with its statistics."""
     best = choose_best(results)
-    source = {"trial": best.source_trial, "config_id": best.config_id,
-              "validated_mean": best.mean, "validated_std": best.std,
-              "ci_low": best.ci_low, "ci_high": best.ci_high, "n_seeds": best.n,
-              "search_score": best.search_score,
-              "validated_configs": sum(1 for r in results if r.n > 0)}
-    values = trial_config_values(study_paths, best.source_trial, study=study)
+    source: dict[str, Any] = {
+        "trial": best.source_trial, "config_id": best.config_id, "validated_mean": best.mean,
+        "validated_std": best.std, "ci_low": best.ci_low, "ci_high": best.ci_high,
+        "n_seeds": best.n, "search_score": best.search_score,
+        "validated_configs": sum(1 for r in results if r.n > 0)}
+    base = baseline_of(results)
+    if base is not None:
+        source["starting_mean"] = base.mean
+        if not best.is_baseline:
+            source.update({"improvement": best.improvement, "improvement_ci_low": best.improvement_low,
+                           "improvement_ci_high": best.improvement_high, "paired_seeds": best.paired})
+        source["against_starting_configuration"] = improvement_text(results)
+    values = config_values_of(study_paths, best, study=study)
     return export_best_config(study_paths, config_values=values, source=source, groups=groups,
                               conf_dir=conf_dir)
+
+
+def config_values_of(study_paths: StudyPaths, result: ValidationResult, *,
+                     study: optuna.Study | None = None) -> dict[str, Any]:
+    """A validated configuration by config key: the baseline's from configs/baseline.json (its
+    search trial's where one ran it), a search trial's from the study."""
+    if result.is_baseline and result.source_trial < 0:
+        try:
+            record = json.loads(study_paths.config_file(result.config_id).read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(file=str(study_paths.config_file(result.config_id)),
+                              key="config_values", value=None,
+                              rule=f"the starting configuration's record cannot be read ({err})",
+                              fix="run --mode validate again to rebuild it") from None
+        return dict(record["config_values"])
+    return trial_config_values(study_paths, result.source_trial, study=study)

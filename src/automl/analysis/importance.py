@@ -1,7 +1,9 @@
 """hyperparameter_importance.yaml: which searched parameters (PPO, network, reward) drive the score.
 
 The navigation AutoML pipeline's shape: `importance_ranking` (parameter, importance,
-best_value) and `top_5_configs`, plus
+best_value) and `top_5_configs`, plus `chosen` (the configuration the study chose, as in
+best_config.yaml, with what it gains over the starting configuration when validation compared them),
+plus
 the evaluator, the trial count it rests on, the score's definition and when it was made. Optuna's
 PED-ANOVA by default; fANOVA when asked for and scikit-learn is installed.
 """
@@ -24,9 +26,10 @@ from optuna.importance import (
 )
 
 from automl import paths
+from automl.analysis.configs import ConfigEntry, rank_configurations
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.table import trial_row
-from automl.analysis.validation import read_validation_csv
+from automl.analysis.validation import ValidationResult, improvement_record, read_validation_csv
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
@@ -155,9 +158,11 @@ def _importances(view: StudyView, evaluator: BaseImportanceEvaluator,
 
 
 def ranking(view: StudyView, evaluator: BaseImportanceEvaluator,
-            scored: list[optuna.trial.FrozenTrial] | None = None) -> tuple[list[dict], str | None]:
+            scored: list[optuna.trial.FrozenTrial] | None = None,
+            best: dict[str, Any] | None = None) -> tuple[list[dict], str | None]:
     """[{parameter, group, importance, best_value}] sorted, summing to 1; or [] and why not.
-    `scored`: the trials it rests on (default: the completed ones), best first."""
+    `scored`: the trials it rests on (default: the completed ones), best first. `best`: the chosen
+    configuration's values (default: the first of `scored`), given as `best_value`."""
     scored = view.scored() if scored is None else scored
     if len(scored) < MIN_TRIALS:
         return [], (f"no ranking: {len(scored)} trial(s) with a finite score, but an "
@@ -170,7 +175,7 @@ def ranking(view: StudyView, evaluator: BaseImportanceEvaluator,
     if not raw or total <= 0:
         return [], ("no ranking: no parameter separates the best trials from the rest (every "
                     "importance is 0; constant parameters or too few distinct scores)")
-    best = view.params(scored[0])
+    best = view.params(scored[0]) if best is None else best
     shares = {name: raw.get(name, 0.0) / total for name in view.param_names}
     shares = {k: (v if math.isfinite(v) else 0.0) for k, v in shares.items()}
     order = sorted(shares, key=lambda n: -shares[n])
@@ -179,30 +184,59 @@ def ranking(view: StudyView, evaluator: BaseImportanceEvaluator,
             for name in order], None
 
 
-def top_configs(view: StudyView, n: int = TOP_N) -> list[dict[str, Any]]:
-    """The `n` best completed trials: config_id, parameters, score and two metrics."""
-    validated = {r.source_trial: r.mean for r in read_validation_csv(view.paths)}
+def top_configs(view: StudyView, ranked: list[ConfigEntry], n: int = TOP_N) -> list[dict[str, Any]]:
+    """The first `n` configurations of the study's ranking (automl.analysis.configs), each once with
+    its seeds grouped: config_id, parameters, search mean and seeds, validated mean and seeds, and
+    two metrics of its first trial."""
+    trials = {t.number: t for t in view.trials}
     configs = []
-    for trial in view.scored()[:n]:
-        row = trial_row(view, trial, validated)
-        entry: dict[str, Any] = {"config_id": trial_name(trial.number)}
-        entry.update({k: round_sig(v) for k, v in row.params.items()})
-        entry["score"] = round_sig(row.score)
-        entry["episode_reward_mean"] = round_sig(row.metrics.get("episode_reward_mean"))
-        entry["success_rate"] = round_sig(row.metrics.get("success_rate"))
-        if math.isfinite(row.validated_score):
-            entry["validated_score"] = round_sig(row.validated_score)
+    for config in ranked[:n]:
+        entry: dict[str, Any] = {"config_id": config.config_id}
+        if config.trial is not None and config.config_id != trial_name(config.trial):
+            entry["trial"] = config.trial
+        entry.update({k: round_sig(v) for k, v in config.params.items()})
+        entry["score"] = round_sig(config.search_mean)
+        entry["seeds"] = len(config.search_scores)
+        if config.validated is not None:
+            entry["validated_score"] = round_sig(config.validated.mean)
+            entry["validated_seeds"] = config.validated.n
+        first = trials.get(config.trial) if config.trial is not None else None
+        if first is not None:
+            row = trial_row(view, first, {})
+            entry["episode_reward_mean"] = round_sig(row.metrics.get("episode_reward_mean"))
+            entry["success_rate"] = round_sig(row.metrics.get("success_rate"))
+        if config.chosen:
+            entry["chosen"] = True
         configs.append(entry)
     return configs
+
+
+def chosen_record(ranked: list[ConfigEntry], results: list[ValidationResult]) -> dict[str, Any] | None:
+    """The chosen configuration and, after validation, what it gains over the starting one."""
+    if not ranked:
+        return None
+    pick = ranked[0]
+    record: dict[str, Any] = {"config_id": pick.config_id,
+                              "basis": "validation" if pick.validated is not None else "search"}
+    if pick.validated is not None and any(r.n > 0 for r in results):
+        record.update({k: round_sig(v) if isinstance(v, float) else v
+                       for k, v in improvement_record(results).items() if k != "config_id"})
+    else:
+        record.update({"search_score": round_sig(pick.search_mean),
+                       "seeds": len(pick.search_scores), "confirmed": pick.confirmed})
+    return record
 
 
 def importance_report(view: StudyView, *, evaluator: str = PED_ANOVA) -> dict[str, Any]:
     """Content of hyperparameter_importance.yaml (see the module docstring)."""
     chosen, fallback = pick_evaluator(evaluator)
     used, basis = evidence(view)
-    ranked, note = ranking(view, chosen, used)
+    configs = rank_configurations(view)
+    ranked, note = ranking(view, chosen, used, best=configs[0].params if configs else None)
     definition, scoring = score_definition(view)
-    report: dict[str, Any] = {"importance_ranking": ranked, "top_5_configs": top_configs(view)}
+    report: dict[str, Any] = {"importance_ranking": ranked,
+                              "top_5_configs": top_configs(view, configs),
+                              "chosen": chosen_record(configs, read_validation_csv(view.paths))}
     if note:
         report["note"] = note
     report["trials_used"] = len(used)
@@ -227,7 +261,8 @@ def importance_text(report: dict[str, Any]) -> str:
     """The report as the YAML text of hyperparameter_importance.yaml, under a comment header."""
     header = (f"# Hyperparameter importance of study {report['study_name']}: which searched "
               "parameters drive the score.\n# Made by analyze.py --importance; "
-              "best_value is the value in the best completed trial.\n")
+              "best_value is the value in the chosen configuration (`chosen`, as in "
+              "best_config.yaml).\n")
     return header + dump_yaml(report)
 
 

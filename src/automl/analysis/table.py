@@ -1,5 +1,6 @@
 """One row per search trial (score, stop reason, frames, parameters, task metrics, validated score)
-and experiment_df.csv, the study's table sorted best first."""
+and experiment_df.csv, the study's table best first; configurations.csv, one row per configuration
+(its seeds grouped), in the same order (automl.analysis.configs)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl import tags
+from automl.analysis.configs import ConfigEntry, rank_configurations
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.validation import read_validation_csv
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
@@ -36,9 +38,16 @@ STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
 _STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4}
 """Finished results first, whatever the sort metric: a partial score is not a final one."""
 LEADING_COLUMNS = ("trial", "state", "stop_reason", "score", "frames", "wall_s")
-TRAILING_COLUMNS = (*METRICS, "validated_score", "confirms")
+TRAILING_COLUMNS = (*METRICS, "validated_score", "confirms", "configuration", "config_rank",
+                    "config_mean", "config_seeds")
 """`confirms`: the trial whose configuration this one trained again on another seed (search's
---confirm-seeds); empty for a trial that sampled its configuration."""
+--confirm-seeds); empty for a trial that sampled its configuration. `configuration`: the
+configuration the trial trained (`trial_NNNN`, or `baseline` for the starting one), its rank among
+the study's configurations (1: the chosen one), its mean search score and completed search seeds."""
+CONFIG_COLUMNS = ("rank", "config_id", "chosen", "confirmed", "search_mean", "search_seeds",
+                  "validated_mean", "validated_seeds", "ci_low", "ci_high", "improvement",
+                  "improvement_ci_low", "improvement_ci_high", "trials")
+"""configurations.csv's columns before the parameters; `trials` are ;-separated trial numbers."""
 
 
 @dataclass
@@ -144,13 +153,21 @@ def sort_rows(rows: list[TrialRow], *, metric: str = "score",
     return sorted(rows, key=key)
 
 
-def experiment_df_order(rows: list[TrialRow], *, descending: bool = True) -> list[TrialRow]:
-    """experiment_df.csv's order: validated configurations first, by validated mean (a search score
-    is one seed, possibly lucky), then every other trial as `sort_rows` orders them."""
-    validated = [r for r in rows if math.isfinite(r.validated_score)]
-    validated.sort(key=lambda r: (-r.validated_score if descending else r.validated_score, r.number))
-    rest = [r for r in rows if not math.isfinite(r.validated_score)]
-    return validated + sort_rows(rest, descending=descending)
+def experiment_df_order(rows: list[TrialRow], *, descending: bool = True,
+                        ranking: list[ConfigEntry] | None = None) -> list[TrialRow]:
+    """experiment_df.csv's order: the trials of each configuration of `ranking` together, in its
+    order (the chosen configuration first), then every other trial as `sort_rows` orders them.
+    Without a ranking: validated configurations first, by validated mean, then `sort_rows`."""
+    if ranking is None:
+        validated = [r for r in rows if math.isfinite(r.validated_score)]
+        validated.sort(key=lambda r: (-r.validated_score if descending else r.validated_score,
+                                      r.number))
+        rest = [r for r in rows if not math.isfinite(r.validated_score)]
+        return validated + sort_rows(rest, descending=descending)
+    by_number = {r.number: r for r in rows}
+    ordered = [by_number[n] for entry in ranking for n in entry.trials if n in by_number]
+    placed = {r.number for r in ordered}
+    return ordered + sort_rows([r for r in rows if r.number not in placed], descending=descending)
 
 
 def _cell(value: Any) -> str:
@@ -164,22 +181,54 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def experiment_df_text(view: StudyView, rows: list[TrialRow]) -> str:
-    """experiment_df.csv content: the leading columns, each parameter, each metric, validated."""
+def experiment_df_text(view: StudyView, rows: list[TrialRow],
+                       ranking: list[ConfigEntry] | None = None) -> str:
+    """experiment_df.csv content: the leading columns, each parameter, each metric, validated score
+    and the configuration each trial trained (from `ranking`, else the study's)."""
+    ranking = rank_configurations(view) if ranking is None else ranking
+    where = {n: (rank, entry) for rank, entry in enumerate(ranking, 1) for n in entry.trials}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     names = view.param_names
     writer.writerow([*LEADING_COLUMNS, *names, *TRAILING_COLUMNS])
     for r in rows:
         lead = [r.number, r.state, r.stop_reason, r.score, r.frames, r.wall_s]
-        tail = [r.metrics.get(m) for m in METRICS] + [r.validated_score, r.confirms]
+        rank, entry = where.get(r.number, (None, None))
+        config = [entry.config_id, rank, entry.search_mean,
+                  len(entry.search_scores)] if entry is not None else [None] * 4
+        validated = entry.validated_mean if entry is not None else r.validated_score
+        tail = [r.metrics.get(m) for m in METRICS] + [validated, r.confirms, *config]
         writer.writerow([_cell(v) for v in (*lead, *(r.params.get(n) for n in names), *tail)])
     return buffer.getvalue()
 
 
+def configurations_text(view: StudyView, ranking: list[ConfigEntry]) -> str:
+    """configurations.csv content: one row per configuration, chosen first (see CONFIG_COLUMNS)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = view.param_names
+    writer.writerow([*CONFIG_COLUMNS, *names])
+    for rank, e in enumerate(ranking, 1):
+        v = e.validated
+        stats = ([v.mean, v.n, v.ci_low, v.ci_high, v.improvement, v.improvement_low,
+                  v.improvement_high] if v is not None else [None] * 7)
+        writer.writerow([_cell(x) for x in (
+            rank, e.config_id, int(e.chosen), int(e.confirmed), e.search_mean,
+            len(e.search_scores), *stats, ";".join(map(str, e.trials)),
+            *(e.params.get(n) for n in names))])
+    return buffer.getvalue()
+
+
 def write_experiment_df(study_paths: StudyPaths, study: optuna.Study | None = None) -> Path:
-    """Rewrite experiment_df.csv atomically: every search trial, validated ones first."""
-    view = open_view(study_paths, study)
-    rows = experiment_df_order(trial_rows(view), descending=view.maximize)
-    atomic_write_text(study_paths.experiment_df_csv, experiment_df_text(view, rows))
-    return study_paths.experiment_df_csv
+    """Rewrite experiment_df.csv and configurations.csv atomically, in the configurations' order."""
+    return write_tables(open_view(study_paths, study))
+
+
+def write_tables(view: StudyView, rows: list[TrialRow] | None = None) -> Path:
+    """experiment_df.csv (`rows`, default: every trial's) and configurations.csv; returns the first."""
+    ranking = rank_configurations(view)
+    rows = trial_rows(view) if rows is None else rows
+    ordered = experiment_df_order(rows, descending=view.maximize, ranking=ranking)
+    atomic_write_text(view.paths.experiment_df_csv, experiment_df_text(view, ordered, ranking))
+    atomic_write_text(view.paths.configurations_csv, configurations_text(view, ranking))
+    return view.paths.experiment_df_csv

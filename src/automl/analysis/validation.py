@@ -1,12 +1,20 @@
-"""Validation statistics: per-config mean, spread and bootstrap CI over fresh seeds; the final pick.
+"""Validation statistics: per-config mean, spread and bootstrap CI over fresh seeds, each
+configuration's improvement over the starting configuration (the `baseline` row) paired by seed, and
+the final pick.
 
 Pure functions over (config_id, source_trial, seed, score) rows, plus validation.csv in and out.
 Scores are higher-is-better (the study maximizes the score of conf/scoring).
+
+The pick: a configuration replaces the starting one only when the bootstrap interval of its paired
+improvement lies above 0 (on at least MIN_PAIRS seeds); of those, the highest validated mean wins.
+Otherwise the starting configuration is kept. Without a baseline row (an older study), the highest
+validated mean wins.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,9 +31,19 @@ BOOTSTRAP_SEED = 0
 """Fixed, so the same scores always give the same interval."""
 CONFIDENCE = 0.95
 
+BASELINE = "baseline"
+"""config_id of the starting configuration (the space's priors, composed defaults elsewhere)."""
+NO_TRIAL = -1
+"""source_trial of a baseline that no search trial ran (some parameter has no prior)."""
+MIN_PAIRS = 2
+"""Seeds both a configuration and the baseline must have finished for an interval to mean anything."""
+
 CSV_COLUMNS = ("config_id", "source_trial", "n_seeds", "mean", "std", "ci_low", "ci_high",
-               "search_score", "seeds", "scores")
-"""validation.csv columns; `seeds` and `scores` are ;-separated, in the same order."""
+               "search_score", "improvement", "improvement_ci_low", "improvement_ci_high",
+               "paired_seeds", "seeds", "scores")
+"""validation.csv columns; `seeds` and `scores` are ;-separated, in the same order. `improvement`:
+mean over `paired_seeds` of (score - baseline's score on the same seed), with its bootstrap 95%
+interval; empty on the baseline's row and without a baseline."""
 
 
 class ValidationRow(NamedTuple):
@@ -61,11 +79,29 @@ class ValidationResult:
     """Every seed run, in order."""
     scores: tuple[float, ...] = field(default=())
     """Score of each seed in `seeds`; NaN for a failed run."""
+    improvement: float = math.nan
+    """Mean paired difference to the baseline's score on the same seeds (NaN: no baseline)."""
+    improvement_low: float = math.nan
+    """Lower end of the bootstrap 95% interval of `improvement`."""
+    improvement_high: float = math.nan
+    paired: int = 0
+    """Seeds on which both this configuration and the baseline finished."""
 
     @property
     def n_failed(self) -> int:
         """Seeds whose run gave no finite score."""
         return len(self.scores) - self.n
+
+    @property
+    def is_baseline(self) -> bool:
+        """The starting configuration's row."""
+        return self.config_id == BASELINE
+
+    @property
+    def beats_baseline(self) -> bool:
+        """Its paired improvement's interval lies above 0, on at least MIN_PAIRS seeds."""
+        return (not self.is_baseline and self.paired >= MIN_PAIRS
+                and math.isfinite(self.improvement_low) and self.improvement_low > 0)
 
 
 def bootstrap_ci(scores: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -115,7 +151,29 @@ def summarize_validation(rows: Iterable[tuple[str, int, int, float]], *,
         source = trials.pop()
         search = (search_scores or {}).get(source, math.nan)
         results.append(_result(config_id, source, runs, float(search)))
-    return results
+    return paired_with_baseline(results)
+
+
+def paired_with_baseline(results: Sequence[ValidationResult]) -> list[ValidationResult]:
+    """Each configuration with its improvement over the baseline, paired by seed (a seed counts
+    when both finished); the results unchanged when there is no baseline row."""
+    base = next((r for r in results if r.is_baseline), None)
+    if base is None:
+        return list(results)
+    by_seed = {seed: score for seed, score in zip(base.seeds, base.scores, strict=True)
+               if math.isfinite(score)}
+    paired = []
+    for r in results:
+        diffs = [score - by_seed[seed] for seed, score in zip(r.seeds, r.scores, strict=True)
+                 if seed in by_seed and math.isfinite(score)]
+        if r.is_baseline or not diffs:
+            paired.append(r)
+            continue
+        low, high = bootstrap_ci(diffs)
+        paired.append(dataclasses.replace(r, improvement=float(np.mean(diffs)),
+                                          improvement_low=low, improvement_high=high,
+                                          paired=len(diffs)))
+    return paired
 
 
 def equal_seeds(rows: Sequence[tuple[str, int, int, float]]
@@ -141,14 +199,76 @@ def _rank_key(result: ValidationResult) -> tuple[int, float, float, int]:
     return (int(result.n_failed > 0), -result.mean, std, result.source_trial)
 
 
+def baseline_of(results: Sequence[ValidationResult]) -> ValidationResult | None:
+    """The baseline row when it has a finite score on some seed; else None."""
+    return next((r for r in results if r.is_baseline and r.n > 0), None)
+
+
 def choose_best(results: Sequence[ValidationResult]) -> ValidationResult:
-    """The configuration with the highest validated mean (not the highest search score)."""
+    """The pick (module docstring): the best configuration whose paired improvement over the
+    baseline is above 0 with 95% confidence, else the baseline; without a baseline, the highest
+    validated mean (never the highest search score)."""
     candidates = [r for r in results if r.n > 0]
     if not candidates:
         ids = ", ".join(r.config_id for r in results) or "none"
         raise ValueError(f"no validated configuration has a finite score (configs: {ids}); "
                          "validation needs at least one run that finished")
-    return min(candidates, key=_rank_key)
+    base = baseline_of(results)
+    if base is None:
+        return min(candidates, key=_rank_key)
+    winners = [r for r in candidates if r.beats_baseline]
+    return min(winners, key=_rank_key) if winners else base
+
+
+def validated_order(results: Sequence[ValidationResult]) -> list[ValidationResult]:
+    """Validated configurations as a user reads them: the pick first, then the others with a
+    finite score by validated mean (one failing on some seed below those that never failed), then
+    those without one."""
+    scored = [r for r in results if r.n > 0]
+    if not scored:
+        return list(results)
+    pick = choose_best(results)
+    rest = sorted((r for r in scored if r is not pick), key=_rank_key)
+    return [pick, *rest, *(r for r in results if r.n == 0)]
+
+
+def improvement_text(results: Sequence[ValidationResult]) -> str:
+    """What the pick gains over the starting configuration, in one line:
+    `+X [lo, hi] over the starting configuration on K fresh seeds`, or that nothing beat it."""
+    base = baseline_of(results)
+    if base is None:
+        return ("no comparison with the starting configuration: it has no validated score "
+                "(it was not validated, or every run of it failed)")
+    pick = choose_best(results)
+    if not pick.is_baseline:
+        return (f"{pick.improvement:+.4g} [{pick.improvement_low:+.4g}, {pick.improvement_high:+.4g}] "
+                f"over the starting configuration on {pick.paired} fresh seeds ({pick.config_id}: "
+                f"{pick.mean:.4g}, starting configuration: {base.mean:.4g})")
+    others = [r for r in results if not r.is_baseline and r.paired > 0]
+    text = (f"nothing beat the starting configuration on these {base.n} fresh seeds (its score "
+            f"{base.mean:.4g} [{base.ci_low:.4g}, {base.ci_high:.4g}])")
+    if others:
+        best = max(others, key=lambda r: (r.improvement, -r.source_trial))
+        text += (f"; the closest, {best.config_id}: {best.improvement:+.4g} "
+                 f"[{best.improvement_low:+.4g}, {best.improvement_high:+.4g}] on {best.paired} seeds")
+    return text
+
+
+def improvement_record(results: Sequence[ValidationResult]) -> dict[str, object]:
+    """The pick against the starting configuration, for automl_state.yaml and the reports."""
+    pick = choose_best(results)
+    base = baseline_of(results)
+    record: dict[str, object] = {"config_id": pick.config_id, "trial": pick.source_trial,
+                                 "validated_mean": pick.mean, "n_seeds": pick.n,
+                                 "beats_starting_configuration": pick.beats_baseline}
+    if base is not None:
+        record["starting_configuration_mean"] = base.mean
+        if not pick.is_baseline:
+            record.update({"improvement": pick.improvement, "improvement_ci_low": pick.improvement_low,
+                           "improvement_ci_high": pick.improvement_high,
+                           "paired_seeds": pick.paired})
+    record["text"] = improvement_text(results)
+    return record
 
 
 def best_by_search(results: Sequence[ValidationResult]) -> ValidationResult:
@@ -171,7 +291,7 @@ def selection_note(results: Sequence[ValidationResult]) -> str:
     text = (f"validation picked {best.config_id} (trial {best.source_trial}): mean {best.mean:.4g} "
             f"over {best.n} seeds, 95% CI [{best.ci_low:.4g}, {best.ci_high:.4g}]")
     known = [r for r in results if math.isfinite(r.search_score)]
-    if known and differs_from_search_best(results):
+    if known and differs_from_search_best(results) and not best.is_baseline:
         lucky = best_by_search(results)
         text += (f"; the highest search score among them, {lucky.config_id} (search score "
                  f"{lucky.search_score:.4g}), validated at only {lucky.mean:.4g}")
@@ -184,6 +304,11 @@ def selection_note(results: Sequence[ValidationResult]) -> str:
 
 def _number(value: float) -> str:
     return "" if value is None else repr(float(value))
+
+
+def _optional(value: float) -> str:
+    """A statistic that may not apply (an improvement without a baseline): empty when NaN."""
+    return repr(float(value)) if math.isfinite(value) else ""
 
 
 def write_validation_csv(study_paths: StudyPaths, rows: Iterable[tuple[str, int, int, float]],
@@ -202,13 +327,15 @@ def write_validation_csv(study_paths: StudyPaths, rows: Iterable[tuple[str, int,
         scores = [_number(x.score) for x in runs] if runs else [_number(s) for s in r.scores]
         writer.writerow([r.config_id, r.source_trial, len(seeds), _number(r.mean), _number(r.std),
                          _number(r.ci_low), _number(r.ci_high), _number(r.search_score),
+                         _optional(r.improvement), _optional(r.improvement_low),
+                         _optional(r.improvement_high), r.paired or "",
                          ";".join(seeds), ";".join(scores)])
     atomic_write_text(study_paths.validation_csv, buffer.getvalue())
     return study_paths.validation_csv
 
 
-def _float(text: str) -> float:
-    return float(text) if text.strip() else math.nan
+def _float(text: str | None) -> float:
+    return float(text) if text and text.strip() else math.nan
 
 
 def read_validation_csv(study_paths: StudyPaths) -> list[ValidationResult]:
@@ -225,7 +352,11 @@ def read_validation_csv(study_paths: StudyPaths) -> list[ValidationResult]:
             config_id=line["config_id"], source_trial=int(line["source_trial"]),
             n=sum(math.isfinite(s) for s in scores), mean=_float(line["mean"]),
             std=_float(line["std"]), ci_low=_float(line["ci_low"]), ci_high=_float(line["ci_high"]),
-            search_score=_float(line["search_score"]), seeds=seeds, scores=scores))
+            search_score=_float(line["search_score"]), seeds=seeds, scores=scores,
+            improvement=_float(line.get("improvement")),
+            improvement_low=_float(line.get("improvement_ci_low")),
+            improvement_high=_float(line.get("improvement_ci_high")),
+            paired=int(line.get("paired_seeds") or 0)))
     return results
 
 
