@@ -36,28 +36,40 @@ def log_root(tmp_path, monkeypatch):
 def test_stage_validates_on_fresh_seeds_and_picks_the_validated_mean_over_a_lucky_run(
         tmp_path, log_root, capsys):
     # learning_rate 1e-3 is poor, except under the search's seed 42, where it scores 2.0: the best
-    # single search run is a lucky seed. Validation (fresh seeds) must see through it.
+    # single search run is a lucky seed. Validation (fresh seeds) must see through it. Rollouts 24
+    # halve the score, so the starting configuration (the composed defaults: 3e-4, 24 rollouts)
+    # scores 0.5 and 3e-4 with 48 rollouts beats it by 0.5 on every seed.
+    lr_half = {**LR_SCORE, "scale": 0.5}
     behaviour = write_behaviour(tmp_path, "lucky", seconds_per_point=0.01, score=LR_SCORE, rules=[
+        {"when": {"ppo.rollouts": 24}, "score": lr_half},
         {"when": {"ppo.learning_rate": 0.001, "train.seed": 42},
          "score": {"param": "ppo.learning_rate", "target": 1e-3, "log": True, "scale": 2.0}}])
     # Grid over 3 learning rates x 2 rollouts: the two lucky trials (1e-3) rank first in the search,
-    # then the two good ones (3e-4); the top 3 go to validation.
+    # then 3e-4 x 48; the top 3 go to validation, with the starting configuration as the baseline.
     code = cli.main(stage_argv("lucky", behaviour, "--search-method", "grid", "--hp-trials", "6",
                                "--pruner", "none", "--validate-top", "3", "--validate-seeds", "2"))
     out = capsys.readouterr().out
     assert code == 0
     sp = StudyPaths.for_study("lucky")
     validation = read_csv(sp.validation_csv)
-    assert len(validation) == 3
+    assert len(validation) == 4
+    base = next(row for row in validation if row["config_id"] == "baseline")
+    start = json.loads(sp.trial_config(int(base["source_trial"])).read_text())["params"]
+    assert start == {"learning_rate": 0.0003, "rollouts": 24}  # the grid trial that ran it
     by_lr: dict[float, list[dict[str, str]]] = {}
     for row in validation:
-        config = json.loads(sp.trial_config(int(row["source_trial"])).read_text())
-        by_lr.setdefault(config["params"]["learning_rate"], []).append(row)
+        if row is not base:
+            config = json.loads(sp.trial_config(int(row["source_trial"])).read_text())
+            by_lr.setdefault(config["params"]["learning_rate"], []).append(row)
     assert len(by_lr[0.001]) == 2 and len(by_lr[0.0003]) == 1
     good = by_lr[0.0003][0]
     for lucky in by_lr[0.001]:
         assert float(lucky["search_score"]) > float(good["search_score"])  # won the search
         assert float(good["mean"]) > float(lucky["mean"])                  # ... lost validation
+        assert float(lucky["improvement"]) < 0
+    assert float(good["improvement"]) == pytest.approx(0.5)
+    assert float(good["improvement_ci_low"]) > 0 and good["paired_seeds"] == "2"
+    assert base["improvement"] == "" and base["seeds"] == good["seeds"]  # the same fresh seeds
     seeds = {int(s) for row in validation for s in row["seeds"].split(";")}
     assert seeds and 42 not in seeds                                    # fresh seeds only
     best = yaml.safe_load(sp.best_config.read_text())
@@ -78,9 +90,15 @@ def test_stage_validates_on_fresh_seeds_and_picks_the_validated_mean_over_a_luck
     for name in ("experiment_df.csv", "hyperparameter_importance.yaml"):
         assert (sp.root / name).stat().st_size > 0
     assert sorted(p.name for p in sp.plots_dir.glob("*.png")) == [
-        "experiment_variables.png", "importance.png", "multi_trial.png", "optimization_history.png"]
+        "experiment_variables.png", "importance.png", "multi_trial.png", "optimization_history.png",
+        "reward_term_shares.png"]
     assert (paths.latest_importance_yaml()).exists()
     assert "best validated configuration: trial" in out and "95% CI" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("automl: result: +0.5 [+0.5, +0.5] over the starting configuration on 2")
+    assert state["chosen"]["improvement"] == pytest.approx(0.5)
+    assert state["best"]["config_id"] == good["config_id"]
+    assert "+0.5 [+0.5, +0.5] over the starting configuration" in sp.best_config.read_text()
 
 
 def test_stage_splits_its_budget_and_reports_what_did_not_fit(tmp_path, log_root, capsys,
@@ -152,8 +170,11 @@ def test_a_real_stage_on_cartpole(log_root, capsys):
         "train.eval_frequency=1000", "env.num_envs=8", "ppo.mini_batches=2"])
     assert code == 0
     sp = StudyPaths.for_study("real_stage")
-    assert len(read_csv(sp.validation_csv)) == 1
+    rows = read_csv(sp.validation_csv)
+    assert [r["config_id"] for r in rows][1:] == ["baseline"]  # the top one, then the start
     assert (sp.root / "final" / "model.pt").exists()
     cfg = load_run_config([f"+experiment={preset_name('real_stage')}"])
     assert cfg.env.name == "cartpole"
-    assert "best validated configuration" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "best validated configuration" in out
+    assert "the starting configuration" in out.strip().splitlines()[-1]

@@ -1,7 +1,10 @@
-"""`analyze.py`: the study's table, a side-by-side comparison of two trials, plots, importance.
+"""`analyze.py`: the study's table, a side-by-side comparison of two trials, plots, importance,
+the reward terms' shares.
 
 Bad input (no such study, an empty study, an unknown metric, a trial that does not exist) prints
-one message to stderr and exits 2; a study that is still running is read as it stands.
+one message to stderr and exits 2; a study that is still running is read as it stands. A report
+that the study's completed trials cannot support yet (no ranking, no reward terms logged) says why
+in one line and exits 0.
 """
 
 from __future__ import annotations
@@ -19,18 +22,18 @@ from rich.console import Console
 from rich.table import Table
 
 from automl.analysis.folder import LATEST, StudyView, open_view, resolve_study
-from automl.analysis.importance import EVALUATORS, PED_ANOVA, write_importance
+from automl.analysis.importance import EVALUATORS, PED_ANOVA, importance_report, save_importance
 from automl.analysis.table import (
     METRICS,
     SORT_METRICS,
     TrialRow,
-    experiment_df_order,
-    experiment_df_text,
     sort_rows,
     trial_rows,
+    write_tables,
 )
+from automl.analysis.terms import REPORT_KEY, TermShares, shares_entry, term_shares
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
-from automl.paths import StudyPaths, atomic_write_text
+from automl.paths import StudyPaths
 from automl.search.storage import open_storage
 from automl.search.study import fetch_space_file
 
@@ -42,7 +45,8 @@ _TRIAL_ID = re.compile(r"(?:trial_?)?(\d+)")
 def build_parser() -> argparse.ArgumentParser:
     """analyze.py's flags: which study (folder or shared storage), sorting, and which reports to make."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Reports of an automl study: table, comparison, plots, importance.")
+        prog=PROG, description="Reports of an automl study: table, comparison, plots, importance, "
+        "reward terms.")
     parser.add_argument("--study", default=LATEST, metavar="NAME|PATH|latest",
                         help="study name under starter_kit_log/automl/, a study folder, or "
                         "`latest` (the most recently modified one; default)")
@@ -63,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recompute hyperparameter_importance.yaml")
     parser.add_argument("--evaluator", default=PED_ANOVA,
                         help=f"importance evaluator: {', '.join(EVALUATORS)} (default {PED_ANOVA})")
+    parser.add_argument("--terms", action="store_true",
+                        help="each reward term's share of the shaped return in the best and the "
+                        "worst quarter of trials (also writes plots/reward_term_shares.png)")
     return parser
 
 
@@ -150,11 +157,11 @@ def _console() -> Console:
 
 
 def show_table(view: StudyView, *, metric: str, descending: bool, top: int | None) -> None:
-    """Print the table and refresh experiment_df.csv (best first by score)."""
+    """Print the table and refresh experiment_df.csv and configurations.csv (the study's
+    configurations in order, the chosen one first)."""
     _require_trials(view, completed=False, what="table")
     rows = trial_rows(view)
-    atomic_write_text(view.paths.experiment_df_csv,
-                      experiment_df_text(view, experiment_df_order(rows, descending=view.maximize)))
+    write_tables(view, rows)
     shown = sort_rows(rows, metric=metric, descending=descending)[:top]
     console = _console()
     console.print(_table(view, shown, metric=metric, descending=descending))
@@ -230,6 +237,46 @@ def _open(args: argparse.Namespace) -> StudyView:
     return open_view(study_paths, study)
 
 
+def _terms_table(view: StudyView, shares: TermShares) -> Table:
+    group = shares.group
+    table = Table(title=f"study {view.study.study_name}: reward-term shares of the shaped return, "
+                  f"best {group} ({len(shares.top)} trials) vs worst {group} "
+                  f"({len(shares.bottom)} trials)", header_style="bold")
+    for header in ("term", "weight (best)", "weight (worst)", "share (best)", "share (worst)",
+                   "difference"):
+        table.add_column(header, justify="left" if header == "term" else "right")
+    for row in shares.rows:
+        weights = ["-" if w is None else fmt(w[0]) if w[0] == w[1] else f"{fmt(w[0])}..{fmt(w[1])}"
+                   for w in (row.weights_top, row.weights_bottom)]
+        # + 0.0 turns a rounded -0.0 into 0.0: no "-0.000" for a term both groups share alike.
+        diff = f"{round(row.difference, 3) + 0.0:+.3f}" if math.isfinite(row.difference) else "-"
+        table.add_row(row.term, *weights, fmt(row.share_top), fmt(row.share_bottom), diff)
+    return table
+
+
+def show_terms(view: StudyView, shares: TermShares, *, plot: bool = True) -> None:
+    """Print the reward terms' shares (or why there are none) and write their plot."""
+    console = _console()
+    if shares.note is not None:
+        console.print(shares.note, soft_wrap=True, markup=False, highlight=False)
+    else:
+        console.print(_terms_table(view, shares))
+        console.print(shares.basis, soft_wrap=True, markup=False, highlight=False)
+    if plot:
+        from automl.analysis.plots import save_term_plot  # matplotlib only when plots are asked for
+
+        path = save_term_plot(view.paths, shares, study_name=view.study.study_name)
+        console.print(f"Wrote {path}")
+
+
+def _write_importance(view: StudyView, *, evaluator: str, shares: TermShares) -> None:
+    """hyperparameter_importance.yaml as write_reports makes it: ranking, top 5, reward terms."""
+    report = importance_report(view, evaluator=evaluator)
+    report[REPORT_KEY] = shares_entry(shares)
+    path = save_importance(view.paths, report)
+    _console().print(f"Wrote {path} (and its copy in the analysis folder)")
+
+
 def _run(args: argparse.Namespace) -> None:
     _check_args(args)
     view = _open(args)
@@ -237,18 +284,22 @@ def _run(args: argparse.Namespace) -> None:
         _require_trials(view, completed=False, what="comparison")
         show_compare(view, *args.compare)
         return
-    console = _console()
+    shares: TermShares | None = None
     if args.importance:
         _require_trials(view, completed=True, what="an importance ranking")
-        path = write_importance(view.paths, study=view.study, evaluator=args.evaluator)
-        console.print(f"Wrote {path} (and its copy in the analysis folder)")
+        shares = term_shares(view)
+        _write_importance(view, evaluator=args.evaluator, shares=shares)
     if args.plots:
         _require_trials(view, completed=False, what="plot")
         from automl.analysis.plots import make_plots  # matplotlib only when plots are asked for
 
-        for path in make_plots(view.paths, study=view.study):
-            console.print(f"Wrote {path}")
-    if not (args.importance or args.plots):
+        shares = term_shares(view) if shares is None else shares
+        for path in make_plots(view.paths, study=view.study, terms=shares):
+            _console().print(f"Wrote {path}")
+    if args.terms:
+        _require_trials(view, completed=True, what="a reward-term comparison")
+        show_terms(view, term_shares(view) if shares is None else shares, plot=not args.plots)
+    if not (args.importance or args.plots or args.terms):
         show_table(view, metric=args.metric, descending=args.sort == "descending", top=args.top)
 
 

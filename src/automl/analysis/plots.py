@@ -1,5 +1,5 @@
 """The study's plots (PNG in plots/): every trial's score curve, score against each parameter,
-the importance ranking and the optimization history.
+the importance ranking, the optimization history and the reward terms' shares.
 
 Figures are built on `matplotlib.figure.Figure` with the Agg canvas, never pyplot: no global state,
 no display needed. A study with nothing to show yet gets a figure that says so.
@@ -26,6 +26,7 @@ from automl import reasons, tags
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.importance import importance_report, read_importance
 from automl.analysis.table import STATE_NAMES
+from automl.analysis.terms import TermShares
 from automl.paths import RunPaths, StudyPaths
 from automl.search.tb_reader import read_scalars
 
@@ -33,6 +34,7 @@ MULTI_TRIAL = "multi_trial.png"
 EXPERIMENT_VARIABLES = "experiment_variables.png"
 IMPORTANCE = "importance.png"
 OPTIMIZATION_HISTORY = "optimization_history.png"
+TERM_SHARES = "reward_term_shares.png"
 DPI = 100
 CMAP = "viridis"
 END_MARKERS = {reasons.COMPLETED: "o", reasons.PLATEAU: "s", reasons.DROP: "v",
@@ -235,9 +237,55 @@ def _importance_for(view: StudyView, importance: dict[str, Any] | None) -> dict[
     return importance_report(view)
 
 
+# ---------------------------------------------------------------------------------------------
+# Reward terms
+
+
+def plot_term_shares(shares: TermShares, *, study_name: str) -> Figure:
+    """Each reward term's share of the shaped return, best group beside worst group, or a figure
+    that says why there is none."""
+    title = f"Reward-term shares of the shaped return ({study_name})"
+    if not shares.rows:
+        return message_figure(title, shares.note or "No reward terms.")
+    rows = shares.rows
+    fig = Figure(figsize=(9, 2.4 + 0.6 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    ys = np.arange(len(rows))
+    height = 0.38
+    cmap = _cmap()  # the score colours of the other plots: bright for the best, dark for the worst
+    groups = [(f"best {shares.group} ({len(shares.top)} trials)", [r.share_top for r in rows],
+               -height / 2, cmap(0.8)),
+              (f"worst {shares.group} ({len(shares.bottom)} trials)",
+               [r.share_bottom for r in rows], height / 2, cmap(0.15))]
+    for label, values, offset, color in groups:
+        drawn = [v if math.isfinite(v) else 0.0 for v in values]
+        ax.barh(ys + offset, drawn, height=height, color=color, label=label)
+        for y, v in zip(ys + offset, values, strict=True):
+            ax.text(v if math.isfinite(v) else 0.0, y, f" {v:.2f}" if math.isfinite(v) else " -",
+                    va="center", fontsize=8)
+    ax.set_yticks(ys, [r.term for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.12)
+    fig.suptitle(title)
+    caption = f"Terms by share in the best {shares.group} minus share in the worst. {shares.basis}"
+    ax.set_title(textwrap.fill(caption, 120), fontsize=8)
+    ax.set_xlabel("share of the shaped return (|weight x term|, sums to 1 in each group)")
+    ax.legend(loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def save_term_plot(study_paths: StudyPaths, shares: TermShares, *, study_name: str) -> Path:
+    """Write plots/reward_term_shares.png and return its path."""
+    return _save(plot_term_shares(shares, study_name=study_name),
+                 study_paths.plots_dir / TERM_SHARES)
+
+
 def make_plots(study_paths: StudyPaths, *, study: optuna.Study | None = None,
-               importance: dict[str, Any] | None = None) -> list[Path]:
-    """Write the four plots into plots/ and return their paths."""
+               importance: dict[str, Any] | None = None,
+               terms: TermShares | None = None) -> list[Path]:
+    """Write the four plots into plots/ and return their paths; with `terms` (terms.term_shares),
+    the reward-term shares plot as well."""
     view = open_view(study_paths, study)
     out = study_paths.plots_dir
     figures = [
@@ -246,4 +294,7 @@ def make_plots(study_paths: StudyPaths, *, study: optuna.Study | None = None,
         (plot_importance(_importance_for(view, importance)), IMPORTANCE),
         (plot_optimization_history(view), OPTIMIZATION_HISTORY),
     ]
-    return [_save(fig, out / name) for fig, name in figures]
+    written = [_save(fig, out / name) for fig, name in figures]
+    if terms is not None:
+        written.append(save_term_plot(study_paths, terms, study_name=view.study.study_name))
+    return written
