@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -54,7 +55,58 @@ def allowed_keys(dotted: str) -> list[str]:
     return sorted(yaml_key(cls, f.name) for f in dataclasses.fields(cls))
 
 
+COMPOSE_ORDER = ("ppo", "network", "reward", "scoring", PRIMARY, "env", "experiment")
+"""The files of a run in the order Hydra merges them (conf/train.yaml's defaults list; a
+`+experiment=` preset comes last): the last one that sets a key gave its value."""
+
+
+def _option_file(group: str, option: str) -> Path | None:
+    """The YAML file of `group=option` (an experiment preset may live outside conf/)."""
+    folders = [paths.conf_dir() / group]
+    if group == "experiment":
+        folders.append(paths.presets_root() / group)
+    return next((f / f"{option}.yaml" for f in folders if (f / f"{option}.yaml").is_file()), None)
+
+
+def _composed_files(choices: dict[str, Any]) -> list[tuple[str, Path]]:
+    """(package, file) of each file Hydra merged for the options `choices` picked, in merge order;
+    package "" is the root (conf/train.yaml)."""
+    files = []
+    for group in COMPOSE_ORDER:
+        option = choices.get(group)
+        if group == PRIMARY:
+            files.append(("", paths.conf_dir() / f"{PRIMARY}.yaml"))
+        elif option and (file := _option_file(group, str(option))) is not None:
+            files.append((group, file))
+    return files
+
+
+def _sets(file: Path, package: str, key: str) -> bool:
+    """Whether YAML `file`, merged at `package` (a `# @package _global_` header puts it at the
+    root), sets the dotted `key`."""
+    try:
+        text = file.read_text()
+        data: Any = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError):
+        return False
+    prefix = "" if not package or text.startswith("# @package _global_") else f"{package}."
+    if not key.startswith(prefix):
+        return False
+    for part in key.removeprefix(prefix).split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
 def _source_of(choices: dict[str, Any], key: str) -> str:
+    """The file a composed value came from: the last file Hydra merged that sets `key` (an env
+    sets `ppo.*` values of its own; `env=ant` picks conf/ppo/mujoco.yaml). The command line,
+    merged last, may have set it too."""
+    root = paths.repo_root()
+    for package, file in reversed(_composed_files(choices)):
+        if _sets(file, package, key):
+            return f"{file.relative_to(root) if file.is_relative_to(root) else file} or the command line"
     group = key.split(".")[0]
     choice = choices.get(group)
     return f"conf/{group}/{choice}.yaml or the command line" if choice else "conf/train.yaml or the command line"
@@ -109,8 +161,10 @@ def _compose(overrides: Sequence[str], *, with_choices: bool) -> tuple[DictConfi
         GlobalHydra.instance().clear()
 
 
-def to_run_config(cfg: DictConfig, *, choices: dict[str, Any] | None = None) -> RunConfig:
-    """Resolve a composed DictConfig and check it against the schema, once, at the entry point."""
+def to_run_config(cfg: DictConfig, *, choices: dict[str, Any] | None = None,
+                  mini_batch_rule: bool = True) -> RunConfig:
+    """Resolve a composed DictConfig and check it against the schema, once, at the entry point
+    (the mini-batch size too unless not `mini_batch_rule`: a search space may still change it)."""
     choices = choices or {}
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
@@ -121,26 +175,18 @@ def to_run_config(cfg: DictConfig, *, choices: dict[str, Any] | None = None) -> 
     assert isinstance(plain, dict)
     plain.pop("hydra", None)
     try:
-        return run_config_from_plain({str(k): v for k, v in plain.items()}, source="composed config")
+        return run_config_from_plain({str(k): v for k, v in plain.items()}, source="composed config",
+                                     mini_batch_rule=mini_batch_rule)
     except ConfigError as err:  # a fresh error: str(err) must name the right file too
         raise ConfigError(file=_source_of(choices, err.key), key=err.key, value=err.value,
                           rule=err.rule, fix=err.fix) from None
 
 
 def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
-    """Compose and check in one go (tests, the orchestrator's pre-launch check)."""
-    cfg = compose(overrides)
-    return to_run_config(cfg, choices=_choices_from_overrides(overrides))
-
-
-def _choices_from_overrides(overrides: Sequence[str]) -> dict[str, str]:
-    choices = {"ppo": "default", "network": "medium"}
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.lstrip("+") in GROUPS:
-            choices[key.lstrip("+")] = value
-    choices.setdefault("env", "navigation")
-    return choices
+    """Compose and check in one go (tests, the orchestrator's pre-launch check); a mistake names
+    the file Hydra really composed (an env's own ppo option, not conf/ppo/default.yaml)."""
+    cfg, choices = compose_with_choices(overrides)
+    return to_run_config(cfg, choices=choices)
 
 
 def save_resolved(cfg: RunConfig, path: Path) -> None:

@@ -248,11 +248,12 @@ class RunConfig:
     experiment: dict[str, Any] = field(default_factory=dict)
     """Free-form notes of an exported preset (`+experiment=...`): where it came from."""
 
-    def check(self, source: str) -> None:
-        """Check every part, the mini-batch size (mode=train), the checkpoint of mode=eval and `episodes`."""
+    def check(self, source: str, *, mini_batch_rule: bool = True) -> None:
+        """Check every part, the mini-batch size (mode=train; not without `mini_batch_rule`, where
+        a search space's values may still change it), the checkpoint of mode=eval and `episodes`."""
         for part in (self.env, self.ppo, self.network, self.scoring, self.train):
             part.check(source)
-        if self.mode == "train":  # eval trains nothing
+        if self.mode == "train" and mini_batch_rule:  # eval trains nothing
             _mini_batch_check(self, source)
         if self.mode == "eval" and not self.checkpoint:
             raise ConfigError(file=source, key="checkpoint", value=self.checkpoint,
@@ -264,6 +265,11 @@ class RunConfig:
 
 MIN_MINI_BATCH = 32
 """Samples below which a PPO mini-batch gives gradients too noisy to compare configurations by."""
+MINI_BATCH_KEYS: dict[str, int] = {"env.num_envs": 1, "ppo.rollouts": 1, "ppo.mini_batches": -1}
+"""The keys the mini-batch rule reads together, each with the way that makes it easier to meet:
++1 more (environments, rollouts), -1 fewer (mini-batches). search/feasibility.py relies on both,
+and on every other rule of RunConfig.check reading a single searchable key (the others that read
+two, an env's kind and its gym_id, mode=eval and its checkpoint, are never searched)."""
 
 
 def _mini_batch_check(cfg: RunConfig, source: str) -> None:
@@ -381,8 +387,9 @@ def to_plain(obj: Any) -> Any:
     return obj
 
 
-def run_config_from_plain(data: Mapping[str, Any], *, source: str) -> RunConfig:
+def run_config_from_plain(data: Mapping[str, Any], *, source: str,
+                          mini_batch_rule: bool = True) -> RunConfig:
     """Check and convert a composed, resolved run config (a plain dict)."""
     cfg = build(RunConfig, data, path="", source=source)
-    cfg.check(source)
+    cfg.check(source, mini_batch_rule=mini_batch_rule)
     return cfg

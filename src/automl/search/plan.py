@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 import optuna
 
 from automl import paths
-from automl.config import compose, load_run_config, to_run_config
+from automl.config import compose, compose_with_choices, to_run_config
 from automl.errors import EXIT_BAD_INPUT, ConfigError, bad_flag
 from automl.paths import StudyPaths
 from automl.requests import Request, Resources, SearchOptions, StudyRequest
 from automl.schema import RunConfig
 from automl.search import records
+from automl.search.feasibility import Feasibility, nothing_runs, refuse_space
 from automl.search.launcher import Slot, default_worker, plan_slots, trial_env, visible_gpus
 from automl.search.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
 from automl.search.recovery import Recovery, enqueue_retry
@@ -49,7 +50,9 @@ class Plan:
     """The checked inputs of a study."""
 
     base: RunConfig
-    """The run config every trial starts from (fixed values and command-line overrides applied)."""
+    """The run config every trial starts from (fixed values and command-line overrides applied;
+    where the mini-batch size then is too small, at the first searched mini-batch values that run:
+    Feasibility.base_config)."""
     space: SearchSpace
     study_paths: StudyPaths
     storage_url: str | None
@@ -113,7 +116,9 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
     overrides = list(request.overrides)
     if request.resume and named is not None:
         overrides = resumed_overrides(named, overrides, stored=started_with)
-    first = to_run_config(compose(overrides))
+    first_cfg, first_choices = compose_with_choices(overrides)
+    # The space's fixed and sampled values may still change the mini-batch size: checked below.
+    first = to_run_config(first_cfg, choices=first_choices, mini_batch_rule=False)
     space_file = _space_path(request, named)
     if not space_file.exists():
         raise ConfigError(file=str(space_file), key="--space", value=str(space_file),
@@ -129,8 +134,11 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
         space.grid()
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     sample = space.suggest(probe)
-    base = load_run_config([*space.fixed_overrides(), *overrides])
-    load_run_config([*space.fixed_overrides(), *space.overrides(sample), *overrides])
+    base_cfg, base_choices = compose_with_choices([*space.fixed_overrides(), *overrides])
+    feasibility = Feasibility(space, base_cfg, base_choices, user_overrides=overrides)
+    base = feasibility.base_config()
+    compose([*space.fixed_overrides(), *space.overrides(sample), *overrides])  # its keys exist
+    _check_feasible(feasibility)
     name = request.name or f"{space.space_id}_{time.strftime('%Y%m%d-%H%M%S')}"
     study_paths = StudyPaths.for_study(name)
     if base.env.device == "cuda" and not visible_gpus():
@@ -152,6 +160,20 @@ def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
     return Plan(base=base, space=space, study_paths=study_paths, storage_url=request.storage,
                 overrides=tuple(overrides), frames=base.train.frames, grace_frames=grace,
                 pruning=pruning, episode_frames=episode, settled=settled)
+
+
+def _check_feasible(feasibility: Feasibility) -> None:
+    """Warn of each choice or range end of the space that train_one refuses whatever the other
+    values (its samples are refused before launch, like a constraint violation); refuse a space
+    with a parameter none of whose values can run."""
+    never = feasibility.never_runs()
+    source = feasibility.space.source
+    stuck = nothing_runs(never)
+    if stuck is not None:
+        raise refuse_space(stuck, source)
+    for item in never:
+        print(f"automl: warning: {source}: {item.describe()}; such samples are refused before "
+              "launch", file=sys.stderr)
 
 
 def plan_sizing(request: Request, plan: Plan, *, slots: int, budget_s: float) -> PlanSizing | None:

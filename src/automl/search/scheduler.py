@@ -112,7 +112,8 @@ class Scheduler:
             self.recorder.close()
         if stopped_by == "infeasible":
             message = (f"{MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row violated the "
-                       f"constraints of {self.s.space.source}; loosen them or the ranges")
+                       f"constraints of {self.s.space.source} or could not run (see the error_tail "
+                       "column of trial_final.csv); loosen them or change the ranges")
         self.write_state("search finished")
         return Outcome(finished=dict(self.finished), stopped_by=stopped_by, message=message)
 

@@ -1,5 +1,6 @@
 """Starting one trial: ask the study (given up when the study filled meanwhile), suggest its values,
-check the space's constraints, write its config file and launch it in a slot with its stoppers."""
+check the space's constraints and train_one's own checks of its config, write its config file and
+launch it in a slot with its stoppers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import optuna
 from automl import reasons
 from automl.paths import StudyPaths, atomic_write_text
 from automl.search import records
+from automl.search.feasibility import Feasibility
 from automl.search.launcher import Slot, launch, run_overrides
 from automl.search.resume import override_key
 from automl.search.search_policy import count_trained
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
     from automl.search.settings import SearchSettings
 
 REJECTED = "rejected"
-"""start: the values violate the space's constraints (recorded, never trained)."""
+"""start: the values violate the space's constraints, or train_one would refuse their config
+(recorded with stop reason `constraint`, never trained)."""
 FULL = "full"
 """start: the study reached --hp-trials while this process asked (the trial was given up)."""
 
@@ -34,6 +37,14 @@ class TrialStarter:
     def __init__(self, study: optuna.Study, study_paths: StudyPaths, settings: SearchSettings,
                  recorder: TrialRecorder) -> None:
         self.study, self.paths, self.s, self.recorder = study, study_paths, settings, recorder
+        self._feasibility: Feasibility | None = None
+
+    @property
+    def feasibility(self) -> Feasibility:
+        """train_one's checks of a trial's config, composed for the first trial that needs them."""
+        if self._feasibility is None:
+            self._feasibility = Feasibility.compose(self.s.space, self.s.user_overrides)
+        return self._feasibility
 
     def start(self, slot: Slot) -> Running | str:
         """A trial launched in `slot`; else REJECTED or FULL, and the slot stays free."""
@@ -48,11 +59,13 @@ class TrialStarter:
         if isinstance(seed, int):  # a confirmation: the configuration again, on its own seed
             base = [*(o for o in base if override_key(o) != "train.seed"), f"train.seed={seed}"]
         violated = space.check(values, self.s.user_overrides)
-        self.recorder.tag_search(trial, config_values, violated)
-        if violated:  # recorded like any trial (its config too), never trained
+        refusal = "violates: " + "; ".join(violated) if violated else self._cannot_run(values)
+        # The sampler learns of both as of a constraint: the trial is infeasible (and PRUNED).
+        self.recorder.tag_search(trial, config_values, violated or ([refusal] if refusal else []))
+        if refusal:  # recorded like any trial (its config too), never trained
             self._write_config(trial.number, values, config_values, base, [])
             self.recorder.record(trial, values, reasons.CONSTRAINT, frames=0, wall=0.0,
-                                 score=math.nan, error_tail="violates: " + "; ".join(violated))
+                                 score=math.nan, error_tail=refusal)
             return REJECTED
         run = self.paths.trial_run(trial.number)
         self.recorder.tag_run_dir(trial, str(run.root.relative_to(self.paths.root)))
@@ -66,6 +79,13 @@ class TrialStarter:
                                  grace_reports=grace)
         return Running(trial=trial, proc=proc, values=values, tail=EventTail(run.tb),
                        stoppers=stoppers, confirmation=isinstance(seed, int))
+
+    def _cannot_run(self, values: dict[str, Any]) -> str:
+        """Why train_one would refuse the config of `values` (exit 2), "" when it would run."""
+        error = self.feasibility.problem(values)
+        if error is None:
+            return ""
+        return f"cannot run (train_one refuses it): `{error.key}` is {error.value!r}, but {error.rule}"
 
     def _ask(self) -> optuna.Trial | None:
         """A new trial of the study, owned by this process; None when the study reached
