@@ -16,8 +16,9 @@ from automl import reasons
 from automl.paths import StudyPaths
 from automl.search import records, recovery
 from automl.search.recovery import Recovery, owner, owner_alive, process_start
+from automl.search.search_policy import counts_toward_limit
 from automl.search.space import load_space
-from automl.search.storage import open_storage
+from automl.search.storage import fail_trial, open_storage
 
 LR = "learning_rate"
 
@@ -119,6 +120,7 @@ def test_a_dead_owners_trial_is_failed_once_recorded_and_queued_once(shared, sle
     [retry] = retries(study, dead.number)
     assert retry.state == TrialState.WAITING
     assert retry.system_attrs["fixed_params"] == {LR: pytest.approx(1e-3)}
+    assert retry.user_attrs[records.RETRY_REASON] == "error: the orchestrator running it died"
     assert [(r["trial"], r["stop_reason"]) for r in rows(sp)] == [(str(dead.number), "error")]
 
 
@@ -135,8 +137,9 @@ def test_a_trial_whose_owner_died_before_recording_itself_is_failed_after_the_gr
     assert retry.system_attrs["fixed_params"] == {LR: pytest.approx(5e-4)}
 
 
-def test_a_stale_heartbeat_fails_the_trial_on_any_machine(postgres, tmp_path):
-    """Optuna's stale check: a trial of another machine whose heartbeat stopped is failed."""
+def test_a_stale_heartbeat_fails_the_trial_on_any_machine_with_its_reason(postgres, tmp_path):
+    """A trial of another machine whose heartbeat stopped is failed, on any machine, with its stop
+    reason (not its own fault: run again, not counted), which its row and its retry carry."""
     import time
 
     sp = StudyPaths(tmp_path / "study")
@@ -149,6 +152,54 @@ def test_a_stale_heartbeat_fails_the_trial_on_any_machine(postgres, tmp_path):
     assert rec.run(study) == []  # fresh heartbeat
     time.sleep(3.5)  # 3 intervals without a beat
     assert rec.run(study) == [trial.number]
-    assert study._storage.get_trial(trial._trial_id).state == TrialState.FAIL
-    assert len(retries(study, trial.number)) == 1
+    why = "its orchestrator (on another-machine) stopped sending heartbeats"
+    # Another machine reads it from the database afresh: failed, and with its reason, at once.
+    failed = optuna.load_study(study_name="s", storage=url).trials[trial.number]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs[records.STOP_REASON] == reasons.ERROR
+    assert failed.user_attrs[records.ERROR_TAIL] == why
+    assert failed.user_attrs[records.INTERRUPTED] is True
+    assert not counts_toward_limit(failed)  # its retry counts, as a dead orchestrator's trial's
+    [row] = rows(sp)
+    assert (row["trial"], row["stop_reason"], row["error_tail"]) == (
+        str(trial.number), reasons.ERROR, why)
+    [retry] = retries(study, trial.number)
+    assert retry.state == TrialState.WAITING
+    assert retry.user_attrs[records.RETRY_REASON] == f"{reasons.ERROR}: {why}"
+    assert retry.system_attrs["fixed_params"] == {LR: pytest.approx(1e-3)}
+    assert rec.run(study) == []  # failed once, queued once
+
+
+def test_a_trial_its_owner_ended_first_is_not_failed(shared):
+    """An owner that ends its trial just before another orchestrator fails it wins: the trial
+    keeps its own end and reason, and nothing of the failed attempt."""
+    study, _, _ = shared
+    trial = asked(study, 1e-3, owned_by(1, **{records.HOST: "another-machine"}))
+    study._storage.set_trial_user_attr(trial._trial_id, records.STOP_REASON, reasons.COMPLETED)
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [0.5])
+    attrs = {records.STOP_REASON: reasons.ERROR, records.INTERRUPTED: True}
+    assert fail_trial(study._storage, trial._trial_id, attrs) is False
+    ended = study._storage.get_trial(trial._trial_id)
+    assert ended.state == TrialState.COMPLETE
+    assert ended.user_attrs[records.STOP_REASON] == reasons.COMPLETED
+    assert records.INTERRUPTED not in ended.user_attrs
+
+
+def test_a_trial_failed_by_optunas_own_stale_check_is_recorded_and_queued(postgres, tmp_path):
+    """Optuna's fail_stale_trials (study.optimize runs it) leaves no reason on the trial: the
+    callback still writes its row and queues it, with the reason."""
+    import time
+
+    sp = StudyPaths(tmp_path / "study")
+    url = postgres.create_database("optuna_stale")
+    rec = Recovery(sp, load_space(SPACES / "lr_prior.yaml", reward_terms=[]))
+    study = optuna.create_study(study_name="s", direction="maximize",
+                                storage=open_storage(sp, url, heartbeat_s=1, on_stale=rec))
+    trial = asked(study, 1e-3, owned_by(1, **{records.HOST: "another-machine"}))
+    study._storage.record_heartbeat(trial._trial_id)
+    time.sleep(3.5)
+    optuna.storages.fail_stale_trials(study)
+    assert rec.recovered == [trial.number]
     assert "stopped sending heartbeats" in rows(sp)[0]["error_tail"]
+    [retry] = retries(study, trial.number)
+    assert "stopped sending heartbeats" in retry.user_attrs[records.RETRY_REASON]

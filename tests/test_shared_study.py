@@ -149,9 +149,15 @@ def test_a_killed_orchestrators_trials_are_failed_by_heartbeat_and_run_again(pos
     assert 2.0 <= recovered_s < 3 + 1 + 5, f"recovered after {recovered_s:.1f} s"
     trials = study_trials(url, "killed")
     assert [t.number for t in trials if not t.state.is_finished()] == []
+    why = "its orchestrator (on machine-a) stopped sending heartbeats"
     for number in dead:
+        # Failed with a stop reason of its own: not its fault, so run again and not counted.
+        assert reason_of(trials[number]) == reasons.ERROR
+        assert trials[number].user_attrs[records.ERROR_TAIL] == why
+        assert trials[number].user_attrs[records.INTERRUPTED] is True
         [retry] = [t for t in trials if t.user_attrs.get(records.RETRY_OF) == number]
         assert retry.params == trials[number].params
+        assert retry.user_attrs[records.RETRY_REASON] == f"{reasons.ERROR}: {why}"
         assert reason_of(retry) == reasons.COMPLETED
         assert retry.user_attrs[records.OWNER][records.PID] == b.pid
     search = [t for t in trials if t.user_attrs.get(records.PHASE) == "search"]
@@ -159,6 +165,8 @@ def test_a_killed_orchestrators_trials_are_failed_by_heartbeat_and_run_again(pos
     # B wrote the dead trial's row (every ended trial has one), once; A's folder has none for it.
     rows_b = Counter(int(r["trial"]) for r in rows(sp_b))
     assert all(rows_b[n] == 1 for n in dead)
+    assert all(r["stop_reason"] == reasons.ERROR and r["error_tail"] == why
+               for r in rows(sp_b) if int(r["trial"]) in dead)
     rows_a = {int(r["trial"]) for r in rows(sp_a)} if sp_a.trial_final_csv.exists() else set()
     assert not rows_a & dead
     assert not rows_a & set(rows_b)

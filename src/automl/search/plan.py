@@ -271,16 +271,19 @@ def _no_study_to_resume(sp: StudyPaths) -> ConfigError:
 
 
 def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
-    """--resume: fail RUNNING trials of dead orchestrators and run every interrupted one again."""
-    again = recovery.run(study)
-    retried = {t.user_attrs.get(records.RETRY_OF) for t in study.get_trials(deepcopy=False)}
-    for t in study.get_trials(deepcopy=False):
-        attrs = t.user_attrs
-        if not records.in_search(t) or t.number in retried:
-            continue
-        if attrs.get(records.INTERRUPTED) and t.state.is_finished() and t.params:
-            enqueue_retry(study, t, t.params)
-            again.append(t.number)
+    """--resume: fail RUNNING trials of dead orchestrators and run every interrupted one again;
+    returns the trials this process queued. Under the study's lock: machines that resume at the
+    same moment would each see a trial not yet retried, and each queue it."""
+    with recovery.locked(study):
+        again = recovery.run(study)
+        retried = {t.user_attrs.get(records.RETRY_OF) for t in study.get_trials(deepcopy=False)}
+        for t in study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            if not records.in_search(t) or t.number in retried:
+                continue
+            if (attrs.get(records.INTERRUPTED) and t.state.is_finished() and t.params
+                    and enqueue_retry(study, t, t.params)):
+                again.append(t.number)
     return sorted(set(again))
 
 

@@ -31,11 +31,14 @@ INTERRUPTED = "interrupted"
 """True when the orchestrator stopped (budget, Ctrl-C) before the trial could finish."""
 RETRY_OF = "retry_of"
 """Number of the trial this one re-runs after an interruption or a dead orchestrator."""
+RETRY_REASON = "retry_reason"
+"""Why the trial this one re-runs ended without a result: its stop reason and the last line of
+its error tail, e.g. "budget" or "error: its orchestrator (on HOST) stopped sending heartbeats"."""
 CONFIRMS = "confirms"
 """Number of the trial whose configuration this one trains again on another seed (confirm.py)."""
 CONFIRM_SEED = "confirm_seed"
 """The train.seed of a confirmation (confirm.py)."""
-QUEUED_ATTRS = (RETRY_OF, "prior", CONFIRMS, CONFIRM_SEED)
+QUEUED_ATTRS = (RETRY_OF, RETRY_REASON, "prior", CONFIRMS, CONFIRM_SEED)
 """What a queued configuration says of itself; a trial that runs it again keeps them."""
 OWNER = "orchestrator"
 """Who runs the trial, one attribute (one write): {host, boot_id, pid_namespace, pid, start}

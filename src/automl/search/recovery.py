@@ -2,33 +2,37 @@
 recovery of a dead owner's trials: each is failed (once, by whichever orchestrator notices first),
 gets its trial_final.csv row, and its configuration is queued to run again.
 
-On a database storage the owner keeps a heartbeat (automl.search.storage.Heartbeat) and Optuna's
-`fail_stale_trials` fails trials whose heartbeat is stale, on any machine. On this machine (and on
-the single-machine journal file) the owner is a process identified by host, boot id, pid namespace,
-pid and the process's start time, so a reused pid is not mistaken for the orchestrator that died,
-and a process of another container (another pid namespace) is not looked up here at all.
+On a database storage the owner keeps a heartbeat (automl.search.storage.Heartbeat) and a trial
+whose heartbeat is stale is failed, on any machine. On this machine (and on the single-machine
+journal file) the owner is a process identified by host, boot id, pid namespace, pid and the
+process's start time, so a reused pid is not mistaken for the orchestrator that died, and a process
+of another container (another pid namespace) is not looked up here at all.
+
+A trial is failed together with its stop reason (error, interrupted: not its own fault), in one
+step; the look for trials to retry and the queueing of their retries run under the study's lock
+(automl.search.storage.study_lock), so that orchestrators recovering at the same moment, on any
+machine, queue each retry once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
+import threading
 from collections.abc import Collection, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from automl import reasons
 from automl.paths import StudyPaths
 from automl.search import records, reports
 from automl.search.space import SearchSpace
-from automl.search.storage import quiet_optuna_warnings
+from automl.search.storage import fail_trial, stale_trial_ids, study_lock
 from automl.summary import load_summary
 
 ORPHAN_GRACE_S = 120.0
@@ -39,6 +43,8 @@ HOST_ENV = "AUTOML_HOST"
 several machines or containers share one host name."""
 FIXED_PARAMS = "fixed_params"
 """Optuna's system attribute holding an enqueued trial's parameters until they are suggested."""
+LOCK_FILE = ".recovery.lock"
+"""The study folder's lock file: the study's lock on the journal file (see storage.study_lock)."""
 
 
 # ------------------------------------------------------------------------------------ owner
@@ -117,21 +123,40 @@ class Recovery:
         self.paths, self.space = study_paths, space
         self.recovered: list[int] = []
         """Trial numbers this process failed as dead and queued again."""
+        self._held = threading.RLock()
+        self._depth = 0
+        """How many `locked` blocks of this process are open (the study's lock is taken once)."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna's heartbeat-stale callback: runs once, in the process that failed the trial."""
-        host = (owner_of(trial.user_attrs) or {}).get(records.HOST, "an unknown host")
-        self._after_fail(study, trial, f"its orchestrator (on {host}) stopped sending heartbeats")
+        """Optuna's heartbeat-stale callback, for a trial Optuna's own `fail_stale_trials` failed
+        (`study.optimize` calls it; automl fails stale trials itself, in `run`, with their reason)."""
+        with self.locked(study):
+            self._after_fail(study, trial, _stale_why(trial))
+
+    @contextlib.contextmanager
+    def locked(self, study: optuna.Study) -> Iterator[None]:
+        """The study's lock (storage.study_lock: one orchestrator at a time, on every machine),
+        re-entrant in this process: what the holder reads of the trials and their retries stays
+        true until it has failed them and queued their retries."""
+        with self._held:
+            outer = self._depth == 0
+            self._depth += 1
+            try:
+                with (study_lock(study._storage, study._study_id, self.paths.root / LOCK_FILE)
+                      if outer else contextlib.nullcontext()):
+                    yield
+            finally:
+                self._depth -= 1
 
     def run(self, study: optuna.Study, *, mine: Collection[int] = ()) -> list[int]:
-        """Fail every dead orchestrator's RUNNING search trial and queue its configuration once;
-        returns the numbers recovered in this call."""
+        """Fail every dead orchestrator's RUNNING search trial (and every trial whose heartbeat is
+        stale) and queue its configuration once; returns the numbers recovered in this call."""
         before = len(self.recovered)
         heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
-        if heartbeat:
-            quiet_optuna_warnings()
-            optuna.storages.fail_stale_trials(study)  # calls self for each trial it failed
-        with self._lock(heartbeat is None):
+        with self.locked(study):
+            for trial_id in stale_trial_ids(study._storage, study._study_id):
+                trial = study._storage.get_trial(trial_id)
+                self._fail(study, trial, _stale_why(trial))
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 why = self._dead(t, mine, heartbeat=bool(heartbeat))
                 if why and records.in_search(t):
@@ -163,22 +188,13 @@ class Recovery:
             return "the orchestrator running it died"
         return ""
 
-    def _lock(self, needed: bool) -> contextlib.AbstractContextManager[Any]:
-        """The journal file cannot fail a trial atomically (two writers both "succeed"): local
-        orchestrators recover one at a time, under a lock file in the study folder."""
-        return _flock(self.paths.root / ".recovery.lock") if needed else contextlib.nullcontext()
-
     def _fail(self, study: optuna.Study, trial: FrozenTrial, why: str) -> None:
-        storage = study._storage
-        try:
-            storage.set_trial_user_attr(trial._trial_id, records.STOP_REASON, reasons.ERROR)
-            storage.set_trial_user_attr(trial._trial_id, records.ERROR_TAIL, why)
-            storage.set_trial_user_attr(trial._trial_id, records.INTERRUPTED, True)
-            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                return
-        except UpdateFinishedTrialError:
-            return  # another orchestrator got there first (or its owner just ended it)
-        self._after_fail(study, storage.get_trial(trial._trial_id), why)
+        """Fail the trial with its stop reason, unless another orchestrator (or its owner) ended
+        it first; then its row and its retry."""
+        attrs = {records.STOP_REASON: reasons.ERROR, records.ERROR_TAIL: why,
+                 records.INTERRUPTED: True}  # not the trial's fault: it runs again, uncounted
+        if fail_trial(study._storage, trial._trial_id, attrs):
+            self._after_fail(study, study._storage.get_trial(trial._trial_id), why)
 
     def _after_fail(self, study: optuna.Study, trial: FrozenTrial, why: str) -> None:
         """Its trial_final.csv row (every ended trial has one), and its configuration once more."""
@@ -192,26 +208,37 @@ class Recovery:
             "stop_reason": reasons.ERROR, "wall_s": None, **values, "error_tail": why}, names)
         params = trial.params or trial.system_attrs.get(FIXED_PARAMS) or {}
         if params and records.in_search(trial):
-            enqueue_retry(study, trial, params)
+            enqueue_retry(study, trial, params, why=f"{reasons.ERROR}: {why}")
         self.recovered.append(trial.number)
 
 
-def enqueue_retry(study: optuna.Study, trial: FrozenTrial, params: dict[str, Any]) -> None:
+def _stale_why(trial: FrozenTrial) -> str:
+    host = (owner_of(trial.user_attrs) or {}).get(records.HOST, "an unknown host")
+    return f"its orchestrator (on {host}) stopped sending heartbeats"
+
+
+def retry_reason(trial: FrozenTrial) -> str | None:
+    """Why `trial` ended without a result of its own, as its retry records it: its stop reason and
+    the last line of its error tail ("budget", "error: the orchestrator running it died"); None
+    where it recorded no stop reason."""
+    reason = trial.user_attrs.get(records.STOP_REASON)
+    if not reason:
+        return None
+    tail = str(trial.user_attrs.get(records.ERROR_TAIL) or "").strip().splitlines()
+    return f"{reason}: {tail[-1]}" if tail else str(reason)
+
+
+def enqueue_retry(study: optuna.Study, trial: FrozenTrial, params: dict[str, Any], *,
+                  why: str | None = None) -> bool:
     """Queue `trial`'s configuration to run again, with what it said of itself (a confirmation
-    keeps its seed), unless a retry of it exists already."""
+    keeps its seed) and why it ended (`why`, else its retry_reason), unless a retry of it exists
+    already; True when this call queued it. Orchestrators that share the study call it under
+    Recovery.locked, which makes the look and the queueing one step."""
     if any(t.user_attrs.get(records.RETRY_OF) == trial.number
            for t in study.get_trials(deepcopy=False)):
-        return
+        return False
     kept = {k: v for k, v in trial.user_attrs.items() if k in records.QUEUED_ATTRS}
-    study.enqueue_trial(params, user_attrs={**kept, records.RETRY_OF: trial.number})
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    why = why or retry_reason(trial)
+    attrs = {**kept, records.RETRY_OF: trial.number, records.RETRY_REASON: why}
+    study.enqueue_trial(params, user_attrs={k: v for k, v in attrs.items() if v is not None})
+    return True

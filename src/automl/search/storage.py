@@ -1,20 +1,28 @@
 """The study's storage: the journal file in the study folder, or a database URL (PostgreSQL for many
-machines), checked before anything is written; and the heartbeat of the trials this orchestrator
-runs, which lets another orchestrator recover them when this one dies (see automl.search.recovery)."""
+machines), checked before anything is written; the heartbeat of the trials this orchestrator
+runs, which lets another orchestrator recover them when this one dies (see automl.search.recovery);
+and the two steps that recovery needs to be atomic across machines: a lock on the study, and the
+fail of a trial together with its stop reason."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import random
 import re
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, _CachedStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from automl.errors import ConfigError
 from automl.paths import StudyPaths
@@ -28,6 +36,9 @@ CREATE_ATTEMPTS = 5
 """Tries to open a database whose tables other machines create at the same moment."""
 CONNECT_TIMEOUT_S = 10
 """An unreachable PostgreSQL host fails after this long instead of the system's TCP timeout."""
+STUDY_LOCK_SPACE = 0x61756D6C
+"""First key of a study's PostgreSQL advisory lock (the study id is the second): "auml", so that
+automl's locks are told from any other application's on the same database."""
 
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
 URL_FORMS = ("postgresql://USER:PASSWORD@HOST:PORT/DATABASE, mysql+pymysql://USER:PASSWORD@HOST/DATABASE "
@@ -179,3 +190,97 @@ class Heartbeat:
                 self.error = ""
             except Exception as err:  # noqa: BLE001 - a lost beat is retried next round
                 self.error = hide_password(str(err).splitlines()[0] if str(err) else repr(err))
+
+
+# --------------------------------------------------------------------------- atomic recovery
+def rdb_of(storage: BaseStorage) -> RDBStorage | None:
+    """The database storage behind `storage` (a study wraps it in Optuna's cache); None for the
+    journal file and the in-memory storage."""
+    if isinstance(storage, _CachedStorage):
+        storage = storage._backend
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+@contextlib.contextmanager
+def study_lock(storage: BaseStorage, study_id: int, lock_file: Path) -> Iterator[None]:
+    """Held by one process of the study at a time, on every machine that shares it, for as long as
+    the block runs: a PostgreSQL advisory lock (MySQL's named lock) on a database, `lock_file` for
+    the journal file (one folder, one machine), a file beside an SQLite database. A process that
+    dies holding it releases it (its connection or file closes): no claim is ever left behind."""
+    from sqlalchemy import text
+
+    rdb = rdb_of(storage)
+    dialect = rdb.engine.name if rdb is not None else None
+    if rdb is not None and dialect == "postgresql":
+        # A transaction-level lock: released by the commit (or rollback) that ends the block.
+        with rdb.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:space, :study)"),
+                         {"space": STUDY_LOCK_SPACE, "study": study_id})
+            yield
+    elif rdb is not None and dialect == "mysql":
+        # Named locks are per server: the database's name keeps two databases' studies apart.
+        name = f"automl:{rdb.engine.url.database}:{study_id}"[-64:]
+        with rdb.engine.connect() as conn:
+            conn.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": name})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+    else:
+        database = rdb.engine.url.database if rdb is not None else None
+        if database and database != ":memory:":  # SQLite: any process that opens the same file
+            lock_file = Path(f"{database}.recovery.lock")
+        with file_lock(lock_file):
+            yield
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing) for the block, for processes of this machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def stale_trial_ids(storage: BaseStorage, study_id: int) -> list[int]:
+    """RUNNING trials of the study whose heartbeat is older than the grace period (their
+    orchestrator is taken to be dead); [] where the storage keeps no heartbeat."""
+    if not getattr(storage, "get_heartbeat_interval", lambda: None)():
+        return []
+    return list(storage._get_stale_trial_ids(study_id))  # type: ignore[attr-defined]
+
+
+def fail_trial(storage: BaseStorage, trial_id: int, user_attrs: Mapping[str, Any]) -> bool:
+    """Fail a RUNNING trial with `user_attrs` (its stop reason and why); False when it is not
+    running any more (another orchestrator failed it, or its own ended it first).
+
+    On a database it is one transaction under the trial's row lock: no orchestrator ever reads the
+    trial failed without its reason, and an owner still alive that tells the trial at the same
+    moment either tells it first (this returns False and writes nothing) or finds it failed.
+    Optuna's API writes attributes only to a trial not yet ended, one write at a time: written
+    first, they would stay on a trial its owner then ends (interrupted, and run again)."""
+    rdb = rdb_of(storage)
+    if rdb is None:  # the journal: the caller holds study_lock and the owner is known dead
+        try:
+            for key, value in user_attrs.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            return storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return False
+    from optuna.storages._rdb import models
+    from sqlalchemy.orm import Session
+
+    with Session(rdb.engine) as session, session.begin():
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        if trial.state != TrialState.RUNNING:
+            return False
+        for key, value in user_attrs.items():
+            rdb._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id,
+                                               key, value)
+        trial.state = TrialState.FAIL
+        trial.datetime_complete = datetime.now()  # as Optuna's set_trial_state_values does
+    return True
