@@ -18,8 +18,8 @@ from automl.config import GROUPS
 from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
 from automl.paths import StudyPaths, trial_name
 from automl.requests import Request
-from automl.reruns import StageLog, completed, config_record, run_final, run_validation, trial_file
-from automl.search import reports
+from automl.reruns import StageLog, completed, config_record, run_final, run_validation
+from automl.search import records, reports
 from automl.search import scheduler as search_loop
 from automl.search.confirm import study_seeds
 from automl.search.console import LiveConsole, QuietConsole
@@ -89,8 +89,9 @@ def run_search(request: Request, plan: Plan, budget_s: float,
         raise ConfigError(file=plan.space.source, key="constraints",
                           value=[c.text for c in plan.space.constraints],
                           rule=f"{search_loop.MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row "
-                          "violated them, so the space looks infeasible",
-                          fix="loosen the constraints or widen the parameter ranges")
+                          "violated them or could not run (see the error_tail column of "
+                          "trial_final.csv), so the space looks infeasible",
+                          fix="loosen the constraints or change the parameter ranges")
     if outcome.message:
         print(f"automl: {outcome.message}", file=sys.stderr)
     return outcome
@@ -119,6 +120,15 @@ def _existing(request: Request) -> tuple[StudyPaths, optuna.Study]:
     return sp, study
 
 
+def _user_overrides(sp: StudyPaths, study: optuna.Study, config_id: str) -> list[str]:
+    """The command-line overrides a configuration ran with: its config file's, else (a trial that
+    ran on another machine of a shared study) those the study started with."""
+    try:
+        return list(config_record(sp, config_id).get("user_overrides", []))
+    except (OSError, ValueError):
+        return list(study.user_attrs.get(records.STUDY_OVERRIDES) or [])
+
+
 def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: list[Any],
            deadline: float, log: StageLog, *, final: bool, forkserver: ForkServer | None = None) -> None:
     """Choose, run the final stage, export and report; print the summary."""
@@ -130,7 +140,7 @@ def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: lis
     if validated and any(r.n for r in validated):
         chosen = choose_best(validated)
         chosen_id = chosen.config_id
-        user = config_record(sp, chosen_id).get("user_overrides", [])
+        user = _user_overrides(sp, study, chosen_id)
         exported = export_validated_best(sp, validated, study=study, groups=_groups(user))
         log.note(sp, selection_note(validated))
         record = improvement_record(validated)
@@ -141,7 +151,7 @@ def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: lis
     elif configs := completed(study, request.search):
         top = configs[0]
         chosen_id = trial_name(top.number)
-        user = trial_file(sp, top.number).get("user_overrides", [])
+        user = _user_overrides(sp, study, chosen_id)
         exported = export_best_config(
             sp, config_values=trial_config_values(sp, top.number, study=study),
             source={"trial": top.number, "search_score": top.mean,

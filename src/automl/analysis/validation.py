@@ -288,8 +288,13 @@ def differs_from_search_best(results: Sequence[ValidationResult]) -> bool:
 def selection_note(results: Sequence[ValidationResult]) -> str:
     """One line for the console and logs: what validation chose, and why when it overrules."""
     best = choose_best(results)
-    text = (f"validation picked {best.config_id} (trial {best.source_trial}): mean {best.mean:.4g} "
-            f"over {best.n} seeds, 95% CI [{best.ci_low:.4g}, {best.ci_high:.4g}]")
+    if best.is_baseline:
+        ran = f", search trial {best.source_trial}" if best.source_trial != NO_TRIAL else ""
+        what = f"kept the starting configuration (baseline{ran})"
+    else:
+        what = f"picked {best.config_id} (trial {best.source_trial})"
+    text = (f"validation {what}: mean {best.mean:.4g} over {best.n} seeds, 95% CI "
+            f"[{best.ci_low:.4g}, {best.ci_high:.4g}]")
     known = [r for r in results if math.isfinite(r.search_score)]
     if known and differs_from_search_best(results) and not best.is_baseline:
         lucky = best_by_search(results)
