@@ -35,10 +35,10 @@ from optuna.trial import TrialState  # noqa: E402
 from overhead import storage_url  # noqa: E402
 
 from automl.paths import StudyPaths  # noqa: E402
-from automl.search import records  # noqa: E402
-from automl.search.recovery import HOST_ENV  # noqa: E402
-from automl.search.search_policy import counts_toward_limit  # noqa: E402
-from automl.search.storage import open_storage  # noqa: E402
+from automl.search.optuna_loop.search_policy import counts_toward_limit  # noqa: E402
+from automl.search.study import records  # noqa: E402
+from automl.search.study.recovery import HOST_ENV  # noqa: E402
+from automl.search.study.storage import open_storage  # noqa: E402
 
 STUDY = "failover"
 

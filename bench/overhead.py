@@ -50,7 +50,7 @@ def run_search(trials: int, workers: int, tmp: Path, storage: str | None = None
                ) -> tuple[float, float]:
     """Orchestrator CPU seconds and wall seconds for a search of `trials` stand-in trials."""
     from automl.cli import main
-    from automl.search.scheduler import Scheduler
+    from automl.search.optuna_loop.scheduler import Scheduler
 
     loop_cpu: list[float] = []
     original = Scheduler.run
@@ -91,7 +91,7 @@ def main() -> None:
                         help="a database URL, or `throwaway` (default: the journal file)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, storage_url(args.storage) as url:
-        from automl.search.storage import hide_password
+        from automl.search.study.storage import hide_password
 
         print(f"storage: {hide_password(url) if url else 'journal file'}")
         small = max(10, args.trials // 4)

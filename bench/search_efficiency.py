@@ -58,7 +58,7 @@ def synthetic_worker(tmp: Path) -> str:
 def run(method: str, seed: int, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
     from automl.cli import main
     from automl.paths import StudyPaths
-    from automl.search.study import load_study
+    from automl.search.study.loading import load_study
 
     name = f"eff_{method}_{seed}"
     common = ["--quiet", "--budget-hours", str(args.budget_hours), "--hp-trials", str(args.hp_trials),
@@ -100,7 +100,7 @@ def incumbent_steps(done: list[optuna.trial.FrozenTrial], seeds: int,
     """(time, configuration) at each completion that changed the search's best: the first of its
     configurations ranked as the search ranks them (confirmed on `seeds` seeds first, by mean;
     with one seed, the highest search score)."""
-    from automl.search.confirm import configurations
+    from automl.search.study.confirm import configurations
 
     steps: list[tuple[float, int]] = []
     for i, t in enumerate(done):
@@ -120,8 +120,8 @@ def validate_incumbents(study_paths: StudyPaths, study: optuna.Study, steps: lis
     import shlex
 
     from automl.reruns import fresh_seeds, trial_file
-    from automl.search.launcher import default_worker, plan_slots
-    from automl.search.runner import Job, run_jobs
+    from automl.search.trials.launcher import default_worker, plan_slots
+    from automl.search.trials.runner import Job, run_jobs
 
     seeds = fresh_seeds(study_paths, study, VALIDATE_SEEDS)
     numbers = list(dict.fromkeys(number for _, number in steps))  # an incumbent may come back

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from automl.paths import RunPaths  # noqa: E402
-from automl.search.forkserver import ForkServer  # noqa: E402
-from automl.search.launcher import Slot, default_worker, launch  # noqa: E402
+from automl.search.trials.forkserver import ForkServer  # noqa: E402
+from automl.search.trials.launcher import Slot, default_worker, launch  # noqa: E402
 
 OVERRIDES = ["env.num_envs=64", "train.frames=64", "train.eval_frequency=64", "train.quiet=true",
              "train.threads=1"]

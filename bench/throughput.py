@@ -68,7 +68,7 @@ def concurrent_frames_per_s(count: int, device: str, num_envs: int, frames: int,
     import json
     import os
 
-    from automl.search.launcher import Slot, default_worker, launch, visible_gpus
+    from automl.search.trials.launcher import Slot, default_worker, launch, visible_gpus
 
     threads = max(1, (os.cpu_count() or 1) // count)
     gpu = (visible_gpus() or ["0"])[0] if device == "cuda" else None
@@ -93,8 +93,8 @@ def concurrent_frames_per_s(count: int, device: str, num_envs: int, frames: int,
 
 
 def concurrent(args: argparse.Namespace) -> None:
-    from automl.search.forkserver import ForkServer
-    from automl.search.launcher import Slot, trial_env
+    from automl.search.trials.forkserver import ForkServer
+    from automl.search.trials.launcher import Slot, trial_env
 
     counts = [int(x) for x in args.concurrent.split(",")]
     if args.device == "cuda" and not torch.cuda.is_available():

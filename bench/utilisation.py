@@ -44,7 +44,7 @@ def search(name: str, extra: list[str], args: argparse.Namespace, tmp: Path) -> 
     """Run one search, return its utilisation and its idle slot-seconds by phase."""
     from automl.cli import main
     from automl.paths import StudyPaths
-    from automl.search import scheduler, trial_start
+    from automl.search.optuna_loop import scheduler, trial_start
 
     line = Timeline()
     originals = trial_start.launch, scheduler.Scheduler._finish, scheduler.Scheduler.run

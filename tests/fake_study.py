@@ -2,7 +2,7 @@
 
 A study folder under $AUTOML_LOG_ROOT/automl/<name>/ with study.journal (Optuna journal storage),
 search_space.yaml, and per trained trial a run folder trials/trial_NNNN/ holding tb/ event files,
-summary.json and config.yaml. Trials carry the user attributes of automl.search.records.
+summary.json and config.yaml. Trials carry the user attributes of automl.search.study.records.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from automl import reasons
 from automl.paths import RunPaths, StudyPaths, trial_name
-from automl.search import records
 from automl.search.space import SearchSpace, load_space
-from automl.search.study import open_storage
+from automl.search.study import records
+from automl.search.study.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -18,8 +18,8 @@ import optuna
 
 from automl import cli
 from automl.paths import StudyPaths
-from automl.search import records
-from automl.search.study import load_study
+from automl.search.study import records
+from automl.search.study.loading import load_study
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

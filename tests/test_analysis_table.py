@@ -14,7 +14,7 @@ from automl import paths
 from automl.analysis.folder import open_view
 from automl.analysis.table import sort_rows, trial_rows, write_experiment_df
 from automl.analysis.validation import summarize_validation, write_validation_csv
-from automl.search import records
+from automl.search.study import records
 
 PARAMS = ["learning_rate", "lambda_param", "learning_epochs", "policy_hidden_layer_sizes",
           "torques", "termination"]

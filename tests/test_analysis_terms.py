@@ -26,7 +26,7 @@ from automl.analysis.reports import write_reports
 from automl.analysis.terms import end_value, term_shares, trial_weights
 from automl.errors import EXIT_BAD_INPUT
 from automl.paths import RunPaths, StudyPaths
-from automl.search import records
+from automl.search.study import records
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TERMS = ("position_tracking", "termination", "torques")

@@ -18,8 +18,8 @@ from fake_study import FakeTrial, make_study
 from automl import cli, paths
 from automl.analysis.validation import summarize_validation, write_validation_csv
 from automl.paths import StudyPaths
-from automl.search import records
-from automl.search.study import open_storage
+from automl.search.study import records
+from automl.search.study.storage import open_storage
 
 
 @pytest.fixture
@@ -145,3 +145,13 @@ def test_nothing_beat_the_start_so_it_is_exported_and_every_file_says_so(log_roo
     assert read_csv(sp.configurations_csv)[0]["trials"] == ""
     importance = yaml.safe_load(sp.importance_yaml.read_text())
     assert importance["chosen"]["beats_starting_configuration"] is False
+
+
+def test_the_export_holds_what_trained_the_command_line_over_the_space():
+    from automl.analysis.export import command_line_values
+
+    assert command_line_values(["env=navigation", "env.num_envs=256", "++reward.scales.x=2.5",
+                                "train.frames=600000", "network.policy_hidden_layer_sizes=[64,64]",
+                                "~ppo.kl_threshold"]) == {
+        "env.num_envs": 256, "reward.scales.x": 2.5, "train.frames": 600000,
+        "network.policy_hidden_layer_sizes": [64, 64]}

@@ -1,4 +1,4 @@
-"""A new best is confirmed on more seeds inside the search (automl.search.confirm): which trials
+"""A new best is confirmed on more seeds inside the search (automl.search.study.confirm): which trials
 are queued again, on which seed, that a confirmation is never pruned, and that the search's best
 and validation's candidates are configurations ranked by their mean over seeds."""
 
@@ -16,22 +16,22 @@ from test_pruning import FRAMES, GRACE, ScriptedProcess, pruner_for
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
-from automl.search import records
-from automl.search.confirm import (
+from automl.search.optuna_loop.console import QuietConsole
+from automl.search.optuna_loop.scheduler import Scheduler
+from automl.search.optuna_loop.settings import SearchSettings
+from automl.search.space import load_space
+from automl.search.study import records
+from automl.search.study.confirm import (
     CONFIRM_SEED_BASE,
     configurations,
     group_of,
     next_to_confirm,
     ranked,
 )
-from automl.search.console import QuietConsole
-from automl.search.recovery import enqueue_retry
-from automl.search.scheduler import Scheduler
-from automl.search.settings import SearchSettings
-from automl.search.space import load_space
-from automl.search.stoppers import StopperSet
-from automl.search.study import load_study
-from automl.search.trial_watch import Running
+from automl.search.study.loading import load_study
+from automl.search.study.recovery import enqueue_retry
+from automl.search.trials.stoppers import StopperSet
+from automl.search.trials.watch import Running
 
 LR = {"learning_rate": FloatDistribution(1e-5, 1e-2, log=True)}
 

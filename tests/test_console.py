@@ -11,7 +11,7 @@ from search_harness import rows, run_search, search_argv, skip_reports, write_be
 
 from automl import paths
 from automl.paths import StudyPaths
-from automl.search import console
+from automl.search.optuna_loop import console
 
 
 def test_a_search_without_quiet_renders_the_live_table(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from automl.errors import ConfigError
-from automl.search.constraints import Constraint
+from automl.search.space import Constraint
 
 NAMES = ("learning_rate", "learning_epochs", "termination", "ratio_clip", "activation",
          "policy_hidden_layer_sizes", "env.params.stage")

@@ -28,8 +28,7 @@ from automl import paths, reasons
 from automl.config import compose_with_choices, load_run_config, to_run_config
 from automl.errors import EXIT_BAD_INPUT, ConfigError
 from automl.paths import StudyPaths
-from automl.search.feasibility import Feasibility, nothing_runs, refuse_space
-from automl.search.space import load_space
+from automl.search.space import Feasibility, load_space, nothing_runs, refuse_space
 
 SPACE = """search_space_id: "{id}"
 fixed:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from search_harness import REPO, start_orchestrator, wait_for
 
-from automl.search import forkserver
-from automl.search.forkserver import ForkedProcess, ForkServer
-from automl.search.launcher import Slot, trial_env
+from automl.search.trials import forkserver
+from automl.search.trials.forkserver import ForkedProcess, ForkServer
+from automl.search.trials.launcher import Slot, trial_env
 
 
 def _descendants(root: int) -> set[int]:

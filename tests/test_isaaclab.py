@@ -22,7 +22,7 @@ from automl import paths, tags
 from automl.envs.base import FELL, LENGTH, RETURN, SUCCESS, TERMINATED_BY, WARMUP
 from automl.envs.isaaclab_assets import ASSET_ROOT_ENV, BUNDLED, build_offline_root, check_assets
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
-from automl.search.tb_reader import read_scalars
+from automl.search.trials.tb_reader import read_scalars
 
 TASK = "Isaac-Cartpole"
 CPU = torch.device("cpu")

@@ -25,7 +25,7 @@ from automl.envs.mujoco_tasks import TASK_TERMS, constructor_defaults, split_for
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from automl.schema import to_plain
 from automl.search.space import load_space
-from automl.search.tb_reader import read_scalars
+from automl.search.trials.tb_reader import read_scalars
 
 CPU = torch.device("cpu")
 CONF = paths.repo_root() / "conf"

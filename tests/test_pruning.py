@@ -17,15 +17,15 @@ from search_harness import SPACES, rows, run_search, search_argv, skip_reports, 
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
-from automl.search.console import QuietConsole
-from automl.search.launcher import Slot
-from automl.search.pruning import PatientPruner, make_pruner, plan_pruning
-from automl.search.scheduler import Scheduler
-from automl.search.settings import SearchSettings
+from automl.search.optuna_loop.console import QuietConsole
+from automl.search.optuna_loop.pruning import PatientPruner, make_pruner, plan_pruning
+from automl.search.optuna_loop.scheduler import Scheduler
+from automl.search.optuna_loop.settings import SearchSettings
 from automl.search.space import load_space
-from automl.search.stoppers import StopperSet
-from automl.search.study import PRUNERS, SEARCH_METHODS
-from automl.search.trial_watch import Running
+from automl.search.study.loading import PRUNERS, SEARCH_METHODS
+from automl.search.trials.launcher import Slot
+from automl.search.trials.stoppers import StopperSet
+from automl.search.trials.watch import Running
 
 FRAMES = 100_000
 EVAL = 10_000

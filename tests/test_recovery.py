@@ -14,11 +14,11 @@ from search_harness import SPACES, rows
 
 from automl import reasons
 from automl.paths import StudyPaths
-from automl.search import records, recovery
-from automl.search.recovery import Recovery, owner, owner_alive, process_start
-from automl.search.search_policy import counts_toward_limit
+from automl.search.optuna_loop.search_policy import counts_toward_limit
 from automl.search.space import load_space
-from automl.search.storage import fail_trial, open_storage
+from automl.search.study import records, recovery
+from automl.search.study.recovery import Recovery, owner, owner_alive, process_start
+from automl.search.study.storage import fail_trial, open_storage
 
 LR = "learning_rate"
 

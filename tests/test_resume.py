@@ -27,7 +27,7 @@ from search_harness import (
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
-from automl.search import records
+from automl.search.study import records
 
 LR_SCORE = {"param": "ppo.learning_rate", "target": 3e-4, "log": True, "width": 0.5}
 """Score 1 at the prior's learning rate (3e-4, trial 0), less elsewhere."""

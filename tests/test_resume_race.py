@@ -15,11 +15,11 @@ from search_harness import SPACES, rows
 
 from automl import reasons
 from automl.paths import StudyPaths
-from automl.search import records
 from automl.search.plan import recover_trials
-from automl.search.recovery import Recovery, owner
 from automl.search.space import load_space
-from automl.search.storage import open_storage
+from automl.search.study import records
+from automl.search.study.recovery import Recovery, owner
+from automl.search.study.storage import open_storage
 
 LR = "learning_rate"
 ROUNDS = 12

@@ -6,9 +6,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from automl.search import records
+from automl.search.optuna_loop.sampling import StartupTPESampler, drew_configuration
 from automl.search.plan import derived_seed
-from automl.search.sampling import StartupTPESampler, drew_configuration
+from automl.search.study import records
 
 SEED = 7
 DISTRIBUTIONS = {"x": optuna.distributions.FloatDistribution(0.0, 1.0),

@@ -22,7 +22,8 @@ from search_harness import (
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
-from automl.search import launcher, records
+from automl.search.study import records
+from automl.search.trials import launcher
 
 TRIAL_TIMEOUT_S = 8.0
 """Counted from a trial's launch until its first point: generous, so that the trials that are
@@ -168,7 +169,7 @@ end: one poll of the loop, the signal, the stand-in's exit, on a loaded machine.
 
 def search_clock(monkeypatch) -> list[float]:
     """Wall-clock times at which each Scheduler started its budget clock."""
-    from automl.search.scheduler import Scheduler
+    from automl.search.optuna_loop.scheduler import Scheduler
 
     starts: list[float] = []
     real = Scheduler.__init__

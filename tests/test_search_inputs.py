@@ -191,7 +191,7 @@ def test_a_space_whose_constraints_reject_every_sample_exits_2(tmp_path, monkeyp
     # The loop gives up after MAX_CONSTRAINT_REJECTIONS (1000) rejections in a row; 25 here keeps
     # the test fast (each rejection is a recorded trial: 1000 take about two minutes of journal
     # writes), the rule is the same.
-    from automl.search import scheduler
+    from automl.search.optuna_loop import scheduler
 
     monkeypatch.setattr(scheduler, "MAX_CONSTRAINT_REJECTIONS", 25)
     monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))

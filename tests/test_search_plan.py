@@ -15,9 +15,7 @@ from automl import paths, reasons
 from automl.analysis.validation import equal_seeds
 from automl.errors import EXIT_BAD_INPUT, ConfigError
 from automl.paths import StudyPaths
-from automl.search import records
-from automl.search.budget import fit_validation, makespan, median_rate, seconds_for
-from automl.search.pruning import (
+from automl.search.optuna_loop.pruning import (
     PatientHyperband,
     PatientPruner,
     RungGate,
@@ -28,9 +26,11 @@ from automl.search.pruning import (
     rung_correlation,
     size_to_budget,
 )
-from automl.search.resume import resumed_overrides
-from automl.search.sizing import PlanSizing
+from automl.search.optuna_loop.sizing import PlanSizing
 from automl.search.space import load_space, parse_space
+from automl.search.study import records
+from automl.search.study.budget import fit_validation, makespan, median_rate, seconds_for
+from automl.search.study.resume import resumed_overrides
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 NAV = {"frames": 2_000_000, "eval_frequency": 50_000, "grace": 200_000}

@@ -10,7 +10,7 @@ from search_harness import REPO, reason_of, rows, run_search, trials
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
-from automl.search import launcher
+from automl.search.trials import launcher
 
 
 @pytest.mark.slow

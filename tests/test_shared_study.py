@@ -28,10 +28,10 @@ from search_harness import (
 
 from automl import reasons
 from automl.paths import StudyPaths
-from automl.search import records
-from automl.search.recovery import HOST_ENV
-from automl.search.search_policy import counts_toward_limit
-from automl.search.storage import open_storage
+from automl.search.optuna_loop.search_policy import counts_toward_limit
+from automl.search.study import records
+from automl.search.study.recovery import HOST_ENV
+from automl.search.study.storage import open_storage
 
 START_TIMEOUT_S = 120
 """automl.py's own start-up on a loaded 2-core machine, plus a trial."""
@@ -175,7 +175,7 @@ def test_a_killed_orchestrators_trials_are_failed_by_heartbeat_and_run_again(pos
 @pytest.fixture
 def failing_state(monkeypatch):
     """Scheduler.write_state raises on its first call in the search: trials are running then."""
-    from automl.search.scheduler import Scheduler
+    from automl.search.optuna_loop.scheduler import Scheduler
 
     original = Scheduler.write_state
 
@@ -221,7 +221,7 @@ def test_a_trial_asked_once_the_study_is_full_is_given_up_and_its_queued_config_
     from search_harness import run_search, skip_reports
 
     from automl import paths
-    from automl.search.scheduler import Scheduler
+    from automl.search.optuna_loop.scheduler import Scheduler
 
     url = postgres.create_database("full")
     monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))

@@ -15,8 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from automl import paths
 from automl.errors import ConfigError
-from automl.search.space import SearchSpace, load_space, parse_space
-from automl.search.space_params import hydra_value
+from automl.search.space import SearchSpace, hydra_value, load_space, parse_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -74,6 +74,7 @@ def test_stage_validates_on_fresh_seeds_and_picks_the_validated_mean_over_a_luck
     assert seeds and 42 not in seeds                                    # fresh seeds only
     best = yaml.safe_load(sp.best_config.read_text())
     assert best["ppo"]["learning_rate"] == 0.0003
+    assert best["train"]["frames"] == 100000  # the command line's, as it trained
     assert best["source"]["trial"] == int(good["source_trial"])
     # The exported preset reproduces the configuration through train_one's own composition.
     cfg = load_run_config([f"+experiment={preset_name('lucky')}"])

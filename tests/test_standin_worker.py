@@ -16,7 +16,7 @@ import yaml
 
 from automl import reasons, tags
 from automl.paths import RunPaths
-from automl.search.tb_reader import EventTail, read_scalars
+from automl.search.trials.tb_reader import EventTail, read_scalars
 
 WORKER = Path(__file__).with_name("standin_worker.py")
 TARGET = 3e-4

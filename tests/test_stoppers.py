@@ -8,7 +8,7 @@ import re
 import pytest
 
 from automl import reasons
-from automl.search.stoppers import DropStopper, PlateauStopper, StopperSet
+from automl.search.trials.stoppers import DropStopper, PlateauStopper, StopperSet
 
 nan, inf = math.nan, math.inf
 

@@ -13,9 +13,9 @@ from search_harness import rows, run_search, search_argv, skip_reports, write_be
 from automl import paths, reasons
 from automl.analysis.cli import main as analyze
 from automl.paths import StudyPaths
-from automl.search import records
-from automl.search.storage import hide_password, without_password
-from automl.search.study import load_study
+from automl.search.study import records
+from automl.search.study.loading import load_study
+from automl.search.study.storage import hide_password, without_password
 
 
 def files_text(root) -> str:
@@ -155,7 +155,7 @@ def test_machines_opening_a_new_database_at_once_all_get_it(postgres, tmp_path):
     """Each one creates Optuna's tables; PostgreSQL fails all but one of those who race."""
     import threading
 
-    from automl.search.storage import open_storage
+    from automl.search.study.storage import open_storage
 
     failures: list[str] = []
 

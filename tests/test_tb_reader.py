@@ -20,7 +20,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from automl import tags
-from automl.search.tb_reader import EventTail, masked_crc32c, read_scalars
+from automl.search.trials.tb_reader import EventTail, masked_crc32c, read_scalars
 
 
 def scalar_event(tag: str, step: int, value: float) -> Event:
@@ -170,6 +170,6 @@ def test_crc_matches_tensorboard(data: bytes) -> None:
 
 def test_importing_the_reader_pulls_in_no_heavy_framework() -> None:
     heavy = ("torch", "tensorflow", "skrl", "numpy")
-    code = f"import sys, automl.search.tb_reader; print(sorted(set({heavy!r}) & set(sys.modules)))"
+    code = f"import sys, automl.search.trials.tb_reader; print(sorted(set({heavy!r}) & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

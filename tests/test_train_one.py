@@ -29,7 +29,7 @@ from automl.envs.navigation import TERMS, NavigationEnv
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK
 from automl.run.episodes import EPISODE_METRICS
 from automl.schema import run_config_from_plain
-from automl.search.tb_reader import Series, read_scalars
+from automl.search.trials.tb_reader import Series, read_scalars
 
 REPO = paths.repo_root()
 SUMMARY_KEYS = {"status", "score", "frames", "wall_s", "seed", "git_sha", "packages", "metrics"}

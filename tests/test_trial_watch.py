@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass, field
 
 from automl import reasons, tags
-from automl.search.stoppers import StopperSet
-from automl.search.trial_watch import Running, TrialGone, WatchRules, ending, make_stoppers, settle, watch
+from automl.search.trials.stoppers import StopperSet
+from automl.search.trials.watch import Running, TrialGone, WatchRules, ending, make_stoppers, settle, watch
 from automl.summary import RunSummary
 
 EVAL = 1000

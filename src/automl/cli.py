@@ -23,8 +23,8 @@ from automl.requests import (
     ValidationOptions,
 )
 from automl.search.plan import DEFAULT_SPACE
-from automl.search.storage import HEARTBEAT_S
-from automl.search.study import PRUNERS, SEARCH_METHODS
+from automl.search.study.loading import PRUNERS, SEARCH_METHODS
+from automl.search.study.storage import HEARTBEAT_S
 
 MODES = ("stage", "search", "validate", "report")
 

@@ -13,17 +13,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
+import yaml
 
 from automl.config import GROUPS
 from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
 from automl.paths import StudyPaths, trial_name
 from automl.requests import Request
 from automl.reruns import StageLog, completed, config_record, run_final, run_validation
-from automl.search import records, reports
-from automl.search import scheduler as search_loop
-from automl.search.confirm import study_seeds
-from automl.search.console import LiveConsole, QuietConsole
-from automl.search.forkserver import ForkServer
+from automl.search.optuna_loop import scheduler as search_loop
+from automl.search.optuna_loop.console import LiveConsole, QuietConsole
+from automl.search.optuna_loop.scheduler import Outcome, Scheduler
+from automl.search.optuna_loop.settings import SearchSettings
 from automl.search.plan import (
     Plan,
     make_plan,
@@ -34,10 +34,11 @@ from automl.search.plan import (
     trial_forkserver,
     worker_command,
 )
-from automl.search.recovery import Recovery
-from automl.search.scheduler import Outcome, Scheduler
-from automl.search.settings import SearchSettings
-from automl.search.study import load_study
+from automl.search.study import records, reports
+from automl.search.study.confirm import study_seeds
+from automl.search.study.loading import load_study
+from automl.search.study.recovery import Recovery
+from automl.search.trials.forkserver import ForkServer
 
 
 # ------------------------------------------------------------------------------------------ search

@@ -81,7 +81,7 @@ class SearchOptions:
     target_score: float | None
     """--target-score: log threshold_hits.csv when a trial reaches it."""
     confirm_seeds: int | None = None
-    """--confirm-seeds: seeds a new best is trained on in the search (automl.search.confirm);
+    """--confirm-seeds: seeds a new best is trained on in the search (automl.search.study.confirm);
     None: not given (a new study takes DEFAULT_CONFIRM_SEEDS, a resumed one its own)."""
 
     @property

@@ -24,14 +24,14 @@ from automl.config import load_run_config
 from automl.errors import ConfigError, Interrupted
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
 from automl.requests import Request, Resources, SearchOptions
-from automl.search import records, reports
-from automl.search.budget import fit_validation, seconds_for
-from automl.search.confirm import Configuration, ranked, study_seeds
-from automl.search.forkserver import ForkServer
-from automl.search.launcher import Slot
 from automl.search.plan import slots_for, worker_command
-from automl.search.runner import INTERRUPTED, Job, JobResult, run_jobs
-from automl.search.space_params import thaw
+from automl.search.space import thaw
+from automl.search.study import records, reports
+from automl.search.study.budget import fit_validation, seconds_for
+from automl.search.study.confirm import Configuration, ranked, study_seeds
+from automl.search.trials.forkserver import ForkServer
+from automl.search.trials.launcher import Slot
+from automl.search.trials.runner import INTERRUPTED, Job, JobResult, run_jobs
 from automl.summary import load_summary
 
 VALIDATION_SEED_BASE = 1000
@@ -154,7 +154,7 @@ def with_baseline(study_paths: StudyPaths, study: optuna.Study, top: list[Candid
 
 def completed(study: optuna.Study, search: SearchOptions) -> list[Configuration]:
     """The study's configurations whose first trial completed, best first: confirmed on the
-    study's --confirm-seeds by their mean, then the others (automl.search.confirm)."""
+    study's --confirm-seeds by their mean, then the others (automl.search.study.confirm)."""
     return ranked(study, study_seeds(study, search, source=f"study {study.study_name}"))
 
 

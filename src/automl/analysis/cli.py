@@ -34,8 +34,8 @@ from automl.analysis.table import (
 from automl.analysis.terms import REPORT_KEY, TermShares, shares_entry, term_shares
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from automl.paths import StudyPaths
-from automl.search.storage import open_storage
-from automl.search.study import fetch_space_file
+from automl.search.study.loading import fetch_space_file
+from automl.search.study.storage import open_storage
 
 PROG = "analyze.py"
 SORTS = ("descending", "ascending")

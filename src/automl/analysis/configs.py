@@ -4,7 +4,7 @@ they name the same choice as best_config.yaml and automl_state.yaml.
 
 The order: the chosen configuration first (validation's pick, automl.analysis.validation.choose_best,
 when validation.csv has a finite score; else the search's best), then the other validated
-configurations by validated mean, then the search's configurations as automl.search.confirm ranks
+configurations by validated mean, then the search's configurations as automl.search.study.confirm ranks
 them (confirmed on every seed by mean, then those on fewer seeds, refuted ones last). A configuration
 confirmed on fewer seeds than the study asks for never ranks above a confirmed one in the search's
 part, and only validation (fresh seeds) moves one above another.
@@ -21,8 +21,8 @@ from typing import Any
 from automl.analysis.folder import StudyView
 from automl.analysis.validation import ValidationResult, read_validation_csv, validated_order
 from automl.paths import trial_name
-from automl.search import records
-from automl.search.confirm import Configuration, configurations
+from automl.search.study import records
+from automl.search.study.confirm import Configuration, configurations
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from automl.analysis.validation import (
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
-from automl.search import records
+from automl.search.study import records
 
 EXPERIMENT_GROUP = "experiment"
 PRESET_SUFFIX = "_best"

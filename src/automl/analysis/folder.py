@@ -21,11 +21,9 @@ from optuna.trial import FrozenTrial, TrialState
 from automl import paths
 from automl.errors import ConfigError
 from automl.paths import StudyPaths
-from automl.search import records
-from automl.search.space import SearchSpace, load_space
-from automl.search.space_names import MODEL_KEYS, REWARD_PREFIX, RUN_KEYS
-from automl.search.space_params import Param
-from automl.search.study import open_storage
+from automl.search.space import MODEL_KEYS, REWARD_PREFIX, RUN_KEYS, Param, SearchSpace, load_space
+from automl.search.study import records
+from automl.search.study.storage import open_storage
 
 log = logging.getLogger(__name__)
 

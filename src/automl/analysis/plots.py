@@ -28,7 +28,7 @@ from automl.analysis.importance import importance_report, read_importance
 from automl.analysis.table import STATE_NAMES
 from automl.analysis.terms import TermShares
 from automl.paths import RunPaths, StudyPaths
-from automl.search.tb_reader import read_scalars
+from automl.search.trials.tb_reader import read_scalars
 
 MULTI_TRIAL = "multi_trial.png"
 EXPERIMENT_VARIABLES = "experiment_variables.png"

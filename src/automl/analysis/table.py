@@ -21,8 +21,8 @@ from automl.analysis.configs import ConfigEntry, rank_configurations
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.validation import read_validation_csv
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
-from automl.search import records
-from automl.search.tb_reader import read_scalars
+from automl.search.study import records
+from automl.search.trials.tb_reader import read_scalars
 from automl.summary import RunSummary, load_summary
 
 METRICS = ("success_rate", "termination_rate", "episode_length", "episode_reward_mean")
@@ -69,7 +69,7 @@ class TrialRow:
     validated_score: float = math.nan
     """Mean over the validation seeds, where the configuration was validated."""
     confirms: int | None = None
-    """The trial whose configuration it trains again on another seed (automl.search.confirm)."""
+    """The trial whose configuration it trains again on another seed (automl.search.study.confirm)."""
 
     @property
     def config_id(self) -> str:

@@ -22,9 +22,9 @@ from automl import tags
 from automl.analysis.folder import StudyView
 from automl.analysis.importance import round_sig
 from automl.paths import RunPaths, trial_name
-from automl.search import records
-from automl.search.space_names import REWARD_PREFIX
-from automl.search.tb_reader import read_scalars
+from automl.search.space import REWARD_PREFIX
+from automl.search.study import records
+from automl.search.trials.tb_reader import read_scalars
 
 REPORT_KEY = "reward_term_shares"
 """Key of the table in hyperparameter_importance.yaml."""

@@ -1,4 +1,6 @@
-"""One study: its space and plan, the search loop, and how trials are started and read.
+"""One study and the method that searches it: the space (space/), the study every method shares
+(study/), the trial processes (trials/), the Optuna loop (optuna_loop/), and plan.py, which composes
+them before the first trial starts.
 
 Runs in the main process: nothing here imports torch.
 """

@@ -27,20 +27,19 @@ from automl.errors import EXIT_BAD_INPUT, ConfigError, bad_flag
 from automl.paths import StudyPaths
 from automl.requests import Request, Resources, SearchOptions, StudyRequest
 from automl.schema import RunConfig
-from automl.search import records
-from automl.search.feasibility import Feasibility, nothing_runs, refuse_space
-from automl.search.launcher import Slot, default_worker, plan_slots, trial_env, visible_gpus
-from automl.search.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
-from automl.search.recovery import Recovery, enqueue_retry
-from automl.search.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
-from automl.search.sampling import StartupTPESampler
-from automl.search.sizing import PlanSizing, StoredPlan, plan_inputs
-from automl.search.space import SearchSpace, load_space
-from automl.search.storage import check_storage, open_storage
-from automl.search.study import fetch_space_file, study_exists
+from automl.search.optuna_loop.pruning import PruningPlan, episode_frames, make_pruner, plan_pruning
+from automl.search.optuna_loop.sampling import StartupTPESampler
+from automl.search.optuna_loop.sizing import PlanSizing, StoredPlan, plan_inputs
+from automl.search.space import Feasibility, SearchSpace, load_space, nothing_runs, refuse_space
+from automl.search.study import records
+from automl.search.study.loading import fetch_space_file, study_exists
+from automl.search.study.recovery import Recovery, enqueue_retry
+from automl.search.study.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
+from automl.search.study.storage import check_storage, open_storage
+from automl.search.trials.launcher import Slot, default_worker, plan_slots, trial_env, visible_gpus
 
 if TYPE_CHECKING:
-    from automl.search.forkserver import ForkServer
+    from automl.search.trials.forkserver import ForkServer
 
 DEFAULT_SPACE = "templates/ppo_search_space.yaml"
 
@@ -295,7 +294,7 @@ def trial_forkserver(resources: Resources, *, isaaclab: bool = False) -> Iterato
     if not resources.fork_server:
         yield None
         return
-    from automl.search.forkserver import ForkServer
+    from automl.search.trials.forkserver import ForkServer
 
     print("automl: starting the trial fork server (imports torch once for all trials)")
     with ForkServer(env=trial_env(Slot(index=0, threads=1)), isaaclab=isaaclab) as server:

@@ -1,10 +1,10 @@
 """One searched parameter's spec in a space file (`{type: loguniform, low: 1e-5, ...}`), checked.
 
 `parse_param` checks a spec against the rules of its `type:` and against the run schema's type of
-the config key it sets, then builds the parameter's class from space_params.py. `TYPES` is the one
+the config key it sets, then builds the parameter's class from params.py. `TYPES` is the one
 table from a `type:` to the keys it takes and the function that builds it. Every error is a
 ConfigError naming the file, the key, the value, the rule and a fix. `coerce` and `check_fits`
-serve the fixed values too (space_loading.py).
+serve the fixed values too (loading.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from automl.errors import ConfigError
 from automl.schema import check_value as convert_value
-from automl.search.space_params import (
+from automl.search.space.params import (
     CategoricalParam,
     ChoiceParam,
     FloatParam,

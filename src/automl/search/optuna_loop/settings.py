@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from automl.search.forkserver import ForkServer
-from automl.search.launcher import Slot
-from automl.search.recovery import Recovery
-from automl.search.sizing import PlanSizing
+from automl.search.optuna_loop.sizing import PlanSizing
 from automl.search.space import SearchSpace
+from automl.search.study.recovery import Recovery
+from automl.search.trials.forkserver import ForkServer
+from automl.search.trials.launcher import Slot
 
 
 @dataclass
@@ -36,7 +36,7 @@ class SearchSettings:
     target_score: float | None
     confirm_seeds: int = 1
     """--confirm-seeds: a trial that beats the standing best is trained on this many seeds in all
-    (confirm.py); 1: never."""
+    (study/confirm.py); 1: never."""
     forkserver: ForkServer | None = None
     """Trials are forked from it (fast start) when set; else each is a cold `python` start."""
     recovery: Recovery | None = None

@@ -20,8 +20,8 @@ import optuna
 
 from automl import reasons
 from automl.paths import StudyPaths
-from automl.search import records, reports
-from automl.search.pruning import PruningPlan, make_pruner, size_to_budget
+from automl.search.optuna_loop.pruning import PruningPlan, make_pruner, size_to_budget
+from automl.search.study import records, reports
 
 
 @dataclass

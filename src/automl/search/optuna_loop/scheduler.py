@@ -1,7 +1,7 @@
 """The search loop: fill free slots with new trials, watch the running ones until each has exactly one
 stop reason, and end the search on the deadline, Ctrl-C, too many failures or no trial left to run.
 
-Its parts: trial_start (ask, suggest, constraints, launch), trial_watch (one running trial's points,
+Its parts: trial_start (ask, suggest, constraints, launch), trials.watch (one running trial's points,
 pruner, stoppers, timeout), trial_record (the one writer of the study and trial_final.csv),
 search_policy (trial count, grid, budget, failure rate, other orchestrators), search_state (the
 state file)."""
@@ -19,9 +19,7 @@ import optuna
 
 from automl import reasons
 from automl.paths import StudyPaths
-from automl.search import reports
-from automl.search.launcher import Slot, pause
-from automl.search.search_policy import (
+from automl.search.optuna_loop.search_policy import (
     Budget,
     SharedStudy,
     TrialCount,
@@ -29,12 +27,14 @@ from automl.search.search_policy import (
     failure_message,
     grid_taken,
 )
-from automl.search.search_state import search_state
-from automl.search.settings import SearchSettings
-from automl.search.storage import hide_password
-from automl.search.trial_record import Best, Tally, TrialRecorder
-from automl.search.trial_start import REJECTED, TrialStarter
-from automl.search.trial_watch import (
+from automl.search.optuna_loop.search_state import search_state
+from automl.search.optuna_loop.settings import SearchSettings
+from automl.search.optuna_loop.trial_record import Best, Tally, TrialRecorder
+from automl.search.optuna_loop.trial_start import REJECTED, TrialStarter
+from automl.search.study import reports
+from automl.search.study.storage import hide_password
+from automl.search.trials.launcher import Slot, pause
+from automl.search.trials.watch import (
     OnTarget,
     Pruner,
     Running,
@@ -285,7 +285,7 @@ class Scheduler:
     @property
     def best(self) -> Best | None:
         """(mean score, first trial's number, values) of the best configuration so far, earlier
-        sessions' included (automl.search.confirm ranks them)."""
+        sessions' included (automl.search.study.confirm ranks them)."""
         return self.tally.best
 
     def trained_count(self) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from automl import paths
 from automl.paths import RunPaths
-from automl.search.forkserver import ForkedProcess, ForkServer
+from automl.search.trials.forkserver import ForkedProcess, ForkServer
 
 TERMINATE_GRACE_S = 4.0
 """Seconds between SIGTERM and SIGKILL: a pruned trial is gone within 5 s of the decision."""

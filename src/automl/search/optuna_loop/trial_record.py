@@ -15,11 +15,11 @@ from optuna.trial import TrialState
 
 from automl import reasons
 from automl.paths import StudyPaths
-from automl.search import confirm, records, reports
-from automl.search.recovery import FIXED_PARAMS, owner
 from automl.search.space import SearchSpace
-from automl.search.storage import Heartbeat
-from automl.search.trial_watch import Pruner, Report, TrialGone
+from automl.search.study import confirm, records, reports
+from automl.search.study.recovery import FIXED_PARAMS, owner
+from automl.search.study.storage import Heartbeat
+from automl.search.trials.watch import Pruner, Report, TrialGone
 
 STATE_OF_REASON = {
     reasons.COMPLETED: TrialState.COMPLETE, reasons.PLATEAU: TrialState.COMPLETE,
@@ -58,7 +58,7 @@ class Tally:
         return tally
 
     def rank(self, configs: list[confirm.Configuration], space: SearchSpace) -> None:
-        """The best is the first of the ranked configurations (confirm.py): its mean over seeds."""
+        """The best is the first of the ranked configurations (study/confirm.py): its mean over seeds."""
         if not configs:
             return
         top = configs[0]
@@ -83,7 +83,7 @@ class TrialRecorder:
         self.study, self.paths, self.space, self.console, self.tally = (
             study, study_paths, space, console, tally)
         self.confirm_seeds, self.room = confirm_seeds, room
-        """--confirm-seeds: a new best is trained on this many seeds in all (confirm.py), when
+        """--confirm-seeds: a new best is trained on this many seeds in all (study/confirm.py), when
         `room` says that many more trials can still start (a queued trial that cannot would
         stay queued, and confirm nothing)."""
         self.asked: dict[int, optuna.Trial] = {}

@@ -7,8 +7,8 @@ from optuna.storages import BaseStorage
 
 from automl import paths
 from automl.paths import StudyPaths
-from automl.search import records
-from automl.search.storage import open_storage
+from automl.search.study import records
+from automl.search.study.storage import open_storage
 
 SEARCH_METHODS = ("bayesian", "random", "grid", "cmaes")
 PRUNERS = ("hyperband", "median", "successive_halving", "none")

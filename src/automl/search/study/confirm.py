@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import ConfigError
 from automl.requests import SearchOptions
-from automl.search import records
+from automl.search.study import records
 
 CONFIRM_SEED_BASE = 500
 """Confirmation k trains with train.seed = this + k: apart from the search's seed (conf: 42) and

@@ -2,8 +2,8 @@
 
 `read_space_file` turns a file into parsed YAML (a key repeated in one mapping is an error, not
 silently the last one); `check_space` checks the parsed content section by section and returns its
-parts, from which space.py builds a SearchSpace. Names resolve through space_names.py, parameter
-specs through space_specs.py. Every error is a ConfigError naming the file, the key, the value,
+parts, from which search_space.py builds a SearchSpace. Names resolve through names.py, parameter
+specs through specs.py. Every error is a ConfigError naming the file, the key, the value,
 the rule and a fix.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from automl.errors import ConfigError
-from automl.search.constraints import Constraint
-from automl.search.space_names import MODEL_KEYS, RUN_KEYS, did_you_mean, name_aliases, resolve_name
-from automl.search.space_params import Param
-from automl.search.space_specs import At, check_fits, coerce, parse_param
+from automl.search.space.constraints import Constraint
+from automl.search.space.names import MODEL_KEYS, RUN_KEYS, did_you_mean, name_aliases, resolve_name
+from automl.search.space.params import Param
+from automl.search.space.specs import At, check_fits, coerce, parse_param
 
 SECTIONS = ("search_space_id", "fixed", "ppo_params", "reward_weights", "constraints")
 """The top-level keys of a space file."""

@@ -17,9 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from automl.config import compose_with_choices, to_run_config
 from automl.errors import ConfigError
 from automl.schema import MINI_BATCH_KEYS, RunConfig
-from automl.search.resume import override_key
-from automl.search.space import SearchSpace
-from automl.search.space_params import Param, hydra_value, thaw
+from automl.search.space.params import Param, hydra_value, override_key, thaw
+from automl.search.space.search_space import SearchSpace
 
 MAX_JOINT_POINTS = 512
 """Most combinations of the searched mini-batch parameters' choices and range ends tried at start

@@ -2,7 +2,7 @@
 recovery of a dead owner's trials: each is failed (once, by whichever orchestrator notices first),
 gets its trial_final.csv row, and its configuration is queued to run again.
 
-On a database storage the owner keeps a heartbeat (automl.search.storage.Heartbeat) and a trial
+On a database storage the owner keeps a heartbeat (automl.search.study.storage.Heartbeat) and a trial
 whose heartbeat is stale is failed, on any machine. On this machine (and on the single-machine
 journal file) the owner is a process identified by host, boot id, pid namespace, pid and the
 process's start time, so a reused pid is not mistaken for the orchestrator that died, and a process
@@ -10,7 +10,7 @@ of another container (another pid namespace) is not looked up here at all.
 
 A trial is failed together with its stop reason (error, interrupted: not its own fault), in one
 step; the look for trials to retry and the queueing of their retries run under the study's lock
-(automl.search.storage.study_lock), so that orchestrators recovering at the same moment, on any
+(automl.search.study.storage.study_lock), so that orchestrators recovering at the same moment, on any
 machine, queue each retry once.
 """
 
@@ -30,9 +30,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl import reasons
 from automl.paths import StudyPaths
-from automl.search import records, reports
 from automl.search.space import SearchSpace
-from automl.search.storage import fail_trial, stale_trial_ids, study_lock
+from automl.search.study import records, reports
+from automl.search.study.storage import fail_trial, stale_trial_ids, study_lock
 from automl.summary import load_summary
 
 ORPHAN_GRACE_S = 120.0
@@ -107,7 +107,7 @@ def owner_alive(attrs: dict[str, Any], *, mine: Collection[int] = (), number: in
         return False
     if pid == me[records.PID] and attrs.get(records.PROCESS_START) in (None, me[records.PROCESS_START]):
         return number in mine
-    from automl.search.forkserver import pid_exists
+    from automl.search.trials.forkserver import pid_exists
 
     if not pid_exists(pid):
         return False

@@ -42,7 +42,7 @@ QUEUED_ATTRS = (RETRY_OF, RETRY_REASON, "prior", CONFIRMS, CONFIRM_SEED)
 """What a queued configuration says of itself; a trial that runs it again keeps them."""
 OWNER = "orchestrator"
 """Who runs the trial, one attribute (one write): {host, boot_id, pid_namespace, pid, start}
-(the keys below); automl.search.recovery tells from it whether that orchestrator still runs."""
+(the keys below); automl.search.study.recovery tells from it whether that orchestrator still runs."""
 HOST = "host"
 PID = "pid"
 """Studies of earlier versions keep `host` and `orchestrator_pid` as attributes of their own."""
@@ -55,19 +55,19 @@ BOOT_ID = "boot_id"
 PID_NAMESPACE = "pid_namespace"
 """The orchestrator's pid namespace: a pid of another container is not looked up here.
 Host, boot id, pid namespace, pid and start time name the orchestrator running a trial
-(automl.search.recovery)."""
+(automl.search.study.recovery)."""
 
 SEARCH_SPACE_TEXT = "search_space_yaml"
 """Study attribute: the search-space file's text, for machines that join the study (--resume)."""
 STUDY_OVERRIDES = "overrides"
 """Study attribute: the Hydra overrides the study started with; --resume on any machine trains
-with them (automl.search.resume)."""
+with them (automl.search.study.resume)."""
 STUDY_CONFIRM_SEEDS = "confirm_seeds"
-"""Study attribute: --confirm-seeds of the study (automl.search.confirm), kept on --resume."""
+"""Study attribute: --confirm-seeds of the study (automl.search.study.confirm), kept on --resume."""
 PLAN_INPUTS = "pruning_plan_inputs"
 """Study attribute: {trials, grace_frames, settled}, what the study's pruning plan was sized to
 (--hp-trials or the budget, and grace) and whether it was settled on the budget yet; --resume on
-any machine keeps a settled plan (automl.search.sizing)."""
+any machine keeps a settled plan (automl.search.optuna_loop.sizing)."""
 
 TRIAL_FINAL_COLUMNS = ("trial", "frames", "score", "stop_reason", "wall_s")
 """Leading columns of trial_final.csv; the searched parameters and `error_tail` follow."""

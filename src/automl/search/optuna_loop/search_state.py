@@ -8,9 +8,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from automl.search.search_policy import Budget
-from automl.search.trial_record import Tally
-from automl.search.trial_watch import Running
+from automl.search.optuna_loop.search_policy import Budget
+from automl.search.optuna_loop.trial_record import Tally
+from automl.search.trials.watch import Running
 
 
 def search_state(study: str, phase: str, *, running: Mapping[int, Running], tally: Tally,

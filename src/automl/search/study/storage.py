@@ -1,6 +1,6 @@
 """The study's storage: the journal file in the study folder, or a database URL (PostgreSQL for many
 machines), checked before anything is written; the heartbeat of the trials this orchestrator
-runs, which lets another orchestrator recover them when this one dies (see automl.search.recovery);
+runs, which lets another orchestrator recover them when this one dies (see automl.search.study.recovery);
 and the two steps that recovery needs to be atomic across machines: a lock on the study, and the
 fail of a trial together with its stop reason."""
 

@@ -2,10 +2,10 @@
 and constraints, and what a study needs from them.
 
 A space file holds `search_space_id`, `fixed`, `ppo_params`, `reward_weights` and `constraints`
-(see `templates/`). `load_space` checks it once, at load time (space_loading.py reads it, names
-resolve through space_names.py, parameter specs through space_specs.py); the SearchSpace it returns
+(see `templates/`). `load_space` checks it once, at load time (loading.py reads it, names
+resolve through names.py, parameter specs through specs.py); the SearchSpace it returns
 maps every parameter to its config key, its Optuna distribution and its Hydra override, each
-parameter's kind being a class of space_params.py. Optuna is imported only by the methods that need
+parameter's kind being a class of params.py. Optuna is imported only by the methods that need
 it, so parsing a space stays cheap.
 """
 
@@ -22,14 +22,14 @@ import yaml
 
 from automl import paths
 from automl.errors import ConfigError
-from automl.search.constraints import Constraint
-from automl.search.space_loading import check_space, read_space_file
-from automl.search.space_names import (
+from automl.search.space.constraints import Constraint
+from automl.search.space.loading import check_space, read_space_file
+from automl.search.space.names import (
     by_alias,
     override_values,
     probe_combinations,
 )
-from automl.search.space_params import Param, hydra_override, thaw
+from automl.search.space.params import Param, hydra_override, thaw
 
 if TYPE_CHECKING:
     import optuna
@@ -58,7 +58,7 @@ class SearchSpace:
     text: str
     """The file's text, copied into the study folder as search_space.yaml."""
     aliases: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Every name a constraint may use -> the parameter's name in the file (space_names.py)."""
+    """Every name a constraint may use -> the parameter's name in the file (names.py)."""
 
     @property
     def names(self) -> list[str]:

@@ -2,7 +2,7 @@
 
 Optuna's TPESampler leaves its random start-up once `n_startup_trials` trials are complete or
 pruned. In automl some of those trials draw nothing: a confirmation re-trains a configuration on
-another seed (search/confirm.py), and validation re-trains the best ones. The first configuration
+another seed (search/study/confirm.py), and validation re-trains the best ones. The first configuration
 is always confirmed, and so is every new best, so at the 7-17 trials of a budget-sized study a
 start-up of 5 held fewer random configurations (4 on a navigation search, docs/benchmarks.md)
 before TPE began to model: too few in a space of a dozen parameters. Here the start-up counts
@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.search import records
+from automl.search.study import records
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from automl import reasons
 from automl.paths import RunPaths
-from automl.search.forkserver import ForkServer
-from automl.search.launcher import Slot, TrialProcess, launch, pause, run_overrides
+from automl.search.trials.forkserver import ForkServer
+from automl.search.trials.launcher import Slot, TrialProcess, launch, pause, run_overrides
 from automl.summary import load_summary
 
 POLL_S = 0.25

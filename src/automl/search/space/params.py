@@ -3,7 +3,7 @@
 A value has three forms: native (what the run config gets: signed numbers, lists), Optuna's (what a
 study stores: the magnitude of a negative loguniform range, a string label for a list) and Hydra's
 (override text). Each parameter class converts between them for its own kind and gives its Optuna
-distribution, its grid and its prior. Checking a space file's specs is space_specs.py's job; Optuna
+distribution, its grid and its prior. Checking a space file's specs is specs.py's job; Optuna
 is imported only by the methods that need it, so building parameters stays cheap.
 """
 
@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from automl.search.space_names import ENV_PARAMS_PREFIX, REWARD_PREFIX
+from automl.search.space.names import ENV_PARAMS_PREFIX, REWARD_PREFIX
 
 if TYPE_CHECKING:
     import optuna
@@ -85,6 +85,11 @@ def hydra_override(key: str, value: Any) -> str:
     # task's terms are not in the composed config): `++` adds the key where the config lacks it.
     prefix = "++" if key.startswith((ENV_PARAMS_PREFIX, REWARD_PREFIX)) else ""
     return f"{prefix}{key}={hydra_value(value)}"
+
+
+def override_key(override: str) -> str:
+    """The config key a Hydra override sets: `+env.params.max_steps=48` -> `env.params.max_steps`."""
+    return override.partition("=")[0].lstrip("+~")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ class ForkServer:
                  isaaclab: bool = False) -> None:
         extra = [ISAACLAB_FLAG] if isaaclab else []
         self.process = subprocess.Popen(
-            [python, "-P", "-m", "automl.search.forkserver", *extra], stdin=subprocess.PIPE,
+            [python, "-P", "-m", "automl.search.trials.forkserver", *extra], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env, bufsize=0, preexec_fn=_prctl_death_signal)  # noqa: PLW1509
         assert self.process.stdout is not None

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from automl.paths import StudyPaths, atomic_write_text
-from automl.search import records
-from automl.search.storage import hide_password, without_password
+from automl.search.study import records
+from automl.search.study.storage import hide_password, without_password
 from automl.summary import git_sha, package_versions
 
 

@@ -12,17 +12,16 @@ import optuna
 
 from automl import reasons
 from automl.paths import StudyPaths, atomic_write_text
-from automl.search import records
-from automl.search.feasibility import Feasibility
-from automl.search.launcher import Slot, launch, run_overrides
-from automl.search.resume import override_key
-from automl.search.search_policy import count_trained
-from automl.search.tb_reader import EventTail
-from automl.search.trial_record import TrialRecorder
-from automl.search.trial_watch import Running, make_stoppers
+from automl.search.optuna_loop.search_policy import count_trained
+from automl.search.optuna_loop.trial_record import TrialRecorder
+from automl.search.space import Feasibility, override_key
+from automl.search.study import records
+from automl.search.trials.launcher import Slot, launch, run_overrides
+from automl.search.trials.tb_reader import EventTail
+from automl.search.trials.watch import Running, make_stoppers
 
 if TYPE_CHECKING:
-    from automl.search.settings import SearchSettings
+    from automl.search.optuna_loop.settings import SearchSettings
 
 REJECTED = "rejected"
 """start: the values violate the space's constraints, or train_one would refuse their config

@@ -13,11 +13,11 @@ import optuna
 from optuna.trial import TrialState
 
 from automl import reasons
-from automl.search import records
-from automl.search.budget import median_rate
-from automl.search.recovery import Recovery
 from automl.search.space import SearchSpace
-from automl.search.trial_watch import Running
+from automl.search.study import records
+from automl.search.study.budget import median_rate
+from automl.search.study.recovery import Recovery
+from automl.search.trials.watch import Running
 
 TRAINED_REFRESH_S = 2.0
 """Seconds between two reads of the study's trial count (and of other orchestrators' trials)."""

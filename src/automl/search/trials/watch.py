@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from automl import reasons, tags
-from automl.search.stoppers import DropStopper, PlateauStopper, StopperSet
+from automl.search.trials.stoppers import DropStopper, PlateauStopper, StopperSet
 
 if TYPE_CHECKING:
     import optuna
 
-    from automl.search.launcher import TrialProcess
-    from automl.search.tb_reader import EventTail
+    from automl.search.trials.launcher import TrialProcess
+    from automl.search.trials.tb_reader import EventTail
     from automl.summary import RunSummary
 
 Pruner = Callable[[int, float], bool]
@@ -64,7 +64,7 @@ class Running:
     error: str = ""
     """What went wrong, when the loop itself decided the trial failed (NaN score)."""
     confirmation: bool = False
-    """It trains a configuration again on another seed (confirm.py): never pruned."""
+    """It trains a configuration again on another seed (study/confirm.py): never pruned."""
 
 
 def make_stoppers(*, plateau_patience: int, plateau_min_delta: float, drop: float,

@@ -17,14 +17,10 @@ import yaml
 
 from automl.errors import ConfigError
 from automl.paths import StudyPaths
+from automl.search.space import override_key
 
 FREE_KEYS = frozenset({"train.threads", "train.quiet", "train.progress_seconds", "env.device"})
 """Overrides that do not change what a trial trains: a resumed study may take new values."""
-
-
-def override_key(override: str) -> str:
-    """`+env.params.max_steps=48` -> `env.params.max_steps`."""
-    return override.partition("=")[0].lstrip("+~")
 
 
 def first_session(study_paths: StudyPaths) -> dict[str, Any]:
