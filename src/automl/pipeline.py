@@ -131,44 +131,72 @@ def _user_overrides(sp: StudyPaths, study: optuna.Study, config_id: str) -> list
 
 
 def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: list[Any],
-           deadline: float, log: StageLog, *, final: bool, forkserver: ForkServer | None = None) -> None:
-    """Choose, run the final stage, export and report; print the summary."""
-    from automl.analysis.export import export_best_config, export_validated_best, trial_config_values
-    from automl.analysis.reports import write_reports
+           deadline: float, log: StageLog, *, final: bool, forkserver: ForkServer | None = None,
+           done: str = "done") -> None:
+    """Choose, run the final stage, export and report; print the summary. `done`: the phase
+    automl_state.yaml says at the end."""
     from automl.analysis.validation import choose_best, improvement_record, selection_note
 
     chosen_id, exported, verdict = None, None, None
     if validated and any(r.n for r in validated):
         chosen = choose_best(validated)
         chosen_id = chosen.config_id
-        user = _user_overrides(sp, study, chosen_id)
-        exported = export_validated_best(sp, validated, study=study, groups=_groups(user))
+        exported = _export(sp, study, chosen_id, validated, log)
         log.note(sp, selection_note(validated))
         record = improvement_record(validated)
         verdict = str(record["text"])
-        log.write(sp, best={"config_id": chosen_id, "trial": chosen.source_trial,
-                            "score": chosen.mean, "seeds": chosen.n, "basis": "validation"},
-                  chosen=record)
+        _write_best(sp, log, chosen=record, best={
+            "config_id": chosen_id, "trial": chosen.source_trial, "score": chosen.mean,
+            "seeds": chosen.n, "basis": "validation"})
     elif configs := completed(study, request.search):
         top = configs[0]
         chosen_id = trial_name(top.number)
-        user = _user_overrides(sp, study, chosen_id)
-        exported = export_best_config(
-            sp, config_values=trial_config_values(sp, top.number, study=study),
-            source={"trial": top.number, "search_score": top.mean,
-                    "search_seeds": len(top.scores), "validated": False},
-            groups=_groups(user))
+        exported = _export(sp, study, chosen_id, None, log, search=(top.mean, len(top.scores)))
         log.note(sp, f"the choice rests on the search alone ({chosen_id}, {len(top.scores)} "
                  "seed(s)): no validation result")
-        log.write(sp, best={"config_id": chosen_id, "trial": top.number, "score": top.mean,
-                            "seeds": len(top.scores), "basis": "search"})
+        _write_best(sp, log, best={"config_id": chosen_id, "trial": top.number, "score": top.mean,
+                                   "seeds": len(top.scores), "basis": "search"})
     if final and chosen_id is not None:
         run_final(request, sp, study, chosen_id, deadline, log, forkserver)
+    from automl.analysis.reports import write_reports
+
     log.phase = "report"
     write_reports(sp, study=study)
-    log.phase = "done"
+    log.phase = done
     log.write(sp)
     print_summary(sp, validated, chosen_id, exported, log, verdict)
+
+
+def _export(sp: StudyPaths, study: optuna.Study, config_id: str, validated: list[Any] | None,
+            log: StageLog, *, search: tuple[float, int] | None = None) -> tuple[Any, Any] | None:
+    """best_config.yaml and its preset for the chosen configuration (validation's pick, else the
+    search's best: `search` = its mean and seeds); a configuration that cannot be exported (its
+    values lost) is noted, and the study's other outputs are still written."""
+    from automl.analysis.export import export_best_config, export_validated_best, trial_config_values
+
+    user = _user_overrides(sp, study, config_id)
+    try:
+        if validated is not None:
+            return export_validated_best(sp, validated, study=study, groups=_groups(user),
+                                         user_overrides=user)
+        assert search is not None
+        number = int(config_id.removeprefix("trial_"))
+        return export_best_config(
+            sp, config_values=trial_config_values(sp, number, study=study),
+            source={"trial": number, "search_score": search[0], "search_seeds": search[1],
+                    "validated": False}, groups=_groups(user), user_overrides=user)
+    except ConfigError as err:
+        log.note(sp, f"best_config.yaml not written: {err.message}")
+        return None
+
+
+def _write_best(sp: StudyPaths, log: StageLog, *, best: dict[str, Any], **extra: Any) -> None:
+    """automl_state.yaml's `best`: the chosen configuration (keeping the search's `params` of it)."""
+    state = yaml.safe_load(sp.state.read_text()) if sp.state.exists() else None
+    earlier = (state or {}).get("best") or {}
+    if earlier.get("trial") == best["trial"] and "params" in earlier:
+        best = {**best, "params": earlier["params"]}
+    log.write(sp, best=best, **extra)
 
 
 def print_summary(sp: StudyPaths, validated: list[Any], chosen_id: str | None,
@@ -240,7 +268,8 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
         from automl.analysis.validation import read_validation_csv
 
         log.phase = "report"
-        finish(request, sp, study, read_validation_csv(sp), start + budget_s, log, final=False)
+        finish(request, sp, study, read_validation_csv(sp), start + budget_s, log, final=False,
+               done="search finished")
         return EXIT_OK
     validated = run_validation(request, sp, study, start + budget_s * (shares[0] + shares[1]), log,
                                forkserver)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import yaml
 
 from automl import paths
 from automl.analysis.folder import open_view
@@ -62,19 +63,40 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def command_line_values(overrides: Sequence[str]) -> dict[str, Any]:
+    """The values a study's command-line overrides set, by config key (`env.num_envs=256` ->
+    `{"env.num_envs": 256}`); group choices (`env=navigation`) and deletions are left out."""
+    from automl.config import GROUPS
+
+    values: dict[str, Any] = {}
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        key = key.lstrip("+")
+        if not sep or key.startswith("~") or key in GROUPS or "." not in key:
+            continue
+        try:
+            values[key] = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            values[key] = raw
+    return values
+
+
 def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, Any],
                        source: Mapping[str, Any], groups: Mapping[str, str] | None = None,
-                       conf_dir: Path | None = None) -> tuple[Path, Path]:
+                       user_overrides: Sequence[str] = (), conf_dir: Path | None = None
+                       ) -> tuple[Path, Path]:
     """Write best_config.yaml and conf/experiment/<study>_best.yaml; return both paths.
 
     `config_values`: the configuration by config key (sampled and fixed values, as in a trial's
     `config_values` attribute). `source`: where it comes from (trial, validated mean, CI, ...), kept
     in best_config.yaml's `source:` and the preset's `experiment:`. `groups`: config-group choices
     the study ran with (`{"env": "navigation"}`), written as the preset's default overrides.
+    `user_overrides`: the study's command line; its values win over the space's, as they did when
+    the configuration trained (`env.num_envs=256` over a space's fixed 2048).
     """
     name = preset_name(study_paths.name)
     preset = (conf_dir or paths.presets_root()) / EXPERIMENT_GROUP / f"{name}.yaml"
-    values = nest(config_values)
+    values = nest({**config_values, **command_line_values(user_overrides)})
     provenance = {"study": study_paths.name, **{k: _plain(v) for k, v in source.items()}}
     usage = f"uv run train_one.py +{EXPERIMENT_GROUP}={name}"
     best = {**values, **({"groups": dict(groups)} if groups else {}),
@@ -149,6 +171,7 @@ def _span(numbers: Sequence[int]) -> str:
 def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationResult], *,
                           study: optuna.Study | None = None,
                           groups: Mapping[str, str] | None = None,
+                          user_overrides: Sequence[str] = (),
                           conf_dir: Path | None = None) -> tuple[Path, Path]:
     """Export the configuration validation chose (automl.analysis.validation.choose_best: the
     starting configuration unless something beat it), with its statistics."""
@@ -167,7 +190,7 @@ def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationR
         source["against_starting_configuration"] = improvement_text(results)
     values = config_values_of(study_paths, best, study=study)
     return export_best_config(study_paths, config_values=values, source=source, groups=groups,
-                              conf_dir=conf_dir)
+                              user_overrides=user_overrides, conf_dir=conf_dir)
 
 
 def config_values_of(study_paths: StudyPaths, result: ValidationResult, *,
