@@ -111,6 +111,12 @@ class RunPaths:
         return self.root / "model.pt"
 
     @property
+    def state(self) -> Path:
+        """state.pt: the whole training state (weights, optimizer, normalisers, frames), saved at
+        the end when train.save_state is true; train.resume_from continues from it."""
+        return self.root / "state.pt"
+
+    @property
     def stdout_log(self) -> Path:
         """stdout.log: the run's progress lines and messages."""
         return self.root / "stdout.log"

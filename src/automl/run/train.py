@@ -1,5 +1,6 @@
 """One training run: skrl PPO on a batched environment, task metrics and score to TensorBoard,
-config.yaml, summary.json and model.pt in the run dir. Knows nothing of Optuna.
+config.yaml, summary.json and model.pt in the run dir (and state.pt, to continue it later: see
+state.py). Knows nothing of Optuna.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from automl.envs.base import BatchedEnv
 from automl.errors import ConfigError
 from automl.paths import RunPaths
 from automl.run import scoring
+from automl.run import state as training_state
 from automl.run.episodes import EPISODES, SHAPED_RETURN, RecentEpisodes, TermMeans, episodes_per_env
 from automl.schema import RunConfig
 from automl.summary import RunSummary, git_sha, package_versions, write_summary
@@ -168,7 +170,10 @@ class Progress:
 
     start: float
     """time.monotonic() at the start."""
+    offset: int = 0
+    """Frames trained before this run: those of the state it resumed from, else 0."""
     frames: int = 0
+    """Frames trained in all, `offset` included: TensorBoard steps and summary.json count these."""
     score: float = math.nan
     """Score of the last evaluation point that had finished episodes."""
     metrics: dict[str, float] = field(default_factory=dict)
@@ -178,9 +183,21 @@ class Progress:
     first_step_at: float | None = None
     """Unix time of the first environment step."""
 
+    def rate(self, elapsed: float) -> float:
+        """Frames per second of this run (a resumed run's earlier frames not counted)."""
+        return (self.frames - self.offset) / max(elapsed, 1e-9)
 
-def open_run(cfg: RunConfig, run: RunPaths) -> tuple[BatchedEnv, dict[str, float], TextIO, Tee]:
-    """Seed, build the env, check the reward weights against it, and only then create the run dir."""
+
+def next_eval_point(frames: int, every: int) -> int:
+    """The first multiple of `every` above `frames`: evaluation points lie on one grid of frames,
+    so a run resumed from a state lands on the points an uninterrupted run would."""
+    return (frames // every + 1) * every
+
+
+def open_run(cfg: RunConfig, run: RunPaths, resumed: training_state.TrainingState | None = None,
+             ) -> tuple[BatchedEnv, dict[str, float], TextIO, Tee]:
+    """Seed, build the env, check the reward weights (and the state to resume from) against it,
+    and only then create the run dir."""
     from skrl import logger as skrl_logger
     from skrl.utils import set_seed
 
@@ -195,6 +212,8 @@ def open_run(cfg: RunConfig, run: RunPaths) -> tuple[BatchedEnv, dict[str, float
     try:
         weights = reward_weights(cfg, env)  # bad input: nothing written yet
         scoring.check_reported(cfg.scoring.weights, env.episode_metrics, env_name=cfg.env.name)
+        if resumed is not None:
+            training_state.check_fits(resumed, cfg, env, str(cfg.train.resume_from))
     except ConfigError:
         env.close()
         raise
@@ -261,24 +280,41 @@ def evaluation_point(cfg: RunConfig, agent, window: Window, progress: Progress, 
     if metrics[EPISODES] > 0:
         score = scoring.point_score(metrics, cfg.scoring.weights)
         progress.metrics, progress.score = metrics, score
-    fps = progress.frames / max(time.monotonic() - progress.start, 1e-9)
+    fps = progress.rate(time.monotonic() - progress.start)
     write_point(agent.writer, agent, progress.frames, timesteps, metrics, window.terms.pop(),
                 score, fps)
 
 
+def read_resumed(cfg: RunConfig) -> training_state.TrainingState | None:
+    """The state train.resume_from names, checked against train.frames; None without one."""
+    path = cfg.train.resume_from
+    if path is None:
+        return None
+    resumed = training_state.read(path)
+    training_state.check_frames(resumed, cfg.train.frames, cfg.train.eval_frequency, path)
+    return resumed
+
+
 def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     """Train, writing every output; returns the summary (also written to summary.json)."""
-    progress = Progress(start=time.monotonic())
+    resumed = read_resumed(cfg)  # bad input: nothing built or written yet
+    offset = resumed.frames if resumed is not None else 0
+    progress = Progress(start=time.monotonic(), offset=offset, frames=offset)
     stop = _install_stop_handlers()
-    env, weights, log, out = open_run(cfg, run)
-    timesteps = math.ceil(cfg.train.frames / env.num_envs)
+    env, weights, log, out = open_run(cfg, run, resumed)
+    timesteps = math.ceil((cfg.train.frames - offset) / env.num_envs)
     agent = build_agent(cfg, env, run, timesteps)
+    if resumed is not None:
+        training_state.load_into(agent, resumed, learning_rate=cfg.ppo.learning_rate)
     window = open_window(cfg, env)
     finite = torch.ones((), dtype=torch.bool, device=env.device)
-    next_eval, next_print = cfg.train.eval_frequency, progress.start
+    next_eval = next_eval_point(offset, cfg.train.eval_frequency)
+    next_print = progress.start
     status, message = reasons.STATUS_COMPLETED, ""
     print(f"train_one: env={cfg.env.name} num_envs={env.num_envs} device={env.device} "
           f"frames={cfg.train.frames} run_dir={run.root}", file=out)
+    if resumed is not None:
+        print(f"train_one: resumed from {cfg.train.resume_from} at {offset} frames", file=out)
 
     observations = env.reset(seed=cfg.train.seed)
     try:
@@ -294,13 +330,14 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
                     raise Diverged("NaN or inf in observations, actions or rewards")
                 check_finite(agent)
             if progress.frames >= next_eval or step == timesteps - 1:
-                next_eval += cfg.train.eval_frequency
+                next_eval = next_eval_point(progress.frames, cfg.train.eval_frequency)
                 evaluation_point(cfg, agent, window, progress, timesteps)
             now = time.monotonic()
             if now >= next_print:
                 next_print = now + cfg.train.progress_seconds
-                print(progress_line(progress.frames, cfg.train.frames, now - progress.start,
-                                    progress.metrics, progress.score), file=out)
+                print(progress_line(progress.frames, cfg.train.frames,
+                                    progress.rate(now - progress.start), progress.metrics,
+                                    progress.score), file=out)
     except Diverged as err:
         status, message = reasons.STATUS_DIVERGED, str(err)
         print(f"train_one: diverged at {progress.frames} frames: {err}", file=out)
@@ -317,11 +354,26 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
 
     if status in (reasons.STATUS_COMPLETED, reasons.STATUS_STOPPED):
         save_model(agent, cfg, env, run.model)
+        if cfg.train.save_state:
+            save_state(agent, cfg, env, run, progress, weights, resumed)
     summary = finish_run(cfg, run, progress, status, message)
     print(f"train_one: {status}; score {summary.score}; {progress.frames} frames in "
           f"{summary.wall_s:.1f} s; outputs in {run.root}", file=out)
     log.close()
     return summary
+
+
+def save_state(agent, cfg: RunConfig, env: BatchedEnv, run: RunPaths,  # noqa: ANN001
+               progress: Progress, weights: dict[str, float],
+               resumed: training_state.TrainingState | None) -> None:
+    """state.pt: the agent as of its last update. A rollout left unfinished (the run ended or was
+    stopped between two updates) is dropped: its frames still count, as trained."""
+    steps = (progress.frames - progress.offset) // env.num_envs
+    state = training_state.capture(
+        agent, cfg, env, weights=weights, run_dir=run.root, start=resumed,
+        frames=progress.frames, updates=steps // cfg.ppo.rollouts,
+        dropped_frames=steps % cfg.ppo.rollouts * env.num_envs)
+    training_state.save(state, run.state)
 
 
 def finish_run(cfg: RunConfig, run: RunPaths, progress: Progress, status: str,
@@ -332,7 +384,7 @@ def finish_run(cfg: RunConfig, run: RunPaths, progress: Progress, status: str,
     summary = RunSummary(
         status=status, score=score if math.isfinite(score) else None, frames=progress.frames,
         wall_s=wall, seed=cfg.train.seed, git_sha=git_sha(),
-        metrics={**progress.metrics, "frames_per_second": progress.frames / max(wall, 1e-9)},
+        metrics={**progress.metrics, "frames_per_second": progress.rate(wall)},
         packages=package_versions(), message=message, started_at=progress.started_at,
         first_step_at=progress.first_step_at)
     write_summary(summary, run.summary)
@@ -359,11 +411,11 @@ def write_point(writer, agent, frames: int, timesteps: int, metrics: dict[str, f
     writer.flush()
 
 
-def progress_line(frames: int, total: int, elapsed: float, metrics: dict[str, float],
+def progress_line(frames: int, total: int, rate: float, metrics: dict[str, float],
                   score: float) -> str:
     """One progress line: frames, frames per second, and success, return and score when known."""
     parts = [f"frames {frames:,}/{total:,} ({100 * frames / total:.0f}%)",
-             f"{frames / max(elapsed, 1e-9):,.0f} frames/s"]
+             f"{rate:,.0f} frames/s"]
     if "success_rate" in metrics:
         parts.append(f"success {metrics['success_rate']:.2f}")
     if "return" in metrics:

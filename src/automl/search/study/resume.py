@@ -19,7 +19,8 @@ from automl.errors import ConfigError
 from automl.paths import StudyPaths
 from automl.search.space import override_key
 
-FREE_KEYS = frozenset({"train.threads", "train.quiet", "train.progress_seconds", "env.device"})
+FREE_KEYS = frozenset({"train.threads", "train.quiet", "train.progress_seconds", "env.device",
+                       "train.save_state"})
 """Overrides that do not change what a trial trains: a resumed study may take new values."""
 
 
