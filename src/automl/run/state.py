@@ -1,5 +1,6 @@
-"""state.pt: a run's whole training state, written at its end (train.save_state) and loaded by a
-run that continues it (train.resume_from), as population-based training's segments do.
+"""What a run leaves to load again: model.pt (the weights and what rebuilds the policy, always) and
+state.pt, its whole training state, written at its end (train.save_state) and loaded by a run that
+continues it (train.resume_from), as population-based training's segments do.
 
 What makes the next PPO update the one an uninterrupted run would make, and so is carried: the
 policy and value weights, Adam's moments and step counts, and the observation and value
@@ -34,6 +35,7 @@ import torch
 
 from automl.envs.base import BatchedEnv
 from automl.errors import ConfigError
+from automl.paths import RunPaths
 from automl.schema import RunConfig, to_plain
 
 FORMAT = 1
@@ -111,6 +113,49 @@ def capture(agent: Any, cfg: RunConfig, env: BatchedEnv, *, weights: dict[str, f
         observation_preprocessor=_state_dict(modules.get("observation_preprocessor")),
         value_preprocessor=_state_dict(modules.get("value_preprocessor")),
         segments=[*(start.segments if start else []), segment])
+
+
+def save_model(agent, cfg: RunConfig, env: BatchedEnv, path: Path) -> None:  # noqa: ANN001
+    """Weights only (loadable with torch.load(weights_only=True)) and what is needed to rebuild."""
+    preprocessor = agent.checkpoint_modules.get("observation_preprocessor")
+    discrete = isinstance(env.action_space, gymnasium.spaces.Discrete)
+    state = {
+        "policy": agent.policy.state_dict(),
+        "value": agent.value.state_dict(),
+        "observation_preprocessor": preprocessor.state_dict() if preprocessor is not None else {},
+        "network": {"policy_hidden_layer_sizes": list(cfg.network.policy_hidden_layer_sizes),
+                    "value_hidden_layer_sizes": list(cfg.network.value_hidden_layer_sizes),
+                    "activation": cfg.network.activation},
+        "env": cfg.env.name,
+        "obs_dim": int(env.observation_space.shape[0]),
+        "discrete": discrete,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def resumed_from(cfg: RunConfig) -> TrainingState | None:
+    """The state train.resume_from names, checked against train.frames; None without one."""
+    path = cfg.train.resume_from
+    if path is None:
+        return None
+    resumed = read(path)
+    check_frames(resumed, cfg.train.frames, cfg.train.eval_frequency, path)
+    return resumed
+
+
+def save_run(agent: Any, cfg: RunConfig, env: BatchedEnv, run: RunPaths, *,
+             weights: dict[str, float], start: TrainingState | None, frames: int,
+             offset: int) -> None:
+    """state.pt of a run that trained from `offset` to `frames` frames, as of its last update: a
+    rollout left unfinished (the run ended or was stopped between two updates) is dropped, its
+    frames still counted, as trained."""
+    steps = (frames - offset) // env.num_envs
+    state = capture(agent, cfg, env, weights=weights, run_dir=run.root, start=start,
+                    frames=frames, updates=steps // cfg.ppo.rollouts,
+                    dropped_frames=steps % cfg.ppo.rollouts * env.num_envs)
+    save(state, run.state)
 
 
 def save(state: TrainingState, path: Path) -> None:

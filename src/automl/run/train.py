@@ -12,7 +12,6 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TextIO
 
 import torch
@@ -130,28 +129,6 @@ def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):
     return agent
 
 
-def save_model(agent, cfg: RunConfig, env: BatchedEnv, path: Path) -> None:  # noqa: ANN001
-    """Weights only (loadable with torch.load(weights_only=True)) and what is needed to rebuild."""
-    import gymnasium
-
-    preprocessor = agent.checkpoint_modules.get("observation_preprocessor")
-    discrete = isinstance(env.action_space, gymnasium.spaces.Discrete)
-    state = {
-        "policy": agent.policy.state_dict(),
-        "value": agent.value.state_dict(),
-        "observation_preprocessor": preprocessor.state_dict() if preprocessor is not None else {},
-        "network": {"policy_hidden_layer_sizes": list(cfg.network.policy_hidden_layer_sizes),
-                    "value_hidden_layer_sizes": list(cfg.network.value_hidden_layer_sizes),
-                    "activation": cfg.network.activation},
-        "env": cfg.env.name,
-        "obs_dim": int(env.observation_space.shape[0]),
-        "discrete": discrete,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def check_finite(agent) -> None:  # noqa: ANN001
     """Raise Diverged when the last update's losses or the weights are not finite."""
     for tag in ("Loss / Policy loss", "Loss / Value loss"):
@@ -183,9 +160,20 @@ class Progress:
     first_step_at: float | None = None
     """Unix time of the first environment step."""
 
+    next_print: float = 0.0
+    """time.monotonic() at which the next progress line is due."""
+
     def rate(self, elapsed: float) -> float:
         """Frames per second of this run (a resumed run's earlier frames not counted)."""
         return (self.frames - self.offset) / max(elapsed, 1e-9)
+
+    def report(self, total: int, every: float, out: TextIO | Tee) -> None:
+        """A progress line when one is due (every `every` seconds, the first at once)."""
+        now = time.monotonic()
+        if now >= self.next_print:
+            self.next_print = now + every
+            print(progress_line(self.frames, total, self.rate(now - self.start), self.metrics,
+                                self.score), file=out)
 
 
 def next_eval_point(frames: int, every: int) -> int:
@@ -285,19 +273,9 @@ def evaluation_point(cfg: RunConfig, agent, window: Window, progress: Progress, 
                 score, fps)
 
 
-def read_resumed(cfg: RunConfig) -> training_state.TrainingState | None:
-    """The state train.resume_from names, checked against train.frames; None without one."""
-    path = cfg.train.resume_from
-    if path is None:
-        return None
-    resumed = training_state.read(path)
-    training_state.check_frames(resumed, cfg.train.frames, cfg.train.eval_frequency, path)
-    return resumed
-
-
 def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     """Train, writing every output; returns the summary (also written to summary.json)."""
-    resumed = read_resumed(cfg)  # bad input: nothing built or written yet
+    resumed = training_state.resumed_from(cfg)  # bad input: nothing built or written yet
     offset = resumed.frames if resumed is not None else 0
     progress = Progress(start=time.monotonic(), offset=offset, frames=offset)
     stop = _install_stop_handlers()
@@ -309,12 +287,10 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     window = open_window(cfg, env)
     finite = torch.ones((), dtype=torch.bool, device=env.device)
     next_eval = next_eval_point(offset, cfg.train.eval_frequency)
-    next_print = progress.start
     status, message = reasons.STATUS_COMPLETED, ""
+    resuming = f" (resumed from {cfg.train.resume_from} at {offset} frames)" if resumed else ""
     print(f"train_one: env={cfg.env.name} num_envs={env.num_envs} device={env.device} "
-          f"frames={cfg.train.frames} run_dir={run.root}", file=out)
-    if resumed is not None:
-        print(f"train_one: resumed from {cfg.train.resume_from} at {offset} frames", file=out)
+          f"frames={cfg.train.frames} run_dir={run.root}{resuming}", file=out)
 
     observations = env.reset(seed=cfg.train.seed)
     try:
@@ -332,12 +308,7 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
             if progress.frames >= next_eval or step == timesteps - 1:
                 next_eval = next_eval_point(progress.frames, cfg.train.eval_frequency)
                 evaluation_point(cfg, agent, window, progress, timesteps)
-            now = time.monotonic()
-            if now >= next_print:
-                next_print = now + cfg.train.progress_seconds
-                print(progress_line(progress.frames, cfg.train.frames,
-                                    progress.rate(now - progress.start), progress.metrics,
-                                    progress.score), file=out)
+            progress.report(cfg.train.frames, cfg.train.progress_seconds, out)
     except Diverged as err:
         status, message = reasons.STATUS_DIVERGED, str(err)
         print(f"train_one: diverged at {progress.frames} frames: {err}", file=out)
@@ -353,27 +324,15 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
         env.close()
 
     if status in (reasons.STATUS_COMPLETED, reasons.STATUS_STOPPED):
-        save_model(agent, cfg, env, run.model)
-        if cfg.train.save_state:
-            save_state(agent, cfg, env, run, progress, weights, resumed)
+        training_state.save_model(agent, cfg, env, run.model)
+        if cfg.train.save_state:  # as of the last update: an unfinished rollout is dropped
+            training_state.save_run(agent, cfg, env, run, weights=weights, start=resumed,
+                                    frames=progress.frames, offset=progress.offset)
     summary = finish_run(cfg, run, progress, status, message)
     print(f"train_one: {status}; score {summary.score}; {progress.frames} frames in "
           f"{summary.wall_s:.1f} s; outputs in {run.root}", file=out)
     log.close()
     return summary
-
-
-def save_state(agent, cfg: RunConfig, env: BatchedEnv, run: RunPaths,  # noqa: ANN001
-               progress: Progress, weights: dict[str, float],
-               resumed: training_state.TrainingState | None) -> None:
-    """state.pt: the agent as of its last update. A rollout left unfinished (the run ended or was
-    stopped between two updates) is dropped: its frames still count, as trained."""
-    steps = (progress.frames - progress.offset) // env.num_envs
-    state = training_state.capture(
-        agent, cfg, env, weights=weights, run_dir=run.root, start=resumed,
-        frames=progress.frames, updates=steps // cfg.ppo.rollouts,
-        dropped_frames=steps % cfg.ppo.rollouts * env.num_envs)
-    training_state.save(state, run.state)
 
 
 def finish_run(cfg: RunConfig, run: RunPaths, progress: Progress, status: str,
