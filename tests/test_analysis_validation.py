@@ -15,6 +15,7 @@ from automl.analysis.validation import (
     bootstrap_ci,
     choose_best,
     differs_from_search_best,
+    equal_seeds,
     improvement_text,
     read_validation_csv,
     selection_note,
@@ -138,3 +139,34 @@ def test_validation_csv_keeps_the_improvement_columns(tmp_path):
     assert back["trial_0001"].improvement == pytest.approx(0.35)
     assert back["trial_0001"].paired == 2 and back["baseline"].paired == 0
     assert choose_best(list(back.values())).config_id == "trial_0001"
+
+
+def test_a_failed_run_is_no_way_past_the_baseline_and_a_failing_baseline_can_be_beaten():
+    nan = math.nan
+    # The candidate crashed on one fresh seed and won the two others: it never replaces the start.
+    crashed = [("baseline", -1, 1000, 5.0), ("baseline", -1, 1001, 5.0), ("baseline", -1, 1002, 5.0),
+               ("trial_0003", 3, 1000, nan), ("trial_0003", 3, 1001, 10.0),
+               ("trial_0003", 3, 1002, 10.0)]
+    assert choose_best(summarize_validation(crashed)).config_id == "baseline"
+    # The start failed on two seeds the candidate finished: the candidate replaces it.
+    failing = [("baseline", -1, 1000, 5.0), ("baseline", -1, 1001, nan), ("baseline", -1, 1002, nan),
+               ("trial_0003", 3, 1000, 8.0), ("trial_0003", 3, 1001, 8.0),
+               ("trial_0003", 3, 1002, 8.0)]
+    results = summarize_validation(failing)
+    pick = choose_best(results)
+    assert pick.config_id == "trial_0003" and pick.outlasted == 2 and pick.paired == 1
+    assert "failed on 2 seed(s)" in improvement_text(results)
+
+
+def test_too_few_paired_seeds_is_said_as_such():
+    rows = [("baseline", -1, 1000, 0.2), ("trial_0001", 1, 1000, 0.9)]
+    results = summarize_validation(rows)
+    assert choose_best(results).config_id == "baseline"
+    assert improvement_text(results).startswith("too few paired seeds to compare")
+
+
+def test_configurations_compare_over_the_seeds_they_all_ran():
+    rows = [("baseline", -1, 1000, 0.2), ("baseline", -1, 1001, 0.3),
+            ("trial_0001", 1, 1000, 0.5), ("trial_0001", 1, 1002, 0.7)]
+    kept, left = equal_seeds(rows)
+    assert {row[2] for row in kept} == {1000} and left == 1

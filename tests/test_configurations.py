@@ -155,3 +155,24 @@ def test_the_export_holds_what_trained_the_command_line_over_the_space():
                                 "~ppo.kl_threshold"]) == {
         "env.num_envs": 256, "reward.scales.x": 2.5, "train.frames": 600000,
         "network.policy_hidden_layer_sizes": [64, 64]}
+
+
+def test_a_top_configuration_with_the_starting_values_is_the_baseline_and_runs_second(
+        log_root, monkeypatch):
+    from automl import reruns
+
+    sp = confirmed_and_lucky_study("dupes")
+    study = optuna.load_study(study_name="dupes", storage=open_storage(sp, None))
+    trials = {t.number: t for t in study.get_trials()}
+    start = {"source_trial": 0, "config_values": trials[0].user_attrs[records.CONFIG_VALUES],
+             "base_overrides": ["ppo.learning_rate=0.0003"]}
+    monkeypatch.setattr(reruns, "starting_configuration", lambda *a: start)
+    twin = optuna.trial.create_trial(params=trials[0].params, distributions=trials[0].distributions,
+                                     value=0.55, user_attrs=dict(trials[0].user_attrs))
+    top = [reruns.Candidate(f"trial_{n:04d}", n, [], t) for n, t in
+           ((2, trials[2]), (3, trials[3]), (0, trials[0]), (4, twin))]
+    chosen = reruns.with_baseline(sp, study, top, reruns.StageLog())
+    # Trials 0 and 4 hold the start's values: one baseline, second, never run twice.
+    assert [c.config_id for c in chosen] == ["trial_0002", "baseline", "trial_0003"]
+    assert chosen[1].source_trial == 0 and chosen[1].overrides == ["ppo.learning_rate=0.0003"]
+    assert json.loads(sp.config_file("baseline").read_text())["source_trial"] == 0

@@ -154,8 +154,9 @@ def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: lis
         exported = _export(sp, study, chosen_id, None, log, search=(top.mean, len(top.scores)))
         log.note(sp, f"the choice rests on the search alone ({chosen_id}, {len(top.scores)} "
                  "seed(s)): no validation result")
-        _write_best(sp, log, best={"config_id": chosen_id, "trial": top.number, "score": top.mean,
-                                   "seeds": len(top.scores), "basis": "search"})
+        _write_best(sp, log, chosen=None, best={
+            "config_id": chosen_id, "trial": top.number, "score": top.mean,
+            "seeds": len(top.scores), "basis": "search"})
     if final and chosen_id is not None:
         run_final(request, sp, study, chosen_id, deadline, log, forkserver)
     from automl.analysis.reports import write_reports
@@ -187,6 +188,9 @@ def _export(sp: StudyPaths, study: optuna.Study, config_id: str, validated: list
                     "validated": False}, groups=_groups(user), user_overrides=user)
     except ConfigError as err:
         log.note(sp, f"best_config.yaml not written: {err.message}")
+        return None
+    except ValueError as err:  # values that do not nest (a key both a value and a section)
+        log.note(sp, f"best_config.yaml not written: {err}")
         return None
 
 

@@ -114,7 +114,7 @@ def starting_configuration(study_paths: StudyPaths, study: optuna.Study) -> dict
     searched = []  # every parameter set explicitly, as a search trial sets it
     for p in space.params:
         value = priors[p.name] if p.name in priors else OmegaConf.select(composed, p.key)
-        if value is not None:  # None: the task's own default (an Isaac Lab reward weight)
+        if value is not None or p.name in priors:  # None composed: the task's own default
             values[p.key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
             searched.append(p.override(values[p.key]))
     overrides = [*space.fixed_overrides(), *searched, *user]
@@ -134,22 +134,35 @@ def _plain(values: Any) -> Any:
 def with_baseline(study_paths: StudyPaths, study: optuna.Study, top: list[Candidate],
                   log: StageLog) -> list[Candidate]:
     """The top configurations with the starting configuration among them, second (a budget cut
-    keeps the best and the baseline longest); a top configuration that is the starting one is
-    renamed `baseline` instead of being run twice. Writes configs/baseline.json."""
+    keeps the best and the baseline longest; first where the best is the start itself); a top
+    configuration with the start's very values is the baseline, not run again. Writes
+    configs/baseline.json, or keeps the one an earlier session wrote (its runs are kept too)."""
     from automl.analysis.validation import BASELINE
 
-    try:
-        start = starting_configuration(study_paths, study)
-    except ConfigError as err:
-        log.note(study_paths, f"no baseline in validation: {err.message}")
-        return top
-    atomic_write_text(study_paths.config_file(BASELINE), json.dumps(start, indent=2) + "\n")
+    try:  # an earlier session's record stands: its runs are kept, and must be of the same start
+        start = config_record(study_paths, BASELINE)
+    except (OSError, ValueError):
+        try:
+            start = starting_configuration(study_paths, study)
+        except ConfigError as err:
+            log.note(study_paths, f"no baseline in validation: {err.message}")
+            return top
+        atomic_write_text(study_paths.config_file(BASELINE), json.dumps(start, indent=2) + "\n")
+    values = _plain(start["config_values"])
+    same = [c for c in top if _plain(c.rate.user_attrs.get(records.CONFIG_VALUES)) == values]
+    rest = [c for c in top if c not in same]
     source = int(start["source_trial"])
-    if any(c.source_trial == source for c in top):
-        return [Candidate(BASELINE, source, start["base_overrides"], c.rate)
-                if c.source_trial == source else c for c in top]
-    rate = next((t for t in study.get_trials(deepcopy=False) if t.number == source), top[0].rate)
-    return [*top[:1], Candidate(BASELINE, source, start["base_overrides"], rate), *top[1:]]
+    ran = next((t for t in study.get_trials(deepcopy=False) if t.number == source), None)
+    rate = ran if ran is not None and _has_rate(ran) else top[0].rate
+    baseline = Candidate(BASELINE, source, start["base_overrides"], rate)
+    at = 0 if same and same[0] is top[0] else 1
+    return [*rest[:at], baseline, *rest[at:]]
+
+
+def _has_rate(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial recorded the frames and seconds it trained (its rate estimates a rerun)."""
+    frames, wall = trial.user_attrs.get(records.FRAMES), trial.user_attrs.get(records.WALL_S)
+    return isinstance(frames, int) and frames > 0 and isinstance(wall, (int, float)) and wall > 0
 
 
 def completed(study: optuna.Study, search: SearchOptions) -> list[Configuration]:
@@ -162,7 +175,10 @@ def _run_seconds(study_paths: StudyPaths, trial: optuna.trial.FrozenTrial, *,
                  multiplier: float = 1.0) -> float | None:
     """Expected time of one more run of this trial's configuration (train.frames x `multiplier`),
     at the rate its own search run trained."""
-    frames = load_run_config(trial_file(study_paths, trial.number)["base_overrides"]).train.frames
+    try:
+        frames = load_run_config(trial_file(study_paths, trial.number)["base_overrides"]).train.frames
+    except (OSError, ValueError):  # its config file is on another machine of a shared study
+        return None
     trained, wall = trial.user_attrs.get(records.FRAMES), trial.user_attrs.get(records.WALL_S)
     if not isinstance(trained, int) or not isinstance(wall, (int, float)):
         return None
@@ -252,8 +268,10 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
                   c.trial) for c in configs], log)
     slots = _slots(request.resources, study_paths, configs[0].number)
     fitted = _fit_validation(request.validation.seeds, study_paths, top, len(slots), deadline, log)
-    if fitted is None:
-        return []
+    if fitted is None:  # an earlier session's validation, if any, still stands
+        from automl.analysis.validation import read_validation_csv
+
+        return read_validation_csv(study_paths)
     top, seed_count = fitted
     seeds = fresh_seeds(study_paths, study, seed_count)
     jobs = [Job(name=f"{c.config_id}_seed{seed}", overrides=[*c.overrides, f"train.seed={seed}"],
@@ -298,8 +316,8 @@ def _summarize(study_paths: StudyPaths, top: list[Candidate], seeds: list[int],
             if f"{c}_seed{seed}" in by_name]
     rows, dropped = equal_seeds(rows)
     if dropped:
-        log.note(study_paths, f"validation compares every configuration over its first "
-                 f"{dropped} seed(s): the others did not finish")
+        log.note(study_paths, f"validation compares every configuration over the {dropped} "
+                 "seed(s) each of them ran: the others did not finish")
     summary = summarize_validation(rows, search_scores=search_means)
     write_validation_csv(study_paths, rows, summary)
     return summary

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from automl import paths
 from automl.analysis.folder import open_view
@@ -64,20 +63,24 @@ def _plain(value: Any) -> Any:
 
 
 def command_line_values(overrides: Sequence[str]) -> dict[str, Any]:
-    """The values a study's command-line overrides set, by config key (`env.num_envs=256` ->
-    `{"env.num_envs": 256}`); group choices (`env=navigation`) and deletions are left out."""
+    """The values a study's command-line overrides set, by config key, read with Hydra's own
+    override grammar (`env.num_envs=256` -> `{"env.num_envs": 256}`, `1e-4` a float); group
+    choices (`env=navigation`) and deletions (`~key`) are left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     from automl.config import GROUPS
 
+    parser = OverridesParser.create()
     values: dict[str, Any] = {}
     for override in overrides:
-        key, sep, raw = override.partition("=")
-        key = key.lstrip("+")
-        if not sep or key.startswith("~") or key in GROUPS or "." not in key:
-            continue
         try:
-            values[key] = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError:
-            values[key] = raw
+            [parsed] = parser.parse_overrides([override])
+        except Exception:  # noqa: BLE001 - Hydra refused it when the study ran; nothing to add
+            continue
+        key = parsed.key_or_group
+        if parsed.is_delete() or key in GROUPS or "." not in key:
+            continue
+        values[key] = parsed.value()
     return values
 
 

@@ -86,6 +86,8 @@ class ValidationResult:
     improvement_high: float = math.nan
     paired: int = 0
     """Seeds on which both this configuration and the baseline finished."""
+    outlasted: int = 0
+    """Seeds on which the baseline failed and this configuration finished."""
 
     @property
     def n_failed(self) -> int:
@@ -99,9 +101,15 @@ class ValidationResult:
 
     @property
     def beats_baseline(self) -> bool:
-        """Its paired improvement's interval lies above 0, on at least MIN_PAIRS seeds."""
-        return (not self.is_baseline and self.paired >= MIN_PAIRS
-                and math.isfinite(self.improvement_low) and self.improvement_low > 0)
+        """It never failed, and its paired improvement's interval lies above 0 on at least
+        MIN_PAIRS seeds, or the baseline failed where it finished (and no pair says otherwise).
+        With 2 or 3 pairs the bootstrap's lower end is the smallest paired difference: the rule
+        then means better on every paired seed."""
+        if self.is_baseline or self.n_failed > 0:
+            return False
+        above = math.isfinite(self.improvement_low) and self.improvement_low > 0
+        return ((self.paired >= MIN_PAIRS and above)
+                or (self.outlasted > 0 and (self.paired == 0 or above)))
 
 
 def bootstrap_ci(scores: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -156,40 +164,40 @@ def summarize_validation(rows: Iterable[tuple[str, int, int, float]], *,
 
 def paired_with_baseline(results: Sequence[ValidationResult]) -> list[ValidationResult]:
     """Each configuration with its improvement over the baseline, paired by seed (a seed counts
-    when both finished); the results unchanged when there is no baseline row."""
+    when both finished) and the seeds it finished where the baseline failed; the results
+    unchanged when there is no baseline row."""
     base = next((r for r in results if r.is_baseline), None)
     if base is None:
         return list(results)
-    by_seed = {seed: score for seed, score in zip(base.seeds, base.scores, strict=True)
-               if math.isfinite(score)}
+    by_seed = dict(zip(base.seeds, base.scores, strict=True))
     paired = []
     for r in results:
-        diffs = [score - by_seed[seed] for seed, score in zip(r.seeds, r.scores, strict=True)
-                 if seed in by_seed and math.isfinite(score)]
-        if r.is_baseline or not diffs:
+        if r.is_baseline:
             paired.append(r)
             continue
+        runs = [(by_seed[seed], score) for seed, score in zip(r.seeds, r.scores, strict=True)
+                if seed in by_seed and math.isfinite(score)]
+        diffs = [score - start for start, score in runs if math.isfinite(start)]
         low, high = bootstrap_ci(diffs)
-        paired.append(dataclasses.replace(r, improvement=float(np.mean(diffs)),
-                                          improvement_low=low, improvement_high=high,
-                                          paired=len(diffs)))
+        paired.append(dataclasses.replace(
+            r, improvement=float(np.mean(diffs)) if diffs else math.nan, improvement_low=low,
+            improvement_high=high, paired=len(diffs), outlasted=len(runs) - len(diffs)))
     return paired
 
 
 def equal_seeds(rows: Sequence[tuple[str, int, int, float]]
                 ) -> tuple[list[tuple[str, int, int, float]], int | None]:
-    """Rows restricted to the first n seeds of every configuration, n being the fewest any has, so
-    configurations compare over an equal number of seeds; returns the rows, and n where that left
-    some out (None where nothing was left out)."""
-    per_config: dict[str, list[tuple[str, int, int, float]]] = {}
+    """Rows restricted to the seeds every configuration has a run of (finished or failed), so
+    configurations compare over the same seeds; returns the rows, and how many seeds are left
+    where that left some out (None where nothing was left out)."""
+    per_config: dict[str, set[int]] = {}
     for row in rows:
-        per_config.setdefault(str(row[0]), []).append(row)
+        per_config.setdefault(str(row[0]), set()).add(int(row[2]))
     if not per_config:
         return [], None
-    n = min(len(runs) for runs in per_config.values())
-    first_n = {row[:3] for runs in per_config.values() for row in runs[:n]}
-    kept = [row for row in rows if row[:3] in first_n]
-    return kept, (n if len(kept) < len(rows) else None)
+    common = set.intersection(*per_config.values())
+    kept = [row for row in rows if int(row[2]) in common]
+    return kept, (len(common) if len(kept) < len(rows) else None)
 
 
 def _rank_key(result: ValidationResult) -> tuple[int, float, float, int]:
@@ -240,10 +248,23 @@ def improvement_text(results: Sequence[ValidationResult]) -> str:
         return ("no comparison with the starting configuration: it has no validated score "
                 "(it was not validated, or every run of it failed)")
     pick = choose_best(results)
+    failed = (f"; the starting configuration failed on {pick.outlasted} seed(s) it finished"
+              if pick.outlasted else "")
+    if not pick.is_baseline and pick.paired == 0:
+        return (f"the starting configuration failed on every seed {pick.config_id} finished "
+                f"({pick.outlasted}); {pick.config_id} never failed ({pick.mean:.4g})")
     if not pick.is_baseline:
         return (f"{pick.improvement:+.4g} [{pick.improvement_low:+.4g}, {pick.improvement_high:+.4g}] "
                 f"over the starting configuration on {pick.paired} fresh seeds ({pick.config_id}: "
-                f"{pick.mean:.4g}, starting configuration: {base.mean:.4g})")
+                f"{pick.mean:.4g}, starting configuration: {base.mean:.4g}){failed}")
+    candidates = [r for r in results if not r.is_baseline and r.n > 0]
+    if not candidates:
+        return (f"no comparison: only the starting configuration was validated ({base.mean:.4g} "
+                f"on {base.n} fresh seeds)")
+    if all(r.paired < MIN_PAIRS and not r.outlasted for r in candidates):
+        most = max(r.paired for r in candidates)
+        return (f"too few paired seeds to compare with the starting configuration (at most {most}, "
+                f"{MIN_PAIRS} needed): it is kept ({base.mean:.4g} on {base.n} fresh seeds)")
     others = [r for r in results if not r.is_baseline and r.paired > 0]
     text = (f"nothing beat the starting configuration on these {base.n} fresh seeds (its score "
             f"{base.mean:.4g} [{base.ci_low:.4g}, {base.ci_high:.4g}])")
@@ -362,7 +383,7 @@ def read_validation_csv(study_paths: StudyPaths) -> list[ValidationResult]:
             improvement_low=_float(line.get("improvement_ci_low")),
             improvement_high=_float(line.get("improvement_ci_high")),
             paired=int(line.get("paired_seeds") or 0)))
-    return results
+    return paired_with_baseline(results)  # from the seeds and scores, as when it was written
 
 
 def config_id_for(trial_number: int) -> str:
