@@ -215,20 +215,12 @@ class TrainConfig:
     progress_seconds: float
     """Seconds between two progress lines."""
     save_state: bool = False
-    """Write state.pt in the run dir when the run completes or is stopped: everything
-    `train.resume_from` needs to go on training (weights, Adam's moments and step counts, the
-    observation and value normalisers, frames trained so far) and the settings it trained with."""
+    """Write state.pt (the whole training state, run/state.py) when the run completes or stops."""
     resume_from: str | None = None
-    """state.pt of an earlier run to continue: the env and agent are built from this run's config,
-    then that state's weights, optimizer and normalisers are loaded and this run's
-    `ppo.learning_rate` is applied. `frames` stays the total the run ends at: it trains `frames`
-    minus the frames the state has trained, and its TensorBoard steps, progress and summary count
-    on from there. The state's network sizes, activation, normalisers and observation and action
-    sizes must match this config; episodes start afresh and the run seeds from `seed`."""
+    """state.pt of an earlier run to continue (same network shape); `frames` stays the total."""
 
     def check(self, source: str) -> None:
-        """Reject non-positive frames or eval_frequency, a thread count below 1, and an empty
-        resume_from (whether the file is a state this run can continue is checked when it starts)."""
+        """Reject non-positive frames or eval_frequency, threads below 1, an empty resume_from."""
         for key in ("frames", "eval_frequency"):
             if getattr(self, key) <= 0:
                 raise ConfigError(file=source, key=f"train.{key}", value=getattr(self, key),
@@ -239,8 +231,7 @@ class TrainConfig:
                               rule="it must be >= 1 or null", fix="set train.threads=1")
         if self.resume_from is not None and not self.resume_from.strip():
             raise ConfigError(file=source, key="train.resume_from", value=self.resume_from,
-                              rule="it must be the path of a state.pt or null",
-                              fix="set train.resume_from=PATH/state.pt or train.resume_from=null")
+                              rule="it must be a state.pt path or null", fix="set it to null")
 
 
 @dataclass
@@ -265,8 +256,8 @@ class RunConfig:
     """Free-form notes of an exported preset (`+experiment=...`): where it came from."""
 
     def check(self, source: str, *, mini_batch_rule: bool = True) -> None:
-        """Check every part, the mini-batch size (mode=train; not without `mini_batch_rule`, where
-        a search space's values may still change it), the checkpoint of mode=eval and `episodes`."""
+        """Check every part, the mini-batch size (mode=train, `mini_batch_rule`), the checkpoint of
+        mode=eval and `episodes`."""
         for part in (self.env, self.ppo, self.network, self.scoring, self.train):
             part.check(source)
         if self.mode == "train" and mini_batch_rule:  # eval trains nothing
@@ -282,10 +273,7 @@ class RunConfig:
 MIN_MINI_BATCH = 32
 """Samples below which a PPO mini-batch gives gradients too noisy to compare configurations by."""
 MINI_BATCH_KEYS: dict[str, int] = {"env.num_envs": 1, "ppo.rollouts": 1, "ppo.mini_batches": -1}
-"""The keys the mini-batch rule reads together, each with the way that makes it easier to meet:
-+1 more (environments, rollouts), -1 fewer (mini-batches). search/space/feasibility.py relies on both,
-and on every other rule of RunConfig.check reading a single searchable key (the others that read
-two, an env's kind and its gym_id, mode=eval and its checkpoint, are never searched)."""
+"""Keys the mini-batch rule reads together: +1 more, -1 fewer make it easier to meet."""
 
 
 def _mini_batch_check(cfg: RunConfig, source: str) -> None:

@@ -1,6 +1,8 @@
 """Whether a sampled configuration can run: train_one's own checks of its composed config
 (config.to_run_config) made before launch, so that a sample train_one would refuse is refused like
 a constraint violation; and the choices and range ends of a space that no sample can run with.
+Only the mini-batch rule reads several searchable keys (schema.MINI_BATCH_KEYS); every other rule
+of RunConfig.check reads one, which is what lets a value be judged alone.
 """
 
 from __future__ import annotations
