@@ -19,6 +19,14 @@ summary); hang_at stops writing and ignores SIGTERM/SIGINT; nan_at writes NaN, s
 exit 1. exit_code exits at once with that code, writing nothing. hold_until (a path): the run
 does not write its last point until that file exists (or it is asked to stop), so a test can
 order trials by events instead of by seconds.
+
+Training state, as population-based training's segments use it: with train.save_state=true a
+completed run writes state.pt (JSON here: its frames and `skill`, the score it reached without
+noise); with train.resume_from=PATH it continues that state: points from the state's frames on,
+the score `skill + quality * (frames - start) / horizon` ("rise" only; `horizon`, default
+train.frames, is the frames a run from scratch needs to reach `quality`). A missing state exits 2,
+as train_one does. model.pt is written with state.pt; mode=eval checkpoint=PATH prints its skill as
+the metrics' score (JSON on stdout, as train_one's eval mode).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from automl.summary import RunSummary, write_summary
 DEFAULTS: dict[str, Any] = {
     "seconds_per_point": 0.02, "noise": 0.0, "curve": "rise", "score": {},
     "crash_at": None, "die_at": None, "hang_at": None, "nan_at": None, "exit_code": None,
-    "hold_until": None,
+    "hold_until": None, "horizon": None,
 }
 CURVES = {
     "rise": lambda f: f,
@@ -160,11 +168,14 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
     every = int(overrides.get("train.eval_frequency", 10_000))
     rng = random.Random(int(overrides.get("train.seed", 42)))
     final = quality(behaviour["score"], overrides)
-    steps = list(range(every, frames_total + 1, every))
+    start, skill = resumed_state(overrides)
+    horizon = float(behaviour["horizon"] or frames_total)
+    steps = list(range((start // every + 1) * every, frames_total + 1, every))
     if not steps or steps[-1] != frames_total:
         steps.append(frames_total)
     writer = EventFileWriter(str(run.tb))
-    score, reached = math.nan, 0
+    score, reached = math.nan, start
+    clean = skill
     try:
         for frames in steps:
             # Training time passes before each point; a stop request cuts it short.
@@ -183,7 +194,11 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
                 print(f"Traceback (most recent call last):\nRuntimeError: {message}",
                       file=sys.stderr)
                 return Outcome(reasons.STATUS_ERROR, math.nan, reached, message)
-            score = final * CURVES[behaviour["curve"]](frames / frames_total)
+            if start or behaviour["horizon"]:
+                score = skill + final * (frames - start) / horizon
+            else:
+                score = final * CURVES[behaviour["curve"]](frames / frames_total)
+            clean = score
             score += rng.gauss(0.0, behaviour["noise"]) if behaviour["noise"] else 0.0
             if (at := behaviour["nan_at"]) is not None and frames >= at:
                 score = math.nan
@@ -191,9 +206,26 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
             reached = frames
             if math.isnan(score):
                 return Outcome(reasons.STATUS_DIVERGED, score, reached, "NaN score")
+        if overrides.get("train.save_state") is True:  # model.pt too: the policy, for eval mode
+            for path in (run.state, run.model):
+                atomic_write_text(path, json.dumps({"frames": reached, "skill": clean}))
         return Outcome(reasons.STATUS_COMPLETED, score, reached)
     finally:
         writer.close()
+
+
+def resumed_state(overrides: dict[str, Any]) -> tuple[int, float]:
+    """(frames, skill) of the state train.resume_from names; (0, 0) from scratch; exit 2 when the
+    file is missing."""
+    path = overrides.get("train.resume_from")
+    if not path:
+        return 0, 0.0
+    try:
+        state = json.loads(Path(str(path)).read_text())
+    except OSError as err:
+        print(f"standin_worker: error: train.resume_from: {err}", file=sys.stderr)
+        sys.exit(2)
+    return int(state["frames"]), float(state["skill"])
 
 
 def nest(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -216,6 +248,11 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra-style key=value overrides")
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)
+    if overrides.get("mode") == "eval":  # the policy's skill, as train_one's eval prints metrics
+        policy = json.loads(Path(str(overrides["checkpoint"])).read_text())
+        print(json.dumps({**metrics_for(policy["skill"]), "score": policy["skill"],
+                          "episodes": float(overrides.get("episodes", 100))}, indent=2))
+        return 0
     if "run_dir" not in overrides:
         sys.exit("standin_worker: run_dir=PATH is required")
     behaviour = load_behaviour(args.behaviour, overrides)

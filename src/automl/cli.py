@@ -7,6 +7,7 @@ The main process never imports torch or skrl: trials do.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 
@@ -16,6 +17,7 @@ from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted
 from automl.requests import (
     DEFAULT_CONFIRM_SEEDS,
     Budget,
+    PbtOptions,
     Request,
     Resources,
     SearchOptions,
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--budget-hours", type=float, default=12.0, help="wall-clock budget of the whole run")
     a("--hp-trials", type=int, default=8, help="search trials to train")
     a("--space", default=None, help=f"search-space file (default {DEFAULT_SPACE})")
-    a("--search-method", default="bayesian", help="bayesian (multivariate TPE), random, grid, cmaes")
+    a("--search-method", default="bayesian",
+      help="bayesian (multivariate TPE), random, grid, cmaes, or pbt (population-based training)")
     a("--pruner", default="hyperband", help="hyperband, median, successive_halving, none")
     a("--confirm-seeds", type=int, default=None, help="seeds a new best of the search is trained "
       f"on, its mean over them ranking it (default {DEFAULT_CONFIRM_SEEDS}; 1: one run each)")
@@ -65,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     a("--validate-seeds", type=int, default=3, help="fresh seeds per validated configuration")
     a("--final-frames-multiplier", type=float, default=2.0, help="final run's frames x this")
     a("--stage-shares", default="0.7,0.2,0.1", help="budget shares of search,validate,final")
+    a("--population", type=int, default=None, help="pbt: members (default: the slots, at least 4)")
+    a("--pbt-interval", type=int, default=None, help="pbt: frames between exploit steps (default: "
+      "10 or more per member, each at least one time limit of every env)")
+    a("--pbt-fraction", type=float, default=None, help="pbt: share of members replaced each round "
+      "by a copy of a top member (default 0.25)")
+    a("--pbt-factors", default=None, help="pbt: a perturbed value is multiplied or divided by a "
+      "factor from U(low, high) (default 1.1,1.5)")
+    a("--pbt-resample", type=float, default=None, help="pbt: probability that a parameter is drawn "
+      "afresh instead of perturbed (default 0.25)")
+    a("--pbt-init", default=None, help="pbt: start (every member the starting configuration, all "
+      "but the first perturbed once; default) or sample (all but the first sampled)")
     a("--quiet", action="store_true", help="one line per finished trial, no live table")
     a("--no-fork-server", action="store_true",
       help="start every trial as a cold Python process instead of forking it from a warm server")
@@ -105,6 +119,7 @@ def check_flags(args: argparse.Namespace) -> None:
         raise bad_flag("--max-failure-rate", args.max_failure_rate, "it must lie in [0, 1]",
                         "use --max-failure-rate 0.5")
     stage_shares(args.stage_shares)
+    pbt_options(args)
     for item in args.overrides:
         if "=" not in item:
             raise bad_flag("overrides", item, "a Hydra override has the form key=value",
@@ -122,6 +137,51 @@ def stage_shares(text: str) -> tuple[float, float, float]:
     return shares[0], shares[1], shares[2]
 
 
+PBT_FLAGS = {"--population": "population", "--pbt-interval": "pbt_interval",
+             "--pbt-fraction": "pbt_fraction", "--pbt-factors": "pbt_factors",
+             "--pbt-resample": "pbt_resample", "--pbt-init": "pbt_init"}
+
+
+def pbt_options(args: argparse.Namespace) -> PbtOptions:
+    """The --search-method pbt flags, checked (exit 2: a population under 2, an interval under 1,
+    a fraction outside (0, 0.5], factors not 1 < low <= high, a probability outside [0, 1]).
+    Given with another search method they are refused: they would change nothing."""
+    given = [flag for flag, attr in PBT_FLAGS.items() if getattr(args, attr) is not None]
+    if given and args.search_method != "pbt":
+        raise bad_flag(given[0], getattr(args, PBT_FLAGS[given[0]]),
+                       f"it only applies to --search-method pbt (not {args.search_method})",
+                       "add --search-method pbt, or drop the flag")
+    defaults = PbtOptions()
+    if args.population is not None and args.population < 2:
+        raise bad_flag("--population", args.population, "a population needs at least 2 members "
+                       "(a member can only copy another)", "give --population 4 or more")
+    if args.pbt_interval is not None and args.pbt_interval <= 0:
+        raise bad_flag("--pbt-interval", args.pbt_interval, "it must be a positive number of frames",
+                       "drop it for the default")
+    fraction = defaults.fraction if args.pbt_fraction is None else args.pbt_fraction
+    if not 0 < fraction <= 0.5:
+        raise bad_flag("--pbt-fraction", fraction, "it must lie in (0, 0.5]: the members replaced "
+                       "and the members they copy must not overlap", "use --pbt-fraction 0.25")
+    factors = defaults.factors
+    if args.pbt_factors is not None:
+        try:
+            low, high = (float(x) for x in args.pbt_factors.split(","))
+        except ValueError:
+            low, high = math.nan, math.nan
+        if not (1.0 < low <= high and math.isfinite(high)):
+            raise bad_flag("--pbt-factors", args.pbt_factors, "it must be two factors low,high with "
+                           "1 < low <= high", "use --pbt-factors 1.1,1.5")
+        factors = (low, high)
+    resample = defaults.resample_probability if args.pbt_resample is None else args.pbt_resample
+    if not 0 <= resample <= 1:
+        raise bad_flag("--pbt-resample", resample, "it must lie in [0, 1]", "use --pbt-resample 0.25")
+    init = args.pbt_init or defaults.init
+    if init not in ("start", "sample"):
+        raise bad_flag("--pbt-init", init, "it must be start or sample", "use --pbt-init start")
+    return PbtOptions(population=args.population, interval=args.pbt_interval, fraction=fraction,
+                      factors=factors, resample_probability=resample, init=init)
+
+
 def to_request(args: argparse.Namespace, argv: list[str]) -> Request:
     """The checked flags as the typed request the pipeline runs (check_flags first)."""
     return Request(
@@ -135,7 +195,7 @@ def to_request(args: argparse.Namespace, argv: list[str]) -> Request:
                       trial_timeout=args.trial_timeout, max_failure_rate=args.max_failure_rate),
         search=SearchOptions(method=args.search_method, pruner=args.pruner, hp_trials=args.hp_trials,
                              grace_frames=args.grace_frames, target_score=args.target_score,
-                             confirm_seeds=args.confirm_seeds),
+                             confirm_seeds=args.confirm_seeds, pbt=pbt_options(args)),
         validation=ValidationOptions(top=args.validate_top, seeds=args.validate_seeds),
         final_frames_multiplier=args.final_frames_multiplier, quiet=args.quiet, argv=tuple(argv))
 

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
 
 import optuna
-import yaml
 
-from automl.config import GROUPS
 from automl.errors import EXIT_FAILURE, EXIT_OK, ConfigError
-from automl.paths import StudyPaths, trial_name
+from automl.finish import finish
+from automl.paths import StudyPaths
 from automl.requests import Request
-from automl.reruns import StageLog, completed, config_record, run_final, run_validation
+from automl.reruns import StageLog, completed, run_validation
 from automl.search.optuna_loop import scheduler as search_loop
 from automl.search.optuna_loop.console import LiveConsole, QuietConsole
 from automl.search.optuna_loop.scheduler import Outcome, Scheduler
@@ -34,7 +31,7 @@ from automl.search.plan import (
     trial_forkserver,
     worker_command,
 )
-from automl.search.study import records, reports
+from automl.search.study import reports
 from automl.search.study.confirm import study_seeds
 from automl.search.study.loading import load_study
 from automl.search.study.recovery import Recovery
@@ -44,7 +41,12 @@ from automl.search.trials.forkserver import ForkServer
 # ------------------------------------------------------------------------------------------ search
 def run_search(request: Request, plan: Plan, budget_s: float,
                forkserver: ForkServer | None) -> Outcome:
-    """The search stage: one Optuna study, trials in asynchronous slots, until a limit is hit."""
+    """The search stage: one Optuna study, trials in asynchronous slots, until a limit is hit (or
+    the population's segments, with --search-method pbt)."""
+    if request.search.method == "pbt":
+        from automl.pbt_stage import run_pbt_search
+
+        return run_pbt_search(request, plan, budget_s, forkserver)
     recovery = Recovery(plan.study_paths, plan.space)
     study = open_study(request, plan, on_stale=recovery)
     seeds = study_seeds(study, request.search, source=str(plan.study_paths.root))
@@ -99,10 +101,6 @@ def run_search(request: Request, plan: Plan, budget_s: float,
 
 
 # ------------------------------------------------------------------------------------------- modes
-def _groups(user_overrides: Sequence[str]) -> dict[str, str]:
-    return {k: v for k, _, v in (o.partition("=") for o in user_overrides) if k in GROUPS}
-
-
 def _existing(request: Request) -> tuple[StudyPaths, optuna.Study]:
     name, storage = request.study.name, request.study.storage
     if not name:
@@ -114,118 +112,13 @@ def _existing(request: Request) -> tuple[StudyPaths, optuna.Study]:
         raise ConfigError(file=str(sp.root), key="--study-name", value=name,
                           rule="no study of that name exists", fix="check the name (analyze.py lists them)")
     study = load_study(sp, storage)
-    if request.mode == "validate" and not completed(study, request.search):
+    from automl.analysis.pbt import is_pbt
+
+    if request.mode == "validate" and not completed(study, request.search) and not is_pbt(study):
         raise ConfigError(file=str(sp.root), key="--study-name", value=name,
                           rule="the study has no completed trial to validate",
                           fix="run --mode search first (or give it more budget)")
     return sp, study
-
-
-def _user_overrides(sp: StudyPaths, study: optuna.Study, config_id: str) -> list[str]:
-    """The command-line overrides a configuration ran with: its config file's, else (a trial that
-    ran on another machine of a shared study) those the study started with."""
-    try:
-        return list(config_record(sp, config_id).get("user_overrides", []))
-    except (OSError, ValueError):
-        return list(study.user_attrs.get(records.STUDY_OVERRIDES) or [])
-
-
-def finish(request: Request, sp: StudyPaths, study: optuna.Study, validated: list[Any],
-           deadline: float, log: StageLog, *, final: bool, forkserver: ForkServer | None = None,
-           done: str = "done") -> None:
-    """Choose, run the final stage, export and report; print the summary. `done`: the phase
-    automl_state.yaml says at the end."""
-    from automl.analysis.validation import choose_best, improvement_record, selection_note
-
-    chosen_id, exported, verdict = None, None, None
-    if validated and any(r.n for r in validated):
-        chosen = choose_best(validated)
-        chosen_id = chosen.config_id
-        exported = _export(sp, study, chosen_id, validated, log)
-        log.note(sp, selection_note(validated))
-        record = improvement_record(validated)
-        verdict = str(record["text"])
-        _write_best(sp, log, chosen=record, best={
-            "config_id": chosen_id, "trial": chosen.source_trial, "score": chosen.mean,
-            "seeds": chosen.n, "basis": "validation"})
-    elif configs := completed(study, request.search):
-        top = configs[0]
-        chosen_id = trial_name(top.number)
-        exported = _export(sp, study, chosen_id, None, log, search=(top.mean, len(top.scores)))
-        log.note(sp, f"the choice rests on the search alone ({chosen_id}, {len(top.scores)} "
-                 "seed(s)): no validation result")
-        _write_best(sp, log, chosen=None, best={
-            "config_id": chosen_id, "trial": top.number, "score": top.mean,
-            "seeds": len(top.scores), "basis": "search"})
-    if final and chosen_id is not None:
-        run_final(request, sp, study, chosen_id, deadline, log, forkserver)
-    from automl.analysis.reports import write_reports
-
-    log.phase = "report"
-    write_reports(sp, study=study)
-    log.phase = done
-    log.write(sp)
-    print_summary(sp, validated, chosen_id, exported, log, verdict)
-
-
-def _export(sp: StudyPaths, study: optuna.Study, config_id: str, validated: list[Any] | None,
-            log: StageLog, *, search: tuple[float, int] | None = None) -> tuple[Any, Any] | None:
-    """best_config.yaml and its preset for the chosen configuration (validation's pick, else the
-    search's best: `search` = its mean and seeds); a configuration that cannot be exported (its
-    values lost) is noted, and the study's other outputs are still written."""
-    from automl.analysis.export import export_best_config, export_validated_best, trial_config_values
-
-    user = _user_overrides(sp, study, config_id)
-    try:
-        if validated is not None:
-            return export_validated_best(sp, validated, study=study, groups=_groups(user),
-                                         user_overrides=user)
-        assert search is not None
-        number = int(config_id.removeprefix("trial_"))
-        return export_best_config(
-            sp, config_values=trial_config_values(sp, number, study=study),
-            source={"trial": number, "search_score": search[0], "search_seeds": search[1],
-                    "validated": False}, groups=_groups(user), user_overrides=user)
-    except ConfigError as err:
-        log.note(sp, f"best_config.yaml not written: {err.message}")
-        return None
-    except ValueError as err:  # values that do not nest (a key both a value and a section)
-        log.note(sp, f"best_config.yaml not written: {err}")
-        return None
-
-
-def _write_best(sp: StudyPaths, log: StageLog, *, best: dict[str, Any], **extra: Any) -> None:
-    """automl_state.yaml's `best`: the chosen configuration (keeping the search's `params` of it)."""
-    state = yaml.safe_load(sp.state.read_text()) if sp.state.exists() else None
-    earlier = (state or {}).get("best") or {}
-    if earlier.get("trial") == best["trial"] and "params" in earlier:
-        best = {**best, "params": earlier["params"]}
-    log.write(sp, best=best, **extra)
-
-
-def print_summary(sp: StudyPaths, validated: list[Any], chosen_id: str | None,
-                  exported: tuple[Any, Any] | None, log: StageLog, verdict: str | None) -> None:
-    """The closing summary: the choice, the stage notes, where the outputs are, and last what the
-    choice gains over the starting configuration (when validation compared them)."""
-    print("\nautoml: summary")
-    if chosen_id is None:
-        print("  no completed trial: nothing to choose")
-    else:
-        chosen = next((r for r in validated if r.config_id == chosen_id), None)
-        if chosen is not None and chosen.n:
-            print(f"  best validated configuration: {chosen_id}, score {chosen.mean:.4g} "
-                  f"(95% CI {chosen.ci_low:.4g} .. {chosen.ci_high:.4g}, {chosen.n} seeds)")
-        else:
-            print(f"  best configuration (not validated): {chosen_id}")
-    for note in log.notes:
-        print(f"  note: {note}")
-    if exported:
-        print(f"  best config: {exported[0]}  (Hydra preset: {exported[1]})")
-    print(f"  importance: {sp.importance_yaml}")
-    print(f"  plots: {sp.plots_dir}")
-    print(f"  all trials: {sp.experiment_df_csv}")
-    if verdict:
-        print(f"automl: result: {verdict}")
 
 
 def run_mode(request: Request) -> int:
@@ -240,6 +133,15 @@ def run_mode(request: Request) -> int:
             return _search_modes(request, plan, forkserver, start, log)
     deadline = start + request.budget.seconds
     sp, study = _existing(request)
+    from automl.analysis.pbt import is_pbt
+
+    if request.mode == "validate" and is_pbt(study):
+        from automl.pbt_stage import finish_pbt
+
+        with trial_forkserver(request.resources) as forkserver:
+            finish_pbt(request, sp, study, log, deadline=deadline, validate=True,
+                       forkserver=forkserver)
+        return EXIT_OK
     if request.mode == "validate":
         with trial_forkserver(request.resources) as forkserver:
             validated = run_validation(request, sp, study, deadline, log, forkserver)
@@ -248,7 +150,13 @@ def run_mode(request: Request) -> int:
     from automl.analysis.validation import read_validation_csv
 
     log.phase = "report"
-    finish(request, sp, study, read_validation_csv(sp), deadline, log, final=False)
+    validated = read_validation_csv(sp)
+    if is_pbt(study) and not validated:  # the population's winner, not validated
+        from automl.pbt_stage import finish_pbt
+
+        finish_pbt(request, sp, study, log, deadline=deadline, validate=False, forkserver=None)
+        return EXIT_OK
+    finish(request, sp, study, validated, deadline, log, final=False)
     return EXIT_OK
 
 
@@ -268,6 +176,12 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
                   file=sys.stderr)
         write_reports(sp, study=study)
         return EXIT_FAILURE
+    if request.search.method == "pbt":
+        from automl.pbt_stage import finish_pbt
+
+        finish_pbt(request, sp, study, log, deadline=start + budget_s,
+                   validate=request.mode == "stage", forkserver=forkserver)
+        return EXIT_OK
     if request.mode == "search":
         from automl.analysis.validation import read_validation_csv
 

@@ -5,7 +5,7 @@ needs (the study, the resources, the budget, the search, validation and final-ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_CONFIRM_SEEDS = 2
 """--confirm-seeds of a new study that is not given one."""
@@ -67,11 +67,32 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class PbtOptions:
+    """Population-based training (--search-method pbt): the flags, as given (automl.search.pbt.plan
+    settles the defaults that depend on the config and the slots)."""
+
+    population: int | None = None
+    """--population: members; None: the slots available, at least 4."""
+    interval: int | None = None
+    """--pbt-interval: frames between two exploit steps; None: at least 10 per member, each at
+    least one time limit of every env."""
+    fraction: float = 0.25
+    """--pbt-fraction: the share of members replaced each round (and the share that donates)."""
+    factors: tuple[float, float] = (1.1, 1.5)
+    """--pbt-factors: a perturbed value is multiplied or divided by a factor from U(low, high)."""
+    resample_probability: float = 0.25
+    """--pbt-resample: probability that a parameter is drawn afresh instead of perturbed."""
+    init: str = "start"
+    """--pbt-init: `start` (every member the starting configuration, members after the first
+    perturbed once) or `sample` (members after the first sampled from the space)."""
+
+
+@dataclass(frozen=True)
 class SearchOptions:
     """How the search samples and prunes."""
 
     method: str
-    """--search-method: bayesian (multivariate TPE), random, grid or cmaes."""
+    """--search-method: bayesian (multivariate TPE), random, grid, cmaes or pbt."""
     pruner: str
     """--pruner: hyperband, median, successive_halving or none."""
     hp_trials: int
@@ -83,6 +104,8 @@ class SearchOptions:
     confirm_seeds: int | None = None
     """--confirm-seeds: seeds a new best is trained on in the search (automl.search.study.confirm);
     None: not given (a new study takes DEFAULT_CONFIRM_SEEDS, a resumed one its own)."""
+    pbt: PbtOptions = field(default_factory=PbtOptions)
+    """--search-method pbt's options."""
 
     @property
     def seeds(self) -> int:

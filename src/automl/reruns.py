@@ -209,7 +209,7 @@ def _slots(resources: Resources, study_paths: StudyPaths, trial: int) -> list[Sl
     return slots_for(resources, base.env.device)
 
 
-def _earlier_result(job: Job) -> JobResult | None:
+def earlier_result(job: Job) -> JobResult | None:
     """A validation run that completed in an earlier, interrupted session: kept, not run again."""
     summary = load_summary(RunPaths(job.run_dir).summary)
     if summary is None or not summary.completed or summary.score is None:
@@ -277,7 +277,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
     jobs = [Job(name=f"{c.config_id}_seed{seed}", overrides=[*c.overrides, f"train.seed={seed}"],
                 run_dir=study_paths.validation_dir / f"{c.config_id}_seed{seed}")
             for seed in seeds for c in top]  # seed-major: a cut leaves every config some seeds
-    earlier = [r for r in map(_earlier_result, jobs) if r is not None]
+    earlier = [r for r in map(earlier_result, jobs) if r is not None]
     if earlier:
         log.note(study_paths, f"validation: {len(earlier)} run(s) completed in an earlier session "
                  "are kept")
@@ -296,7 +296,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
         log.note(study_paths, f"validation interrupted after {len(done)} of {len(jobs)} runs")
     elif cut:
         log.note(study_paths, f"validation cut by the budget after {len(results)} of {len(jobs)} runs")
-    summary = _summarize(study_paths, top, seeds, done, log, means)
+    summary = summarize_runs(study_paths, top, seeds, done, log, means)
     if cut == INTERRUPTED:
         log.phase = "interrupted"
         log.write(study_paths)
@@ -304,7 +304,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
     return summary
 
 
-def _summarize(study_paths: StudyPaths, top: list[Candidate], seeds: list[int],
+def summarize_runs(study_paths: StudyPaths, top: list[Candidate], seeds: list[int],
                done: list[JobResult], log: StageLog, search_means: dict[int, float]) -> list[Any]:
     """validation.csv from the runs that finished, every configuration over an equal number of
     seeds; runs cut by the deadline (or the interrupt) say nothing of their configuration."""

@@ -20,7 +20,6 @@ Device = Literal["auto", "cpu", "cuda"]
 EnvKind = Literal["navigation", "gymnasium", "isaaclab", "custom"]
 Activation = Literal["elu", "relu", "tanh", "leaky_relu", "selu", "gelu"]
 
-
 GPU_ENVS = 2048
 """Environments of a run whose env.num_envs is null, on a GPU."""
 CPU_ENVS = 256
@@ -34,8 +33,7 @@ class EnvConfig:
     name: str
     """Short name shown in logs and folder names (`navigation`, `cartpole`, ...)."""
     kind: EnvKind
-    """`navigation` (built-in batched task), `gymnasium` (a gymnasium vector env), `isaaclab` (a
-    registered Isaac Lab task) or `custom`."""
+    """`navigation` (built-in), `gymnasium` (a vector env), `isaaclab` (a registered task), `custom`."""
     num_envs: int | None
     """Environments stepped together; null picks 2048 on a GPU and 256 on CPU."""
     device: Device
@@ -218,6 +216,8 @@ class TrainConfig:
     """Write state.pt (the whole training state, run/state.py) when the run completes or stops."""
     resume_from: str | None = None
     """state.pt of an earlier run to continue (same network shape); `frames` stays the total."""
+    schedule: list[dict[str, Any]] | None = None
+    """Steps [{until: FRAMES, values: {key: value}}] trained with their own values (run/schedule.py)."""
 
     def check(self, source: str) -> None:
         """Reject non-positive frames or eval_frequency, threads below 1, an empty resume_from."""

@@ -140,6 +140,10 @@ def how_chosen(source: Mapping[str, Any]) -> str:
         return (f"chosen by validation: the highest mean score ({number('validated_mean')}) over "
                 f"{source.get('n_seeds')} fresh seed(s) among {source.get('validated_configs', '?')} "
                 "validated configuration(s)")
+    if source.get("method") == "pbt":
+        return (f"the winning member's schedule of population-based training (member "
+                f"{source.get('member')}, score {number('search_score')} at {source.get('frames')} "
+                "frames), not validated")
     seeds = source.get("search_seeds", 1)
     return (f"chosen by the search alone: its best configuration (confirmed ones first), search "
             f"score {number('search_score')} (mean of {seeds} seed(s)), not validated")
@@ -199,8 +203,9 @@ def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationR
 def config_values_of(study_paths: StudyPaths, result: ValidationResult, *,
                      study: optuna.Study | None = None) -> dict[str, Any]:
     """A validated configuration by config key: the baseline's from configs/baseline.json (its
-    search trial's where one ran it), a search trial's from the study."""
-    if result.is_baseline and result.source_trial < 0:
+    search trial's where one ran it), a search trial's from the study, any other (a population's
+    winner, `pbt_winner`) from its configs/<config_id>.json."""
+    if (result.is_baseline and result.source_trial < 0) or not result.config_id.startswith("trial_"):
         try:
             record = json.loads(study_paths.config_file(result.config_id).read_text())
         except (OSError, ValueError) as err:

@@ -17,12 +17,18 @@ from automl.paths import StudyPaths
 def write_reports(study_paths: StudyPaths, *, study: optuna.Study | None = None,
                   evaluator: str = PED_ANOVA) -> list[Path]:
     """experiment_df.csv, hyperparameter_importance.yaml (and its analysis/ copy, with the reward
-    terms' shares), the plots (reward_term_shares.png among them)."""
+    terms' shares), the plots (reward_term_shares.png among them); a population-based training
+    study's own reports too (analysis/pbt.py), whose importance entry replaces the ranking."""
+    from automl.analysis.pbt import write_pbt_reports
+
     view = open_view(study_paths, study)
     written = [write_tables(view)]
     report = importance_report(view, evaluator=evaluator)
     shares = term_shares(view)
     report[REPORT_KEY] = shares_entry(shares)
+    pbt = write_pbt_reports(study_paths, view.study)
+    if pbt is not None:
+        report.update(pbt)
     written.append(save_importance(study_paths, report))
     written += make_plots(study_paths, study=view.study, importance=report, terms=shares)
     return written

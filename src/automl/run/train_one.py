@@ -40,7 +40,12 @@ def execute(cfg: DictConfig, choices: dict[str, Any], *, output_dir: str | None 
         root = Path(run_cfg.run_dir)
     else:
         root = Path(output_dir) if output_dir else paths.new_run_dir(run_cfg.env.name)
-    summary = train(run_cfg, paths.RunPaths(root))
+    if run_cfg.train.schedule:  # segments with their own values (run/schedule.py)
+        from automl.run.schedule import replay
+
+        summary = replay(cfg, choices, run_cfg, paths.RunPaths(root))
+    else:
+        summary = train(run_cfg, paths.RunPaths(root))
     if summary.status != "completed" and output_dir is None:
         sys.exit(EXIT_FAILURE)
     return summary.score if summary.score is not None else math.nan

@@ -203,7 +203,7 @@ def derived_seed(seed: int) -> int:
 def make_sampler(method: str, space: SearchSpace, seed: int | None,
                  startup: int) -> optuna.samplers.BaseSampler:
     """The --search-method sampler; `startup`: TPE's random trials (per Hyperband bracket)."""
-    if method == "random":
+    if method in ("random", "pbt"):  # pbt: every segment is queued with its values
         return optuna.samplers.RandomSampler(seed=seed)
     if method == "grid":
         return optuna.samplers.GridSampler(space.grid(), seed=seed)
@@ -258,8 +258,9 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         study.set_user_attr(records.STUDY_CONFIRM_SEEDS, request.search.seeds)
         study.set_user_attr(records.PLAN_INPUTS, plan_inputs(plan.pruning.trials, plan.grace_frames,
                                                              settled=False))
-        # Grid search visits every combination anyway: an enqueued prior would repeat one.
-        if plan.space.prior_params() and method != "grid":
+        # Grid search visits every combination anyway: an enqueued prior would repeat one; a
+        # population starts from the priors by itself (automl.search.pbt).
+        if plan.space.prior_params() and method not in ("grid", "pbt"):
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
     return study
 
@@ -278,7 +279,7 @@ def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
         retried = {t.user_attrs.get(records.RETRY_OF) for t in study.get_trials(deepcopy=False)}
         for t in study.get_trials(deepcopy=False):
             attrs = t.user_attrs
-            if not records.in_search(t) or t.number in retried:
+            if not records.retried(t) or t.number in retried:
                 continue
             if (attrs.get(records.INTERRUPTED) and t.state.is_finished() and t.params
                     and enqueue_retry(study, t, t.params)):

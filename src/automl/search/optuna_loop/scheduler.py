@@ -12,7 +12,6 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -21,7 +20,6 @@ from automl import reasons
 from automl.paths import StudyPaths
 from automl.search.optuna_loop.search_policy import (
     Budget,
-    SharedStudy,
     TrialCount,
     counts_toward_limit,
     failure_message,
@@ -29,10 +27,11 @@ from automl.search.optuna_loop.search_policy import (
 )
 from automl.search.optuna_loop.search_state import search_state
 from automl.search.optuna_loop.settings import SearchSettings
-from automl.search.optuna_loop.trial_record import Best, Tally, TrialRecorder
 from automl.search.optuna_loop.trial_start import REJECTED, TrialStarter
 from automl.search.study import reports
+from automl.search.study.shared import Outcome, SharedStudy
 from automl.search.study.storage import hide_password
+from automl.search.study.trial_record import Best, Tally, TrialRecorder
 from automl.search.trials.launcher import Slot, pause
 from automl.search.trials.watch import (
     OnTarget,
@@ -56,16 +55,6 @@ was off by up to 2x on Pendulum). Every pruner needs at least this many trials b
 median 3 completed, successive halving and Hyperband 6 completed (the rung gate)."""
 MAX_CONSTRAINT_REJECTIONS = 1000
 """Consecutive constraint rejections after which the space is taken to be infeasible."""
-
-
-@dataclass
-class Outcome:
-    """How the search ended."""
-
-    finished: dict[str, int]
-    stopped_by: str
-    """hp_trials / grid / budget / interrupted / failures / infeasible"""
-    message: str = ""
 
 
 class Scheduler:

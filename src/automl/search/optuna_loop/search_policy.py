@@ -4,9 +4,8 @@ the other orchestrators of a shared study (recovered when dead, waited for while
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import optuna
@@ -16,14 +15,8 @@ from automl import reasons
 from automl.search.space import SearchSpace
 from automl.search.study import records
 from automl.search.study.budget import median_rate
-from automl.search.study.recovery import Recovery
+from automl.search.study.shared import TRAINED_REFRESH_S
 from automl.search.trials.watch import Running
-
-TRAINED_REFRESH_S = 2.0
-"""Seconds between two reads of the study's trial count (and of other orchestrators' trials)."""
-RECOVER_EVERY_S = 5.0
-"""Seconds between two looks for trials of dead orchestrators on the journal file; on a database,
-one look per heartbeat interval."""
 
 
 def counts_toward_limit(trial: optuna.trial.FrozenTrial) -> bool:
@@ -132,38 +125,3 @@ def failure_message(finished: Mapping[str, int], *, max_failure_rate: float, csv
         return (f"{failed} of {ended} trials failed (error or timeout), more than "
                 f"--max-failure-rate {max_failure_rate}; see the error_tail column of {csv}")
     return ""
-
-
-class SharedStudy:
-    """The other orchestrators of the study: the trials of dead ones fail and their configurations
-    run again; while live ones run trials, this one does not end (it may re-run theirs)."""
-
-    def __init__(self, study: optuna.Study, recovery: Recovery | None, *, mine: Collection[int],
-                 every_s: float | None) -> None:
-        self.study, self.recovery, self.mine = study, recovery, mine
-        self.every_s = every_s or RECOVER_EVERY_S
-        self.next_look = 0.0
-        self.waiting_for = 0
-        """RUNNING trials of other orchestrators this one waits for once no new trial may start."""
-        self._counted_at = -math.inf
-
-    def recover(self, now: float) -> list[int]:
-        """Once every `every_s`: fail the trials of dead orchestrators, queue their configurations
-        again; returns the numbers of the trials recovered."""
-        if now < self.next_look:
-            return []
-        self.next_look = time.monotonic() + self.every_s
-        if self.recovery is None:
-            return []
-        return self.recovery.run(self.study, mine=self.mine)
-
-    def wait_for_others(self, why_not: str) -> bool:
-        """No new trial may start here (`why_not`): wait while other orchestrators run trials of
-        the study, so that one whose orchestrator dies is recovered and run again here."""
-        if why_not not in ("hp_trials", "grid") or self.recovery is None:
-            return False
-        now = time.monotonic()
-        if now - self._counted_at >= TRAINED_REFRESH_S:
-            self.waiting_for = self.recovery.running_elsewhere(self.study, mine=self.mine)
-            self._counted_at = now
-        return self.waiting_for > 0

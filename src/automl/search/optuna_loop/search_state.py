@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from automl.search.optuna_loop.search_policy import Budget
-from automl.search.optuna_loop.trial_record import Tally
+from automl.search.study.trial_record import Tally
 from automl.search.trials.watch import Running
 
 

@@ -13,9 +13,9 @@ import optuna
 from automl import reasons
 from automl.paths import StudyPaths, atomic_write_text
 from automl.search.optuna_loop.search_policy import count_trained
-from automl.search.optuna_loop.trial_record import TrialRecorder
 from automl.search.space import Feasibility, override_key
 from automl.search.study import records
+from automl.search.study.trial_record import TrialRecorder
 from automl.search.trials.launcher import Slot, launch, run_overrides
 from automl.search.trials.tb_reader import EventTail
 from automl.search.trials.watch import Running, make_stoppers

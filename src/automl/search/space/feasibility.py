@@ -79,6 +79,10 @@ class Feasibility:
             return err
         return None
 
+    def run_config(self, values: Mapping[str, Any]) -> RunConfig:
+        """The run config a trial of native `values` gets (ConfigError: train_one refuses it)."""
+        return self._run_config(values)
+
     def _run_config(self, values: Mapping[str, Any]) -> RunConfig:
         cfg = copy.deepcopy(self.base)
         for name, value in values.items():

@@ -10,7 +10,7 @@ from automl.paths import StudyPaths
 from automl.search.study import records
 from automl.search.study.storage import open_storage
 
-SEARCH_METHODS = ("bayesian", "random", "grid", "cmaes")
+SEARCH_METHODS = ("bayesian", "random", "grid", "cmaes", "pbt")
 PRUNERS = ("hyperband", "median", "successive_halving", "none")
 
 

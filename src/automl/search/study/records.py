@@ -38,7 +38,29 @@ CONFIRMS = "confirms"
 """Number of the trial whose configuration this one trains again on another seed (confirm.py)."""
 CONFIRM_SEED = "confirm_seed"
 """The train.seed of a confirmation (confirm.py)."""
-QUEUED_ATTRS = (RETRY_OF, RETRY_REASON, "prior", CONFIRMS, CONFIRM_SEED)
+
+PHASE_PBT = "pbt"
+"""The phase of a population-based training segment (automl.search.pbt)."""
+MEMBER = "pbt_member"
+"""The population member a segment trains (0 .. population - 1)."""
+GENERATION = "pbt_generation"
+"""The segment's place in its member's training: 0 trains from scratch, g continues generation g - 1."""
+PARENT = "pbt_parent"
+"""Number of the trial whose state.pt the segment continues (-1: from scratch): its member's
+previous segment, or after an exploit step the donor's."""
+DONOR = "pbt_donor"
+"""The member whose state and values the segment took in an exploit step (absent: its own)."""
+EXPLOIT = "pbt_exploit"
+"""The exploit step that replaced the member: {donor_score, replaced_score, margin}."""
+FRAMES_START = "pbt_frames_start"
+"""Frames the segment starts at (its parent's end)."""
+FRAMES_END = "pbt_frames_end"
+"""Frames the segment trains up to (train.frames of the run)."""
+SEGMENT_SEED = "pbt_seed"
+"""The segment's train.seed."""
+PBT_ATTRS = (MEMBER, GENERATION, PARENT, DONOR, EXPLOIT, FRAMES_START, FRAMES_END, SEGMENT_SEED)
+
+QUEUED_ATTRS = (RETRY_OF, RETRY_REASON, "prior", CONFIRMS, CONFIRM_SEED, *PBT_ATTRS)
 """What a queued configuration says of itself; a trial that runs it again keeps them."""
 OWNER = "orchestrator"
 """Who runs the trial, one attribute (one write): {host, boot_id, pid_namespace, pid, start}
@@ -64,6 +86,9 @@ STUDY_OVERRIDES = "overrides"
 with them (automl.search.study.resume)."""
 STUDY_CONFIRM_SEEDS = "confirm_seeds"
 """Study attribute: --confirm-seeds of the study (automl.search.study.confirm), kept on --resume."""
+PBT_PLAN = "pbt_plan"
+"""Study attribute: the population-based training plan (automl.search.pbt.plan), which every
+machine and every --resume of the study follows."""
 PLAN_INPUTS = "pruning_plan_inputs"
 """Study attribute: {trials, grace_frames, settled}, what the study's pruning plan was sized to
 (--hp-trials or the budget, and grace) and whether it was settled on the budget yet; --resume on
@@ -77,3 +102,14 @@ def in_search(trial: Any) -> bool:
     """Whether `trial` (an Optuna trial, frozen or not) belongs to the search phase (the phase
     of a trial that says none)."""
     return bool(trial.user_attrs.get(PHASE, PHASE_SEARCH) == PHASE_SEARCH)
+
+
+def in_pbt(trial: Any) -> bool:
+    """Whether `trial` is a segment of population-based training."""
+    return bool(trial.user_attrs.get(PHASE) == PHASE_PBT)
+
+
+def retried(trial: Any) -> bool:
+    """Whether `trial` runs again when it ends without a result of its own (a dead orchestrator,
+    an interruption): a search trial or a population-based training segment."""
+    return in_search(trial) or in_pbt(trial)

@@ -159,7 +159,7 @@ class Recovery:
                 self._fail(study, trial, _stale_why(trial))
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 why = self._dead(t, mine, heartbeat=bool(heartbeat))
-                if why and records.in_search(t):
+                if why and records.retried(t):
                     self._fail(study, t, why)
         return self.recovered[before:]
 
@@ -169,7 +169,7 @@ class Recovery:
         heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
         count = 0
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.number in mine or not records.in_search(t):
+            if t.number in mine or not records.retried(t):
                 continue
             if heartbeat or owner_alive(owner_of(t.user_attrs) or {}, mine=mine,
                                         number=t.number, rebooted_is_dead=True):
@@ -207,7 +207,7 @@ class Recovery:
             "trial": trial.number, "frames": summary.frames if summary else 0, "score": None,
             "stop_reason": reasons.ERROR, "wall_s": None, **values, "error_tail": why}, names)
         params = trial.params or trial.system_attrs.get(FIXED_PARAMS) or {}
-        if params and records.in_search(trial):
+        if params and records.retried(trial):
             enqueue_retry(study, trial, params, why=f"{reasons.ERROR}: {why}")
         self.recovered.append(trial.number)
 
@@ -240,5 +240,7 @@ def enqueue_retry(study: optuna.Study, trial: FrozenTrial, params: dict[str, Any
     kept = {k: v for k, v in trial.user_attrs.items() if k in records.QUEUED_ATTRS}
     why = why or retry_reason(trial)
     attrs = {**kept, records.RETRY_OF: trial.number, records.RETRY_REASON: why}
+    if records.in_pbt(trial):  # the same segment: member, generation, parent, frames
+        attrs[records.PHASE] = records.PHASE_PBT
     study.enqueue_trial(params, user_attrs={k: v for k, v in attrs.items() if v is not None})
     return True

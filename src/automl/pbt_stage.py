@@ -1,0 +1,263 @@
+"""--search-method pbt in the modes: the population's study opened (or resumed, or joined), its plan
+settled and stored, the loop run; then its reports, and in stage mode the winner's schedule replayed
+on fresh seeds next to the starting configuration (automl.pbt_validation).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import optuna
+
+from automl import paths, reasons
+from automl.analysis.export import export_best_config
+from automl.analysis.pbt import PbtView, pbt_dir, replay_steps, schedule_override
+from automl.analysis.reports import write_reports
+from automl.analysis.validation import BASELINE, NO_TRIAL
+from automl.analysis.yaml_style import dump_yaml
+from automl.errors import Interrupted
+from automl.paths import StudyPaths, atomic_write_text
+from automl.requests import Request
+from automl.reruns import Candidate, StageLog, earlier_result, fresh_seeds, summarize_runs
+from automl.search.optuna_loop.console import QuietConsole
+from automl.search.pbt.explore import check_mutable
+from automl.search.pbt.loop import SEGMENT_KEYS, PbtLoop, PbtSettings
+from automl.search.pbt.plan import PbtPlan, plan_pbt
+from automl.search.pbt.population import Segment, starting_values
+from automl.search.plan import Plan, open_study, recover_trials, slots_for, worker_command
+from automl.search.space import Feasibility, override_key
+from automl.search.study import records, reports
+from automl.search.study.recovery import Recovery
+from automl.search.study.shared import Outcome
+from automl.search.trials.forkserver import ForkServer
+from automl.search.trials.launcher import trial_env
+from automl.search.trials.runner import INTERRUPTED, Job, run_jobs
+
+
+def pbt_plan_of(request: Request, plan: Plan, study: optuna.Study | None, slots: int) -> PbtPlan:
+    """The study's stored plan (a resumed or joined study), else the one the flags make."""
+    stored = study.user_attrs.get(records.PBT_PLAN) if study is not None else None
+    if isinstance(stored, dict):
+        return PbtPlan.from_dict(stored)
+    return plan_pbt(request.search.pbt, plan.base, slots=slots, episode_frames=plan.episode_frames,
+                    seed=request.study.seed)
+
+
+def run_pbt_search(request: Request, plan: Plan, budget_s: float,
+                   forkserver: ForkServer | None) -> Outcome:
+    """The population trains until every member has its frames, or a limit is hit."""
+    check_mutable(plan.space)
+    starting_values(plan.space, Feasibility.compose(plan.space, list(plan.overrides)).base)
+    slots = slots_for(request.resources, plan.base.env.device)
+    fresh = pbt_plan_of(request, plan, None, len(slots))  # bad flags exit 2 before the study exists
+    recovery = Recovery(plan.study_paths, plan.space)
+    study = open_study(request, plan, on_stale=recovery)
+    pbt = pbt_plan_of(request, plan, study, len(slots))
+    if records.PBT_PLAN not in study.user_attrs:
+        study.set_user_attr(records.PBT_PLAN, fresh.as_dict())
+        pbt = fresh
+    elif pbt != fresh and request.study.resume:
+        print("automl: the study's own population plan stands (its first session's); flags that "
+              "differ are ignored", file=sys.stderr)
+    again = recover_trials(study, recovery) if request.study.resume else []
+    if forkserver is not None:
+        try:
+            forkserver.wait_ready()
+        except RuntimeError as err:
+            print(f"automl: {err}; starting segments without it", file=sys.stderr)
+    reports.write_meta(plan.study_paths, argv=request.argv, extra={
+        "mode": request.mode, "storage": plan.storage_url, "search_method": "pbt",
+        "slots": len(slots), "budget_hours": request.budget.hours,
+        "overrides": list(plan.overrides), "frames_per_member": pbt.frames, "pbt": pbt.as_dict(),
+        "retried_trials": again})
+    settings = PbtSettings(plan=pbt, space=plan.space, worker=worker_command(request.resources),
+                           user_overrides=list(plan.overrides), base=plan.base, budget_s=budget_s,
+                           slots=slots, trial_timeout=request.budget.trial_timeout,
+                           forkserver=forkserver, recovery=recovery)
+    console = QuietConsole()
+    console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
+                    f"{len(slots)} slot(s), search budget {budget_s / 3600:.2f} h")
+    console.message(f"automl: {pbt.describe()}")
+    with console:
+        outcome = PbtLoop(study, plan.study_paths, settings, console).run()
+    counts = ", ".join(f"{k} {v}" for k, v in outcome.finished.items() if v) or "no segment ended"
+    console.message(f"automl: population-based training ended ({outcome.stopped_by}): {counts}")
+    if outcome.message:
+        print(f"automl: {outcome.message}", file=sys.stderr)
+    return outcome
+
+
+
+# -------------------------------------------------------------------------- after the population
+WINNER = "pbt_winner"
+"""validation.csv's and configs/'s id of the winner's schedule, replayed from scratch."""
+
+
+def _user(plan_overrides: list[str]) -> list[str]:
+    return [o for o in plan_overrides if override_key(o) not in SEGMENT_KEYS]
+
+
+def configuration_records(sp: StudyPaths, study: optuna.Study, view: PbtView,
+                          winner: Segment) -> tuple[dict[str, Any], dict[str, Any]]:
+    """configs/pbt_winner.json (the winner's schedule, replayed from scratch over train.frames)
+    and configs/baseline.json (the starting configuration: member 0's first values), written."""
+    user = _user(list(study.user_attrs.get(records.STUDY_OVERRIDES) or []))
+    space, frames = view.space, view.plan.frames
+    steps = replay_steps(view.schedule(view.lineage(winner)))
+    first = dict(view.lineage(winner)[0].values)
+    fixed = view.fixed_values(winner)
+    winner_values = {**space.config_values(first), **fixed, "train.frames": frames,
+                     "train.schedule": steps}
+    winner_overrides = [*space.fixed_overrides(), *space.overrides(first), *user,
+                        f"train.frames={frames}", schedule_override(steps)]
+    start_segment = next(s for s in view.population.segments
+                         if s.member == 0 and s.generation == 0)
+    start = dict(start_segment.values)
+    records_ = (
+        {"config_id": WINNER, "source_trial": winner.number, "params": first,
+         "config_values": winner_values, "base_overrides": winner_overrides, "user_overrides": user,
+         "member": winner.member, "score": winner.score},
+        {"config_id": BASELINE, "source_trial": NO_TRIAL, "params": start,
+         "config_values": {**space.config_values(start), "train.frames": frames},
+         "base_overrides": [*space.fixed_overrides(), *space.overrides(start), *user,
+                            f"train.frames={frames}"], "user_overrides": user})
+    for record in records_:
+        atomic_write_text(sp.config_file(str(record["config_id"])),
+                          json.dumps(record, indent=2, default=str) + "\n")
+    return records_
+
+
+def run_pbt_validation(request: Request, sp: StudyPaths, study: optuna.Study, view: PbtView,
+                       deadline: float, log: StageLog, forkserver: ForkServer | None) -> list[Any]:
+    """The winner's schedule replayed from scratch on fresh seeds next to the starting
+    configuration on the same seeds (paired); validation.csv."""
+    log.phase = "validation"
+    winner = view.winner()
+    if winner is None:
+        log.note(sp, "validation skipped: no member of the last complete generation has a score")
+        return []
+    chosen, start = configuration_records(sp, study, view, winner)
+    rate = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+        study._study_id, winner.number))
+    top = [Candidate(WINNER, winner.number, chosen["base_overrides"], rate),
+           Candidate(BASELINE, NO_TRIAL, start["base_overrides"], rate)]
+    seeds = fresh_seeds(sp, study, request.validation.seeds)
+    jobs = [Job(name=f"{c.config_id}_seed{seed}", overrides=[*c.overrides, f"train.seed={seed}"],
+                run_dir=sp.validation_dir / f"{c.config_id}_seed{seed}") for seed in seeds for c in top]
+    earlier = [r for r in map(earlier_result, jobs) if r is not None]
+    if earlier:
+        log.note(sp, f"validation: {len(earlier)} run(s) completed in an earlier session are kept")
+    slots = slots_for(request.resources, view_device(view, study))
+    print(f"automl: validating the winner's schedule (member {winner.member}) and the starting "
+          f"configuration x {len(seeds)} fresh seed(s), {view.plan.frames:,} frames each, from "
+          f"scratch, in {len(slots)} slot(s)")
+    kept = {r.job.name for r in earlier}
+    results, cut = run_jobs([j for j in jobs if j.name not in kept],
+                            worker=worker_command(request.resources), slots=slots,
+                            deadline=deadline, forkserver=forkserver,
+                            on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
+                                                    f"score {r.score:.4g}"))
+    done = [*earlier, *(r for r in results if r.reason != reasons.BUDGET)]
+    if cut:
+        log.note(sp, f"validation {'interrupted' if cut == INTERRUPTED else 'cut by the budget'} "
+                 f"after {len(done)} of {len(jobs)} runs")
+    summary = summarize_runs(sp, top, seeds, done, log, {winner.number: winner.score})
+    if cut == INTERRUPTED:
+        log.phase = "interrupted"
+        log.write(sp)
+        raise Interrupted("validation", f"uv run automl.py --mode validate --study-name {sp.name}"
+                                        + (f" --storage {request.study.storage}"
+                                           if request.study.storage else ""))
+    return summary
+
+
+def view_device(view: PbtView, study: optuna.Study) -> str:
+    """The env.device the segments ran on (the study's overrides, else auto)."""
+    for o in study.user_attrs.get(records.STUDY_OVERRIDES) or []:
+        if override_key(o) == "env.device":
+            return o.split("=", 1)[1]
+    return str(view.space.fixed.get("env.device", "auto"))
+
+
+def evaluate_final_policy(request: Request, sp: StudyPaths, study: optuna.Study, view: PbtView,
+                          log: StageLog, *, seed: int) -> dict[str, Any] | None:
+    """The winner's final policy (pbt/model.pt) on fresh episodes (train_one's eval mode):
+    pbt/final_policy.yaml and a stage note; None where there is no policy or it cannot run."""
+    winner = view.winner()
+    model = pbt_dir(sp) / "model.pt"
+    if winner is None or not model.exists():
+        return None
+    config = json.loads(sp.trial_config(winner.number).read_text())
+    base = [o for o in config["base_overrides"] if override_key(o) not in SEGMENT_KEYS]
+    slot = slots_for(request.resources, view_device(view, study))[0]
+    command = [*worker_command(request.resources), *base, "mode=eval", f"checkpoint={model}",
+               f"train.seed={seed}", f"train.threads={slot.threads}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=trial_env(slot),
+                              cwd=paths.repo_root(), timeout=max(60.0, request.budget.trial_timeout),
+                              check=False)
+    except subprocess.TimeoutExpired:
+        log.note(sp, "the final policy's evaluation timed out")
+        return None
+    text = done.stdout
+    start = text.find("{")
+    try:
+        metrics = json.loads(text[start:]) if done.returncode == 0 and start >= 0 else None
+    except ValueError:
+        metrics = None
+    if not isinstance(metrics, dict):
+        log.note(sp, f"the final policy's evaluation failed (exit {done.returncode}): "
+                 f"{done.stderr.strip()[-300:]}")
+        return None
+    record = {"member": winner.member, "trial": winner.number, "frames": winner.reached,
+              "seed": seed, **metrics}
+    atomic_write_text(pbt_dir(sp) / "final_policy.yaml", dump_yaml(record))
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
+                      if isinstance(v, float) and k in ("score", "success_rate", "return",
+                                                        "termination_rate"))
+    log.note(sp, f"the winner's final policy (member {winner.member}, {winner.reached:,} frames) on "
+             f"fresh episodes (seed {seed}): {shown}")
+    return record
+
+
+def finish_pbt(request: Request, sp: StudyPaths, study: optuna.Study, log: StageLog, *,
+               deadline: float, validate: bool, forkserver: ForkServer | None) -> None:
+    """After the population: (stage) the schedule validated and the final policy evaluated; the
+    export, the reports and the summary."""
+    from automl.finish import finish, print_summary
+
+    view = PbtView.read(sp, study)
+    if view is None:
+        log.note(sp, "no population to report: the study's search space cannot be read")
+        return
+    from automl.analysis.pbt import write_pbt_reports
+
+    write_pbt_reports(sp, study)  # pbt/model.pt and the schedule, before they are used
+    validated = (run_pbt_validation(request, sp, study, view, deadline, log, forkserver)
+                 if validate else [])
+    if validate:
+        seeds = fresh_seeds(sp, study, request.validation.seeds + 1)
+        evaluate_final_policy(request, sp, study, view, log, seed=seeds[-1])
+    if validated and any(r.n for r in validated):
+        finish(request, sp, study, validated, deadline, log, final=False)
+        return
+    winner = view.winner()
+    exported = None
+    if winner is not None:
+        chosen, _ = configuration_records(sp, study, view, winner)
+        exported = export_best_config(sp, config_values=chosen["config_values"], source={
+            "method": "pbt", "trial": winner.number, "member": winner.member,
+            "search_score": winner.score, "frames": winner.reached, "validated": False},
+            user_overrides=chosen["user_overrides"])
+        log.note(sp, f"the winner: member {winner.member}, score {winner.score:.4g} at "
+                 f"{winner.reached:,} frames; its schedule is exported, not validated")
+    else:
+        log.note(sp, "no winner: no generation has every member's result with a score")
+    log.phase = "report"
+    write_reports(sp, study=study)
+    log.phase = "search finished" if not validate else "done"
+    log.write(sp)
+    print_summary(sp, [], WINNER if winner is not None else None, exported, log, None)

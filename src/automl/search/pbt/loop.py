@@ -1,0 +1,356 @@
+"""The population-based training loop: segments queued in the study, run in the slots, recorded like
+any trial; after each generation the next one is decided (population.py) and queued.
+
+Every segment is an Optuna trial: queued with its values and its member, generation, parent and
+frames (`study.enqueue_trial`), taken by whichever orchestrator has a free slot (`study.ask` pops
+the queue atomically on every storage), trained by train_one from its parent's state.pt
+(`train.resume_from`, warm fork server), recorded by the same TrialRecorder as the Optuna search's
+trials (trial_final.csv, heartbeat, stop reasons). A generation is queued once, under the study's
+lock, by the first orchestrator that sees the previous one complete. A dead orchestrator's segments
+are failed and queued again (study/recovery.py), as an interrupted one is on --resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from automl import reasons
+from automl.errors import ConfigError
+from automl.paths import StudyPaths, atomic_write_text
+from automl.schema import RunConfig
+from automl.search.pbt.plan import PbtPlan
+from automl.search.pbt.population import (
+    NO_PARENT,
+    Population,
+    Segment,
+    SegmentSpec,
+    first_generation,
+    next_generation,
+    starting_values,
+)
+from automl.search.space import Feasibility, SearchSpace, override_key
+from automl.search.study import records, reports
+from automl.search.study.recovery import Recovery
+from automl.search.study.shared import Outcome, SharedStudy
+from automl.search.study.trial_record import Tally, TrialRecorder
+from automl.search.trials.forkserver import ForkServer
+from automl.search.trials.launcher import Slot, launch, pause, run_overrides
+from automl.search.trials.stoppers import StopperSet
+from automl.search.trials.tb_reader import EventTail
+from automl.search.trials.watch import Running, WatchRules, ending, settle, watch
+from automl.summary import load_summary
+
+POLL_S = 0.1
+STATE_EVERY_S = 5.0
+LOOK_EVERY_S = 1.0
+"""Seconds between two reads of the study while no segment of this process ended (free slots wait
+for a generation to complete, or for another orchestrator's queue)."""
+SEGMENT_KEYS = ("train.frames", "train.seed", "train.save_state", "train.resume_from")
+"""Run settings each segment gets from the loop (the command line's and the space's are replaced)."""
+
+
+@dataclass
+class PbtSettings:
+    """What the loop is given, decided before the first segment starts."""
+
+    plan: PbtPlan
+    space: SearchSpace
+    worker: list[str]
+    user_overrides: list[str]
+    base: RunConfig
+    budget_s: float
+    slots: list[Slot]
+    trial_timeout: float
+    forkserver: ForkServer | None = None
+    recovery: Recovery | None = None
+
+
+class PbtLoop:
+    """Runs the population's segments in the slots until every member trained its frames, the
+    deadline, Ctrl-C, or a generation none of whose members has a score."""
+
+    def __init__(self, study: optuna.Study, study_paths: StudyPaths, settings: PbtSettings,
+                 console: Any) -> None:
+        self.study, self.paths, self.s, self.console = study, study_paths, settings, console
+        self.start = time.monotonic()
+        self.deadline = self.start + settings.budget_s
+        self.running: dict[int, Running] = {}
+        self.free: list[Slot] = list(settings.slots)
+        self.tally = Tally()
+        self.recorder = TrialRecorder(study, study_paths, settings.space, console, self.tally)
+        heartbeat = self.recorder.heartbeat
+        self.shared = SharedStudy(study, settings.recovery, mine=self.recorder.asked,
+                                  every_s=heartbeat.interval_s if heartbeat is not None else None)
+        self.rules = WatchRules(eval_frequency=settings.base.train.eval_frequency,
+                                trial_timeout=settings.trial_timeout)
+        self.feasibility = Feasibility.compose(settings.space, settings.user_overrides)
+        self.interrupted = False
+        self.next_state = 0.0
+        self.population: Population | None = None
+        self.dead = ""
+        """Why the population cannot go on (no member of a complete generation has a score)."""
+
+    # -------------------------------------------------------------------------------- main loop
+    def run(self) -> Outcome:
+        """Train the population until it is done or stopped."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            stopped_by, message = self._loop()
+        except BaseException as err:
+            self._abort(err)
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.recorder.close()
+        self.write_state("search finished")
+        return Outcome(finished=dict(self.tally.finished), stopped_by=stopped_by, message=message)
+
+    def _loop(self) -> tuple[str, str]:
+        refresh, next_look = True, 0.0
+        while True:
+            ended = self._poll_all()
+            now = time.monotonic()
+            if self.interrupted or now >= self.deadline:
+                self._stop_all(reasons.BUDGET)
+                return ("interrupted" if self.interrupted else "budget"), ""
+            if self.shared.recover(now):
+                refresh = True
+            if now >= self.next_state:
+                self.write_state("search")
+                self.next_state = now + STATE_EVERY_S
+            if ended or refresh or (self.free and now >= next_look):
+                refresh, next_look = False, now + LOOK_EVERY_S
+                stop = self._step()
+                if stop is not None:
+                    return stop
+            pause(POLL_S, self.s.forkserver)
+
+    def _step(self) -> tuple[str, str] | None:
+        """Queue what is due, fill the free slots; why the loop ends (None: it goes on)."""
+        self._advance()
+        if self.dead:
+            self._stop_all(reasons.BUDGET)
+            return "failures", self.dead
+        self._fill_slots()
+        if self.running:
+            return None
+        population = self._read()
+        if population.finished():
+            return "population", ""
+        if not population.running_or_queued() and population.due() is None:
+            return "failures", ("no segment of the population is queued or running and none can "
+                                "start; see trial_final.csv")
+        return None
+
+    def _read(self) -> Population:
+        self.population = Population.of(self.study, self.s.plan, self.s.space)
+        return self.population
+
+    # --------------------------------------------------------------------------- generations
+    def _advance(self) -> None:
+        """Queue the generation that is due (if any), under the study's lock: another orchestrator
+        that queued it first is seen here, and nothing is queued twice."""
+        if self._read().due() is None:  # the common case, without taking the lock
+            return
+        lock = self.s.recovery.locked(self.study) if self.s.recovery else _nolock()
+        with lock:
+            population = self._read()
+            generation = population.due()
+            if generation is None:
+                return
+            if generation == 0:
+                start = starting_values(self.s.space, self.feasibility.base)
+                specs = first_generation(self.s.plan, self.s.space, start, allowed=self._allowed,
+                                         update_frames=self._update_frames)
+            else:
+                nxt = next_generation(self.s.plan, self.s.space, population.results[generation - 1],
+                                      allowed=self._allowed, update_frames=self._update_frames)
+                if nxt is None:
+                    self.dead = (f"no member of generation {generation - 1} has a score (every "
+                                 "segment failed), so none can go on; see trial_final.csv")
+                    return
+                specs = nxt
+            for spec in specs:
+                params, attrs = spec.queued(self.s.space)
+                self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+        self.console.message(_generation_line(generation, specs, population))
+
+    def _allowed(self, values: dict[str, Any]) -> bool:
+        """Whether native `values` meet the space's constraints and train_one would run them."""
+        return not self.s.space.check(values, self.s.user_overrides) and \
+            self.feasibility.problem(values) is None
+
+    def _update_frames(self, values: dict[str, Any]) -> int:
+        """Frames of one PPO update of a member with `values` (rollouts x num_envs)."""
+        try:
+            cfg = self.feasibility.run_config(values)
+        except ConfigError:
+            cfg = self.s.base
+        return max(1, cfg.ppo.rollouts * (cfg.env.num_envs or 1))  # None: the task's own count
+
+    # ------------------------------------------------------------------------------ segments
+    def _fill_slots(self) -> None:
+        """Take queued segments into free slots (only while the study has one queued: an ask of an
+        empty queue would sample a trial of its own, which is given up)."""
+        while self.free and self._queued():
+            trial = self.study.ask()
+            self.recorder.own(trial)
+            if not records.in_pbt(self._frozen(trial)):
+                self.recorder.give_up(trial)  # another orchestrator took the last queued one
+                return
+            self.running[trial.number] = self._launch(trial, self.free.pop(0))
+
+    def _queued(self) -> bool:
+        return bool(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+    def _frozen(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+        return self.study._storage.get_trial(trial._trial_id)
+
+    def _launch(self, trial: optuna.Trial, slot: Slot) -> Running:
+        frozen = self._frozen(trial)
+        segment = Segment.of(frozen, self.s.space)
+        values = self.s.space.suggest(trial)  # the queued values
+        space = self.s.space
+        trial.set_user_attr(records.CONFIG_VALUES, space.config_values(values))
+        run = self.paths.trial_run(trial.number)
+        trial.set_user_attr(records.RUN_DIR, str(run.root.relative_to(self.paths.root)))
+        keep = [o for o in [*space.fixed_overrides(), *space.overrides(values), *self.s.user_overrides]
+                if override_key(o) not in SEGMENT_KEYS]
+        ours = [f"train.frames={segment.frames_end}", f"train.seed={segment.attr(records.SEGMENT_SEED)}",
+                "train.save_state=true"]
+        if segment.parent != NO_PARENT:
+            ours.append(f"train.resume_from={self.paths.trial_run(segment.parent).state}")
+        base = [*keep, *ours]
+        overrides = [*base, *run_overrides(run.root, slot)]
+        self._write_config(trial.number, segment, values, base, overrides)
+        proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot,
+                      forkserver=self.s.forkserver)
+        return Running(trial=trial, proc=proc, values=values, tail=EventTail(run.tb),
+                       stoppers=StopperSet(plateau=None, drop=None), confirmation=True)
+
+    def _write_config(self, number: int, segment: Segment, values: dict[str, Any],
+                      base: list[str], overrides: list[str]) -> None:
+        """configs/trial_NNNN.json: the segment's values, place in the population and command."""
+        payload = {"trial": number, "search_space_id": self.s.space.space_id, "params": values,
+                   "config_values": self.s.space.config_values(values),
+                   "pbt": {k.removeprefix("pbt_"): v for k, v in segment.trial.user_attrs.items()
+                           if k in records.PBT_ATTRS},
+                   "base_overrides": base, "user_overrides": self.s.user_overrides,
+                   "overrides": overrides, "command": [*self.s.worker, *overrides]}
+        atomic_write_text(self.paths.trial_config(number), json.dumps(payload, indent=2) + "\n")
+
+    def _poll_all(self) -> int:
+        """Watch the running segments; returns how many ended."""
+        ended = 0
+        for r in list(self.running.values()):
+            code = r.proc.poll()
+            if code is not None:
+                self._finish(r, code)
+                ended += 1
+            elif watch(r, self.rules, should_prune=self._store(r), on_target=_ignore,
+                       now=time.monotonic()):
+                r.proc.terminate()
+        return ended
+
+    def _store(self, r: Running) -> Any:
+        store = self.recorder.reporter(r.trial)
+
+        def keep(step: int, value: float) -> bool:
+            store(step, value)
+            return False  # a segment is never pruned: its member needs its state
+        return keep
+
+    def _finish(self, r: Running, code: int) -> None:
+        del self.running[r.trial.number]
+        self.free.append(r.proc.slot)
+        self.free.sort(key=lambda s: s.index)
+        settle(r, self.rules, report=self.recorder.reporter(r.trial), on_target=_ignore)
+        end = ending(r, code, load_summary(r.proc.run.summary), now=time.monotonic())
+        reason, tail = end.reason, end.error_tail
+        if reason == reasons.COMPLETED and not r.proc.run.state.exists():
+            reason, tail = reasons.ERROR, "the segment ended without writing state.pt"
+        self.recorder.record(r.trial, r.values, reason, frames=end.frames, wall=end.wall_s,
+                             score=end.score, error_tail=tail, metrics=end.metrics)
+
+    # ------------------------------------------------------------------------------- stopping
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+
+    def _stop_all(self, reason: str) -> None:
+        for r in list(self.running.values()):
+            if r.reason is None:
+                r.reason = reason
+            r.proc.terminate()
+        for r in list(self.running.values()):
+            self._finish(r, r.proc.wait_gone())
+
+    def _abort(self, err: BaseException) -> None:
+        """The loop raised: stop this process's segments and record each as interrupted (they run
+        again on --resume), as far as the storage allows; then the error goes on."""
+        self.recorder.aborting = True
+        why = f"the orchestrator stopped: {type(err).__name__}: {err}"
+        print(f"automl: {why}", file=sys.stderr)
+        for r in self.running.values():
+            if r.reason is None:
+                r.reason, r.error = reasons.ERROR, why
+        try:
+            self._stop_all(reasons.ERROR)
+        except Exception:  # noqa: BLE001 - the original error is the one to raise
+            pass
+        for trial in list(self.recorder.asked.values()):
+            self.recorder.record(trial, {}, reasons.ERROR, frames=0, wall=0.0, score=math.nan,
+                                 error_tail=why)
+
+    # ------------------------------------------------------------------------------- the state
+    def write_state(self, phase: str) -> None:
+        """automl_state.yaml: the running segments, the members' latest scores, the budget."""
+        population = self.population
+        latest = population.latest() if population is not None else {}
+        reports.write_state(self.paths, {
+            "phase": phase, "study": self.paths.name, "search_method": "pbt",
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "running": [{"trial": n, "member": r.trial.user_attrs.get(records.MEMBER),
+                         "generation": r.trial.user_attrs.get(records.GENERATION), "frames": r.frames,
+                         "score": r.score if math.isfinite(r.score) else None}
+                        for n, r in sorted(self.running.items())],
+            "members": {m: {"generation": s.generation, "frames": s.reached,
+                            "score": s.score if math.isfinite(s.score) else None}
+                        for m, s in sorted(latest.items())},
+            "generations": self.s.plan.generations,
+            "finished": self.tally.total(),
+            "budget": {"total_s": round(self.s.budget_s, 1),
+                       "used_s": round(time.monotonic() - self.start, 1),
+                       "left_s": round(max(0.0, self.deadline - time.monotonic()), 1)},
+        })
+
+
+def _ignore(frames: int, score: float) -> None:
+    """Segments note no --target-score."""
+
+
+class _nolock:  # noqa: N801 - a context manager used like a function
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _generation_line(generation: int, specs: list[SegmentSpec], population: Population) -> str:
+    """What the console says when a generation is queued: the exploit steps taken."""
+    if generation == 0:
+        return f"automl: pbt generation 0 queued: {len(specs)} members from the start"
+    scores = {m: s.score for m, s in population.results.get(generation - 1, {}).items()}
+    shown = ", ".join(f"{m}: {score:.4g}" for m, score in sorted(scores.items()))
+    steps = [f"{s.member} <- {s.exploit.donor}" for s in specs if s.exploit is not None]
+    return (f"automl: pbt generation {generation - 1} done (scores {shown}); generation "
+            f"{generation} queued" + (f", exploit: {', '.join(steps)}" if steps else ", no exploit"))

@@ -1,0 +1,299 @@
+"""The population as the study holds it, and its next generation.
+
+Every segment is a trial of the study (phase `pbt`) whose user attributes say which member it
+trains, its generation, the trial whose state.pt it continues (its parent) and the frames it starts
+and ends at. So the population's state is rebuilt from the study and the checkpoints alone, on any
+machine and after any crash: `Population.of` reads it, `first_generation` and `next_generation`
+decide the segments to queue. The decisions draw from a generator seeded by the plan's seed and the
+generation, so every orchestrator of a shared study would decide the same; one of them queues a
+generation, under the study's lock (loop.py).
+
+A segment has a result when it ended by itself: completed (its score), or failed (error, timeout,
+diverged: no score, its member is replaced). One that was interrupted (the budget, Ctrl-C, a dead
+orchestrator) has none: it is queued again as it was (study/recovery.py), with its parent and
+values.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from automl.errors import ConfigError
+from automl.search.pbt.exploit import STD_FACTOR, Replacement, exploit, group_size, ranked
+from automl.search.pbt.explore import perturb
+from automl.search.pbt.plan import PbtPlan
+from automl.search.space import SearchSpace, thaw
+from automl.search.study import records
+from automl.search.study.recovery import FIXED_PARAMS
+
+NO_PARENT = -1
+"""The parent of a segment that trains from scratch."""
+MAX_DRAWS = 100
+"""Perturbations (or samples) drawn for one member before its values are kept as they were (or the
+start is taken): each must meet the space's constraints."""
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A segment to queue: whose, which, from what, with which values."""
+
+    member: int
+    generation: int
+    parent: int
+    """Trial number of the segment whose state.pt it continues (NO_PARENT: from scratch)."""
+    values: dict[str, Any]
+    """Native values by parameter name."""
+    frames_start: int
+    frames_end: int
+    seed: int
+    exploit: Replacement | None = None
+    """The exploit step that replaced the member (None: it goes on from its own state)."""
+
+    def queued(self, space: SearchSpace) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`study.enqueue_trial`'s params and user attributes."""
+        attrs: dict[str, Any] = {
+            records.PHASE: records.PHASE_PBT, records.MEMBER: self.member,
+            records.GENERATION: self.generation, records.PARENT: self.parent,
+            records.FRAMES_START: self.frames_start, records.FRAMES_END: self.frames_end,
+            records.SEGMENT_SEED: self.seed}
+        if self.exploit is not None:
+            attrs[records.DONOR] = self.exploit.donor
+            attrs[records.EXPLOIT] = {"donor_score": _plain(self.exploit.donor_score),
+                                      "replaced_score": _plain(self.exploit.replaced_score),
+                                      "margin": _plain(self.exploit.margin)}
+        return space.to_optuna(self.values), attrs
+
+
+def _plain(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment of the study (a trial of phase `pbt`)."""
+
+    trial: FrozenTrial
+    values: dict[str, Any]
+
+    @classmethod
+    def of(cls, trial: FrozenTrial, space: SearchSpace) -> Segment:
+        params = trial.params or trial.system_attrs.get(FIXED_PARAMS) or {}
+        try:
+            values = space.from_optuna(params)
+        except (KeyError, ValueError):  # resumed with another space file: the names it has
+            values = dict(params)
+        return cls(trial=trial, values=values)
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return self.trial.user_attrs.get(key, default)
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+    @property
+    def member(self) -> int:
+        return int(self.attr(records.MEMBER))
+
+    @property
+    def generation(self) -> int:
+        return int(self.attr(records.GENERATION))
+
+    @property
+    def parent(self) -> int:
+        return int(self.attr(records.PARENT, NO_PARENT))
+
+    @property
+    def donor(self) -> int | None:
+        donor = self.attr(records.DONOR)
+        return None if donor is None else int(donor)
+
+    @property
+    def frames_start(self) -> int:
+        return int(self.attr(records.FRAMES_START, 0))
+
+    @property
+    def frames_end(self) -> int:
+        return int(self.attr(records.FRAMES_END, 0))
+
+    @property
+    def reached(self) -> int:
+        """Frames its state holds (its summary's frames where recorded, else its planned end)."""
+        return int(self.attr(records.FRAMES) or self.frames_end)
+
+    @property
+    def live(self) -> bool:
+        """Queued or running: it will end with a result, or be queued again."""
+        return self.trial.state in (TrialState.WAITING, TrialState.RUNNING)
+
+    @property
+    def has_result(self) -> bool:
+        """Ended by itself: completed, or failed through its own fault."""
+        attrs = self.trial.user_attrs
+        return (self.trial.state.is_finished() and records.STOP_REASON in attrs
+                and not attrs.get(records.INTERRUPTED))
+
+    @property
+    def score(self) -> float:
+        """Its final score (NaN when it failed or has no result)."""
+        if self.trial.state == TrialState.COMPLETE and self.trial.value is not None:
+            return float(self.trial.value)
+        return math.nan
+
+
+@dataclass
+class Population:
+    """The study's segments by generation and member."""
+
+    plan: PbtPlan
+    segments: list[Segment]
+    results: dict[int, dict[int, Segment]] = field(default_factory=dict)
+    """generation -> member -> the segment with its result (the first, where several have one)."""
+    queued: set[int] = field(default_factory=set)
+    """Generations with any segment in the study (queued, running or ended)."""
+
+    @classmethod
+    def of(cls, study: optuna.Study, plan: PbtPlan, space: SearchSpace) -> Population:
+        """The population as the study holds it now."""
+        segments = [Segment.of(t, space) for t in study.get_trials(deepcopy=False)
+                    if records.in_pbt(t) and t.user_attrs.get(records.MEMBER) is not None]
+        population = cls(plan=plan, segments=sorted(segments, key=lambda s: s.number))
+        for s in population.segments:
+            population.queued.add(s.generation)
+            if s.has_result:
+                population.results.setdefault(s.generation, {}).setdefault(s.member, s)
+        return population
+
+    def complete(self, generation: int) -> bool:
+        """Every member's segment of `generation` has its result."""
+        return len(self.results.get(generation, {})) == self.plan.population
+
+    def due(self) -> int | None:
+        """The generation to queue now: 0 in a new study, g + 1 once generation g is complete and
+        g + 1 was not queued yet (and is not past the last); else None."""
+        if not self.queued:
+            return 0
+        last = max(self.queued)
+        if self.complete(last) and last + 1 < self.plan.generations:
+            return last + 1
+        return None
+
+    def finished(self) -> bool:
+        """The last generation is complete: every member trained its frames."""
+        return self.complete(self.plan.generations - 1)
+
+    def running_or_queued(self) -> int:
+        """Segments queued or running (of any orchestrator)."""
+        return sum(1 for s in self.segments if s.live)
+
+    def latest(self) -> dict[int, Segment]:
+        """Each member's latest segment with a result."""
+        out: dict[int, Segment] = {}
+        for generation in sorted(self.results):
+            out.update(self.results[generation])
+        return out
+
+
+# ------------------------------------------------------------------------------------ decisions
+def rng_for(plan: PbtPlan, generation: int) -> random.Random:
+    """The draws of the decisions that start `generation` (the same on every machine)."""
+    return random.Random(f"pbt:{plan.seed}:{generation}")
+
+
+def starting_values(space: SearchSpace, composed: Any) -> dict[str, Any]:
+    """The starting configuration's native values: each parameter's prior, else its value in the
+    composed config (the presets and the command line), as validation's baseline is."""
+    values: dict[str, Any] = {}
+    for p in space.params:
+        if p.has_prior:
+            values[p.name] = thaw(p.prior)
+            continue
+        value = OmegaConf.select(composed, p.key)
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        try:
+            space.to_optuna({p.name: value})
+            inside = p.kind in ("choice", "categorical") or (
+                min(p.edge_values()) <= value <= max(p.edge_values()))
+        except (TypeError, ValueError, KeyError):
+            inside = False
+        if value is None or not inside:
+            raise ConfigError(
+                file=space.source, key=f"{p.section}.{p.name}", value=value,
+                rule=f"population-based training starts from the starting configuration, and "
+                     f"`{p.key}` composes to {value!r}, which is not among this parameter's values",
+                fix=f"give `{p.name}` a prior (the value members start from) or widen its range")
+        values[p.name] = value
+    return values
+
+
+def first_generation(plan: PbtPlan, space: SearchSpace, start: dict[str, Any], *,
+                     allowed: Callable[[dict[str, Any]], bool],
+                     update_frames: Callable[[dict[str, Any]], int]) -> list[SegmentSpec]:
+    """Generation 0: member 0 trains the starting configuration; the others it perturbed once
+    (`init` start) or samples of the space (`init` sample), each meeting `allowed`."""
+    rng = rng_for(plan, 0)
+    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=plan.seed))
+    specs = []
+    for member in range(plan.population):
+        values = dict(start)
+        for _ in range(MAX_DRAWS if member else 0):
+            drawn = (perturb(start, space, rng=rng, factors=plan.factors,
+                             resample_probability=plan.resample_probability)
+                     if plan.init == "start" else space.suggest(sampler.ask()))
+            if allowed(drawn):
+                values = drawn
+                break
+        specs.append(SegmentSpec(member=member, generation=0, parent=NO_PARENT, values=values,
+                                 frames_start=0, frames_end=plan.segment_end(0, update_frames(values)),
+                                 seed=plan.seed_of(member, 0)))
+    return specs
+
+
+def next_generation(plan: PbtPlan, space: SearchSpace, previous: Mapping[int, Segment], *,
+                    allowed: Callable[[dict[str, Any]], bool],
+                    update_frames: Callable[[dict[str, Any]], int]) -> list[SegmentSpec] | None:
+    """The segments after a complete generation (`previous`: member -> its segment with a result):
+    exploit (exploit.py), then the replaced members' values perturbed (explore.py); a kept member
+    goes on from its own state and values. A member whose segment failed is replaced by a top
+    member even where exploit's bottom group leaves it out (it has no state to go on from). None:
+    no member has a score, so none can continue."""
+    generation = max(s.generation for s in previous.values()) + 1
+    rng = rng_for(plan, generation)
+    scores = [(member, s.score) for member, s in sorted(previous.items())]
+    decisions = {r.replaced: r for r in exploit(scores, rng=rng, fraction=plan.fraction,
+                                                std_factor=STD_FACTOR, floor=plan.floor)}
+    k = group_size(len(scores), plan.fraction)
+    donors = [(m, score) for m, score in ranked(scores)[:k] if math.isfinite(score)]
+    if not donors:
+        return None
+    for member, score in scores:
+        if not math.isfinite(score) and member not in decisions:
+            donor, donor_score = donors[int(rng.random() * len(donors)) % len(donors)]
+            decisions[member] = Replacement(replaced=member, donor=donor, donor_score=donor_score,
+                                            replaced_score=score, margin=math.nan)
+    specs = []
+    for member in sorted(previous):
+        decision = decisions.get(member)
+        parent = previous[decision.donor if decision else member]
+        values = dict(parent.values)
+        if decision is not None:
+            for _ in range(MAX_DRAWS):
+                drawn = perturb(parent.values, space, rng=rng, factors=plan.factors,
+                                resample_probability=plan.resample_probability)
+                if allowed(drawn):
+                    values = drawn
+                    break
+        specs.append(SegmentSpec(
+            member=member, generation=generation, parent=parent.number, values=values,
+            frames_start=parent.reached,
+            frames_end=max(plan.segment_end(generation, update_frames(values)), parent.reached + 1),
+            seed=plan.seed_of(member, generation), exploit=decision))
+    return specs

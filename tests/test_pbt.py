@@ -1,0 +1,307 @@
+"""Population-based training (--search-method pbt) over the stand-in worker, whose runs carry a
+"skill" through state.pt: the flags, the segments as trials of one study, the exploit decisions
+against the study's own scores, the outputs, the stage's validation, kill -9 and --resume, and two
+orchestrators on one PostgreSQL study."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from search_harness import (
+    kill_leftovers,
+    run_search,
+    search_argv,
+    start_orchestrator,
+    trials,
+    wait_for,
+    write_behaviour,
+)
+
+from automl import paths, reasons
+from automl.analysis.pbt import MEMBERS_PLOT, PbtView
+from automl.paths import StudyPaths
+from automl.search.pbt.plan import PbtPlan
+from automl.search.pbt.population import NO_PARENT, Population, next_generation
+from automl.search.space import load_space
+from automl.search.study import records
+
+POPULATION = 4
+FRAMES, INTERVAL = 60_000, 20_000
+"""Three segments per member (train.frames 60k, eval points every 10k)."""
+LR_SCORE = {"param": "ppo.learning_rate", "target": 3e-4, "log": True}
+"""Skill per frame is highest at lr 3e-4; the space's prior (3e-3) is a decade off it."""
+PBT_FLAGS = ["--search-method", "pbt", "--population", str(POPULATION),
+             "--pbt-interval", str(INTERVAL)]
+START_TIMEOUT_S = 120
+
+
+def pbt_argv(tmp_path: Path, name: str, *, mode: str = "search", seconds: float = 0.01,
+             workers: int = 2, flags: tuple[str, ...] = ()) -> list[str]:
+    behaviour = write_behaviour(tmp_path, f"{name}_{seconds}", seconds_per_point=seconds,
+                                horizon=FRAMES, score=LR_SCORE)
+    argv = search_argv(study=name, space="pbt.yaml", behaviour=behaviour, hp_trials=8,
+                       workers=workers, budget_hours=0.2, flags=[*PBT_FLAGS, *flags])
+    argv[argv.index("search")] = mode
+    argv[argv.index("train.frames=100000")] = f"train.frames={FRAMES}"
+    return argv
+
+
+def segments(sp: StudyPaths) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials(sp) if records.in_pbt(t)]
+
+
+def results_by_slot(sp: StudyPaths) -> Counter:
+    """(member, generation) -> how many segments of it ended with a result of their own."""
+    return Counter((t.user_attrs[records.MEMBER], t.user_attrs[records.GENERATION])
+                   for t in segments(sp)
+                   if t.state.is_finished() and not t.user_attrs.get(records.INTERRUPTED)
+                   and records.STOP_REASON in t.user_attrs)
+
+
+def assert_population_complete(sp: StudyPaths, generations: int = FRAMES // INTERVAL) -> None:
+    """Every member's every segment ran to one result, none twice, none left RUNNING or queued."""
+    expected = {(m, g) for m in range(POPULATION) for g in range(generations)}
+    counts = results_by_slot(sp)
+    assert set(counts) == expected
+    assert all(n == 1 for n in counts.values()), f"a segment ran twice: {counts}"
+    states = Counter(t.state for t in segments(sp))
+    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0, states
+
+
+# ------------------------------------------------------------------------------ a stage, whole
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    """One PBT stage: the population, its reports, the schedule validated, the policy evaluated."""
+    tmp = tmp_path_factory.mktemp("pbt_stage")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp / "log"))
+        code = run_search(pbt_argv(tmp, "pbt_stage", mode="stage"))
+    return StudyPaths(tmp / "log" / "automl" / "pbt_stage"), code
+
+
+def test_every_segment_is_a_trial_with_its_member_generation_parent_and_frames(stage):
+    sp, code = stage
+    assert code == 0
+    assert_population_complete(sp)
+    by_number = {t.number: t for t in segments(sp)}
+    for t in by_number.values():
+        attrs = t.user_attrs
+        start, end = attrs[records.FRAMES_START], attrs[records.FRAMES_END]
+        assert end > start
+        config = json.loads(sp.trial_config(t.number).read_text())
+        overrides = config["base_overrides"]
+        assert f"train.frames={end}" in overrides and "train.save_state=true" in overrides
+        if attrs[records.GENERATION] == 0:
+            assert attrs[records.PARENT] == NO_PARENT and start == 0
+            assert not any(o.startswith("train.resume_from=") for o in overrides)
+            continue
+        parent = by_number[attrs[records.PARENT]]
+        # It continues its parent's state: the generation before, at the frames that state holds.
+        assert parent.user_attrs[records.GENERATION] == attrs[records.GENERATION] - 1
+        assert start == parent.user_attrs[records.FRAMES] == parent.user_attrs[records.FRAMES_END]
+        assert f"train.resume_from={sp.trial_run(parent.number).state}" in overrides
+        donor = attrs.get(records.DONOR)
+        assert parent.user_attrs[records.MEMBER] == (attrs[records.MEMBER] if donor is None else donor)
+
+
+def test_generations_follow_the_exploit_and_explore_rules_on_the_studys_own_scores(stage):
+    """Each generation's parents and values are what the decisions make of the scores stored for
+    the generation before: the study alone rebuilds the population."""
+    sp, _ = stage
+    study = optuna.load_study(study_name=sp.name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(sp.journal))))
+    plan = PbtPlan.from_dict(study.user_attrs[records.PBT_PLAN])
+    space = load_space(sp.search_space, reward_terms=["torques"])
+    population = Population.of(study, plan, space)
+    replaced = 0
+    for generation in range(1, plan.generations):
+        specs = next_generation(plan, space, population.results[generation - 1],
+                                allowed=lambda values: True, update_frames=lambda values: 1)
+        assert specs is not None
+        for spec in specs:
+            ran = population.results[generation][spec.member]
+            assert ran.parent == spec.parent
+            assert ran.donor == (spec.exploit.donor if spec.exploit else None)
+            assert ran.values == spec.values
+            replaced += spec.exploit is not None
+    # The start's learning rate is a decade off the best: the worst member is replaced each time.
+    assert replaced >= 1
+
+
+def test_the_reports_say_who_copied_whom_and_the_winners_schedule(stage):
+    sp, _ = stage
+    folder = sp.root / "pbt"
+    rows = list(csv.DictReader((folder / "segments.csv").open()))
+    assert len(rows) == len(segments(sp))
+    lineage = yaml.safe_load((folder / "lineage.yaml").read_text())
+    steps = [t for t in segments(sp) if t.user_attrs.get(records.DONOR) is not None]
+    assert len(lineage["exploit_steps"]) == len(steps)
+    for step in lineage["exploit_steps"]:
+        assert step["donor_score"] - step["replaced_score"] > step["margin"]
+    winner = lineage["winner"]
+    finals = [t for t in segments(sp) if t.user_attrs[records.GENERATION] == FRAMES // INTERVAL - 1]
+    assert winner["score"] == max(t.value for t in finals)
+    chain = winner["lineage"]
+    assert [c["generation"] for c in chain] == list(range(FRAMES // INTERVAL))
+    assert chain[-1]["trial"] == winner["trial"]
+    schedule = yaml.safe_load((folder / "schedule.yaml").read_text())
+    assert [s["trial"] for s in schedule["segments"]] == [c["trial"] for c in chain]
+    assert schedule["segments"][-1]["until"] == FRAMES
+    assert "network.policy_hidden_layer_sizes" in schedule["fixed"]  # fixed per member
+    assert all("network.policy_hidden_layer_sizes" not in s["values"] for s in schedule["segments"])
+    assert json.loads((folder / "model.pt").read_text())["skill"] == pytest.approx(
+        json.loads(sp.trial_run(winner["trial"]).model.read_text())["skill"])
+    assert (sp.plots_dir / MEMBERS_PLOT).stat().st_size > 10_000
+    importance = yaml.safe_load(sp.importance_yaml.read_text())
+    assert importance["method"] == "pbt" and importance["importance"].startswith("not computed")
+    assert importance["winner"]["trial"] == winner["trial"]
+    meta = yaml.safe_load(sp.meta.read_text())["sessions"][-1]
+    assert meta["pbt"]["population"] == POPULATION and meta["pbt"]["generations"] == 3
+
+
+def test_the_stage_replays_the_schedule_from_scratch_next_to_the_start_on_the_same_seeds(stage):
+    sp, _ = stage
+    rows = {r["config_id"]: r for r in csv.DictReader(sp.validation_csv.open())}
+    assert set(rows) == {"pbt_winner", "baseline"}
+    assert rows["pbt_winner"]["seeds"] == rows["baseline"]["seeds"]
+    assert int(rows["pbt_winner"]["paired_seeds"]) == 3
+    seed = rows["pbt_winner"]["seeds"].split(";")[0]
+    replay = yaml.safe_load((sp.validation_dir / f"pbt_winner_seed{seed}" / "config.yaml").read_text())
+    # The stand-in reads Hydra's flow syntax loosely; the steps' ends are in it all the same.
+    best = yaml.safe_load(sp.best_config.read_text())
+    assert replay["train"]["frames"] == FRAMES
+    for step in best["train"]["schedule"]:
+        assert f"until:{step['until']}" in str(replay["train"]["schedule"])
+    assert "resume_from" not in replay["train"]  # from scratch
+    start = yaml.safe_load((sp.validation_dir / f"baseline_seed{seed}" / "config.yaml").read_text())
+    assert start["ppo"]["learning_rate"] == 3e-3  # the space's prior: the starting configuration
+    assert best["train"]["schedule"][-1]["until"] == FRAMES
+    final = yaml.safe_load((sp.root / "pbt" / "final_policy.yaml").read_text())
+    assert final["score"] == pytest.approx(yaml.safe_load(
+        (sp.root / "pbt" / "lineage.yaml").read_text())["winner"]["score"], abs=0.05)
+    assert int(final["seed"]) not in {int(s) for s in rows["baseline"]["seeds"].split(";")}
+
+
+# ------------------------------------------------------------------------------ bad input
+BAD = [
+    (["--population", "1"], "--population"),
+    (["--pbt-fraction", "0.6"], "--pbt-fraction"),
+    (["--pbt-fraction", "0"], "--pbt-fraction"),
+    (["--pbt-interval", "5000"], "under one evaluation point"),
+    (["--pbt-factors", "0.9,1.2"], "--pbt-factors"),
+    (["--pbt-resample", "1.5"], "--pbt-resample"),
+    (["--pbt-init", "random"], "--pbt-init"),
+]
+
+
+@pytest.mark.parametrize(("flags", "named"), BAD)
+def test_bad_pbt_flags_exit_2_before_anything_is_written(tmp_path, monkeypatch, capsys, flags, named):
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    argv = pbt_argv(tmp_path, "bad")
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv[argv.index("--search-method"):argv.index("--search-method")] = [flag, value]
+    assert run_search(argv) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "log" / "automl" / "bad").exists()
+
+
+def test_pbt_flags_without_pbt_and_a_space_with_nothing_mutable_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    argv = pbt_argv(tmp_path, "bad")
+    argv[argv.index("pbt")] = "random"
+    assert run_search(argv) == 2
+    assert "only applies to --search-method pbt" in capsys.readouterr().err
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text("search_space_id: fixed\nppo_params:\n"
+                     "  rollouts: {type: choice, values: [24, 48]}\n")
+    argv = pbt_argv(tmp_path, "fixed")
+    argv[argv.index("--space") + 1] = str(fixed)
+    assert run_search(argv) == 2
+    assert "fixed per member" in capsys.readouterr().err
+    assert not (tmp_path / "log" / "automl" / "fixed").exists()
+
+
+# ------------------------------------------------------------------------- kill -9, --resume
+def test_kill_9_mid_generation_then_resume_loses_no_member_and_runs_no_segment_twice(
+        tmp_path, monkeypatch):
+    log = tmp_path / "log"
+    sp = StudyPaths(log / "automl" / "killed_pbt")
+    proc = start_orchestrator(pbt_argv(tmp_path, "killed_pbt", seconds=0.15), log, tmp_path)
+    try:
+        def second_generation_running() -> bool:
+            return sp.journal.exists() and any(
+                t.state == TrialState.RUNNING and t.user_attrs.get(records.GENERATION) == 1
+                for t in segments(sp))
+        wait_for(second_generation_running, timeout=START_TIMEOUT_S,
+                 what="a segment of generation 1 to run")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_leftovers(str(sp.root))
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(log))
+    argv = pbt_argv(tmp_path, "killed_pbt")
+    argv[argv.index("--space"):argv.index("--space") + 2] = []  # the study's own copy
+    assert run_search([*argv, "--resume"]) == 0
+    assert_population_complete(sp)
+    retried = [t for t in segments(sp) if t.user_attrs.get(records.RETRY_OF) is not None]
+    assert retried, "the killed orchestrator's running segments ran again"
+    for t in retried:
+        first = next(x for x in segments(sp) if x.number == t.user_attrs[records.RETRY_OF])
+        for key in (records.MEMBER, records.GENERATION, records.PARENT, records.FRAMES_START):
+            assert t.user_attrs[key] == first.user_attrs[key]
+        # Killed between the ask and the suggest, a segment has its queued values only.
+        assert t.params == (first.params or first.system_attrs["fixed_params"])
+
+
+# ----------------------------------------------------------------- PostgreSQL, two orchestrators
+def test_two_orchestrators_train_one_population_on_postgresql(postgres, tmp_path):
+    url = postgres.create_database("pbt_two")
+    log = tmp_path / "log"  # one study folder, shared: the segments' states are files
+    sp = StudyPaths(log / "automl" / "pbt_two")
+    argv = [*pbt_argv(tmp_path, "pbt_two", seconds=0.05, workers=1), "--storage", url]
+    first = start_orchestrator(argv, log, tmp_path)
+    procs = [first]
+    try:
+        wait_for(lambda: "pbt_two" in optuna.get_all_study_names(url), timeout=START_TIMEOUT_S,
+                 what="the first orchestrator to create the study")
+        procs.append(start_orchestrator([*argv, "--resume"], log, tmp_path))
+        codes = [p.wait(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        kill_leftovers(str(sp.root))
+    assert codes == [0, 0], (tmp_path / "stderr.txt").read_text()[-3000:]
+    study = optuna.load_study(study_name="pbt_two", storage=url)
+    ran = [t for t in study.get_trials() if records.in_pbt(t)]
+    expected = {(m, g) for m in range(POPULATION) for g in range(FRAMES // INTERVAL)}
+    done = Counter((t.user_attrs[records.MEMBER], t.user_attrs[records.GENERATION]) for t in ran
+                   if t.state == TrialState.COMPLETE)
+    assert set(done) == expected and set(done.values()) == {1}
+    assert not [t for t in ran if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    owners = {t.user_attrs[records.OWNER][records.PID] for t in ran}
+    assert len(owners) == 2, "both orchestrators trained segments"
+    assert not [t for t in study.get_trials() if t.state == TrialState.FAIL
+                and t.user_attrs.get(records.PHASE) != records.PHASE_UNUSED]
+    # The reports rebuild the population from the study alone.
+    view = PbtView.read(sp, study)
+    assert view is not None and view.winner() is not None
+    assert math.isfinite(view.winner().score)
+    assert reasons.COMPLETED in {t.user_attrs[records.STOP_REASON] for t in ran}
