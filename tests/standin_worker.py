@@ -25,7 +25,7 @@ completed run writes state.pt (JSON here: its frames and `skill`, the score it r
 noise); with train.resume_from=PATH it continues that state: points from the state's frames on,
 the score `skill + quality * (frames - start) / horizon` ("rise" only; `horizon`, default
 train.frames, is the frames a run from scratch needs to reach `quality`). A missing state exits 2,
-as train_one does. model.pt is written with state.pt; mode=eval checkpoint=PATH prints its skill as
+as train_one does. A completed run writes model.pt (the same JSON); mode=eval checkpoint=PATH prints its skill as
 the metrics' score (JSON on stdout, as train_one's eval mode).
 """
 
@@ -206,9 +206,10 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
             reached = frames
             if math.isnan(score):
                 return Outcome(reasons.STATUS_DIVERGED, score, reached, "NaN score")
-        if overrides.get("train.save_state") is True:  # model.pt too: the policy, for eval mode
-            for path in (run.state, run.model):
-                atomic_write_text(path, json.dumps({"frames": reached, "skill": clean}))
+        # model.pt (the policy, for eval mode) always, as train_one; state.pt when asked.
+        saved = (run.model, *([run.state] if overrides.get("train.save_state") is True else []))
+        for path in saved:
+            atomic_write_text(path, json.dumps({"frames": reached, "skill": clean}))
         return Outcome(reasons.STATUS_COMPLETED, score, reached)
     finally:
         writer.close()
