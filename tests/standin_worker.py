@@ -24,7 +24,9 @@ Training state, as population-based training's segments use it: with train.save_
 completed run writes state.pt (JSON here: its frames and `skill`, the score it reached without
 noise); with train.resume_from=PATH it continues that state: points from the state's frames on,
 the score `skill + quality * (frames - start) / horizon` ("rise" only; `horizon`, default
-train.frames, is the frames a run from scratch needs to reach `quality`). A missing state exits 2,
+train.frames, is the frames a run from scratch needs to reach `quality`). train.schedule is checked
+as train_one checks it (exit 2) and scored the same way, each step with its own values: a replayed
+lineage reaches the very skill the lineage did. A missing state exits 2,
 as train_one does. A completed run writes model.pt (the same JSON); mode=eval checkpoint=PATH prints its skill as
 the metrics' score (JSON on stdout, as train_one's eval mode).
 """
@@ -170,6 +172,7 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
     final = quality(behaviour["score"], overrides)
     start, skill = resumed_state(overrides)
     horizon = float(behaviour["horizon"] or frames_total)
+    scheduled = schedule_steps(overrides)
     steps = list(range((start // every + 1) * every, frames_total + 1, every))
     if not steps or steps[-1] != frames_total:
         steps.append(frames_total)
@@ -194,7 +197,11 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
                 print(f"Traceback (most recent call last):\nRuntimeError: {message}",
                       file=sys.stderr)
                 return Outcome(reasons.STATUS_ERROR, math.nan, reached, message)
-            if start or behaviour["horizon"]:
+            if scheduled:  # train.schedule: each step's own values, from scratch
+                score = sum(quality(behaviour["score"], {**overrides, **values})
+                            * max(0, min(frames, until) - begin) / horizon
+                            for begin, until, values in scheduled)
+            elif start or behaviour["horizon"]:
                 score = skill + final * (frames - start) / horizon
             else:
                 score = final * CURVES[behaviour["curve"]](frames / frames_total)
@@ -213,6 +220,24 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
         return Outcome(reasons.STATUS_COMPLETED, score, reached)
     finally:
         writer.close()
+
+
+def schedule_steps(overrides: dict[str, Any]) -> list[tuple[int, int, dict[str, Any]]]:
+    """train.schedule as train_one reads it (its own check, exit 2 on a bad one): (from, until,
+    values) per step; [] without one."""
+    if not overrides.get("train.schedule"):
+        return []
+    from automl.config import load_run_config
+    from automl.errors import ConfigError
+    from automl.run.schedule import steps
+
+    try:
+        checked = steps(load_run_config([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]))
+    except ConfigError as err:
+        print(f"standin_worker: error: {err.message}", file=sys.stderr)
+        sys.exit(2)
+    begins = [0, *(until for until, _ in checked[:-1])]
+    return [(begin, until, values) for begin, (until, values) in zip(begins, checked, strict=True)]
 
 
 def resumed_state(overrides: dict[str, Any]) -> tuple[int, float]:

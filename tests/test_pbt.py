@@ -17,6 +17,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from search_harness import SPACES as SPACES_DIR
 from search_harness import (
     kill_leftovers,
     run_search,
@@ -144,7 +145,9 @@ def test_the_reports_say_who_copied_whom_and_the_winners_schedule(stage):
     rows = list(csv.DictReader((folder / "segments.csv").open()))
     assert len(rows) == len(segments(sp))
     lineage = yaml.safe_load((folder / "lineage.yaml").read_text())
-    steps = [t for t in segments(sp) if t.user_attrs.get(records.DONOR) is not None]
+    steps = {(t.user_attrs[records.MEMBER], t.user_attrs[records.GENERATION]) for t in segments(sp)
+             if t.user_attrs.get(records.DONOR) is not None}  # a retry repeats its step
+    assert {(x["member"], x["generation"]) for x in lineage["exploit_steps"]} == steps
     assert len(lineage["exploit_steps"]) == len(steps)
     for step in lineage["exploit_steps"]:
         assert step["donor_score"] - step["replaced_score"] > step["margin"]
@@ -175,6 +178,11 @@ def test_the_stage_replays_the_schedule_from_scratch_next_to_the_start_on_the_sa
     assert set(rows) == {"pbt_winner", "baseline"}
     assert rows["pbt_winner"]["seeds"] == rows["baseline"]["seeds"]
     assert int(rows["pbt_winner"]["paired_seeds"]) == 3
+    # The stand-in scores a schedule step by step as it scored the lineage's segments (no noise):
+    # the replay from scratch reaches exactly the winner's score, the start its own.
+    winner = yaml.safe_load((sp.root / "pbt" / "lineage.yaml").read_text())["winner"]
+    assert float(rows["pbt_winner"]["mean"]) == pytest.approx(winner["score"], rel=1e-9)
+    assert float(rows["baseline"]["mean"]) < float(rows["pbt_winner"]["mean"])
     seed = rows["pbt_winner"]["seeds"].split(";")[0]
     replay = yaml.safe_load((sp.validation_dir / f"pbt_winner_seed{seed}" / "config.yaml").read_text())
     # The stand-in reads Hydra's flow syntax loosely; the steps' ends are in it all the same.
@@ -190,6 +198,19 @@ def test_the_stage_replays_the_schedule_from_scratch_next_to_the_start_on_the_sa
     assert final["score"] == pytest.approx(yaml.safe_load(
         (sp.root / "pbt" / "lineage.yaml").read_text())["winner"]["score"], abs=0.05)
     assert int(final["seed"]) not in {int(s) for s in rows["baseline"]["seeds"].split(";")}
+
+
+def test_analyze_shows_the_members_and_refuses_to_compare_segments(stage, monkeypatch, capsys):
+    from automl.analysis.cli import main as analyze
+
+    sp, _ = stage
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(sp.root.parent.parent))
+    assert analyze(["--study", sp.name]) == 0
+    out = capsys.readouterr().out
+    winner = yaml.safe_load((sp.root / "pbt" / "lineage.yaml").read_text())["winner"]
+    assert f"winner: member {winner['member']} (trial {winner['trial']})" in out
+    assert analyze(["--study", sp.name, "--compare", "1", "2"]) == 2
+    assert "not configurations to compare" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -305,3 +326,74 @@ def test_two_orchestrators_train_one_population_on_postgresql(postgres, tmp_path
     assert view is not None and view.winner() is not None
     assert math.isfinite(view.winner().score)
     assert reasons.COMPLETED in {t.user_attrs[records.STOP_REASON] for t in ran}
+
+
+def test_resuming_a_population_with_another_search_method_exits_2(stage, monkeypatch, capsys):
+    sp, _ = stage
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(sp.root.parent.parent))
+    before = sp.journal.stat().st_size
+    argv = pbt_argv(sp.root.parent.parent, "pbt_stage")
+    argv[argv.index("pbt")] = "random"
+    for flag in ("--population", "--pbt-interval"):
+        argv[argv.index(flag):argv.index(flag) + 2] = []
+    assert run_search([*argv, "--resume"]) == 2
+    assert "population-based training study" in capsys.readouterr().err
+    assert sp.journal.stat().st_size == before
+
+
+def test_a_winner_of_an_earlier_generation_replays_the_frames_it_trained(stage, tmp_path):
+    """A stage whose budget ended the population early: the winner comes from the last complete
+    generation, and its replay (and the start next to it) train the frames its lineage did."""
+    import shutil
+
+    from automl.config import load_run_config
+    from automl.pbt_stage import configuration_records
+    from automl.run import schedule
+
+    sp, _ = stage
+    copy = StudyPaths(tmp_path / sp.name)
+    shutil.copytree(sp.root, copy.root)
+    study = optuna.load_study(study_name=sp.name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(copy.journal))))
+    view = PbtView.read(copy, study)
+    earlier = max(view.population.results[1].values(), key=lambda s: s.score)
+    chosen, start = configuration_records(copy, study, view, earlier)
+    end = earlier.frames_end
+    assert end < FRAMES
+    assert chosen["config_values"]["train.frames"] == start["config_values"]["train.frames"] == end
+    cfg = load_run_config([o for o in chosen["base_overrides"]])
+    assert cfg.train.frames == end and schedule.steps(cfg)[-1][0] == end  # it runs
+
+
+def test_a_generation_queued_in_part_is_completed_and_interrupted_segments_run_again():
+    """The population as the study holds it: a crash while a generation was being queued leaves
+    it due; a segment whose orchestrator stopped is an orphan until it is queued again."""
+    from automl.search.pbt.population import first_generation
+    from automl.search.study.recovery import enqueue_retry
+
+    space = load_space(SPACES_DIR / "pbt.yaml", reward_terms=["torques"])
+    plan = PbtPlan(population=4, frames=FRAMES, interval=INTERVAL, fraction=0.25, factors=(1.1, 1.5),
+                   resample_probability=0.25, init="start", floor=0.0, seed=0)
+    specs = first_generation(plan, space, space.from_optuna(space.prior_params()),
+                             allowed=lambda v: True, update_frames=lambda v: 1)
+    study = optuna.create_study()
+    for spec in specs[:2]:
+        study.enqueue_trial(*spec.queued(space))
+    assert Population.of(study, plan, space).due() == 0  # two members still missing
+    for spec in specs[2:]:
+        study.enqueue_trial(*spec.queued(space))
+    population = Population.of(study, plan, space)
+    assert population.due() is None and not population.orphans()
+    trial = study.ask()  # taken, then its orchestrator stops it
+    trial.set_user_attr(records.STOP_REASON, reasons.BUDGET)
+    trial.set_user_attr(records.INTERRUPTED, True)
+    study.tell(trial, state=TrialState.PRUNED)
+    (orphan,) = Population.of(study, plan, space).orphans()
+    assert orphan.number == trial.number
+    frozen = study.trials[trial.number]
+    assert enqueue_retry(study, frozen, frozen.params or frozen.system_attrs["fixed_params"])
+    population = Population.of(study, plan, space)
+    assert not population.orphans() and population.running_or_queued() == 4
+    retry = [t for t in study.trials if t.user_attrs.get(records.RETRY_OF) == trial.number]
+    assert retry[0].user_attrs[records.MEMBER] == frozen.user_attrs[records.MEMBER]
+    assert records.in_pbt(retry[0])

@@ -20,7 +20,8 @@ from automl.search.study import records
 from automl.search.trials.forkserver import ForkServer
 
 
-def _groups(user_overrides: Sequence[str]) -> dict[str, str]:
+def groups_of(user_overrides: Sequence[str]) -> dict[str, str]:
+    """The config-group choices among a study's overrides (`env=cartpole` -> {"env": "cartpole"})."""
     return {k: v for k, _, v in (o.partition("=") for o in user_overrides) if k in GROUPS}
 
 
@@ -81,14 +82,14 @@ def _export(sp: StudyPaths, study: optuna.Study, config_id: str, validated: list
     user = _user_overrides(sp, study, config_id)
     try:
         if validated is not None:
-            return export_validated_best(sp, validated, study=study, groups=_groups(user),
+            return export_validated_best(sp, validated, study=study, groups=groups_of(user),
                                          user_overrides=user)
         assert search is not None
         number = int(config_id.removeprefix("trial_"))
         return export_best_config(
             sp, config_values=trial_config_values(sp, number, study=study),
             source={"trial": number, "search_score": search[0], "search_seeds": search[1],
-                    "validated": False}, groups=_groups(user), user_overrides=user)
+                    "validated": False}, groups=groups_of(user), user_overrides=user)
     except ConfigError as err:
         log.note(sp, f"best_config.yaml not written: {err.message}")
         return None

@@ -8,20 +8,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 import optuna
 
-from automl import paths, reasons
+from automl import paths
 from automl.analysis.export import export_best_config
 from automl.analysis.pbt import PbtView, pbt_dir, replay_steps, schedule_override
 from automl.analysis.reports import write_reports
 from automl.analysis.validation import BASELINE, NO_TRIAL
 from automl.analysis.yaml_style import dump_yaml
-from automl.errors import Interrupted
+from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
 from automl.requests import Request
-from automl.reruns import Candidate, StageLog, earlier_result, fresh_seeds, summarize_runs
+from automl.reruns import Candidate, StageLog, fresh_seeds, validate_candidates
 from automl.search.optuna_loop.console import QuietConsole
 from automl.search.pbt.explore import check_mutable
 from automl.search.pbt.loop import SEGMENT_KEYS, PbtLoop, PbtSettings
@@ -33,17 +34,24 @@ from automl.search.study import records, reports
 from automl.search.study.recovery import Recovery
 from automl.search.study.shared import Outcome
 from automl.search.trials.forkserver import ForkServer
-from automl.search.trials.launcher import trial_env
-from automl.search.trials.runner import INTERRUPTED, Job, run_jobs
+from automl.search.trials.launcher import trial_env, visible_gpus
 
 
-def pbt_plan_of(request: Request, plan: Plan, study: optuna.Study | None, slots: int) -> PbtPlan:
-    """The study's stored plan (a resumed or joined study), else the one the flags make."""
-    stored = study.user_attrs.get(records.PBT_PLAN) if study is not None else None
-    if isinstance(stored, dict):
-        return PbtPlan.from_dict(stored)
+def pbt_plan_of(request: Request, plan: Plan, slots: int) -> PbtPlan:
+    """The plan the flags make for this study's config and slots."""
     return plan_pbt(request.search.pbt, plan.base, slots=slots, episode_frames=plan.episode_frames,
-                    seed=request.study.seed)
+                    seed=request.study.seed, gpus=len(visible_gpus()))
+
+
+def settle_plan(study: optuna.Study, fresh: PbtPlan, recovery: Recovery) -> PbtPlan:
+    """The study's stored plan; a new study stores `fresh`, under the study's lock, so that machines
+    starting at once all follow the first one's plan."""
+    with recovery.locked(study):
+        stored = study.user_attrs.get(records.PBT_PLAN)
+        if isinstance(stored, dict):
+            return PbtPlan.from_dict(stored)
+        study.set_user_attr(records.PBT_PLAN, fresh.as_dict())
+        return fresh
 
 
 def run_pbt_search(request: Request, plan: Plan, budget_s: float,
@@ -52,16 +60,13 @@ def run_pbt_search(request: Request, plan: Plan, budget_s: float,
     check_mutable(plan.space)
     starting_values(plan.space, Feasibility.compose(plan.space, list(plan.overrides)).base)
     slots = slots_for(request.resources, plan.base.env.device)
-    fresh = pbt_plan_of(request, plan, None, len(slots))  # bad flags exit 2 before the study exists
+    fresh = pbt_plan_of(request, plan, len(slots))  # bad flags exit 2 before the study exists
     recovery = Recovery(plan.study_paths, plan.space)
     study = open_study(request, plan, on_stale=recovery)
-    pbt = pbt_plan_of(request, plan, study, len(slots))
-    if records.PBT_PLAN not in study.user_attrs:
-        study.set_user_attr(records.PBT_PLAN, fresh.as_dict())
-        pbt = fresh
-    elif pbt != fresh and request.study.resume:
-        print("automl: the study's own population plan stands (its first session's); flags that "
-              "differ are ignored", file=sys.stderr)
+    pbt = settle_plan(study, fresh, recovery)
+    if pbt != fresh:
+        print("automl: the study's own population plan stands (its first session's); flags and "
+              "slots that differ change nothing", file=sys.stderr)
     again = recover_trials(study, recovery) if request.study.resume else []
     if forkserver is not None:
         try:
@@ -105,8 +110,11 @@ def configuration_records(sp: StudyPaths, study: optuna.Study, view: PbtView,
     """configs/pbt_winner.json (the winner's schedule, replayed from scratch over train.frames)
     and configs/baseline.json (the starting configuration: member 0's first values), written."""
     user = _user(list(study.user_attrs.get(records.STUDY_OVERRIDES) or []))
-    space, frames = view.space, view.plan.frames
+    space = view.space
     steps = replay_steps(view.schedule(view.lineage(winner)))
+    # The frames the winner trained (all of train.frames, unless the budget ended the population
+    # early): the replay and the start train as many.
+    frames = steps[-1]["until"]
     first = dict(view.lineage(winner)[0].values)
     fixed = view.fixed_values(winner)
     winner_values = {**space.config_values(first), **fixed, "train.frames": frames,
@@ -140,38 +148,18 @@ def run_pbt_validation(request: Request, sp: StudyPaths, study: optuna.Study, vi
         log.note(sp, "validation skipped: no member of the last complete generation has a score")
         return []
     chosen, start = configuration_records(sp, study, view, winner)
-    rate = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
-        study._study_id, winner.number))
-    top = [Candidate(WINNER, winner.number, chosen["base_overrides"], rate),
-           Candidate(BASELINE, NO_TRIAL, start["base_overrides"], rate)]
-    seeds = fresh_seeds(sp, study, request.validation.seeds)
-    jobs = [Job(name=f"{c.config_id}_seed{seed}", overrides=[*c.overrides, f"train.seed={seed}"],
-                run_dir=sp.validation_dir / f"{c.config_id}_seed{seed}") for seed in seeds for c in top]
-    earlier = [r for r in map(earlier_result, jobs) if r is not None]
-    if earlier:
-        log.note(sp, f"validation: {len(earlier)} run(s) completed in an earlier session are kept")
-    slots = slots_for(request.resources, view_device(view, study))
-    print(f"automl: validating the winner's schedule (member {winner.member}) and the starting "
-          f"configuration x {len(seeds)} fresh seed(s), {view.plan.frames:,} frames each, from "
-          f"scratch, in {len(slots)} slot(s)")
-    kept = {r.job.name for r in earlier}
-    results, cut = run_jobs([j for j in jobs if j.name not in kept],
-                            worker=worker_command(request.resources), slots=slots,
-                            deadline=deadline, forkserver=forkserver,
-                            on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
-                                                    f"score {r.score:.4g}"))
-    done = [*earlier, *(r for r in results if r.reason != reasons.BUDGET)]
-    if cut:
-        log.note(sp, f"validation {'interrupted' if cut == INTERRUPTED else 'cut by the budget'} "
-                 f"after {len(done)} of {len(jobs)} runs")
-    summary = summarize_runs(sp, top, seeds, done, log, {winner.number: winner.score})
-    if cut == INTERRUPTED:
-        log.phase = "interrupted"
-        log.write(sp)
-        raise Interrupted("validation", f"uv run automl.py --mode validate --study-name {sp.name}"
-                                        + (f" --storage {request.study.storage}"
-                                           if request.study.storage else ""))
-    return summary
+    if chosen["config_values"]["train.frames"] < view.plan.frames:
+        log.note(sp, f"the population stopped at {chosen['config_values']['train.frames']:,} of "
+                 f"{view.plan.frames:,} frames per member: the schedule and the start are validated "
+                 "at that length")
+    top = [Candidate(WINNER, winner.number, chosen["base_overrides"], winner.trial),
+           Candidate(BASELINE, NO_TRIAL, start["base_overrides"], winner.trial)]
+    print(f"automl: the winner's schedule (member {winner.member}) replayed from scratch, next to "
+          f"the starting configuration")
+    return validate_candidates(request, sp, study, top, seed_count=request.validation.seeds,
+                               slots=slots_for(request.resources, view_device(view, study)),
+                               deadline=deadline, log=log, forkserver=forkserver,
+                               means={winner.number: winner.score})
 
 
 def view_device(view: PbtView, study: optuna.Study) -> str:
@@ -183,12 +171,17 @@ def view_device(view: PbtView, study: optuna.Study) -> str:
 
 
 def evaluate_final_policy(request: Request, sp: StudyPaths, study: optuna.Study, view: PbtView,
-                          log: StageLog, *, seed: int) -> dict[str, Any] | None:
-    """The winner's final policy (pbt/model.pt) on fresh episodes (train_one's eval mode):
-    pbt/final_policy.yaml and a stage note; None where there is no policy or it cannot run."""
+                          log: StageLog, *, seed: int, deadline: float) -> dict[str, Any] | None:
+    """The winner's final policy (pbt/model.pt) on fresh episodes (train_one's eval mode), before
+    the deadline: pbt/final_policy.yaml and a stage note; None where there is no policy, no time
+    left, or it cannot run."""
     winner = view.winner()
     model = pbt_dir(sp) / "model.pt"
     if winner is None or not model.exists():
+        return None
+    left = deadline - time.monotonic()
+    if left < 10:
+        log.note(sp, "the final policy was not evaluated: the budget is spent")
         return None
     config = json.loads(sp.trial_config(winner.number).read_text())
     base = [o for o in config["base_overrides"] if override_key(o) not in SEGMENT_KEYS]
@@ -197,7 +190,7 @@ def evaluate_final_policy(request: Request, sp: StudyPaths, study: optuna.Study,
                f"train.seed={seed}", f"train.threads={slot.threads}"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=trial_env(slot),
-                              cwd=paths.repo_root(), timeout=max(60.0, request.budget.trial_timeout),
+                              cwd=paths.repo_root(), timeout=left,
                               check=False)
     except subprocess.TimeoutExpired:
         log.note(sp, "the final policy's evaluation timed out")
@@ -227,7 +220,7 @@ def finish_pbt(request: Request, sp: StudyPaths, study: optuna.Study, log: Stage
                deadline: float, validate: bool, forkserver: ForkServer | None) -> None:
     """After the population: (stage) the schedule validated and the final policy evaluated; the
     export, the reports and the summary."""
-    from automl.finish import finish, print_summary
+    from automl.finish import finish, groups_of, print_summary
 
     view = PbtView.read(sp, study)
     if view is None:
@@ -240,7 +233,7 @@ def finish_pbt(request: Request, sp: StudyPaths, study: optuna.Study, log: Stage
                  if validate else [])
     if validate:
         seeds = fresh_seeds(sp, study, request.validation.seeds + 1)
-        evaluate_final_policy(request, sp, study, view, log, seed=seeds[-1])
+        evaluate_final_policy(request, sp, study, view, log, seed=seeds[-1], deadline=deadline)
     if validated and any(r.n for r in validated):
         finish(request, sp, study, validated, deadline, log, final=False)
         return
@@ -248,10 +241,13 @@ def finish_pbt(request: Request, sp: StudyPaths, study: optuna.Study, log: Stage
     exported = None
     if winner is not None:
         chosen, _ = configuration_records(sp, study, view, winner)
-        exported = export_best_config(sp, config_values=chosen["config_values"], source={
-            "method": "pbt", "trial": winner.number, "member": winner.member,
-            "search_score": winner.score, "frames": winner.reached, "validated": False},
-            user_overrides=chosen["user_overrides"])
+        try:
+            exported = export_best_config(sp, config_values=chosen["config_values"], source={
+                "method": "pbt", "trial": winner.number, "member": winner.member,
+                "search_score": winner.score, "frames": winner.reached, "validated": False},
+                groups=groups_of(chosen["user_overrides"]), user_overrides=chosen["user_overrides"])
+        except (ConfigError, ValueError) as err:
+            log.note(sp, f"best_config.yaml not written: {getattr(err, 'message', err)}")
         log.note(sp, f"the winner: member {winner.member}, score {winner.score:.4g} at "
                  f"{winner.reached:,} frames; its schedule is exported, not validated")
     else:

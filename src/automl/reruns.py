@@ -273,6 +273,18 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
 
         return read_validation_csv(study_paths)
     top, seed_count = fitted
+    return validate_candidates(request, study_paths, study, top, seed_count=seed_count, slots=slots,
+                               deadline=deadline, log=log, forkserver=forkserver, means=means)
+
+
+def validate_candidates(request: Request, study_paths: StudyPaths, study: optuna.Study,
+                        top: list[Candidate], *, seed_count: int, slots: list[Slot], deadline: float,
+                        log: StageLog, forkserver: ForkServer | None,
+                        means: dict[int, float]) -> list[Any]:
+    """Every candidate x the same `seed_count` fresh seeds (runs completed in an earlier session
+    kept), then validation.csv; `means`: the search scores by source trial.
+
+    Ctrl-C / SIGTERM: the runs that completed are written, then Interrupted is raised."""
     seeds = fresh_seeds(study_paths, study, seed_count)
     jobs = [Job(name=f"{c.config_id}_seed{seed}", overrides=[*c.overrides, f"train.seed={seed}"],
                 run_dir=study_paths.validation_dir / f"{c.config_id}_seed{seed}")
@@ -305,7 +317,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
 
 
 def summarize_runs(study_paths: StudyPaths, top: list[Candidate], seeds: list[int],
-               done: list[JobResult], log: StageLog, search_means: dict[int, float]) -> list[Any]:
+                   done: list[JobResult], log: StageLog, search_means: dict[int, float]) -> list[Any]:
     """validation.csv from the runs that finished, every configuration over an equal number of
     seeds; runs cut by the deadline (or the interrupt) say nothing of their configuration."""
     from automl.analysis.validation import equal_seeds, summarize_validation, write_validation_csv

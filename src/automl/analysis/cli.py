@@ -1,5 +1,5 @@
 """`analyze.py`: the study's table, a side-by-side comparison of two trials, plots, importance,
-the reward terms' shares.
+the reward terms' shares; for a population-based training study, its members and reports.
 
 Bad input (no such study, an empty study, an unknown metric, a trial that does not exist) prints
 one message to stderr and exits 2; a study that is still running is read as it stands. A report
@@ -277,9 +277,59 @@ def _write_importance(view: StudyView, *, evaluator: str, shares: TermShares) ->
     _console().print(f"Wrote {path} (and its copy in the analysis folder)")
 
 
+def show_population(view: StudyView, *, importance: bool) -> None:
+    """A population-based training study: its reports written (pbt/, plots/pbt_members.png, and
+    with `importance` hyperparameter_importance.yaml too) and each member's latest segment shown."""
+    from automl.analysis.pbt import PbtView, pbt_dir, write_pbt_reports
+
+    pbt = PbtView.read(view.paths, view.study)
+    if pbt is None:
+        raise ConfigError(file=str(view.paths.search_space), key="search_space.yaml", value=None,
+                          rule="the population's search space cannot be read",
+                          fix="restore search_space.yaml in the study folder")
+    if importance:
+        from automl.analysis.reports import write_reports
+
+        write_reports(view.paths, study=view.study)
+    else:
+        write_pbt_reports(view.paths, view.study)
+    table = Table(title=f"study {view.study.study_name}: population-based training, "
+                        f"{pbt.plan.population} members x {pbt.plan.generations} segments")
+    for column in ("member", "generation", "frames", "score", "copied another", "running/queued"):
+        table.add_column(column, justify="right")
+    latest = pbt.population.latest()
+    for member in range(pbt.plan.population):
+        mine = [s for s in pbt.population.segments if s.member == member]
+        last = latest.get(member)
+        table.add_row(str(member), "-" if last is None else str(last.generation),
+                      "-" if last is None else f"{last.reached:,}",
+                      "-" if last is None else fmt(last.score),
+                      str(len({s.generation for s in mine if s.donor is not None})),
+                      str(sum(1 for s in mine if s.live)))
+    console = _console()
+    console.print(table)
+    winner = pbt.winner()
+    if winner is not None:
+        console.print(f"winner: member {winner.member} (trial {winner.number}), score "
+                      f"{fmt(winner.score)} at {winner.reached:,} frames")
+    console.print(f"Wrote {pbt_dir(view.paths)} (segments.csv, lineage.yaml, schedule.yaml, "
+                  f"model.pt) and {view.paths.plots_dir / 'pbt_members.png'}")
+
+
 def _run(args: argparse.Namespace) -> None:
     _check_args(args)
     view = _open(args)
+    from automl.analysis.pbt import is_pbt
+
+    if is_pbt(view.study):
+        if args.compare or args.terms:
+            raise ConfigError(file=str(view.paths.root), key="--compare" if args.compare else "--terms",
+                              value=args.compare or True,
+                              rule="a population-based training study's segments are not "
+                                   "configurations to compare: a member's values change as it trains",
+                              fix="read pbt/lineage.yaml and pbt/schedule.yaml, or drop the flag")
+        show_population(view, importance=args.importance)
+        return
     if args.compare:
         _require_trials(view, completed=False, what="comparison")
         show_compare(view, *args.compare)

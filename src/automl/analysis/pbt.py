@@ -33,7 +33,7 @@ from automl.analysis.yaml_style import dump_yaml
 from automl.paths import StudyPaths, atomic_write_text
 from automl.search.pbt.explore import mutable
 from automl.search.pbt.plan import PbtPlan
-from automl.search.pbt.population import NO_PARENT, Population, Segment
+from automl.search.pbt.population import NO_PARENT, Population, Segment, finite_or_none
 from automl.search.space import SearchSpace, hydra_value, thaw
 from automl.search.study import records
 
@@ -150,7 +150,7 @@ def write_pbt_reports(study_paths: StudyPaths, study: optuna.Study) -> dict[str,
             "frames": winner.reached, "lineage": [{"trial": s.number, "member": s.member,
                                                    "generation": s.generation,
                                                    "frames": [s.frames_start, s.frames_end],
-                                                   "score": _num(s.score)} for s in lineage]}}))
+                                                   "score": finite_or_none(s.score)} for s in lineage]}}))
     if winner is not None:
         atomic_write_text(folder / "schedule.yaml",
                           f"# The winner's hyperparameter schedule (member {winner.member}, score "
@@ -160,12 +160,10 @@ def write_pbt_reports(study_paths: StudyPaths, study: optuna.Study) -> dict[str,
         model = study_paths.trial_run(winner.number).model
         if model.exists():
             shutil.copyfile(model, folder / "model.pt")
+        else:  # ran on another machine: no copy of an earlier winner may stand for it
+            (folder / "model.pt").unlink(missing_ok=True)
     members_plot(view, lineage, study_paths.plots_dir / MEMBERS_PLOT)
     return importance_entry(view, winner)
-
-
-def _num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 def segments_csv(view: PbtView) -> str:

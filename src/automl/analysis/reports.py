@@ -27,8 +27,9 @@ def write_reports(study_paths: StudyPaths, *, study: optuna.Study | None = None,
     shares = term_shares(view)
     report[REPORT_KEY] = shares_entry(shares)
     pbt = write_pbt_reports(study_paths, view.study)
-    if pbt is not None:
-        report.update(pbt)
+    if pbt is not None:  # a population: no ranking of search trials, whose keys would mislead
+        report = {"study_name": report["study_name"], **pbt, "chosen": report.get("chosen"),
+                  "generated_at": report.get("generated_at")}
     written.append(save_importance(study_paths, report))
     written += make_plots(study_paths, study=view.study, importance=report, terms=shares)
     return written

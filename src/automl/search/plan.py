@@ -33,7 +33,7 @@ from automl.search.optuna_loop.sizing import PlanSizing, StoredPlan, plan_inputs
 from automl.search.space import Feasibility, SearchSpace, load_space, nothing_runs, refuse_space
 from automl.search.study import records
 from automl.search.study.loading import fetch_space_file, study_exists
-from automl.search.study.recovery import Recovery, enqueue_retry
+from automl.search.study.recovery import FIXED_PARAMS, Recovery, enqueue_retry
 from automl.search.study.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
 from automl.search.study.storage import check_storage, open_storage
 from automl.search.trials.launcher import Slot, default_worker, plan_slots, trial_env, visible_gpus
@@ -247,11 +247,16 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
                           fix="add --resume to continue it, or choose another --study-name")
     if resume and not exists:
         raise _no_study_to_resume(sp)
+    kind = "pbt" if method == "pbt" else "optuna"
+    if exists:
+        with contextlib.suppress(KeyError):  # a folder whose study is not stored: created below
+            _check_same_method(optuna.load_study(study_name=sp.name, storage=storage), kind, method)
     study = optuna.create_study(
         study_name=sp.name, storage=storage, direction="maximize", load_if_exists=resume,
         sampler=make_sampler(method, plan.space, request.study.seed, plan.pruning.startup_trials),
         pruner=make_pruner(plan.pruning))
     if not exists:
+        study.set_user_attr(records.SEARCH_METHOD, kind)
         plan.space.dump(sp.search_space)
         study.set_user_attr(records.SEARCH_SPACE_TEXT, plan.space.text)
         study.set_user_attr(records.STUDY_OVERRIDES, list(plan.overrides))
@@ -263,6 +268,21 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         if plan.space.prior_params() and method not in ("grid", "pbt"):
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
     return study
+
+
+def _check_same_method(study: optuna.Study, kind: str, method: str) -> None:
+    """--resume keeps the study's kind of search: a population's segments are not search trials,
+    and search trials are no population (exit 2 before anything is written)."""
+    attrs = study.user_attrs
+    stored = attrs.get(records.SEARCH_METHOD) or ("pbt" if records.PBT_PLAN in attrs else "optuna")
+    if stored != kind:
+        raise ConfigError(
+            file="command line", key="--search-method", value=method,
+            rule=f"study {study.study_name} is a "
+                 + ("population-based training study" if stored == "pbt" else "study of the Optuna "
+                    "search (bayesian, random, grid or cmaes)") + ", and --resume keeps its method",
+            fix="resume it with --search-method pbt" if stored == "pbt" else
+                "resume it with its own --search-method (bayesian, random, grid or cmaes)")
 
 
 def _no_study_to_resume(sp: StudyPaths) -> ConfigError:
@@ -281,8 +301,9 @@ def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
             attrs = t.user_attrs
             if not records.retried(t) or t.number in retried:
                 continue
-            if (attrs.get(records.INTERRUPTED) and t.state.is_finished() and t.params
-                    and enqueue_retry(study, t, t.params)):
+            params = t.params or t.system_attrs.get(FIXED_PARAMS)  # stopped before its suggest
+            if (attrs.get(records.INTERRUPTED) and t.state.is_finished() and params
+                    and enqueue_retry(study, t, params)):
                 again.append(t.number)
     return sorted(set(again))
 

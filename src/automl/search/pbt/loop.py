@@ -12,6 +12,7 @@ are failed and queued again (study/recovery.py), as an interrupted one is on --r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -26,7 +27,7 @@ from automl import reasons
 from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
 from automl.schema import RunConfig
-from automl.search.pbt.plan import PbtPlan
+from automl.search.pbt.plan import PbtPlan, update_frames
 from automl.search.pbt.population import (
     NO_PARENT,
     Population,
@@ -38,11 +39,11 @@ from automl.search.pbt.population import (
 )
 from automl.search.space import Feasibility, SearchSpace, override_key
 from automl.search.study import records, reports
-from automl.search.study.recovery import Recovery
+from automl.search.study.recovery import FIXED_PARAMS, Recovery, enqueue_retry
 from automl.search.study.shared import Outcome, SharedStudy
 from automl.search.study.trial_record import Tally, TrialRecorder
 from automl.search.trials.forkserver import ForkServer
-from automl.search.trials.launcher import Slot, launch, pause, run_overrides
+from automl.search.trials.launcher import Slot, launch, pause, run_overrides, visible_gpus
 from automl.search.trials.stoppers import StopperSet
 from automl.search.trials.tb_reader import EventTail
 from automl.search.trials.watch import Running, WatchRules, ending, settle, watch
@@ -157,32 +158,48 @@ class PbtLoop:
 
     # --------------------------------------------------------------------------- generations
     def _advance(self) -> None:
-        """Queue the generation that is due (if any), under the study's lock: another orchestrator
-        that queued it first is seen here, and nothing is queued twice."""
-        if self._read().due() is None:  # the common case, without taking the lock
+        """Queue what the population needs (if anything), under the study's lock, so that another
+        orchestrator that queued it first is seen here and nothing is queued twice: the interrupted
+        segments again (their orchestrator stopped or died), and the generation that is due (or
+        the members of it not queued yet, when its queueing was cut short)."""
+        population = self._read()
+        if population.due() is None and not population.orphans():  # the common case: no lock
             return
-        lock = self.s.recovery.locked(self.study) if self.s.recovery else _nolock()
+        lock = self.s.recovery.locked(self.study) if self.s.recovery else contextlib.nullcontext()
         with lock:
             population = self._read()
+            for segment in population.orphans():
+                params = segment.trial.params or segment.trial.system_attrs.get(FIXED_PARAMS)
+                if params and enqueue_retry(self.study, segment.trial, params):
+                    self.console.message(f"automl: segment {segment.number} (member "
+                                         f"{segment.member}, generation {segment.generation}) "
+                                         "was interrupted; it runs again")
             generation = population.due()
             if generation is None:
                 return
-            if generation == 0:
-                start = starting_values(self.s.space, self.feasibility.base)
-                specs = first_generation(self.s.plan, self.s.space, start, allowed=self._allowed,
-                                         update_frames=self._update_frames)
-            else:
-                nxt = next_generation(self.s.plan, self.s.space, population.results[generation - 1],
-                                      allowed=self._allowed, update_frames=self._update_frames)
-                if nxt is None:
-                    self.dead = (f"no member of generation {generation - 1} has a score (every "
-                                 "segment failed), so none can go on; see trial_final.csv")
-                    return
-                specs = nxt
+            specs = self._decide(population, generation)
+            if specs is None:
+                return
+            taken = population.queued.get(generation, set())
             for spec in specs:
+                if spec.member in taken:  # queued before a crash cut the generation short
+                    continue
                 params, attrs = spec.queued(self.s.space)
                 self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
         self.console.message(_generation_line(generation, specs, population))
+
+    def _decide(self, population: Population, generation: int) -> list[SegmentSpec] | None:
+        """The segments of `generation` (None, and `dead` set, where no member can go on)."""
+        if generation == 0:
+            start = starting_values(self.s.space, self.feasibility.base)
+            return first_generation(self.s.plan, self.s.space, start, allowed=self._allowed,
+                                    update_frames=self._update_frames)
+        specs = next_generation(self.s.plan, self.s.space, population.results[generation - 1],
+                                allowed=self._allowed, update_frames=self._update_frames)
+        if specs is None:
+            self.dead = (f"no member of generation {generation - 1} has a score (every segment "
+                         "failed), so none can go on; see trial_final.csv")
+        return specs
 
     def _allowed(self, values: dict[str, Any]) -> bool:
         """Whether native `values` meet the space's constraints and train_one would run them."""
@@ -195,7 +212,7 @@ class PbtLoop:
             cfg = self.feasibility.run_config(values)
         except ConfigError:
             cfg = self.s.base
-        return max(1, cfg.ppo.rollouts * (cfg.env.num_envs or 1))  # None: the task's own count
+        return update_frames(cfg, gpus=len(visible_gpus()))
 
     # ------------------------------------------------------------------------------ segments
     def _fill_slots(self) -> None:
@@ -335,14 +352,6 @@ class PbtLoop:
 
 def _ignore(frames: int, score: float) -> None:
     """Segments note no --target-score."""
-
-
-class _nolock:  # noqa: N801 - a context manager used like a function
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _generation_line(generation: int, specs: list[SegmentSpec], population: Population) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from automl.errors import ConfigError, bad_flag
 from automl.requests import PbtOptions
-from automl.schema import RunConfig
+from automl.schema import CPU_ENVS, GPU_ENVS, RunConfig
+from automl.search.pbt.exploit import group_size
 
 MIN_POPULATION = 4
 """The default population when fewer slots are available (DexPBT's smallest is 8; 4 is the least
@@ -81,7 +82,7 @@ class PbtPlan:
 
     def describe(self) -> str:
         """One line for the console."""
-        k = max(1, min(math.ceil(self.fraction * self.population - 1e-9), self.population // 2))
+        k = group_size(self.population, self.fraction)
         text = (f"population-based training: {self.population} members x {self.frames:,} frames "
                 f"in {self.generations} segments of ~{self.interval:,} frames; after each, the worst "
                 f"{k} copy one of the best {k} (margin max({self.floor:g}, 0.5 std)) and perturb "
@@ -92,10 +93,16 @@ class PbtPlan:
         return f"{text} ({self.note})" if self.note else text
 
 
+def update_frames(cfg: RunConfig, *, gpus: int) -> int:
+    """Frames of one PPO update of a run of `cfg`: rollouts x num_envs (null: the device's count)."""
+    on_gpu = cfg.env.device == "cuda" or (cfg.env.device == "auto" and gpus > 0)
+    return cfg.ppo.rollouts * (cfg.env.num_envs or (GPU_ENVS if on_gpu else CPU_ENVS))
+
+
 def plan_pbt(options: PbtOptions, base: RunConfig, *, slots: int, episode_frames: int | None,
-             seed: int | None) -> PbtPlan:
+             seed: int | None, gpus: int = 0) -> PbtPlan:
     """The plan for `options` (the flags) on the base config; exit 2 for an interval under one
-    evaluation point or a population that cannot train one segment."""
+    evaluation point or one PPO update, or not below the frames."""
     frames, every = base.train.frames, base.train.eval_frequency
     population = options.population or max(slots, MIN_POPULATION)
     note = ""
@@ -112,6 +119,11 @@ def plan_pbt(options: PbtOptions, base: RunConfig, *, slots: int, episode_frames
         if frames // interval < TARGET_SEGMENTS:
             note = (f"only {math.ceil(frames / interval)} segments: a segment holds at least one "
                     f"time limit of every env ({least:,} frames); raise train.frames for more")
+    update = update_frames(base, gpus=gpus)
+    if interval < update:
+        raise bad_flag("--pbt-interval", interval, f"it is under one PPO update ({update:,} frames: "
+                       "ppo.rollouts x env.num_envs), so a segment could not end on an update",
+                       f"give --pbt-interval {update} or more")
     if interval >= frames:
         raise ConfigError(file="command line", key="--pbt-interval", value=interval,
                           rule=f"a segment of {interval:,} frames is not below train.frames "

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import ConfigError
 from automl.search.pbt.exploit import STD_FACTOR, Replacement, exploit, group_size, ranked
-from automl.search.pbt.explore import perturb
+from automl.search.pbt.explore import draw_index, perturb
 from automl.search.pbt.plan import PbtPlan
 from automl.search.space import SearchSpace, thaw
 from automl.search.study import records
@@ -66,13 +66,14 @@ class SegmentSpec:
             records.SEGMENT_SEED: self.seed}
         if self.exploit is not None:
             attrs[records.DONOR] = self.exploit.donor
-            attrs[records.EXPLOIT] = {"donor_score": _plain(self.exploit.donor_score),
-                                      "replaced_score": _plain(self.exploit.replaced_score),
-                                      "margin": _plain(self.exploit.margin)}
+            attrs[records.EXPLOIT] = {"donor_score": finite_or_none(self.exploit.donor_score),
+                                      "replaced_score": finite_or_none(self.exploit.replaced_score),
+                                      "margin": finite_or_none(self.exploit.margin)}
         return space.to_optuna(self.values), attrs
 
 
-def _plain(x: float) -> float | None:
+def finite_or_none(x: float) -> float | None:
+    """`x` as a float, None where it is NaN or infinite (YAML and JSON readers disagree on those)."""
     return float(x) if math.isfinite(x) else None
 
 
@@ -157,8 +158,8 @@ class Population:
     segments: list[Segment]
     results: dict[int, dict[int, Segment]] = field(default_factory=dict)
     """generation -> member -> the segment with its result (the first, where several have one)."""
-    queued: set[int] = field(default_factory=set)
-    """Generations with any segment in the study (queued, running or ended)."""
+    queued: dict[int, set[int]] = field(default_factory=dict)
+    """generation -> the members with any segment of it in the study (queued, running or ended)."""
 
     @classmethod
     def of(cls, study: optuna.Study, plan: PbtPlan, space: SearchSpace) -> Population:
@@ -167,7 +168,7 @@ class Population:
                     if records.in_pbt(t) and t.user_attrs.get(records.MEMBER) is not None]
         population = cls(plan=plan, segments=sorted(segments, key=lambda s: s.number))
         for s in population.segments:
-            population.queued.add(s.generation)
+            population.queued.setdefault(s.generation, set()).add(s.member)
             if s.has_result:
                 population.results.setdefault(s.generation, {}).setdefault(s.member, s)
         return population
@@ -178,13 +179,27 @@ class Population:
 
     def due(self) -> int | None:
         """The generation to queue now: 0 in a new study, g + 1 once generation g is complete and
-        g + 1 was not queued yet (and is not past the last); else None."""
+        g + 1 was not queued yet (and is not past the last), or the last generation queued when
+        some member has no segment of it (its queueing was cut short); else None."""
         if not self.queued:
             return 0
         last = max(self.queued)
+        if len(self.queued[last]) < self.plan.population:
+            return last
         if self.complete(last) and last + 1 < self.plan.generations:
             return last + 1
         return None
+
+    def orphans(self) -> list[Segment]:
+        """Interrupted segments (their orchestrator stopped or died) whose member and generation
+        has no result and nothing queued or running: the latest of each, to run again."""
+        settled = {(s.member, s.generation) for s in self.segments if s.live or s.has_result}
+        latest: dict[tuple[int, int], Segment] = {}
+        for s in self.segments:
+            if s.trial.state.is_finished() and not s.has_result \
+                    and (s.member, s.generation) not in settled:
+                latest[(s.member, s.generation)] = s  # by number: the last one wins
+        return list(latest.values())
 
     def finished(self) -> bool:
         """The last generation is complete: every member trained its frames."""
@@ -276,7 +291,7 @@ def next_generation(plan: PbtPlan, space: SearchSpace, previous: Mapping[int, Se
         return None
     for member, score in scores:
         if not math.isfinite(score) and member not in decisions:
-            donor, donor_score = donors[int(rng.random() * len(donors)) % len(donors)]
+            donor, donor_score = donors[draw_index(rng, len(donors))]
             decisions[member] = Replacement(replaced=member, donor=donor, donor_score=donor_score,
                                             replaced_score=score, margin=math.nan)
     specs = []
@@ -294,6 +309,7 @@ def next_generation(plan: PbtPlan, space: SearchSpace, previous: Mapping[int, Se
         specs.append(SegmentSpec(
             member=member, generation=generation, parent=parent.number, values=values,
             frames_start=parent.reached,
-            frames_end=max(plan.segment_end(generation, update_frames(values)), parent.reached + 1),
+            frames_end=min(plan.frames, max(plan.segment_end(generation, update_frames(values)),
+                                            parent.reached + 1)),
             seed=plan.seed_of(member, generation), exploit=decision))
     return specs

@@ -86,6 +86,9 @@ STUDY_OVERRIDES = "overrides"
 with them (automl.search.study.resume)."""
 STUDY_CONFIRM_SEEDS = "confirm_seeds"
 """Study attribute: --confirm-seeds of the study (automl.search.study.confirm), kept on --resume."""
+SEARCH_METHOD = "search_method"
+"""Study attribute: `pbt` for a population, `optuna` for the Optuna loop's methods (a study of an
+earlier version has none: it is `pbt` if it stores a PBT plan); --resume must keep it."""
 PBT_PLAN = "pbt_plan"
 """Study attribute: the population-based training plan (automl.search.pbt.plan), which every
 machine and every --resume of the study follows."""
