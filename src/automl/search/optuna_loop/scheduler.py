@@ -9,7 +9,6 @@ state file)."""
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from typing import Any
@@ -29,7 +28,7 @@ from automl.search.optuna_loop.search_state import search_state
 from automl.search.optuna_loop.settings import SearchSettings
 from automl.search.optuna_loop.trial_start import REJECTED, TrialStarter
 from automl.search.study import reports
-from automl.search.study.shared import Outcome, SharedStudy
+from automl.search.study.shared import Outcome, SharedStudy, guarded
 from automl.search.study.storage import hide_password
 from automl.search.study.trial_record import Best, Tally, TrialRecorder
 from automl.search.trials.launcher import Slot, pause
@@ -88,17 +87,8 @@ class Scheduler:
     # -------------------------------------------------------------------------------- main loop
     def run(self) -> Outcome:
         """Search until the deadline, Ctrl-C, too many failures or no trial left to start."""
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            stopped_by, message = self._loop()
-        except BaseException as err:
-            # A storage error, a broken pipe, a bug: no trial this process asked stays RUNNING.
-            self._abort(err)
-            raise
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self.recorder.close()
+        stopped_by, message = guarded(self._loop, on_signal=self._on_signal, abort=self._abort,
+                                      close=self.recorder.close)
         if stopped_by == "infeasible":
             message = (f"{MAX_CONSTRAINT_REJECTIONS} sampled configurations in a row violated the "
                        f"constraints of {self.s.space.source} or could not run (see the error_tail "

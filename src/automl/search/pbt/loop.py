@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from automl.search.pbt.population import (
 from automl.search.space import Feasibility, SearchSpace, override_key
 from automl.search.study import records, reports
 from automl.search.study.recovery import FIXED_PARAMS, Recovery, enqueue_retry
-from automl.search.study.shared import Outcome, SharedStudy
+from automl.search.study.shared import Outcome, SharedStudy, guarded
 from automl.search.study.trial_record import Tally, TrialRecorder
 from automl.search.trials.forkserver import ForkServer
 from automl.search.trials.launcher import Slot, launch, pause, run_overrides, visible_gpus
@@ -102,16 +101,8 @@ class PbtLoop:
     # -------------------------------------------------------------------------------- main loop
     def run(self) -> Outcome:
         """Train the population until it is done or stopped."""
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            stopped_by, message = self._loop()
-        except BaseException as err:
-            self._abort(err)
-            raise
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            self.recorder.close()
+        stopped_by, message = guarded(self._loop, on_signal=self._on_signal, abort=self._abort,
+                                      close=self.recorder.close)
         self.write_state("search finished")
         return Outcome(finished=dict(self.tally.finished), stopped_by=stopped_by, message=message)
 

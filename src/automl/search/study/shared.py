@@ -5,9 +5,11 @@ dead trials are recovered and whose live ones are waited for, and how a search e
 from __future__ import annotations
 
 import math
+import signal
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 
@@ -64,3 +66,20 @@ class SharedStudy:
             self.waiting_for = self.recovery.running_elsewhere(self.study, mine=self.mine)
             self._counted_at = now
         return self.waiting_for > 0
+
+
+def guarded(loop: Callable[[], tuple[str, str]], *, on_signal: Callable[[int, Any], None],
+            abort: Callable[[BaseException], None], close: Callable[[], None]) -> tuple[str, str]:
+    """Run a search loop with Ctrl-C and SIGTERM sent to `on_signal` (the loop stops its trials
+    itself); if it raises (a storage error, a broken pipe, a bug), `abort` first records every
+    trial this process asked, so none stays RUNNING. `close` runs last, whatever happened."""
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return loop()
+    except BaseException as err:
+        abort(err)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        close()
