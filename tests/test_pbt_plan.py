@@ -63,6 +63,8 @@ def test_segments_end_on_whole_updates_and_the_last_at_the_frames():
     assert PbtPlan.from_dict(p.as_dict()) == p
     seeds = {p.seed_of(m, g) for m in range(8) for g in range(5)}
     assert len(seeds) == 40 and min(seeds) >= 10_000
+    other = plan(seed=4)  # another --seed trains every member on other seeds
+    assert seeds.isdisjoint({other.seed_of(m, g) for m in range(8) for g in range(5)})
 
 
 # ----------------------------------------------------------------------------- next generation

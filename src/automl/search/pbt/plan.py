@@ -25,8 +25,9 @@ with which a quarter replaced is one member and the margin's std rests on more t
 TARGET_SEGMENTS = 10
 """Segments per member the default interval aims at."""
 SEGMENT_SEED_BASE = 10_000
-"""Segment seeds: SEGMENT_SEED_BASE + 1,000 x member + generation (apart from the search's seed 42,
-confirmations' 500 on and validation's 1,000 on)."""
+"""Segment seeds: SEGMENT_SEED_BASE + 100,000 x the plan's seed + 1,000 x member + generation
+(apart from the search's seed 42, confirmations' 500 on and validation's 1,000 on; --seed changes
+every member's training as well as the perturbations)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class PbtPlan:
 
     def seed_of(self, member: int, generation: int) -> int:
         """The train.seed of a member's segment."""
-        return SEGMENT_SEED_BASE + 1_000 * member + generation
+        return SEGMENT_SEED_BASE + 100_000 * self.seed + 1_000 * member + generation
 
     def as_dict(self) -> dict[str, Any]:
         """For meta.yaml and the study's attribute."""
