@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -58,15 +60,12 @@ def worker(args: argparse.Namespace, tmp: Path) -> list[str]:
 
 def start_overrides(args: argparse.Namespace) -> list[str]:
     """The starting configuration's overrides: the space's fixed values and priors, the command's."""
-    from automl.config import compose
+    from automl.config import compose, to_run_config
     from automl.search.pbt.population import starting_values
     from automl.search.plan import reward_terms
     from automl.search.space import load_space
 
-    probe = compose(list(args.overrides))
-    from automl.config import to_run_config
-
-    terms = reward_terms(to_run_config(probe, mini_batch_rule=False))
+    terms = reward_terms(to_run_config(compose(list(args.overrides)), mini_batch_rule=False))
     space = load_space(Path(args.space), reward_terms=terms)
     start = starting_values(space, compose([*space.fixed_overrides(), *args.overrides]))
     return [*space.fixed_overrides(), *space.overrides(start), *args.overrides]
@@ -139,16 +138,12 @@ def main() -> None:
         print(line(name, metrics), flush=True)
     best_name, best = max(independent.items(), key=lambda kv: kv[1]["score"])
     wins = 0
-    rows = []
     for seed in range(args.seeds):
         folder = pbt_run(args, seed, command)
-        import yaml
-
         winner = yaml.safe_load((folder / "pbt" / "lineage.yaml").read_text())["winner"]
         metrics = evaluate(args, command, folder / "pbt" / "model.pt")
         better = metrics["score"] >= best["score"]
         wins += better
-        rows.append((seed, winner, metrics, better))
         print(line(f"PBT seed {seed} (member {winner['member']})", metrics)
               + f"  vs best independent: {metrics['score'] - best['score']:+.4f}"
               + ("  at least as good" if better else "  worse"), flush=True)

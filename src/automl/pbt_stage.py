@@ -1,6 +1,6 @@
 """--search-method pbt in the modes: the population's study opened (or resumed, or joined), its plan
 settled and stored, the loop run; then its reports, and in stage mode the winner's schedule replayed
-on fresh seeds next to the starting configuration (automl.pbt_validation).
+on fresh seeds next to the starting configuration, and the winner's final policy evaluated.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
 from automl.requests import Request
-from automl.reruns import Candidate, StageLog, fresh_seeds, validate_candidates
+from automl.reruns import Candidate, StageLog, fresh_seeds, trial_slots, validate_candidates
 from automl.search.optuna_loop.console import QuietConsole
 from automl.search.pbt.explore import check_mutable
 from automl.search.pbt.loop import SEGMENT_KEYS, PbtLoop, PbtSettings
@@ -95,7 +95,6 @@ def run_pbt_search(request: Request, plan: Plan, budget_s: float,
     return outcome
 
 
-
 # -------------------------------------------------------------------------- after the population
 WINNER = "pbt_winner"
 """validation.csv's and configs/'s id of the winner's schedule, replayed from scratch."""
@@ -157,27 +156,19 @@ def run_pbt_validation(request: Request, sp: StudyPaths, study: optuna.Study, vi
     print(f"automl: the winner's schedule (member {winner.member}) replayed from scratch, next to "
           f"the starting configuration")
     return validate_candidates(request, sp, study, top, seed_count=request.validation.seeds,
-                               slots=slots_for(request.resources, view_device(view, study)),
+                               slots=trial_slots(request.resources, sp, winner.number),
                                deadline=deadline, log=log, forkserver=forkserver,
                                means={winner.number: winner.score})
 
 
-def view_device(view: PbtView, study: optuna.Study) -> str:
-    """The env.device the segments ran on (the study's overrides, else auto)."""
-    for o in study.user_attrs.get(records.STUDY_OVERRIDES) or []:
-        if override_key(o) == "env.device":
-            return o.split("=", 1)[1]
-    return str(view.space.fixed.get("env.device", "auto"))
-
-
 def evaluate_final_policy(request: Request, sp: StudyPaths, study: optuna.Study, view: PbtView,
                           log: StageLog, *, seed: int, deadline: float) -> dict[str, Any] | None:
-    """The winner's final policy (pbt/model.pt) on fresh episodes (train_one's eval mode), before
-    the deadline: pbt/final_policy.yaml and a stage note; None where there is no policy, no time
-    left, or it cannot run."""
+    """The winner's final policy (its last segment's model.pt, copied to pbt/model.pt) on fresh
+    episodes (train_one's eval mode), before the deadline: pbt/final_policy.yaml and a stage note;
+    None where there is no policy, no time left, or it cannot run."""
     winner = view.winner()
-    model = pbt_dir(sp) / "model.pt"
-    if winner is None or not model.exists():
+    model = sp.trial_run(winner.number).model if winner is not None else None
+    if winner is None or model is None or not model.exists():
         return None
     left = deadline - time.monotonic()
     if left < 10:
@@ -185,7 +176,7 @@ def evaluate_final_policy(request: Request, sp: StudyPaths, study: optuna.Study,
         return None
     config = json.loads(sp.trial_config(winner.number).read_text())
     base = [o for o in config["base_overrides"] if override_key(o) not in SEGMENT_KEYS]
-    slot = slots_for(request.resources, view_device(view, study))[0]
+    slot = trial_slots(request.resources, sp, winner.number)[0]
     command = [*worker_command(request.resources), *base, "mode=eval", f"checkpoint={model}",
                f"train.seed={seed}", f"train.threads={slot.threads}"]
     try:
@@ -226,9 +217,6 @@ def finish_pbt(request: Request, sp: StudyPaths, study: optuna.Study, log: Stage
     if view is None:
         log.note(sp, "no population to report: the study's search space cannot be read")
         return
-    from automl.analysis.pbt import write_pbt_reports
-
-    write_pbt_reports(sp, study)  # pbt/model.pt and the schedule, before they are used
     validated = (run_pbt_validation(request, sp, study, view, deadline, log, forkserver)
                  if validate else [])
     if validate:

@@ -203,8 +203,8 @@ def fresh_seeds(study_paths: StudyPaths, study: optuna.Study, count: int) -> lis
     return seeds
 
 
-def _slots(resources: Resources, study_paths: StudyPaths, trial: int) -> list[Slot]:
-    """Slots for re-running a search trial's configuration (its own env.device)."""
+def trial_slots(resources: Resources, study_paths: StudyPaths, trial: int) -> list[Slot]:
+    """Slots for re-running a trial's configuration (its own env.device)."""
     base = load_run_config(trial_file(study_paths, trial)["base_overrides"])
     return slots_for(resources, base.env.device)
 
@@ -266,7 +266,7 @@ def run_validation(request: Request, study_paths: StudyPaths, study: optuna.Stud
     top = with_baseline(study_paths, study, [
         Candidate(config_id_for(c.number), c.number, trial_file(study_paths, c.number)["base_overrides"],
                   c.trial) for c in configs], log)
-    slots = _slots(request.resources, study_paths, configs[0].number)
+    slots = trial_slots(request.resources, study_paths, configs[0].number)
     fitted = _fit_validation(request.validation.seeds, study_paths, top, len(slots), deadline, log)
     if fitted is None:  # an earlier session's validation, if any, still stands
         from automl.analysis.validation import read_validation_csv

@@ -85,7 +85,8 @@ class PbtLoop:
         self.running: dict[int, Running] = {}
         self.free: list[Slot] = list(settings.slots)
         self.tally = Tally()
-        self.recorder = TrialRecorder(study, study_paths, settings.space, console, self.tally)
+        self.recorder = TrialRecorder(study, study_paths, settings.space, console, self.tally,
+                                      ranks=False)
         heartbeat = self.recorder.heartbeat
         self.shared = SharedStudy(study, settings.recovery, mine=self.recorder.asked,
                                   every_s=heartbeat.interval_s if heartbeat is not None else None)
@@ -243,7 +244,7 @@ class PbtLoop:
         proc = launch(number=trial.number, command=[*self.s.worker, *overrides], run=run, slot=slot,
                       forkserver=self.s.forkserver)
         return Running(trial=trial, proc=proc, values=values, tail=EventTail(run.tb),
-                       stoppers=StopperSet(plateau=None, drop=None), confirmation=True)
+                       stoppers=StopperSet(plateau=None, drop=None))
 
     def _write_config(self, number: int, segment: Segment, values: dict[str, Any],
                       base: list[str], overrides: list[str]) -> None:

@@ -79,9 +79,12 @@ class TrialRecorder:
 
     def __init__(self, study: optuna.Study, study_paths: StudyPaths, space: SearchSpace,
                  console: Any, tally: Tally, *, confirm_seeds: int = 1,
-                 room: Callable[[int], bool] = lambda count: True) -> None:
+                 room: Callable[[int], bool] = lambda count: True, ranks: bool = True) -> None:
         self.study, self.paths, self.space, self.console, self.tally = (
             study, study_paths, space, console, tally)
+        self.ranks = ranks
+        """The search's configurations are ranked (and confirmed) after each trial; a population's
+        segments are not configurations, and nothing is ranked for them."""
         self.confirm_seeds, self.room = confirm_seeds, room
         """--confirm-seeds: a new best is trained on this many seeds in all (study/confirm.py), when
         `room` says that many more trials can still start (a queued trial that cannot would
@@ -170,7 +173,7 @@ class TrialRecorder:
                                  state)
         error_tail = not_stored + error_tail
         self.tally.finished[reason] += 1
-        if not not_stored and not self.aborting:  # aborting: the storage may be failing
+        if self.ranks and not not_stored and not self.aborting:  # aborting: the storage may fail
             self._confirm()
         row = {"trial": trial.number, "frames": frames,
                "score": score if math.isfinite(score) else None, "stop_reason": reason,
