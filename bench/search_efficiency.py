@@ -119,14 +119,16 @@ def validate_incumbents(study_paths: StudyPaths, study: optuna.Study, steps: lis
     on their own noise, so "time to reach" on them measures the configurations the search found."""
     import shlex
 
-    from automl.reruns import fresh_seeds, trial_file
     from automl.search.trials.launcher import default_worker, plan_slots
     from automl.search.trials.runner import Job, run_jobs
+    from automl.stages.context import StageLog, Stages
+    from automl.stages.validate import fresh_seeds
 
-    seeds = fresh_seeds(study_paths, study, VALIDATE_SEEDS)
+    stages = Stages(paths=study_paths, study=study, log=StageLog(), resources=None)  # type: ignore[arg-type]
+    seeds = fresh_seeds(stages, VALIDATE_SEEDS)
     numbers = list(dict.fromkeys(number for _, number in steps))  # an incumbent may come back
     jobs = [Job(name=f"{number}_{seed}", run_dir=study_paths.root / "incumbents" / f"{number}_{seed}",
-                overrides=[*trial_file(study_paths, number)["base_overrides"], f"train.seed={seed}"])
+                overrides=[*stages.trial_file(number)["base_overrides"], f"train.seed={seed}"])
             for number in numbers for seed in seeds]
     worker = shlex.split(synthetic_worker(tmp)) if args.synthetic else default_worker()
     slots = plan_slots(workers=args.workers, use_gpu=False, gpus=[], gpu_fraction=1.0,

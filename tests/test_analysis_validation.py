@@ -1,4 +1,6 @@
-"""Validation statistics: mean, spread, bootstrap CI; the pick by validated mean; validation.csv."""
+"""Validation's results as the reports read them: mean, spread, t interval, the paired improvement,
+the recorded decision (a legacy study's fallback), validation.csv (the decisions themselves:
+tests/stages/test_validate.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +14,10 @@ import pytest
 from automl.analysis.validation import (
     CSV_COLUMNS,
     best_by_search,
-    bootstrap_ci,
     choose_best,
     differs_from_search_best,
-    equal_seeds,
     improvement_text,
+    mean_interval,
     read_validation_csv,
     selection_note,
     summarize_validation,
@@ -35,21 +36,31 @@ def test_statistics_of_one_config() -> None:
     assert (result.config_id, result.source_trial, result.n) == ("trial_0007", 7, 3)
     assert result.mean == pytest.approx(0.80)
     assert result.std == pytest.approx(statistics.stdev([0.78, 0.80, 0.82]))
-    assert 0.78 - 1e-9 <= result.ci_low < result.mean < result.ci_high <= 0.82 + 1e-9
+    # A t interval on 3 seeds is wider than their range (a bootstrap's would be the range itself).
+    assert result.ci_low < 0.78 < result.mean < 0.82 < result.ci_high
     assert result.search_score == 0.80
     assert result.seeds == (101, 102, 103) and result.scores == (0.78, 0.80, 0.82)
 
 
-def test_bootstrap_is_deterministic_and_narrows_with_more_seeds() -> None:
+def test_the_interval_of_a_mean_is_a_t_interval() -> None:
+    from scipy import stats
+
     rng = np.random.default_rng(5)
     few, many = rng.normal(1.0, 0.2, 4), rng.normal(1.0, 0.2, 64)
-    assert bootstrap_ci(few) == bootstrap_ci(few)
-    low_few, high_few = bootstrap_ci(few)
-    low_many, high_many = bootstrap_ci(many)
-    assert high_many - low_many < high_few - low_few
-    assert low_many < float(np.mean(many)) < high_many
-    assert bootstrap_ci([0.3]) == (0.3, 0.3)
-    assert all(math.isnan(x) for x in bootstrap_ci([]))
+    low, high = mean_interval(few)
+    want = stats.t.interval(0.95, 3, loc=few.mean(), scale=stats.sem(few))
+    assert (low, high) == pytest.approx(want)
+    low_many, high_many = mean_interval(many)
+    assert high_many - low_many < high - low
+    assert mean_interval([0.3]) == (0.3, 0.3)
+    assert all(math.isnan(x) for x in mean_interval([]))
+
+
+def _decided(results, decisions):
+    """Results with the decisions validation would have recorded."""
+    import dataclasses
+
+    return [dataclasses.replace(r, decision=decisions.get(r.config_id, "not better")) for r in results]
 
 
 def test_choice_by_validated_mean_not_by_lucky_search_run() -> None:
@@ -104,58 +115,47 @@ def test_csv_round_trip(tmp_path: Path) -> None:
 
 def test_improvement_over_the_baseline_is_paired_by_seed():
     # The candidate is 0.1 above the start on every seed, though the seeds spread its scores by
-    # far more: paired, the interval is tight and above 0.
+    # far more: paired, its improvement is exact.
     rows = [("baseline", -1, 1000, 0.2), ("baseline", -1, 1001, 0.8), ("baseline", -1, 1002, 0.5),
             ("trial_0003", 3, 1000, 0.3), ("trial_0003", 3, 1001, 0.9), ("trial_0003", 3, 1002, 0.6)]
     results = {r.config_id: r for r in summarize_validation(rows)}
     better = results["trial_0003"]
-    assert better.improvement == pytest.approx(0.1)
-    assert better.improvement_low == pytest.approx(0.1) and better.paired == 3
+    assert better.improvement == pytest.approx(0.1) and better.paired == 3
     assert better.ci_low < results["baseline"].ci_high  # unpaired, the intervals overlap
-    assert choose_best(list(results.values())).config_id == "trial_0003"
     assert math.isnan(results["baseline"].improvement)
 
 
-def test_the_baseline_is_kept_unless_an_interval_lies_above_zero_on_two_seeds():
-    one_seed = [("baseline", -1, 1000, 0.2), ("trial_0001", 1, 1000, 0.9)]
-    assert choose_best(summarize_validation(one_seed)).config_id == "baseline"  # one pair: no interval
-    mixed = [("baseline", -1, 1000, 0.5), ("baseline", -1, 1001, 0.5),
-             ("trial_0001", 1, 1000, 0.9), ("trial_0001", 1, 1001, 0.4)]
-    results = summarize_validation(mixed)
-    assert results[1].mean > results[0].mean and results[1].improvement_low < 0
-    assert choose_best(results).config_id == "baseline"
-    assert "nothing beat the starting configuration on these 2" in improvement_text(results)
+def test_the_recorded_decision_is_the_choice_and_a_legacy_study_keeps_its_start():
+    rows = [("baseline", -1, 1000, 0.5), ("baseline", -1, 1001, 0.5),
+            ("trial_0001", 1, 1000, 0.9), ("trial_0001", 1, 1001, 0.8)]
+    results = summarize_validation(rows)
+    assert choose_best(results).config_id == "baseline"  # no decision recorded: the start stands
+    chosen = _decided(results, {"trial_0001": "chosen", "baseline": "start"})
+    assert choose_best(chosen).config_id == "trial_0001" and chosen[1].beats_baseline
+    assert not _decided(results, {"baseline": "chosen"})[1].beats_baseline
     # Without a baseline row (a study validated before baselines), the highest mean wins.
-    assert choose_best(summarize_validation(mixed[2:])).config_id == "trial_0001"
+    assert choose_best(summarize_validation(rows[2:])).config_id == "trial_0001"
 
 
-def test_validation_csv_keeps_the_improvement_columns(tmp_path):
+def test_validation_csv_keeps_the_test_and_the_decision(tmp_path):
+    import dataclasses
+
     sp = StudyPaths(tmp_path / "study")
     rows = [("baseline", -1, 1000, 0.2), ("baseline", -1, 1001, 0.3),
             ("trial_0001", 1, 1000, 0.5), ("trial_0001", 1, 1001, 0.7)]
     results = summarize_validation(rows)
+    results[1] = dataclasses.replace(results[1], improvement_low=0.1, improvement_high=0.6,
+                                     p_value=0.01, level=0.025, decision="chosen")
+    results[0] = dataclasses.replace(results[0], decision="start")
     write_validation_csv(sp, rows, results)
     back = {r.config_id: r for r in read_validation_csv(sp)}
-    assert back["trial_0001"].improvement == pytest.approx(0.35)
-    assert back["trial_0001"].paired == 2 and back["baseline"].paired == 0
+    got = back["trial_0001"]
+    assert got.improvement == pytest.approx(0.35) and got.paired == 2 and back["baseline"].paired == 0
+    assert (got.improvement_low, got.p_value, got.level, got.decision) == (0.1, 0.01, 0.025, "chosen")
     assert choose_best(list(back.values())).config_id == "trial_0001"
-
-
-def test_a_failed_run_is_no_way_past_the_baseline_and_a_failing_baseline_can_be_beaten():
-    nan = math.nan
-    # The candidate crashed on one fresh seed and won the two others: it never replaces the start.
-    crashed = [("baseline", -1, 1000, 5.0), ("baseline", -1, 1001, 5.0), ("baseline", -1, 1002, 5.0),
-               ("trial_0003", 3, 1000, nan), ("trial_0003", 3, 1001, 10.0),
-               ("trial_0003", 3, 1002, 10.0)]
-    assert choose_best(summarize_validation(crashed)).config_id == "baseline"
-    # The start failed on two seeds the candidate finished: the candidate replaces it.
-    failing = [("baseline", -1, 1000, 5.0), ("baseline", -1, 1001, nan), ("baseline", -1, 1002, nan),
-               ("trial_0003", 3, 1000, 8.0), ("trial_0003", 3, 1001, 8.0),
-               ("trial_0003", 3, 1002, 8.0)]
-    results = summarize_validation(failing)
-    pick = choose_best(results)
-    assert pick.config_id == "trial_0003" and pick.outlasted == 2 and pick.paired == 1
-    assert "failed on 2 seed(s)" in improvement_text(results)
+    text = improvement_text(list(back.values()), rule="the rule")
+    assert text.startswith("+0.35 [+0.1, +0.6] over the starting configuration on 2 fresh seeds")
+    assert text.endswith("(the rule)")
 
 
 def test_too_few_paired_seeds_is_said_as_such():
@@ -163,10 +163,3 @@ def test_too_few_paired_seeds_is_said_as_such():
     results = summarize_validation(rows)
     assert choose_best(results).config_id == "baseline"
     assert improvement_text(results).startswith("too few paired seeds to compare")
-
-
-def test_configurations_compare_over_the_seeds_they_all_ran():
-    rows = [("baseline", -1, 1000, 0.2), ("baseline", -1, 1001, 0.3),
-            ("trial_0001", 1, 1000, 0.5), ("trial_0001", 1, 1002, 0.7)]
-    kept, left = equal_seeds(rows)
-    assert {row[2] for row in kept} == {1000} and left == 1

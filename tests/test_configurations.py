@@ -16,7 +16,7 @@ import yaml
 from fake_study import FakeTrial, make_study
 
 from automl import cli, paths
-from automl.analysis.validation import summarize_validation, write_validation_csv
+from automl.analysis.validation import write_validation_csv
 from automl.paths import StudyPaths
 from automl.search.study import records
 from automl.search.study.storage import open_storage
@@ -95,10 +95,15 @@ def test_an_unconfirmed_lucky_run_never_ranks_above_the_confirmed_configuration(
 
 
 def validate(sp: StudyPaths, scores: dict[tuple[str, int], list[float]]) -> None:
-    """validation.csv as a stage writes it: (config_id, source trial) -> scores on seeds 1000..."""
-    rows = [(cid, trial, 1000 + k, s) for (cid, trial), values in scores.items()
-            for k, s in enumerate(values)]
-    write_validation_csv(sp, rows, summarize_validation(rows, search_scores={0: 0.6, 2: 0.9}))
+    """validation.csv as a stage writes it, with its decision (one look at every seed): (config_id,
+    source trial) -> scores on seeds 1000..."""
+    from automl.stages.selection import RacePlan
+    from automl.stages.validate import decided
+
+    rows = [(cid, trial, 1000 + k, s) for k in range(3) for (cid, trial), values in scores.items()
+            for s in values[k:k + 1]]
+    plan = RacePlan(candidates=len(scores) - 1, first=3, most=3)
+    write_validation_csv(sp, rows, decided(rows, plan, looked_at=3, search_scores={0: 0.6, 2: 0.9}))
 
 
 def test_validation_picks_a_configuration_only_when_it_beats_the_start_on_the_same_seeds(log_root):
@@ -138,7 +143,7 @@ def test_nothing_beat_the_start_so_it_is_exported_and_every_file_says_so(log_roo
     assert "nothing of the search beat it" in text and "nothing beat the starting configuration" in text
     assert yaml.safe_load(text)["ppo"]["learning_rate"] == 5e-5
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("automl: result: nothing beat the starting configuration on these 3")
+    assert out[-1].startswith("automl: result: nothing beat the starting configuration on 3 fresh")
     assert "trial_0000: +0.07" in out[-1]
     rows = read_csv(sp.experiment_df_csv)
     assert rows[0]["configuration"] == "trial_0000"  # the start ran no search trial
@@ -159,19 +164,21 @@ def test_the_export_holds_what_trained_the_command_line_over_the_space():
 
 def test_a_top_configuration_with_the_starting_values_is_the_baseline_and_runs_second(
         log_root, monkeypatch):
-    from automl import reruns
+    from automl.stages import validate
+    from automl.stages.context import StageLog, Stages
 
     sp = confirmed_and_lucky_study("dupes")
     study = optuna.load_study(study_name="dupes", storage=open_storage(sp, None))
     trials = {t.number: t for t in study.get_trials()}
     start = {"source_trial": 0, "config_values": trials[0].user_attrs[records.CONFIG_VALUES],
              "base_overrides": ["ppo.learning_rate=0.0003"]}
-    monkeypatch.setattr(reruns, "starting_configuration", lambda *a: start)
+    monkeypatch.setattr(validate, "starting_configuration", lambda *a: start)
     twin = optuna.trial.create_trial(params=trials[0].params, distributions=trials[0].distributions,
                                      value=0.55, user_attrs=dict(trials[0].user_attrs))
-    top = [reruns.Candidate(f"trial_{n:04d}", n, [], t) for n, t in
+    top = [validate.Candidate(f"trial_{n:04d}", n, [], t) for n, t in
            ((2, trials[2]), (3, trials[3]), (0, trials[0]), (4, twin))]
-    chosen = reruns.with_baseline(sp, study, top, reruns.StageLog())
+    st = Stages(paths=sp, study=study, log=StageLog(), resources=None)  # type: ignore[arg-type]
+    chosen = validate.with_baseline(st, top)
     # Trials 0 and 4 hold the start's values: one baseline, second, never run twice.
     assert [c.config_id for c in chosen] == ["trial_0002", "baseline", "trial_0003"]
     assert chosen[1].source_trial == 0 and chosen[1].overrides == ["ppo.learning_rate=0.0003"]

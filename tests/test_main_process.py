@@ -1,4 +1,4 @@
-"""The orchestrator side (CLI, search loop, reports) must never import torch or skrl (DESIGN.md)."""
+"""The orchestrator side (CLI, search loop, reports) must never import torch or skrl (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ HEAVY = ("torch", "skrl", "tensorflow")
 
 
 def test_orchestrator_modules_import_no_torch_or_skrl() -> None:
-    code = ("import sys, automl.cli, automl.pipeline, automl.search.optuna_loop.scheduler, "
+    code = ("import sys, automl.cli, automl.stages.modes, automl.search.optuna_loop.scheduler, "
             "automl.search.trials.runner, automl.search.trials.launcher, automl.search.trials.forkserver, "
-            "automl.analysis.reports, automl.analysis.cli, automl.pbt_stage, automl.search.pbt.loop; "
+            "automl.analysis.reports, automl.analysis.cli, automl.stages.pbt, automl.search.pbt.loop; "
             f"print(sorted(set({HEAVY!r}) & set(sys.modules)))")
     # -P: the repo root holds automl.py, which must not shadow the package.
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,

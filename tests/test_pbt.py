@@ -347,8 +347,9 @@ def test_a_winner_of_an_earlier_generation_replays_the_frames_it_trained(stage, 
     import shutil
 
     from automl.config import load_run_config
-    from automl.pbt_stage import configuration_records
     from automl.run import schedule
+    from automl.stages.context import StageLog, Stages
+    from automl.stages.pbt import configuration_records
 
     sp, _ = stage
     copy = StudyPaths(tmp_path / sp.name)
@@ -357,7 +358,8 @@ def test_a_winner_of_an_earlier_generation_replays_the_frames_it_trained(stage, 
         optuna.storages.journal.JournalFileBackend(str(copy.journal))))
     view = PbtView.read(copy, study)
     earlier = max(view.population.results[1].values(), key=lambda s: s.score)
-    chosen, start = configuration_records(copy, study, view, earlier)
+    st = Stages(paths=copy, study=study, log=StageLog(), resources=None)  # type: ignore[arg-type]
+    chosen, start = configuration_records(st, view, earlier)
     end = earlier.frames_end
     assert end < FRAMES
     assert chosen["config_values"]["train.frames"] == start["config_values"]["train.frames"] == end

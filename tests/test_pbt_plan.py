@@ -14,7 +14,6 @@ import pytest
 import yaml
 from search_harness import REPO, SPACES
 
-from automl.analysis.pbt import replay_steps, schedule_override
 from automl.config import compose, load_run_config
 from automl.errors import ConfigError
 from automl.requests import PbtOptions
@@ -23,6 +22,7 @@ from automl.search.pbt.plan import PbtPlan, plan_pbt
 from automl.search.pbt.population import Segment, next_generation
 from automl.search.space import load_space
 from automl.search.study import records
+from automl.stages.pbt import replay_steps, schedule_override
 
 SPACE = load_space(SPACES / "pbt.yaml", reward_terms=["torques"])
 

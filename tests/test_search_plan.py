@@ -12,7 +12,6 @@ import yaml
 from search_harness import SPACES, rows, run_search, search_argv, skip_reports, trials, write_behaviour
 
 from automl import paths, reasons
-from automl.analysis.validation import equal_seeds
 from automl.errors import EXIT_BAD_INPUT, ConfigError
 from automl.paths import StudyPaths
 from automl.search.optuna_loop.pruning import (
@@ -287,13 +286,6 @@ def test_validation_fits_what_it_can(durations, seeds, slots, left, expected):
     assert ((fit.configs, fit.seeds) if fit else None) == expected
     if fit and expected != (len(durations), seeds):
         assert f"fits {expected[0]} of {len(durations)}" in fit.note
-
-
-def test_configurations_compare_over_an_equal_number_of_seeds():
-    rows_in = [("a", 1, 10, 0.5), ("b", 2, 10, 0.7), ("a", 1, 11, 0.6)]  # b's seed 11 was cut
-    kept, n = equal_seeds(rows_in)
-    assert kept == [("a", 1, 10, 0.5), ("b", 2, 10, 0.7)] and n == 1
-    assert equal_seeds(kept) == (kept, None)
 
 
 # ---------------------------------------------------------------------------------------- resume

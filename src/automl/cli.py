@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--trial-timeout", type=float, default=600.0, help="kill a trial silent this long (s)")
     a("--max-failure-rate", type=float, default=0.5, help="stop when more trials fail")
     a("--validate-top", type=int, default=3, help="configurations re-run in validation")
-    a("--validate-seeds", type=int, default=3, help="fresh seeds per validated configuration")
+    a("--validate-seeds", type=int, default=10, help="fresh seeds a validated configuration gets at "
+      "most (fitted to the budget): the race adds paired seeds for those still in it up to this")
+    a("--screen-seeds", type=int, default=3, help="fresh seeds of validation's first look, for "
+      "every configuration (at least 2)")
     a("--final-frames-multiplier", type=float, default=2.0, help="final run's frames x this")
     a("--stage-shares", default="0.7,0.2,0.1", help="budget shares of search,validate,final")
     a("--population", type=int, default=None, help="pbt: members (default: the slots, at least 4)")
@@ -103,6 +106,9 @@ def check_flags(args: argparse.Namespace) -> None:
     for flag, value in positive.items():
         if not value > 0:
             raise bad_flag(flag, value, "it must be > 0", f"give {flag} a positive value")
+    if args.screen_seeds < 2:
+        raise bad_flag("--screen-seeds", args.screen_seeds, "it must be >= 2 (a paired test needs "
+                       "two seeds)", "drop it for 3")
     if args.confirm_seeds is not None and args.confirm_seeds <= 0:
         raise bad_flag("--confirm-seeds", args.confirm_seeds, "it must be >= 1",
                         f"drop it for {DEFAULT_CONFIRM_SEEDS}, or give 1 to train each "
@@ -196,7 +202,8 @@ def to_request(args: argparse.Namespace, argv: list[str]) -> Request:
         search=SearchOptions(method=args.search_method, pruner=args.pruner, hp_trials=args.hp_trials,
                              grace_frames=args.grace_frames, target_score=args.target_score,
                              confirm_seeds=args.confirm_seeds, pbt=pbt_options(args)),
-        validation=ValidationOptions(top=args.validate_top, seeds=args.validate_seeds),
+        validation=ValidationOptions(top=args.validate_top, seeds=args.validate_seeds,
+                                      first=args.screen_seeds),
         final_frames_multiplier=args.final_frames_multiplier, quiet=args.quiet, argv=tuple(argv))
 
 
@@ -210,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)
         request = to_request(args, sys.argv[1:] if argv is None else argv)
-        from automl.pipeline import run_mode
+        from automl.stages.modes import run_mode
 
         return run_mode(request)
     except ConfigError as err:

@@ -86,7 +86,7 @@ def new_run_dir(env_name: str) -> Path:
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The files of one train_one run (names in DESIGN.md)."""
+    """The files of one train_one run: tb/, config.yaml, summary.json, model.pt, stdout.log."""
 
     root: Path
 
@@ -219,6 +219,11 @@ class StudyPaths:
     def validation_csv(self) -> Path:
         """validation.csv: the top configurations re-trained on fresh seeds, with their scores."""
         return self.root / "validation.csv"
+
+    @property
+    def validation_race(self) -> Path:
+        """validation_race.json: the race validation ran (its plan, seeds, rule, power)."""
+        return self.root / "validation_race.json"
 
     @property
     def validation_dir(self) -> Path:

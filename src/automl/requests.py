@@ -123,7 +123,9 @@ class ValidationOptions:
     top: int
     """--validate-top: configurations re-run."""
     seeds: int
-    """--validate-seeds: fresh seeds per configuration."""
+    """--validate-seeds: fresh seeds a configuration gets at most (the race's last look)."""
+    first: int = 3
+    """--screen-seeds: fresh seeds of the race's first look, for every configuration."""
 
 
 @dataclass(frozen=True)

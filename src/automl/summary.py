@@ -19,7 +19,7 @@ PACKAGES = ("automl", "torch", "skrl", "gymnasium", "optuna", "hydra-core", "ome
 
 @dataclass
 class RunSummary:
-    """Keys of summary.json (DESIGN.md): status, score, frames, wall_s, seed, git_sha, metrics."""
+    """Keys of summary.json: status, score, frames, wall_s, seed, git_sha, metrics."""
 
     status: str
     """completed / diverged / error / stopped (automl.reasons.STATUS_*)."""

@@ -71,12 +71,16 @@ def _baseline_params(view: StudyView, record: dict[str, Any]) -> dict[str, Any]:
     return {p.name: values.get(p.key) for p in view.space.params}
 
 
-def _read_baseline(view: StudyView) -> dict[str, Any]:
+def _read_record(view: StudyView, config_id: str) -> dict[str, Any]:
     try:
-        data = json.loads(view.paths.config_file("baseline").read_text())
+        data = json.loads(view.paths.config_file(config_id).read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _read_baseline(view: StudyView) -> dict[str, Any]:
+    return _read_record(view, "baseline")
 
 
 def rank_configurations(view: StudyView) -> list[ConfigEntry]:
@@ -90,6 +94,10 @@ def rank_configurations(view: StudyView) -> list[ConfigEntry]:
 
     def entry(config: Configuration | None, result: ValidationResult | None) -> ConfigEntry:
         baseline = result is not None and result.is_baseline
+        if config is None and result is not None and not baseline:
+            # a configuration no search trial sampled: a population's winner (`pbt_winner`)
+            return ConfigEntry(config_id=result.config_id, trial=result.source_trial, validated=result,
+                               params=dict(_read_record(view, result.config_id).get("params") or {}))
         if config is None:  # a starting configuration that no search trial ran
             return ConfigEntry(config_id="baseline", trial=None, validated=result, baseline=True,
                                params=_baseline_params(view, _read_baseline(view)))
@@ -104,8 +112,8 @@ def rank_configurations(view: StudyView) -> list[ConfigEntry]:
     seen: set[int] = set()
     if any(r.n > 0 for r in results):
         for r in validated_order(results):
-            config = by_number.get(r.source_trial)
-            if config is None and not r.is_baseline:
+            config = by_number.get(r.source_trial) if r.config_id.startswith("trial_") or r.is_baseline else None
+            if config is None and r.config_id.startswith("trial_"):
                 continue  # a trial the study no longer holds
             ordered.append(entry(config, r))
             seen.add(r.source_trial)

@@ -179,9 +179,9 @@ def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationR
                           study: optuna.Study | None = None,
                           groups: Mapping[str, str] | None = None,
                           user_overrides: Sequence[str] = (),
-                          conf_dir: Path | None = None) -> tuple[Path, Path]:
-    """Export the configuration validation chose (automl.analysis.validation.choose_best: the
-    starting configuration unless something beat it), with its statistics."""
+                          conf_dir: Path | None = None, rule: str = "") -> tuple[Path, Path]:
+    """Export the configuration validation chose (its decision in validation.csv: the starting
+    configuration unless something beat it), with its statistics; `rule`: the rule it was chosen by."""
     best = choose_best(results)
     source: dict[str, Any] = {
         "trial": best.source_trial, "config_id": best.config_id, "validated_mean": best.mean,
@@ -194,7 +194,7 @@ def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationR
         if not best.is_baseline:
             source.update({"improvement": best.improvement, "improvement_ci_low": best.improvement_low,
                            "improvement_ci_high": best.improvement_high, "paired_seeds": best.paired})
-        source["against_starting_configuration"] = improvement_text(results)
+        source["against_starting_configuration"] = improvement_text(results, rule=rule)
     values = config_values_of(study_paths, best, study=study)
     return export_best_config(study_paths, config_values=values, source=source, groups=groups,
                               user_overrides=user_overrides, conf_dir=conf_dir)

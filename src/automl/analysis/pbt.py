@@ -11,8 +11,7 @@ segments' run folders alone:
 - hyperparameter_importance.yaml: what a ranking rests on in a PBT study (it does not apply: values
   change along a lineage), and the values the winning lineages held against the others'.
 
-The winner is the member with the best score in the last generation that has every member's result
-(ties: the lower member id).
+The winner is the population's own decision (automl.search.pbt.population.Population.winner).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from automl.paths import StudyPaths, atomic_write_text
 from automl.search.pbt.explore import mutable
 from automl.search.pbt.plan import PbtPlan
 from automl.search.pbt.population import NO_PARENT, Population, Segment, finite_or_none
-from automl.search.space import SearchSpace, hydra_value, thaw
+from automl.search.space import SearchSpace, thaw
 from automl.search.study import records
 
 MEMBERS_PLOT = "pbt_members.png"
@@ -77,19 +76,11 @@ class PbtView:
 
     def last_generation(self) -> int | None:
         """The last generation with every member's result."""
-        done = [g for g in self.population.results if self.population.complete(g)]
-        return max(done) if done else None
+        return self.population.last_complete()
 
     def winner(self) -> Segment | None:
-        """The best-scoring segment of the last complete generation (None: none yet, or no member
-        of it has a score)."""
-        generation = self.last_generation()
-        if generation is None:
-            return None
-        scored = [s for s in self.population.results[generation].values() if math.isfinite(s.score)]
-        if not scored:
-            return None
-        return min(scored, key=lambda s: (-s.score, s.member))
+        """The population's winner (automl.search.pbt.population.Population.winner)."""
+        return self.population.winner()
 
     def lineage(self, segment: Segment) -> list[Segment]:
         """The segments whose states `segment` continues, generation 0 first, `segment` last."""
@@ -264,25 +255,3 @@ def members_plot(view: PbtView, lineage: list[Segment], path: Path) -> Path:
                  f"{view.plan.generations} segments each")
     ax.grid(alpha=0.3)
     return _save(fig, path)
-
-
-def schedule_override(schedule: list[dict[str, Any]]) -> str:
-    """The Hydra override `train.schedule=[...]` of steps {until, values}: config keys are written
-    bare (Hydra's grammar takes dotted keys, not quoted ones), values as the search writes them."""
-    def step(s: dict[str, Any]) -> str:
-        values = ",".join(f"{key}:{hydra_value(value)}" for key, value in s["values"].items())
-        return f"{{until:{int(s['until'])},values:{{{values}}}}}"
-    return "train.schedule=[" + ",".join(step(s) for s in schedule) + "]"
-
-
-def replay_steps(schedule: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """train.schedule's steps for a schedule: consecutive segments with the same values are one
-    step (each step starts new episodes, as each segment did; fewer restarts, the same values at
-    every frame)."""
-    steps: list[dict[str, Any]] = []
-    for segment in schedule:
-        if steps and steps[-1]["values"] == segment["values"]:
-            steps[-1]["until"] = segment["until"]
-        else:
-            steps.append({"until": segment["until"], "values": dict(segment["values"])})
-    return steps

@@ -1,14 +1,12 @@
-"""Validation statistics: per-config mean, spread and bootstrap CI over fresh seeds, each
-configuration's improvement over the starting configuration (the `baseline` row) paired by seed, and
-the final pick.
+"""Validation's results as every report reads them: per configuration its mean, spread and interval
+over fresh seeds, its improvement over the starting configuration (the `baseline` row) paired by
+seed, and the decision validation recorded (automl.stages.selection's rule, applied by
+automl.stages.validate): which configuration was chosen, and why the others were not.
 
 Pure functions over (config_id, source_trial, seed, score) rows, plus validation.csv in and out.
-Scores are higher-is-better (the study maximizes the score of conf/scoring).
-
-The pick: a configuration replaces the starting one only when the bootstrap interval of its paired
-improvement lies above 0 (on at least MIN_PAIRS seeds); of those, the highest validated mean wins.
-Otherwise the starting configuration is kept. Without a baseline row (an older study), the highest
-validated mean wins.
+Scores are higher-is-better (the study maximizes the score of conf/scoring). Nothing here decides:
+a study validated before decisions were recorded keeps its starting configuration (or, without
+one, its highest validated mean).
 """
 
 from __future__ import annotations
@@ -16,34 +14,48 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from automl.paths import StudyPaths, atomic_write_text, trial_name
 
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
-"""Fixed, so the same scores always give the same interval."""
 CONFIDENCE = 0.95
+"""Two-sided confidence of a configuration's interval of its mean (a t interval)."""
 
 BASELINE = "baseline"
 """config_id of the starting configuration (the space's priors, composed defaults elsewhere)."""
 NO_TRIAL = -1
 """source_trial of a baseline that no search trial ran (some parameter has no prior)."""
 MIN_PAIRS = 2
-"""Seeds both a configuration and the baseline must have finished for an interval to mean anything."""
+"""Seeds both a configuration and the baseline must have finished for a test to mean anything."""
+
+CHOSEN = "chosen"
+"""decision of the configuration validation chose (the start's row when nothing beat it)."""
+BETTER = "better"
+"""decision of a configuration that beat the start but was not chosen (a better one was)."""
+NOT_BETTER = "not better"
+"""decision of a configuration the test did not find better than the start."""
+DROPPED = "dropped"
+"""decision of a configuration the race dropped as clearly worse than the start."""
+FAILED = "failed"
+"""decision of a configuration that failed on a fresh seed (never exported)."""
+START = "start"
+"""decision of the starting configuration's row when another configuration was chosen."""
 
 CSV_COLUMNS = ("config_id", "source_trial", "n_seeds", "mean", "std", "ci_low", "ci_high",
                "search_score", "improvement", "improvement_ci_low", "improvement_ci_high",
-               "paired_seeds", "seeds", "scores")
-"""validation.csv columns; `seeds` and `scores` are ;-separated, in the same order. `improvement`:
-mean over `paired_seeds` of (score - baseline's score on the same seed), with its bootstrap 95%
-interval; empty on the baseline's row and without a baseline."""
+               "paired_seeds", "p_value", "test_level", "decision", "seeds", "scores")
+"""validation.csv columns; `seeds` and `scores` are ;-separated, in the same order. `ci_low`,
+`ci_high`: the t interval of the mean. `improvement`: mean over `paired_seeds` of (score - baseline's
+score on the same seed), with the rule's interval at `test_level` (the one-sided level the paired
+t-test was held to after Holm's correction and the race's spending); `p_value`: that test's;
+`decision`: what validation made of the row (CHOSEN, BETTER, NOT_BETTER, DROPPED, FAILED, START)."""
 
 
 class ValidationRow(NamedTuple):
@@ -70,7 +82,7 @@ class ValidationResult:
     std: float
     """Sample standard deviation (ddof=1); 0 for a single seed."""
     ci_low: float
-    """Lower end of the bootstrap 95% confidence interval of the mean."""
+    """Lower end of the t interval (CONFIDENCE) of the mean."""
     ci_high: float
     search_score: float
     """The source configuration's score in the search (its mean over its search seeds, possibly
@@ -82,12 +94,19 @@ class ValidationResult:
     improvement: float = math.nan
     """Mean paired difference to the baseline's score on the same seeds (NaN: no baseline)."""
     improvement_low: float = math.nan
-    """Lower end of the bootstrap 95% interval of `improvement`."""
+    """Lower end of the rule's interval of `improvement` (at `level`; above 0 exactly when the
+    test found the configuration better)."""
     improvement_high: float = math.nan
     paired: int = 0
     """Seeds on which both this configuration and the baseline finished."""
     outlasted: int = 0
     """Seeds on which the baseline failed and this configuration finished."""
+    p_value: float = math.nan
+    """One-sided p-value of the paired t-test against the start (at the race's last look of it)."""
+    level: float = math.nan
+    """The level that test was held to (alpha after Holm's correction and the race's spending)."""
+    decision: str = ""
+    """What validation decided of it ('' in a study validated before decisions were recorded)."""
 
     @property
     def n_failed(self) -> int:
@@ -101,30 +120,23 @@ class ValidationResult:
 
     @property
     def beats_baseline(self) -> bool:
-        """It never failed, and its paired improvement's interval lies above 0 on at least
-        MIN_PAIRS seeds, or the baseline failed where it finished (and no pair says otherwise).
-        With 2 or 3 pairs the bootstrap's lower end is the smallest paired difference: the rule
-        then means better on every paired seed."""
-        if self.is_baseline or self.n_failed > 0:
-            return False
-        above = math.isfinite(self.improvement_low) and self.improvement_low > 0
-        return ((self.paired >= MIN_PAIRS and above)
-                or (self.outlasted > 0 and (self.paired == 0 or above)))
+        """Validation found it better than the starting configuration (chosen or not)."""
+        return not self.is_baseline and self.decision in (CHOSEN, BETTER)
 
 
-def bootstrap_ci(scores: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean; (x, x) for one score, NaNs for none."""
+def mean_interval(scores: Sequence[float], *, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Two-sided t interval of the mean: (x, x) for one score, NaNs for none."""
+    from scipy.special import stdtrit
+
     values = np.asarray(scores, dtype=float)
     if values.size == 0:
         return math.nan, math.nan
+    mean = float(values.mean())
     if values.size == 1:
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(resamples, values.size), replace=True).mean(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(low), float(high)
+        return mean, mean
+    half = float(stdtrit(values.size - 1, 0.5 + confidence / 2) * values.std(ddof=1)
+                 / math.sqrt(values.size))
+    return mean - half, mean + half
 
 
 def _result(config_id: str, source_trial: int, runs: list[ValidationRow],
@@ -132,7 +144,7 @@ def _result(config_id: str, source_trial: int, runs: list[ValidationRow],
     finite = [float(r.score) for r in runs if math.isfinite(r.score)]
     mean = float(np.mean(finite)) if finite else math.nan
     std = float(np.std(finite, ddof=1)) if len(finite) > 1 else (0.0 if finite else math.nan)
-    low, high = bootstrap_ci(finite)
+    low, high = mean_interval(finite)
     return ValidationResult(config_id=config_id, source_trial=source_trial, n=len(finite),
                             mean=mean, std=std, ci_low=low, ci_high=high,
                             search_score=search_score, seeds=tuple(int(r.seed) for r in runs),
@@ -163,9 +175,10 @@ def summarize_validation(rows: Iterable[tuple[str, int, int, float]], *,
 
 
 def paired_with_baseline(results: Sequence[ValidationResult]) -> list[ValidationResult]:
-    """Each configuration with its improvement over the baseline, paired by seed (a seed counts
-    when both finished) and the seeds it finished where the baseline failed; the results
-    unchanged when there is no baseline row."""
+    """Each configuration with its mean improvement over the baseline, paired by seed (a seed
+    counts when both finished), and the seeds it finished where the baseline failed (the rule's
+    interval and decision are validation's: automl.stages.validate); the results unchanged when
+    there is no baseline row."""
     base = next((r for r in results if r.is_baseline), None)
     if base is None:
         return list(results)
@@ -178,26 +191,10 @@ def paired_with_baseline(results: Sequence[ValidationResult]) -> list[Validation
         runs = [(by_seed[seed], score) for seed, score in zip(r.seeds, r.scores, strict=True)
                 if seed in by_seed and math.isfinite(score)]
         diffs = [score - start for start, score in runs if math.isfinite(start)]
-        low, high = bootstrap_ci(diffs)
         paired.append(dataclasses.replace(
-            r, improvement=float(np.mean(diffs)) if diffs else math.nan, improvement_low=low,
-            improvement_high=high, paired=len(diffs), outlasted=len(runs) - len(diffs)))
+            r, improvement=float(np.mean(diffs)) if diffs else math.nan, paired=len(diffs),
+            outlasted=len(runs) - len(diffs)))
     return paired
-
-
-def equal_seeds(rows: Sequence[tuple[str, int, int, float]]
-                ) -> tuple[list[tuple[str, int, int, float]], int | None]:
-    """Rows restricted to the seeds every configuration has a run of (finished or failed), so
-    configurations compare over the same seeds; returns the rows, and how many seeds are left
-    where that left some out (None where nothing was left out)."""
-    per_config: dict[str, set[int]] = {}
-    for row in rows:
-        per_config.setdefault(str(row[0]), set()).add(int(row[2]))
-    if not per_config:
-        return [], None
-    common = set.intersection(*per_config.values())
-    kept = [row for row in rows if int(row[2]) in common]
-    return kept, (len(common) if len(kept) < len(rows) else None)
 
 
 def _rank_key(result: ValidationResult) -> tuple[int, float, float, int]:
@@ -213,19 +210,18 @@ def baseline_of(results: Sequence[ValidationResult]) -> ValidationResult | None:
 
 
 def choose_best(results: Sequence[ValidationResult]) -> ValidationResult:
-    """The pick (module docstring): the best configuration whose paired improvement over the
-    baseline is above 0 with 95% confidence, else the baseline; without a baseline, the highest
+    """The configuration validation chose (its row's decision is CHOSEN); in a study validated
+    before decisions were recorded, the starting configuration, or without one the highest
     validated mean (never the highest search score)."""
     candidates = [r for r in results if r.n > 0]
     if not candidates:
         ids = ", ".join(r.config_id for r in results) or "none"
         raise ValueError(f"no validated configuration has a finite score (configs: {ids}); "
                          "validation needs at least one run that finished")
-    base = baseline_of(results)
-    if base is None:
-        return min(candidates, key=_rank_key)
-    winners = [r for r in candidates if r.beats_baseline]
-    return min(winners, key=_rank_key) if winners else base
+    chosen = next((r for r in candidates if r.decision == CHOSEN), None)
+    if chosen is not None:
+        return chosen
+    return baseline_of(results) or min(candidates, key=_rank_key)
 
 
 def validated_order(results: Sequence[ValidationResult]) -> list[ValidationResult]:
@@ -240,13 +236,21 @@ def validated_order(results: Sequence[ValidationResult]) -> list[ValidationResul
     return [pick, *rest, *(r for r in results if r.n == 0)]
 
 
-def improvement_text(results: Sequence[ValidationResult]) -> str:
+def _interval(r: ValidationResult) -> str:
+    if not math.isfinite(r.improvement_low):  # not tested (no race): the mean difference alone
+        return f"{r.improvement:+.4g}"
+    return f"{r.improvement:+.4g} [{r.improvement_low:+.4g}, {r.improvement_high:+.4g}]"
+
+
+def improvement_text(results: Sequence[ValidationResult], *, rule: str = "") -> str:
     """What the pick gains over the starting configuration, in one line:
-    `+X [lo, hi] over the starting configuration on K fresh seeds`, or that nothing beat it."""
+    `+X [lo, hi] over the starting configuration on K fresh seeds (rule)`, or that nothing beat
+    it; `rule` names the test and its correction (validation's race record)."""
     base = baseline_of(results)
     if base is None:
         return ("no comparison with the starting configuration: it has no validated score "
                 "(it was not validated, or every run of it failed)")
+    how = f" ({rule})" if rule else ""
     pick = choose_best(results)
     failed = (f"; the starting configuration failed on {pick.outlasted} seed(s) it finished"
               if pick.outlasted else "")
@@ -254,9 +258,9 @@ def improvement_text(results: Sequence[ValidationResult]) -> str:
         return (f"the starting configuration failed on every seed {pick.config_id} finished "
                 f"({pick.outlasted}); {pick.config_id} never failed ({pick.mean:.4g})")
     if not pick.is_baseline:
-        return (f"{pick.improvement:+.4g} [{pick.improvement_low:+.4g}, {pick.improvement_high:+.4g}] "
-                f"over the starting configuration on {pick.paired} fresh seeds ({pick.config_id}: "
-                f"{pick.mean:.4g}, starting configuration: {base.mean:.4g}){failed}")
+        return (f"{_interval(pick)} over the starting configuration on {pick.paired} fresh seeds "
+                f"({pick.config_id}: {pick.mean:.4g}, starting configuration: {base.mean:.4g}){failed}"
+                f"{how}")
     candidates = [r for r in results if not r.is_baseline and r.n > 0]
     if not candidates:
         return (f"no comparison: only the starting configuration was validated ({base.mean:.4g} "
@@ -266,16 +270,15 @@ def improvement_text(results: Sequence[ValidationResult]) -> str:
         return (f"too few paired seeds to compare with the starting configuration (at most {most}, "
                 f"{MIN_PAIRS} needed): it is kept ({base.mean:.4g} on {base.n} fresh seeds)")
     others = [r for r in results if not r.is_baseline and r.paired > 0]
-    text = (f"nothing beat the starting configuration on these {base.n} fresh seeds (its score "
+    text = (f"nothing beat the starting configuration on {base.n} fresh seeds (its score "
             f"{base.mean:.4g} [{base.ci_low:.4g}, {base.ci_high:.4g}])")
     if others:
         best = max(others, key=lambda r: (r.improvement, -r.source_trial))
-        text += (f"; the closest, {best.config_id}: {best.improvement:+.4g} "
-                 f"[{best.improvement_low:+.4g}, {best.improvement_high:+.4g}] on {best.paired} seeds")
-    return text
+        text += f"; the closest, {best.config_id}: {_interval(best)} on {best.paired} seeds"
+    return text + how
 
 
-def improvement_record(results: Sequence[ValidationResult]) -> dict[str, object]:
+def improvement_record(results: Sequence[ValidationResult], *, rule: str = "") -> dict[str, object]:
     """The pick against the starting configuration, for automl_state.yaml and the reports."""
     pick = choose_best(results)
     base = baseline_of(results)
@@ -287,8 +290,9 @@ def improvement_record(results: Sequence[ValidationResult]) -> dict[str, object]
         if not pick.is_baseline:
             record.update({"improvement": pick.improvement, "improvement_ci_low": pick.improvement_low,
                            "improvement_ci_high": pick.improvement_high,
-                           "paired_seeds": pick.paired})
-    record["text"] = improvement_text(results)
+                           "paired_seeds": pick.paired, "p_value": pick.p_value,
+                           "test_level": pick.level})
+    record["text"] = improvement_text(results, rule=rule)
     return record
 
 
@@ -354,8 +358,8 @@ def write_validation_csv(study_paths: StudyPaths, rows: Iterable[tuple[str, int,
         writer.writerow([r.config_id, r.source_trial, len(seeds), _number(r.mean), _number(r.std),
                          _number(r.ci_low), _number(r.ci_high), _number(r.search_score),
                          _optional(r.improvement), _optional(r.improvement_low),
-                         _optional(r.improvement_high), r.paired or "",
-                         ";".join(seeds), ";".join(scores)])
+                         _optional(r.improvement_high), r.paired or "", _optional(r.p_value),
+                         _optional(r.level), r.decision, ";".join(seeds), ";".join(scores)])
     atomic_write_text(study_paths.validation_csv, buffer.getvalue())
     return study_paths.validation_csv
 
@@ -382,10 +386,38 @@ def read_validation_csv(study_paths: StudyPaths) -> list[ValidationResult]:
             improvement=_float(line.get("improvement")),
             improvement_low=_float(line.get("improvement_ci_low")),
             improvement_high=_float(line.get("improvement_ci_high")),
-            paired=int(line.get("paired_seeds") or 0)))
+            paired=int(line.get("paired_seeds") or 0), p_value=_float(line.get("p_value")),
+            level=_float(line.get("test_level")), decision=line.get("decision") or ""))
     return paired_with_baseline(results)  # from the seeds and scores, as when it was written
 
 
 def config_id_for(trial_number: int) -> str:
     """The id validation gives a search trial's configuration: `trial_0023`."""
     return trial_name(trial_number)
+
+
+def read_race(study_paths: StudyPaths) -> dict[str, Any]:
+    """validation_race.json (the race validation ran: plan, seeds, rule, power); {} when none."""
+    try:
+        data = json.loads(study_paths.validation_race.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def rule_of(study_paths: StudyPaths, results: Sequence[ValidationResult]) -> str:
+    """The rule validation applied, and, where nothing beat the start on too few seeds to show a
+    gain of one seed-to-seed standard deviation, that the result is screening only."""
+    race = read_race(study_paths)
+    rule = str(race.get("rule") or "")
+    power = race.get("power") or {}
+    kept = any(r.n > 0 for r in results) and choose_best(results).is_baseline
+    if rule and kept and power.get("screening_only"):
+        need = power.get("seeds_needed")
+        effect = power.get("effect")
+        at = f"{effect:.3g}" if isinstance(effect, float) and math.isfinite(effect) else "unknown"
+        rule += (f"; screening only: {power.get('most_seeds')} seeds give under "
+                 f"{power.get('power', 0.8):.0%} power for a gain of one seed-to-seed standard "
+                 f"deviation ({at}); " + (f"about {need} would" if need else "the noise could not be "
+                                          "measured"))
+    return rule

@@ -201,6 +201,22 @@ class Population:
                 latest[(s.member, s.generation)] = s  # by number: the last one wins
         return list(latest.values())
 
+    def last_complete(self) -> int | None:
+        """The last generation with every member's result."""
+        done = [g for g in self.results if self.complete(g)]
+        return max(done) if done else None
+
+    def winner(self) -> Segment | None:
+        """The population's answer: the best-scoring segment of the last complete generation (ties:
+        the lower member id); None where there is none yet, or no member of it has a score."""
+        generation = self.last_complete()
+        if generation is None:
+            return None
+        scored = [s for s in self.results[generation].values() if math.isfinite(s.score)]
+        if not scored:
+            return None
+        return min(scored, key=lambda s: (-s.score, s.member))
+
     def finished(self) -> bool:
         """The last generation is complete: every member trained its frames."""
         return self.complete(self.plan.generations - 1)

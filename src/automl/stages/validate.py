@@ -1,0 +1,506 @@
+"""Validation: the top configurations and the starting configuration re-trained on the same fresh
+seeds (no pruning), as a race that adds paired seeds where they decide, and the decision of whether
+anything beats the start (automl.stages.selection's rule). Writes validation.csv and
+validation_race.json.
+
+The starting configuration (the `baseline`) is the space's priors, with the composed defaults where
+a parameter has no prior: what the user would have trained without a search. Its values and
+overrides are written to configs/baseline.json, next to the search trials' configs.
+
+The race: every configuration runs the first `--screen-seeds` seeds; then the configurations still
+in the race (not clearly worse than the start, none failed) and the start run `step` more paired
+seeds per look, up to `--validate-seeds` (fitted to the budget), until one beats the start, every
+one is out, or the seeds or the budget end. A run already made for the same job (same overrides)
+in an earlier session is kept, so an interrupted race resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+from automl import reasons
+from automl.analysis.validation import (
+    BASELINE,
+    BETTER,
+    CHOSEN,
+    DROPPED,
+    FAILED,
+    NO_TRIAL,
+    NOT_BETTER,
+    START,
+    ValidationResult,
+    baseline_of,
+    config_id_for,
+    read_validation_csv,
+    summarize_validation,
+    write_validation_csv,
+)
+from automl.errors import ConfigError, Interrupted
+from automl.paths import RunPaths, atomic_write_text
+from automl.requests import SearchOptions, ValidationOptions
+from automl.search.space import thaw
+from automl.search.study import records
+from automl.search.study.budget import fit_validation, makespan
+from automl.search.study.confirm import Configuration, ranked, study_seeds
+from automl.search.trials.launcher import Slot
+from automl.search.trials.runner import INTERRUPTED, Job, JobResult, run_jobs
+from automl.stages import selection
+from automl.stages.context import Stages
+from automl.summary import load_summary
+
+VALIDATION_SEED_BASE = 1000
+"""Validation seeds start here, skipping any seed a search trial used."""
+JOB_FILE = "job.json"
+"""A validation run's own record of the overrides it was launched with (in its run folder)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A configuration validation re-trains: a search trial's, or the starting configuration."""
+
+    config_id: str
+    """`trial_NNNN`, or `baseline`."""
+    source_trial: int
+    """The search trial that ran it (NO_TRIAL: a baseline no search trial ran)."""
+    overrides: list[str]
+    """Its base overrides; validation adds the seed."""
+    rate: optuna.trial.FrozenTrial
+    """A search trial whose recorded frames/s estimates its run time."""
+
+
+# ----------------------------------------------------------------------------- the candidates
+def completed(study: optuna.Study, search: SearchOptions) -> list[Configuration]:
+    """The study's configurations whose first trial completed, best first: confirmed on the
+    study's --confirm-seeds by their mean, then the others (automl.search.study.confirm)."""
+    return ranked(study, study_seeds(study, search, source=f"study {study.study_name}"))
+
+
+def _plain(values: Any) -> Any:
+    """Values as JSON gives them back (tuples as lists), to compare a record with a trial's."""
+    return json.loads(json.dumps(values))
+
+
+def starting_configuration(st: Stages) -> dict[str, Any]:
+    """The baseline's record (configs/baseline.json): the space's fixed values and priors, the
+    composed default of every parameter without a prior, the study's command-line overrides, and
+    the first search trial that ran exactly this (the all-priors trial 0, when every parameter has a
+    prior, or any trial that sampled exactly these values). Raises ConfigError when the study's
+    space cannot be read."""
+    from omegaconf import OmegaConf
+
+    from automl.analysis.folder import load_study_space
+    from automl.config import compose
+
+    trials = [t for t in st.study.get_trials(deepcopy=False) if records.in_search(t)]
+    space = load_study_space(st.paths, trials)
+    if space is None:
+        raise ConfigError(file=str(st.paths.search_space), key="search_space.yaml", value=None,
+                          rule="the study's search space cannot be read, so its starting "
+                          "configuration cannot be rebuilt", fix="restore search_space.yaml")
+    user: list[str] = next((st.trial_file(t.number).get("user_overrides", []) for t in trials
+                            if st.paths.trial_config(t.number).exists()), [])
+    priors = {p.name: thaw(p.prior) for p in space.params if p.has_prior}
+    composed = compose([*space.fixed_overrides(),
+                        *(space.param(name).override(value) for name, value in priors.items()),
+                        *user])
+    values = {k: thaw(v) for k, v in space.fixed.items()}
+    searched = []  # every parameter set explicitly, as a search trial sets it
+    for p in space.params:
+        value = priors[p.name] if p.name in priors else OmegaConf.select(composed, p.key)
+        if value is not None or p.name in priors:  # None composed: the task's own default
+            values[p.key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            searched.append(p.override(values[p.key]))
+    overrides = [*space.fixed_overrides(), *searched, *user]
+    ran = [t for t in trials if records.CONFIRMS not in t.user_attrs
+           and _plain(t.user_attrs.get(records.CONFIG_VALUES)) == _plain(values)]
+    ran.sort(key=lambda t: (t.state != optuna.trial.TrialState.COMPLETE, t.number))
+    source = ran[0].number if ran else NO_TRIAL
+    return {"config_id": BASELINE, "source_trial": source, "params": priors,
+            "config_values": values, "base_overrides": overrides, "user_overrides": user}
+
+
+def with_baseline(st: Stages, top: list[Candidate]) -> list[Candidate]:
+    """The top configurations with the starting configuration among them, second (a budget cut
+    keeps the best and the baseline longest; first where the best is the start itself); a top
+    configuration with the start's very values is the baseline, not run again. Writes
+    configs/baseline.json, or keeps the one an earlier session wrote (its runs are kept too)."""
+    try:  # an earlier session's record stands: its runs are kept, and must be of the same start
+        start = st.config_record(BASELINE)
+    except (OSError, ValueError):
+        try:
+            start = starting_configuration(st)
+        except ConfigError as err:
+            st.note(f"no baseline in validation: {err.message}")
+            return top
+        atomic_write_text(st.paths.config_file(BASELINE), json.dumps(start, indent=2) + "\n")
+    values = _plain(start["config_values"])
+    same = [c for c in top if _plain(c.rate.user_attrs.get(records.CONFIG_VALUES)) == values]
+    rest = [c for c in top if c not in same]
+    source = int(start["source_trial"])
+    ran = next((t for t in st.study.get_trials(deepcopy=False) if t.number == source), None)
+    rate = ran if ran is not None and _has_rate(ran) else top[0].rate
+    baseline = Candidate(BASELINE, source, start["base_overrides"], rate)
+    at = 0 if same and same[0] is top[0] else 1
+    return [*rest[:at], baseline, *rest[at:]]
+
+
+def _has_rate(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial recorded the frames and seconds it trained (its rate estimates a rerun)."""
+    frames, wall = trial.user_attrs.get(records.FRAMES), trial.user_attrs.get(records.WALL_S)
+    return isinstance(frames, int) and frames > 0 and isinstance(wall, (int, float)) and wall > 0
+
+
+def fresh_seeds(st: Stages, count: int) -> list[int]:
+    """`count` seeds from VALIDATION_SEED_BASE on that no trial of the study trained with."""
+    used = set()
+    for t in st.study.get_trials(deepcopy=False):
+        try:
+            base = st.trial_file(t.number).get("base_overrides", [])
+        except (OSError, ValueError):
+            continue
+        used |= {int(o.split("=", 1)[1]) for o in base if o.startswith("train.seed=")}
+    seeds: list[int] = []
+    seed = VALIDATION_SEED_BASE
+    while len(seeds) < count:
+        if seed not in used:
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+# ------------------------------------------------------------------------------- the runs
+def earlier_result(job: Job) -> JobResult | None:
+    """A run of this very job (same overrides) that completed in an earlier, interrupted session:
+    kept, not run again. A folder holding another job's run (other overrides: the study's start
+    or a configuration changed) is moved aside, never overwritten."""
+    run = RunPaths(job.run_dir)
+    if not job.run_dir.exists():
+        return None
+    try:
+        recorded = json.loads((job.run_dir / JOB_FILE).read_text()).get("overrides")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded != list(job.overrides):
+        aside = job.run_dir.with_name(f"{job.run_dir.name}.superseded-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(str(job.run_dir), str(aside))
+        return None
+    summary = load_summary(run.summary)
+    if summary is None or not summary.completed or summary.score is None:
+        return None
+    return JobResult(job=job, reason=reasons.COMPLETED, score=summary.score, frames=summary.frames,
+                     wall_s=summary.wall_s)
+
+
+def _record_jobs(jobs: list[Job]) -> None:
+    """Each run folder says which job it holds (earlier_result keeps only the same job's run)."""
+    for job in jobs:
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(job.run_dir / JOB_FILE, json.dumps({"overrides": job.overrides}) + "\n")
+
+
+def _job(st: Stages, candidate: Candidate, seed: int) -> Job:
+    name = f"{candidate.config_id}_seed{seed}"
+    return Job(name=name, overrides=[*candidate.overrides, f"train.seed={seed}"],
+               run_dir=st.paths.validation_dir / name)
+
+
+def validate_command(st: Stages, options: ValidationOptions, storage: str | None) -> str:
+    """The command that continues an interrupted validation (runs that completed are kept)."""
+    words = ["uv", "run", "automl.py", "--mode", "validate", "--study-name", st.paths.name,
+             "--validate-top", str(options.top), "--validate-seeds", str(options.seeds),
+             "--screen-seeds", str(options.first)]
+    if storage:
+        words += ["--storage", storage]
+    return shlex.join(words)
+
+
+# ------------------------------------------------------------------------------- the stage
+def run_validation(st: Stages, search: SearchOptions, options: ValidationOptions, *,
+                   deadline: float, storage: str | None) -> list[ValidationResult]:
+    """The top configurations and the start raced on fresh seeds, fitted to the time left;
+    validation.csv. Ctrl-C / SIGTERM: the runs that completed are written, then Interrupted."""
+    st.log.phase = "validation"
+    ranked_configs = completed(st.study, search)
+    means = {c.number: c.mean for c in ranked_configs}
+    configs = ranked_configs[: options.top]
+    if not configs:
+        st.note("validation skipped: the search completed no trial")
+        return []
+    top = with_baseline(st, [
+        Candidate(config_id_for(c.number), c.number, st.trial_file(c.number)["base_overrides"],
+                  c.trial) for c in configs])
+    slots = st.trial_slots(configs[0].number)
+    fitted = _fit(st, top, options, len(slots), deadline)
+    if fitted is None:  # an earlier session's validation, if any, still stands
+        return read_validation_csv(st.paths)
+    top, most = fitted
+    return race(st, top, options=options, most=most, slots=slots, deadline=deadline,
+                means=means, resume=validate_command(st, options, storage))
+
+
+def _fit(st: Stages, top: list[Candidate], options: ValidationOptions, slots: int,
+         deadline: float) -> tuple[list[Candidate], int] | None:
+    """The configurations, and the most seeds each may get, that fit before the deadline if every
+    one stayed in the race (the notes say what was cut); None when nothing fits."""
+    estimates = [st.rerun_seconds(c.rate) for c in top]
+    if any(e is None for e in estimates):  # a trial without a recorded rate: validate it all
+        return top, options.seeds
+    left = deadline - time.monotonic()
+    fit = fit_validation([float(e) for e in estimates if e is not None],
+                         seeds=options.seeds, slots=slots, time_left=left)
+    if fit is None:
+        st.note(f"validation skipped: budget too small (the top configuration trains in "
+                f"~{estimates[0]:.0f} s, {max(left, 0):.0f} s left for validation); raise "
+                "--budget-hours or the validate share")
+        return None
+    if fit.note:
+        st.note(fit.note)
+    return top[:fit.configs], fit.seeds
+
+
+@dataclass
+class _Runs:
+    """The race's runs so far, by (config_id, seed)."""
+
+    scores: dict[tuple[str, int], float] = dataclasses.field(default_factory=dict)
+
+    def add(self, results: list[JobResult]) -> None:
+        for r in results:
+            if r.reason == reasons.BUDGET:
+                continue  # cut by the deadline: says nothing of its configuration
+            config_id, _, seed = r.job.name.rpartition("_seed")
+            self.scores[(config_id, int(seed))] = r.score if r.reason == reasons.COMPLETED else math.nan
+
+    def rows(self, top: list[Candidate], seeds: list[int]) -> list[tuple[str, int, int, float]]:
+        return [(c.config_id, c.source_trial, seed, self.scores[(c.config_id, seed)])
+                for seed in seeds for c in top if (c.config_id, seed) in self.scores]
+
+
+def race_plan(st: Stages, top: list[Candidate], options: ValidationOptions,
+              most: int) -> selection.RacePlan | None:
+    """The race's plan: validation_race.json's where an earlier session raced the same
+    configurations (so the looks and their levels are the ones fixed before any score was seen),
+    else a new one; None where there is no baseline or fewer than 2 seeds fit."""
+    candidates = [c.config_id for c in top if c.config_id != BASELINE]
+    if len(candidates) == len(top) or not candidates or most < 2:
+        return None
+    try:
+        stored = json.loads(st.paths.validation_race.read_text())
+        if stored.get("candidates") == candidates:
+            return selection.RacePlan(**stored["plan"])
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    return selection.RacePlan(candidates=len(candidates), first=min(options.first, most), most=most)
+
+
+def race(st: Stages, top: list[Candidate], *, options: ValidationOptions, most: int,
+         slots: list[Slot], deadline: float, means: dict[int, float],
+         resume: str) -> list[ValidationResult]:
+    """Race `top` (the start among them) on fresh seeds, look by look; validation.csv and
+    validation_race.json. Without a baseline (or a race), every configuration runs `most` seeds and
+    the highest validated mean is chosen."""
+    plan = race_plan(st, top, options, most)
+    looks = plan.looks() if plan is not None else [most]
+    seeds = fresh_seeds(st, looks[-1])
+    runs, done, cut = _Runs(), 0, None
+    active = list(top)
+    print(f"automl: validating {len(top)} configuration(s) on up to {looks[-1]} fresh seed(s) "
+          f"in {len(slots)} slot(s)" + (f", looks at {', '.join(map(str, looks))} seeds" if plan else ""))
+    for n in looks:
+        jobs = [_job(st, c, seed) for seed in seeds[done:n] for c in active]  # seed-major
+        cut = _run_round(st, jobs, runs, slots=slots, deadline=deadline, active=active)
+        if cut == INTERRUPTED:
+            _write(st, top, seeds, runs, plan, done, means)
+            st.log.phase = "interrupted"
+            st.log.write(st.paths)
+            raise Interrupted("validation", resume)
+        if cut:
+            break
+        done = n
+        if plan is None:
+            continue
+        outcome = _outcome(_candidates(top), seeds, runs.scores, plan, done)
+        if selection.race_finished(outcome, plan).all():
+            break
+        out = {c for c, gone in zip(_candidates(top), outcome.dropped, strict=True) if gone}
+        active = [c for c in active if c.config_id not in out]
+        st.note(f"validation look at {n} seeds: " + _look_text(top, outcome, plan))
+    return _write(st, top, seeds, runs, plan, done, means)
+
+
+def _run_round(st: Stages, jobs: list[Job], runs: _Runs, *, slots: list[Slot], deadline: float,
+               active: list[Candidate]) -> str | None:
+    """One look's runs (those an earlier session made kept); why it was cut, if it was."""
+    earlier = [r for r in map(earlier_result, jobs) if r is not None]
+    runs.add(earlier)
+    if earlier:
+        st.note(f"validation: {len(earlier)} run(s) completed in an earlier session are kept")
+    pending = [j for j in jobs if j.name not in {r.job.name for r in earlier}]
+    if not pending:
+        return None
+    estimates = [st.rerun_seconds(c.rate) for c in active]
+    if all(e is not None for e in estimates):
+        per = {c.config_id: float(e) for c, e in zip(active, estimates, strict=True) if e is not None}
+        need = makespan([per[j.name.rpartition("_seed")[0]] for j in pending], len(slots))
+        left = deadline - time.monotonic()
+        if need > left:
+            st.note(f"validation stopped before {len(pending)} more run(s): they need ~{need:.0f} s, "
+                    f"{max(left, 0):.0f} s left")
+            return "budget"
+    _record_jobs(pending)
+    results, cut = run_jobs(pending, worker=st.worker(), slots=slots, deadline=deadline,
+                            forkserver=st.forkserver,
+                            on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
+                                                    f"score {r.score:.4g}"))
+    runs.add(results)
+    finished = len(earlier) + sum(r.reason != reasons.BUDGET for r in results)
+    if cut == INTERRUPTED:
+        st.note(f"validation interrupted after {finished} of {len(jobs)} runs")
+    elif cut:
+        st.note(f"validation cut by the budget after {finished} of {len(jobs)} runs of this look")
+    return cut
+
+
+def _candidates(top: list[Candidate]) -> list[str]:
+    return [c.config_id for c in top if c.config_id != BASELINE]
+
+
+def _matrix(ids: list[str], seeds: list[int], scores: dict[tuple[str, int], float]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Paired differences (K, seeds) of the candidates `ids` against the start (NaN where either
+    has no score) and the candidates' failed runs (K, seeds)."""
+    diffs = np.full((len(ids), len(seeds)), math.nan)
+    failed = np.zeros((len(ids), len(seeds)), bool)
+    for k, config_id in enumerate(ids):
+        for i, seed in enumerate(seeds):
+            score = scores.get((config_id, seed))
+            start = scores.get((BASELINE, seed))
+            if score is not None and not math.isfinite(score):
+                failed[k, i] = True
+            if score is not None and start is not None:
+                diffs[k, i] = score - start
+    return diffs, failed
+
+
+def _outcome(ids: list[str], seeds: list[int], scores: dict[tuple[str, int], float],
+             plan: selection.RacePlan, done: int) -> selection.RaceOutcome:
+    diffs, failed = _matrix(ids, seeds, scores)
+    return selection.run_race(diffs, plan, failed=failed, available=done)
+
+
+def _look_text(top: list[Candidate], outcome: selection.RaceOutcome, plan: selection.RacePlan) -> str:
+    parts = []
+    for k, config_id in enumerate(_candidates(top)):
+        state = "beats the start" if outcome.beats[k] else ("out" if outcome.dropped[k] else "racing")
+        parts.append(f"{config_id} p={outcome.p[k]:.3g} (level {outcome.levels[k]:.3g}) {state}")
+    return "; ".join(parts)
+
+
+def rule_text(plan: selection.RacePlan) -> str:
+    """The rule in a few words, for the result line and the reports."""
+    return (f"one-sided paired t-test, Holm over {plan.candidates} candidate(s), alpha "
+            f"{plan.alpha:g} spent over looks at {', '.join(map(str, plan.looks()))} seeds: a "
+            f"no-better configuration is exported at most {plan.alpha:.0%} of the time")
+
+
+def _write(st: Stages, top: list[Candidate], seeds: list[int], runs: _Runs,
+           plan: selection.RacePlan | None, done: int, means: dict[int, float]) -> list[ValidationResult]:
+    """validation.csv and validation_race.json from the runs made, with the decision."""
+    rows = runs.rows(top, seeds)
+    results = decided(rows, plan, looked_at=done, search_scores=means)
+    write_validation_csv(st.paths, rows, results)
+    record: dict[str, Any] = {"candidates": _candidates(top), "seeds": seeds, "looked_at": done,
+                              "runs": len(rows)}
+    if plan is not None:
+        record.update({"plan": plan.as_dict(), "rule": rule_text(plan),
+                       "power": power_statement(results, plan)})
+    atomic_write_text(st.paths.validation_race, json.dumps(record, indent=2) + "\n")
+    return results
+
+
+def decided(rows: list[tuple[str, int, int, float]], plan: selection.RacePlan | None, *,
+            looked_at: int, search_scores: dict[int, float] | None = None) -> list[ValidationResult]:
+    """Validation's results from its rows (config_id, source_trial, seed, score; seeds in the
+    order they were drawn), with the decision of the race that looked at up to `looked_at` seeds:
+    a configuration that failed on a fresh seed is FAILED; one the race found better is BETTER,
+    and the one of those with the largest paired improvement is CHOSEN; where none is, a
+    configuration the start failed beside (finishing every seed the start failed, with no pair to
+    test) is; else the start is. Without a baseline or a race, _without_race decides."""
+    results = summarize_validation(rows, search_scores=search_scores)
+    if baseline_of(results) is None or plan is None or looked_at < 2:
+        return _without_race(results)
+    ids = [r.config_id for r in results if not r.is_baseline]
+    seeds = list(dict.fromkeys(int(row[2]) for row in rows))
+    scores = {(str(row[0]), int(row[2])): float(row[3]) for row in rows}
+    outcome = _outcome(ids, seeds, scores, plan, looked_at)
+    diffs, _ = _matrix(ids, seeds, scores)
+    decided_rows: dict[str, ValidationResult] = {}
+    for k, r in enumerate(results[i] for i in range(len(results)) if not results[i].is_baseline):
+        used = diffs[k, : int(outcome.seeds)]
+        level = float(outcome.levels[k]) or plan.alpha / plan.candidates
+        low, high = selection.lower_bound(used, level)
+        finite = used[np.isfinite(used)]
+        decision = (FAILED if r.n_failed else BETTER if outcome.beats[k]
+                    else DROPPED if outcome.dropped[k] else NOT_BETTER)
+        if decision == NOT_BETTER and r.paired == 0 and r.outlasted:
+            decision = BETTER  # the start failed on every seed this one finished
+        decided_rows[r.config_id] = dataclasses.replace(
+            r, improvement=float(finite.mean()) if finite.size else math.nan,
+            improvement_low=float(low), improvement_high=float(high), paired=int(finite.size),
+            p_value=float(outcome.p[k]), level=level, decision=decision)
+    better = [r for r in decided_rows.values() if r.decision == BETTER]
+    pick = max(better, key=lambda r: (r.improvement if math.isfinite(r.improvement) else math.inf,
+                                      -r.source_trial), default=None)
+    out = []
+    for r in results:
+        if r.is_baseline:
+            out.append(dataclasses.replace(r, decision=START if pick else CHOSEN))
+        else:
+            row = decided_rows[r.config_id]
+            out.append(dataclasses.replace(row, decision=CHOSEN) if row is pick else row)
+    return out
+
+
+def _without_race(results: list[ValidationResult]) -> list[ValidationResult]:
+    """No baseline or too few seeds to race: the start is kept where it has a score (its rows say
+    nothing was tested); else the highest validated mean of the configurations that never failed."""
+    scored = [r for r in results if r.n > 0]
+    base = baseline_of(results)
+    pick = base if base is not None else min(
+        scored, key=lambda r: (r.n_failed > 0, -r.mean, r.source_trial), default=None)
+    return [dataclasses.replace(r, decision=CHOSEN if r is pick else
+                                (FAILED if r.n_failed else START if r.is_baseline else NOT_BETTER))
+            for r in results]
+
+
+def power_statement(results: list[ValidationResult], plan: selection.RacePlan) -> dict[str, Any]:
+    """Whether these seeds could have shown a gain of one seed-to-seed standard deviation of the
+    start's score with POWER: the seeds that would need at the noise measured (the paired
+    differences' spread, pooled over the candidates), and `screening_only` where the race's most
+    seeds fall short."""
+    base = baseline_of(results)
+    spreads = []
+    for r in results:
+        if base is None or r.is_baseline or r.paired < 2:
+            continue
+        by_seed = dict(zip(r.seeds, r.scores, strict=True))
+        diffs = [by_seed[s] - b for s, b in zip(base.seeds, base.scores, strict=True)
+                 if s in by_seed and math.isfinite(b) and math.isfinite(by_seed[s])]
+        if len(diffs) >= 2:
+            spreads.append(float(np.var(diffs, ddof=1)))
+    sd_diff = math.sqrt(float(np.mean(spreads))) if spreads else math.nan
+    effect = base.std if base is not None else math.nan
+    need = selection.seeds_for_power(sd_diff, effect, candidates=plan.candidates, alpha=plan.alpha)
+    return {"effect": effect, "sd_paired_difference": sd_diff, "power": selection.POWER,
+            "seeds_needed": need, "most_seeds": plan.most,
+            "screening_only": need is None or need > plan.most}
