@@ -121,8 +121,8 @@ def validate_incumbents(study_paths: StudyPaths, study: optuna.Study, steps: lis
 
     from automl.search.trials.launcher import default_worker, plan_slots
     from automl.search.trials.runner import Job, run_jobs
+    from automl.stages.candidates import fresh_seeds
     from automl.stages.context import StageLog, Stages
-    from automl.stages.validate import fresh_seeds
 
     stages = Stages(paths=study_paths, study=study, log=StageLog(), resources=None)  # type: ignore[arg-type]
     seeds = fresh_seeds(stages, VALIDATE_SEEDS)

@@ -164,7 +164,7 @@ def test_the_export_holds_what_trained_the_command_line_over_the_space():
 
 def test_a_top_configuration_with_the_starting_values_is_the_baseline_and_runs_second(
         log_root, monkeypatch):
-    from automl.stages import validate
+    from automl.stages import candidates as validate
     from automl.stages.context import StageLog, Stages
 
     sp = confirmed_and_lucky_study("dupes")

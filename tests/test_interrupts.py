@@ -26,7 +26,7 @@ from search_harness import (
 
 from automl import cli, paths, reasons
 from automl.paths import StudyPaths
-from automl.stages.validate import VALIDATION_SEED_BASE
+from automl.stages.candidates import VALIDATION_SEED_BASE
 
 START_TIMEOUT_S = 90
 """automl.py's start-up plus the stages before the one under test, on a loaded machine."""

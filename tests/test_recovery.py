@@ -203,3 +203,71 @@ def test_a_trial_failed_by_optunas_own_stale_check_is_recorded_and_queued(postgr
     assert "stopped sending heartbeats" in rows(sp)[0]["error_tail"]
     [retry] = retries(study, trial.number)
     assert "stopped sending heartbeats" in retry.user_attrs[records.RETRY_REASON]
+
+
+# ------------------------------------------------------------------ a lock holder that freezes
+HOLDER = """
+import sys, time
+from pathlib import Path
+import optuna
+from automl.paths import StudyPaths
+from automl.search.study.storage import open_storage, study_lock
+sp = StudyPaths(Path(sys.argv[2]))
+study = optuna.load_study(study_name="s", storage=open_storage(sp, sys.argv[1]))
+with study_lock(study._storage, study._study_id, sp.root / "lock"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_frozen_lock_holder_delays_no_recovery_by_more_than_30_s(postgres, tmp_path, sleeper):
+    """Another orchestrator takes the study's lock and is stopped (SIGSTOP) while holding it: a
+    recovery with nothing to recover does not wait for the lock at all, and one with a dead owner's
+    trial gets the lock (the server ends the frozen holder's idle session) within 30 s."""
+    import signal
+    import time
+
+    from automl.search.study import storage
+
+    url = postgres.create_database("frozen_holder")
+    sp = StudyPaths(tmp_path / "study")
+    rec = Recovery(sp, load_space(SPACES / "lr_prior.yaml", reward_terms=[]))
+    study = optuna.create_study(study_name="s", storage=open_storage(sp, url), direction="maximize")
+    holder = subprocess.Popen([sys.executable, "-P", "-c", HOLDER, url, str(sp.root)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        assert rec.run(study) == []  # nothing stale, nothing dead: no lock taken, no wait
+        assert time.monotonic() - started < 2.0
+        reused = owned_by(sleeper.pid, **{records.PROCESS_START: process_start(sleeper.pid) + 7})
+        dead = asked(study, 1e-3, reused)
+        started = time.monotonic()
+        assert rec.run(study) == [dead.number]
+        waited = time.monotonic() - started
+        assert storage.LOCK_IDLE_S - 1 <= waited <= 30.0, waited  # the frozen holder was cut off
+        assert len(retries(study, dead.number)) == 1
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_held_longer_than_the_wait_defers_recovery_instead_of_hanging(tmp_path, sleeper, capsys):
+    from automl.search.study import storage
+
+    sp = StudyPaths(tmp_path / "study")
+    rec = Recovery(sp, load_space(SPACES / "lr_prior.yaml", reward_terms=[]))
+    study = optuna.create_study(study_name="s", storage=open_storage(sp, None), direction="maximize")
+    reused = owned_by(sleeper.pid, **{records.PROCESS_START: process_start(sleeper.pid) + 7})
+    dead = asked(study, 1e-3, reused)
+    with storage.file_lock(sp.root / recovery.LOCK_FILE):  # another process of this machine's
+        held = subprocess.run(
+            [sys.executable, "-P", "-c",
+             "import sys; from pathlib import Path; from automl.search.study.storage import file_lock, "
+             "LockTimeout\ntry:\n    with file_lock(Path(sys.argv[1]), wait_s=0.5): print('got')\n"
+             "except LockTimeout as e: print('timeout', e)", str(sp.root / recovery.LOCK_FILE)],
+            capture_output=True, text=True, check=True)
+        assert held.stdout.startswith("timeout")
+    assert rec.run(study) == [dead.number]  # free again: recovered

@@ -18,11 +18,12 @@ from automl.requests import Request
 from automl.search.plan import Plan, make_plan, trial_forkserver
 from automl.search.study.loading import load_study
 from automl.search.trials.forkserver import ForkServer
+from automl.stages.candidates import completed
 from automl.stages.context import StageLog, Stages
 from automl.stages.final import run_final
 from automl.stages.report import choose, report
 from automl.stages.search import OptunaSearch, run_search
-from automl.stages.validate import completed, run_validation, validate_command
+from automl.stages.validate import run_validation, validate_command
 
 
 def _existing(request: Request) -> tuple[StudyPaths, optuna.Study]:

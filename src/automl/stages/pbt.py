@@ -30,10 +30,11 @@ from automl.search.study import records
 from automl.search.study.recovery import Recovery
 from automl.search.study.shared import Outcome
 from automl.search.trials.launcher import Slot, trial_env, visible_gpus
+from automl.stages.candidates import Candidate, fresh_seeds
 from automl.stages.context import Stages
 from automl.stages.report import Choice, choose, groups_of, report
 from automl.stages.search import Opened
-from automl.stages.validate import Candidate, fresh_seeds, race
+from automl.stages.validate import race
 
 WINNER = "pbt_winner"
 """validation.csv's and configs/'s id of the winner's schedule, replayed from scratch."""

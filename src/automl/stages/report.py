@@ -16,8 +16,8 @@ from automl.config import GROUPS
 from automl.errors import ConfigError
 from automl.paths import trial_name
 from automl.requests import SearchOptions
+from automl.stages.candidates import completed
 from automl.stages.context import Stages
-from automl.stages.validate import completed
 
 
 def groups_of(user_overrides: Sequence[str]) -> dict[str, str]:

@@ -11,6 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from automl.search.optuna_loop.search_state import best_basis
+
 
 def _fmt_score(score: float) -> str:
     return f"{score:.4g}" if math.isfinite(score) else "-"
@@ -93,7 +95,10 @@ class LiveConsole(QuietConsole):
                                                     if r.proc.slot.gpu is not None else ""))
         counts = "  ".join(f"{k} {v}" for k, v in scheduler.finished.items() if v) or "none yet"
         best = scheduler.best
-        best_text = f"trial {best[1]} score {_fmt_score(best[0])}" if best else "-"
+        best_text = "-"
+        if best:
+            best_text = (f"trial {best[1]} score {_fmt_score(best[0])} "
+                         f"({best_basis(scheduler.tally.best_seeds)})")
         footer = Text(f"trained {scheduler.trained_count()}/{scheduler.s.hp_trials}   "
                       f"finished: {counts}\nbest: {best_text}   "
                       f"time left: {_fmt_time(scheduler.time_left())}")

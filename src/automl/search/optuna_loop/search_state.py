@@ -13,6 +13,11 @@ from automl.search.study.trial_record import Tally
 from automl.search.trials.watch import Running
 
 
+def best_basis(seeds: int) -> str:
+    """What the search's best score is: one run, or a mean over confirmed seeds."""
+    return "one run, not confirmed" if seeds <= 1 else f"search mean over {seeds} seeds"
+
+
 def search_state(study: str, phase: str, *, running: Mapping[int, Running], tally: Tally,
                  trained: int, hp_trials: int, budget: Budget, slots: int) -> dict[str, Any]:
     """The content of automl_state.yaml (reports.write_state writes it), in the order written;
@@ -26,7 +31,8 @@ def search_state(study: str, phase: str, *, running: Mapping[int, Running], tall
         eta = min(budget.time_left(), estimate * math.ceil(remaining / slots))
     best = None
     if tally.best is not None:
-        best = {"trial": tally.best[1], "score": tally.best[0], "params": tally.best[2]}
+        best = {"trial": tally.best[1], "score": tally.best[0], "seeds": tally.best_seeds,
+                "basis": best_basis(tally.best_seeds), "params": tally.best[2]}
     return {
         "phase": phase,
         "study": study,

@@ -9,9 +9,10 @@ process's start time, so a reused pid is not mistaken for the orchestrator that 
 of another container (another pid namespace) is not looked up here at all.
 
 A trial is failed together with its stop reason (error, interrupted: not its own fault), in one
-step; the look for trials to retry and the queueing of their retries run under the study's lock
-(automl.search.study.storage.study_lock), so that orchestrators recovering at the same moment, on any
-machine, queue each retry once.
+step; the look for trials to retry is made without the study's lock, and only when it finds one
+are the look and the queueing of retries made again under the lock
+(automl.search.study.storage.study_lock, which no frozen holder keeps for long), so that
+orchestrators recovering at the same moment, on any machine, queue each retry once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 from collections.abc import Collection, Iterator
 from datetime import datetime
@@ -32,7 +34,7 @@ from automl import reasons
 from automl.paths import StudyPaths
 from automl.search.space import SearchSpace
 from automl.search.study import records, reports
-from automl.search.study.storage import fail_trial, stale_trial_ids, study_lock
+from automl.search.study.storage import LockTimeout, fail_trial, stale_trial_ids, study_lock
 from automl.summary import load_summary
 
 ORPHAN_GRACE_S = 120.0
@@ -152,16 +154,30 @@ class Recovery:
         """Fail every dead orchestrator's RUNNING search trial (and every trial whose heartbeat is
         stale) and queue its configuration once; returns the numbers recovered in this call."""
         before = len(self.recovered)
+        if not self._to_recover(study, mine):  # the common case: looked for without the lock
+            return []
         heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
-        with self.locked(study):
-            for trial_id in stale_trial_ids(study._storage, study._study_id):
-                trial = study._storage.get_trial(trial_id)
-                self._fail(study, trial, _stale_why(trial))
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                why = self._dead(t, mine, heartbeat=bool(heartbeat))
-                if why and records.retried(t):
-                    self._fail(study, t, why)
+        try:
+            with self.locked(study):
+                for trial_id in stale_trial_ids(study._storage, study._study_id):
+                    trial = study._storage.get_trial(trial_id)
+                    self._fail(study, trial, _stale_why(trial))
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    why = self._dead(t, mine, heartbeat=bool(heartbeat))
+                    if why and records.retried(t):
+                        self._fail(study, t, why)
+        except LockTimeout as err:  # another orchestrator holds it: the next look tries again
+            print(f"automl: recovery deferred: {err}", file=sys.stderr)
         return self.recovered[before:]
+
+    def _to_recover(self, study: optuna.Study, mine: Collection[int]) -> bool:
+        """Whether some trial is stale or its orchestrator dead (read without the study's lock,
+        which is taken only then)."""
+        if stale_trial_ids(study._storage, study._study_id):
+            return True
+        heartbeat = getattr(study._storage, "get_heartbeat_interval", lambda: None)()
+        return any(records.retried(t) and self._dead(t, mine, heartbeat=bool(heartbeat))
+                   for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
     def running_elsewhere(self, study: optuna.Study, *, mine: Collection[int]) -> int:
         """RUNNING search trials of other orchestrators that may still end or be recovered: any on a

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import random
 import re
 import threading
@@ -36,6 +37,19 @@ CREATE_ATTEMPTS = 5
 """Tries to open a database whose tables other machines create at the same moment."""
 CONNECT_TIMEOUT_S = 10
 """An unreachable PostgreSQL host fails after this long instead of the system's TCP timeout."""
+LOCK_WAIT_S = 60.0
+"""Seconds a process tries to take the study's lock before it gives up (LockTimeout)."""
+LOCK_IDLE_S = 15.0
+"""On PostgreSQL, seconds a holder's lock transaction may sit idle before the server ends its
+session, releasing the lock: the work under the lock takes milliseconds; a stopped holder is cut off."""
+LOCK_POLL_S = 0.2
+"""Seconds between two tries of a lock someone else holds."""
+
+
+class LockTimeout(RuntimeError):
+    """The study's lock could not be taken in time (another orchestrator holds it)."""
+
+
 STUDY_LOCK_SPACE = 0x61756D6C
 """First key of a study's PostgreSQL advisory lock (the study id is the second): "auml", so that
 automl's locks are told from any other application's on the same database."""
@@ -202,26 +216,33 @@ def rdb_of(storage: BaseStorage) -> RDBStorage | None:
 
 
 @contextlib.contextmanager
-def study_lock(storage: BaseStorage, study_id: int, lock_file: Path) -> Iterator[None]:
+def study_lock(storage: BaseStorage, study_id: int, lock_file: Path, *,
+               wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """Held by one process of the study at a time, on every machine that shares it, for as long as
     the block runs: a PostgreSQL advisory lock (MySQL's named lock) on a database, `lock_file` for
     the journal file (one folder, one machine), a file beside an SQLite database. A process that
-    dies holding it releases it (its connection or file closes): no claim is ever left behind."""
+    dies holding it releases it (its connection or file closes): no claim is ever left behind.
+
+    Nobody waits for ever: a waiter tries for `wait_s` seconds, then raises LockTimeout. On
+    PostgreSQL a holder that stops (SIGSTOP, a network partition) while its lock's transaction sits
+    idle is cut off by the server after LOCK_IDLE_S, which releases the lock (its later commit fails
+    and is reported, not raised): a frozen machine delays the others' recovery by that, not by the
+    server's TCP keepalive (about two hours by default)."""
     from sqlalchemy import text
 
     rdb = rdb_of(storage)
     dialect = rdb.engine.name if rdb is not None else None
     if rdb is not None and dialect == "postgresql":
-        # A transaction-level lock: released by the commit (or rollback) that ends the block.
-        with rdb.engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:space, :study)"),
-                         {"space": STUDY_LOCK_SPACE, "study": study_id})
+        with _postgres_lock(rdb, study_id, wait_s=wait_s):
             yield
     elif rdb is not None and dialect == "mysql":
         # Named locks are per server: the database's name keeps two databases' studies apart.
         name = f"automl:{rdb.engine.url.database}:{study_id}"[-64:]
         with rdb.engine.connect() as conn:
-            conn.execute(text("SELECT GET_LOCK(:name, -1)"), {"name": name})
+            got = conn.execute(text("SELECT GET_LOCK(:name, :wait)"),
+                               {"name": name, "wait": int(math.ceil(wait_s))}).scalar()
+            if got != 1:
+                raise LockTimeout(f"study {study_id}'s lock ({name}) was held for {wait_s:.0f} s")
             try:
                 yield
             finally:
@@ -230,16 +251,55 @@ def study_lock(storage: BaseStorage, study_id: int, lock_file: Path) -> Iterator
         database = rdb.engine.url.database if rdb is not None else None
         if database and database != ":memory:":  # SQLite: any process that opens the same file
             lock_file = Path(f"{database}.recovery.lock")
-        with file_lock(lock_file):
+        with file_lock(lock_file, wait_s=wait_s):
             yield
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path` (created if missing) for the block, for processes of this machine."""
+def _postgres_lock(rdb: RDBStorage, study_id: int, *, wait_s: float) -> Iterator[None]:
+    """A transaction-level advisory lock, tried until `wait_s` (pg_try_advisory_xact_lock: a waiter
+    never blocks inside the server), in a transaction the server ends if it idles LOCK_IDLE_S."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    conn = rdb.engine.connect()
+    try:
+        transaction = conn.begin()
+        conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {int(LOCK_IDLE_S * 1000)}"))
+        deadline = time.monotonic() + wait_s
+        while not conn.execute(text("SELECT pg_try_advisory_xact_lock(:space, :study)"),
+                               {"space": STUDY_LOCK_SPACE, "study": study_id}).scalar():
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"study {study_id}'s lock was held by another orchestrator for "
+                                  f"{wait_s:.0f} s")
+            time.sleep(LOCK_POLL_S)
+        yield
+        try:
+            transaction.commit()
+        except DBAPIError as err:  # cut off while it held the lock (it stopped for LOCK_IDLE_S)
+            warnings.warn(f"the study's lock was released by the server while this process held "
+                          f"it ({str(err).splitlines()[0]}); another orchestrator may have "
+                          "recovered the same trials, which enqueue_retry queues once", stacklevel=3)
+    finally:
+        with contextlib.suppress(DBAPIError):
+            conn.close()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """An exclusive lock on `path` (created if missing) for the block, for processes of this
+    machine; LockTimeout after `wait_s` seconds of trying."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"{path} was locked by another process for {wait_s:.0f} s") from None
+                time.sleep(LOCK_POLL_S)
         try:
             yield
         finally:

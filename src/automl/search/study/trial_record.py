@@ -41,6 +41,8 @@ class Tally:
     earlier: dict[str, int] = field(default_factory=lambda: {r: 0 for r in reasons.ALL})
     """Ended by sessions before this one (--resume)."""
     best: Best | None = None
+    best_seeds: int = 0
+    """Completed seeds the best configuration's mean rests on (1: one run, not confirmed)."""
 
     @classmethod
     def of_study(cls, study: optuna.Study, space: SearchSpace, seeds: int) -> Tally:
@@ -67,6 +69,7 @@ class Tally:
         except (KeyError, ValueError):  # resumed with another space file
             values = dict(top.trial.params)
         self.best = (top.mean, top.number, values)
+        self.best_seeds = len(top.scores)
 
     def total(self) -> dict[str, int]:
         """Trials ended in this session and earlier ones, by stop reason (none left at 0)."""
