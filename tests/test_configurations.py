@@ -97,8 +97,8 @@ def test_an_unconfirmed_lucky_run_never_ranks_above_the_confirmed_configuration(
 def validate(sp: StudyPaths, scores: dict[tuple[str, int], list[float]]) -> None:
     """validation.csv as a stage writes it, with its decision (one look at every seed): (config_id,
     source trial) -> scores on seeds 1000..."""
+    from automl.stages.decision import decided
     from automl.stages.selection import RacePlan
-    from automl.stages.validate import decided
 
     rows = [(cid, trial, 1000 + k, s) for k in range(3) for (cid, trial), values in scores.items()
             for s in values[k:k + 1]]

@@ -26,7 +26,7 @@ from automl.requests import (
 )
 from automl.search.plan import DEFAULT_SPACE
 from automl.search.study.loading import PRUNERS, SEARCH_METHODS
-from automl.search.study.storage import HEARTBEAT_S
+from automl.search.study.storage import HEARTBEAT_S, LockTimeout
 
 MODES = ("stage", "search", "validate", "report")
 
@@ -223,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"automl: error: {err.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except LockTimeout as err:  # another orchestrator held the study's lock all along
+        print(f"automl: error: {err}; run the command again once it is done (or stopped)",
+              file=sys.stderr)
+        return EXIT_FAILURE
     except Interrupted as stop:
         print(f"automl: {stop.stage} interrupted; continue with: {stop.resume}", file=sys.stderr)
         return EXIT_FAILURE

@@ -171,6 +171,23 @@ def show_table(view: StudyView, *, metric: str, descending: bool, top: int | Non
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     console.print(f"{summary}. Sorted by {metric}, {'descending' if descending else 'ascending'}"
                   f"{f', first {top}' if top else ''}. Wrote {view.paths.experiment_df_csv}")
+    console.print(f"chosen: {chosen_line(view)}")
+
+
+def chosen_line(view: StudyView) -> str:
+    """The study's choice as every report names it (configurations.csv's first row)."""
+    from automl.analysis.configs import rank_configurations
+
+    ranked = rank_configurations(view)
+    if not ranked:
+        return "none yet (no completed trial)"
+    pick = ranked[0]
+    if pick.validated is not None and pick.validated.n:
+        return (f"{pick.config_id}, validated mean {pick.validated_mean:.4g} over "
+                f"{pick.validated.n} fresh seeds")
+    seeds = len(pick.search_scores)
+    return (f"{pick.config_id}, search mean {pick.search_mean:.4g} over {seeds} seed(s)"
+            f"{'' if pick.confirmed else ' (not confirmed)'}; not validated")
 
 
 def _trial_number(view: StudyView, raw: str) -> int:

@@ -132,10 +132,12 @@ def how_chosen(source: Mapping[str, Any]) -> str:
                 f"{source.get('n_seeds')} fresh seed(s) (its mean score {number('validated_mean')}; "
                 f"{source.get('validated_configs', '?')} configuration(s) validated)")
     if "improvement" in source:
-        return (f"chosen by validation: the highest mean score ({number('validated_mean')}) over "
-                f"{source.get('n_seeds')} fresh seed(s) among the configurations that beat the "
-                f"starting configuration on the same seeds (improvement {number('improvement')}, "
-                f"95% CI {number('improvement_ci_low')} .. {number('improvement_ci_high')})")
+        return (f"chosen by validation: of the configurations the rule found better than the "
+                f"starting configuration on the same fresh seeds, the largest paired improvement "
+                f"({number('improvement')}, interval {number('improvement_ci_low')} .. "
+                f"{number('improvement_ci_high')} at one-sided level {number('test_level')}, "
+                f"p = {number('p_value')}; mean score {number('validated_mean')} over "
+                f"{source.get('n_seeds')} seed(s))")
     if "validated_mean" in source:
         return (f"chosen by validation: the highest mean score ({number('validated_mean')}) over "
                 f"{source.get('n_seeds')} fresh seed(s) among {source.get('validated_configs', '?')} "
@@ -193,7 +195,8 @@ def export_validated_best(study_paths: StudyPaths, results: Sequence[ValidationR
         source["starting_mean"] = base.mean
         if not best.is_baseline:
             source.update({"improvement": best.improvement, "improvement_ci_low": best.improvement_low,
-                           "improvement_ci_high": best.improvement_high, "paired_seeds": best.paired})
+                           "improvement_ci_high": best.improvement_high, "paired_seeds": best.paired,
+                           "p_value": best.p_value, "test_level": best.level})
         source["against_starting_configuration"] = improvement_text(results, rule=rule)
     values = config_values_of(study_paths, best, study=study)
     return export_best_config(study_paths, config_values=values, source=source, groups=groups,

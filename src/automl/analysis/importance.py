@@ -29,7 +29,7 @@ from automl import paths
 from automl.analysis.configs import ConfigEntry, rank_configurations
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.table import trial_row
-from automl.analysis.validation import ValidationResult, improvement_record, read_validation_csv
+from automl.analysis.validation import ValidationResult, improvement_record, read_validation_csv, rule_of
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
@@ -211,7 +211,8 @@ def top_configs(view: StudyView, ranked: list[ConfigEntry], n: int = TOP_N) -> l
     return configs
 
 
-def chosen_record(ranked: list[ConfigEntry], results: list[ValidationResult]) -> dict[str, Any] | None:
+def chosen_record(ranked: list[ConfigEntry], results: list[ValidationResult], *,
+                  rule: str = "") -> dict[str, Any] | None:
     """The chosen configuration and, after validation, what it gains over the starting one."""
     if not ranked:
         return None
@@ -220,11 +221,17 @@ def chosen_record(ranked: list[ConfigEntry], results: list[ValidationResult]) ->
                               "basis": "validation" if pick.validated is not None else "search"}
     if pick.validated is not None and any(r.n > 0 for r in results):
         record.update({k: round_sig(v) if isinstance(v, float) else v
-                       for k, v in improvement_record(results).items() if k != "config_id"})
+                       for k, v in improvement_record(results, rule=rule).items()
+                       if k != "config_id"})
     else:
         record.update({"search_score": round_sig(pick.search_mean),
                        "seeds": len(pick.search_scores), "confirmed": pick.confirmed})
     return record
+
+
+def _chosen(view: StudyView, configs: list[ConfigEntry]) -> dict[str, Any] | None:
+    results = read_validation_csv(view.paths)
+    return chosen_record(configs, results, rule=rule_of(view.paths, results))
 
 
 def importance_report(view: StudyView, *, evaluator: str = PED_ANOVA) -> dict[str, Any]:
@@ -236,7 +243,7 @@ def importance_report(view: StudyView, *, evaluator: str = PED_ANOVA) -> dict[st
     definition, scoring = score_definition(view)
     report: dict[str, Any] = {"importance_ranking": ranked,
                               "top_5_configs": top_configs(view, configs),
-                              "chosen": chosen_record(configs, read_validation_csv(view.paths))}
+                              "chosen": _chosen(view, configs)}
     if note:
         report["note"] = note
     report["trials_used"] = len(used)

@@ -191,6 +191,9 @@ def paired_with_baseline(results: Sequence[ValidationResult]) -> list[Validation
         runs = [(by_seed[seed], score) for seed, score in zip(r.seeds, r.scores, strict=True)
                 if seed in by_seed and math.isfinite(score)]
         diffs = [score - start for start, score in runs if math.isfinite(start)]
+        if r.decision:  # as validation decided it: over the seeds its test looked at
+            paired.append(dataclasses.replace(r, outlasted=len(runs) - len(diffs)))
+            continue
         paired.append(dataclasses.replace(
             r, improvement=float(np.mean(diffs)) if diffs else math.nan, paired=len(diffs),
             outlasted=len(runs) - len(diffs)))

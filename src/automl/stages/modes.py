@@ -110,13 +110,22 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
     outcome = run_search(request, plan, method, budget_s=search_budget, forkserver=forkserver)
     sp = plan.study_paths
     study = load_study(sp, request.study.storage)
+    st = _stages(request, sp, study, log, forkserver)
     if outcome.stopped_by in ("failures", "interrupted"):
+        # Every output still names one choice: an earlier validation's, else the search's best.
+        from automl.analysis.validation import read_validation_csv
+
+        validated = read_validation_csv(sp)
+        pbt = request.search.method == "pbt"
+        if pbt and not validated:
+            write_reports(sp, study=study)
+        else:
+            report(st, validated, choose(st, validated, None if pbt else request.search),
+                   done=outcome.stopped_by)
         if outcome.stopped_by == "interrupted":
             print(f"automl: interrupted; continue with --resume --study-name {sp.name}",
                   file=sys.stderr)
-        write_reports(sp, study=study)
         return EXIT_FAILURE
-    st = _stages(request, sp, study, log, forkserver)
     if request.search.method == "pbt":
         _finish_pbt(request, st, deadline=start + budget_s, validate=request.mode == "stage")
         return EXIT_OK

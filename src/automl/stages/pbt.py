@@ -236,7 +236,10 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
         return
     validated = run_pbt_validation(st, view, options, deadline=deadline, resume=resume) if validate else []
     if validate:
-        seeds = fresh_seeds(st, options.seeds + 1)
+        from automl.analysis.validation import read_race
+
+        raced = len(read_race(st.paths).get("seeds") or [])
+        seeds = fresh_seeds(st, max(options.seeds, raced) + 1)  # one no replay ran
         evaluate_final_policy(st, view, seed=seeds[-1], deadline=deadline)
     if validated and any(r.n for r in validated):
         choice = choose(st, validated, search=None)

@@ -232,10 +232,11 @@ def run_race(diffs: np.ndarray, plan: RacePlan, *, failed: np.ndarray | None = N
             break
         now = look(d, plan=plan, seeds=n, out=out, failed=failed)
         live = ~done
+        tested = live[..., None] & ~out  # a candidate out of the race keeps its last look's test
         beats = np.where(live[..., None], now.beats, beats)
+        p = np.where(tested, now.p, p)
+        levels = np.where(tested, now.levels, levels)
         out = np.where(live[..., None], now.dropped, out)
-        p = np.where(live[..., None], now.p, p)
-        levels = np.where(live[..., None], now.levels, levels)
         seeds = np.where(live, n, seeds)
         done = done | now.beats.any(axis=-1) | now.dropped.all(axis=-1)
         if done.all():

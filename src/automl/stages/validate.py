@@ -23,23 +23,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from automl import reasons
 from automl.analysis.validation import (
     BASELINE,
-    BETTER,
-    CHOSEN,
-    DROPPED,
-    FAILED,
-    NOT_BETTER,
-    START,
     ValidationResult,
-    baseline_of,
     config_id_for,
     read_race,
     read_validation_csv,
-    summarize_validation,
     write_validation_csv,
 )
 from automl.errors import Interrupted
@@ -52,6 +42,7 @@ from automl.search.trials.runner import INTERRUPTED, Job, JobResult, run_jobs
 from automl.stages import selection
 from automl.stages.candidates import Candidate, completed, fresh_seeds, with_baseline
 from automl.stages.context import Stages
+from automl.stages.decision import decided, power_statement, race_outcome, rule_text
 from automl.summary import load_summary
 
 JOB_FILE = "job.json"
@@ -68,6 +59,8 @@ def earlier_result(job: Job) -> JobResult | None:
         return None
     try:
         recorded = json.loads((job.run_dir / JOB_FILE).read_text()).get("overrides")
+    except FileNotFoundError:  # a run of a version that did not record its job: taken as this one
+        recorded = list(job.overrides)
     except (OSError, ValueError, AttributeError):
         recorded = None
     if recorded != list(job.overrides):
@@ -193,8 +186,8 @@ def race_plan(st: Stages, top: list[Candidate], options: ValidationOptions,
         return None
     try:
         stored = json.loads(st.paths.validation_race.read_text())
-        if stored.get("candidates") == candidates:
-            return selection.RacePlan(**stored["plan"])
+        if stored.get("candidates") == candidates and not stored.get("finished", True):
+            return selection.RacePlan(**stored["plan"])  # an interrupted race goes on
     except (OSError, ValueError, TypeError, KeyError):
         pass
     return selection.RacePlan(candidates=len(candidates), first=min(options.first, most), most=most)
@@ -213,11 +206,13 @@ def race(st: Stages, top: list[Candidate], *, options: ValidationOptions, most: 
     active = list(top)
     print(f"automl: validating {len(top)} configuration(s) on up to {looks[-1]} fresh seed(s) "
           f"in {len(slots)} slot(s)" + (f", looks at {', '.join(map(str, looks))} seeds" if plan else ""))
+    st.log.write(st.paths, validation={"configs": [c.config_id for c in top], "seeds": seeds,
+                                       "looks": looks})
     for n in looks:
         jobs = [_job(st, c, seed) for seed in seeds[done:n] for c in active]  # seed-major
         cut = _run_round(st, jobs, runs, slots=slots, deadline=deadline, active=active)
         if cut == INTERRUPTED:
-            _write(st, top, seeds, runs, plan, done, means)
+            _write(st, top, seeds, runs, plan, done, means, finished=False)
             st.log.phase = "interrupted"
             st.log.write(st.paths)
             raise Interrupted("validation", resume)
@@ -226,7 +221,7 @@ def race(st: Stages, top: list[Candidate], *, options: ValidationOptions, most: 
         done = n
         if plan is None:
             continue
-        outcome = _outcome(_candidates(top), seeds, runs.scores, plan, done)
+        outcome = race_outcome(_candidates(top), seeds, runs.scores, plan, done)
         if selection.race_finished(outcome, plan).all():
             break
         out = {c for c, gone in zip(_candidates(top), outcome.dropped, strict=True) if gone}
@@ -272,29 +267,6 @@ def _candidates(top: list[Candidate]) -> list[str]:
     return [c.config_id for c in top if c.config_id != BASELINE]
 
 
-def _matrix(ids: list[str], seeds: list[int], scores: dict[tuple[str, int], float]
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Paired differences (K, seeds) of the candidates `ids` against the start (NaN where either
-    has no score) and the candidates' failed runs (K, seeds)."""
-    diffs = np.full((len(ids), len(seeds)), math.nan)
-    failed = np.zeros((len(ids), len(seeds)), bool)
-    for k, config_id in enumerate(ids):
-        for i, seed in enumerate(seeds):
-            score = scores.get((config_id, seed))
-            start = scores.get((BASELINE, seed))
-            if score is not None and not math.isfinite(score):
-                failed[k, i] = True
-            if score is not None and start is not None:
-                diffs[k, i] = score - start
-    return diffs, failed
-
-
-def _outcome(ids: list[str], seeds: list[int], scores: dict[tuple[str, int], float],
-             plan: selection.RacePlan, done: int) -> selection.RaceOutcome:
-    diffs, failed = _matrix(ids, seeds, scores)
-    return selection.run_race(diffs, plan, failed=failed, available=done)
-
-
 def _look_text(top: list[Candidate], outcome: selection.RaceOutcome, plan: selection.RacePlan) -> str:
     parts = []
     for k, config_id in enumerate(_candidates(top)):
@@ -303,21 +275,16 @@ def _look_text(top: list[Candidate], outcome: selection.RaceOutcome, plan: selec
     return "; ".join(parts)
 
 
-def rule_text(plan: selection.RacePlan) -> str:
-    """The rule in a few words, for the result line and the reports."""
-    return (f"one-sided paired t-test, Holm over {plan.candidates} candidate(s), alpha "
-            f"{plan.alpha:g} spent over looks at {', '.join(map(str, plan.looks()))} seeds: a "
-            f"no-better configuration is exported at most {plan.alpha:.0%} of the time")
-
-
 def _write(st: Stages, top: list[Candidate], seeds: list[int], runs: _Runs,
-           plan: selection.RacePlan | None, done: int, means: dict[int, float]) -> list[ValidationResult]:
-    """validation.csv and validation_race.json from the runs made, with the decision."""
+           plan: selection.RacePlan | None, done: int, means: dict[int, float], *,
+           finished: bool = True) -> list[ValidationResult]:
+    """validation.csv and validation_race.json from the runs made, with the decision; `finished`:
+    False for a race an interrupt cut short (a later session goes on with its plan)."""
     rows = runs.rows(top, seeds)
     results = decided(rows, plan, looked_at=done, search_scores=means)
     write_validation_csv(st.paths, rows, results)
     record: dict[str, Any] = {"candidates": _candidates(top), "seeds": seeds, "looked_at": done,
-                              "runs": len(rows)}
+                              "runs": len(rows), "finished": finished}
     if plan is not None:
         record.update({"plan": plan.as_dict(), "rule": rule_text(plan),
                        "power": power_statement(results, plan)})
@@ -325,79 +292,18 @@ def _write(st: Stages, top: list[Candidate], seeds: list[int], runs: _Runs,
     return results
 
 
-def decided(rows: list[tuple[str, int, int, float]], plan: selection.RacePlan | None, *,
-            looked_at: int, search_scores: dict[int, float] | None = None) -> list[ValidationResult]:
-    """Validation's results from its rows (config_id, source_trial, seed, score; seeds in the
-    order they were drawn), with the decision of the race that looked at up to `looked_at` seeds:
-    a configuration that failed on a fresh seed is FAILED; one the race found better is BETTER,
-    and the one of those with the largest paired improvement is CHOSEN; where none is, a
-    configuration the start failed beside (finishing every seed the start failed, with no pair to
-    test) is; else the start is. Without a baseline or a race, _without_race decides."""
-    results = summarize_validation(rows, search_scores=search_scores)
-    if baseline_of(results) is None or plan is None or looked_at < 2:
-        return _without_race(results)
-    ids = [r.config_id for r in results if not r.is_baseline]
-    seeds = list(dict.fromkeys(int(row[2]) for row in rows))
-    scores = {(str(row[0]), int(row[2])): float(row[3]) for row in rows}
-    outcome = _outcome(ids, seeds, scores, plan, looked_at)
-    diffs, _ = _matrix(ids, seeds, scores)
-    decided_rows: dict[str, ValidationResult] = {}
-    for k, r in enumerate(results[i] for i in range(len(results)) if not results[i].is_baseline):
-        used = diffs[k, : int(outcome.seeds)]
-        level = float(outcome.levels[k]) or plan.alpha / plan.candidates
-        low, high = selection.lower_bound(used, level)
-        finite = used[np.isfinite(used)]
-        decision = (FAILED if r.n_failed else BETTER if outcome.beats[k]
-                    else DROPPED if outcome.dropped[k] else NOT_BETTER)
-        if decision == NOT_BETTER and r.paired == 0 and r.outlasted:
-            decision = BETTER  # the start failed on every seed this one finished
-        decided_rows[r.config_id] = dataclasses.replace(
-            r, improvement=float(finite.mean()) if finite.size else math.nan,
-            improvement_low=float(low), improvement_high=float(high), paired=int(finite.size),
-            p_value=float(outcome.p[k]), level=level, decision=decision)
-    better = [r for r in decided_rows.values() if r.decision == BETTER]
-    pick = max(better, key=lambda r: (r.improvement if math.isfinite(r.improvement) else math.inf,
-                                      -r.source_trial), default=None)
-    out = []
-    for r in results:
-        if r.is_baseline:
-            out.append(dataclasses.replace(r, decision=START if pick else CHOSEN))
-        else:
-            row = decided_rows[r.config_id]
-            out.append(dataclasses.replace(row, decision=CHOSEN) if row is pick else row)
+def redecide(st: Stages, results: list[ValidationResult]) -> list[ValidationResult]:
+    """A validation.csv written before decisions were recorded, decided now by the rule (one look
+    at the seeds every configuration ran) and written back with its decision; no row is dropped."""
+    rows = [(r.config_id, r.source_trial, seed, score) for r in results
+            for seed, score in zip(r.seeds, r.scores, strict=True)]
+    candidates = [r for r in results if not r.is_baseline]
+    seeds = min((len(r.seeds) for r in results), default=0)
+    plan = (selection.RacePlan(candidates=len(candidates), first=seeds, most=seeds)
+            if candidates and seeds >= 2 and len(candidates) < len(results) else None)
+    out = decided(rows, plan, looked_at=seeds,
+                  search_scores={r.source_trial: r.search_score for r in results})
+    write_validation_csv(st.paths, rows, out)
+    st.note(f"validation.csv predates recorded decisions: decided now by the rule over its {seeds} "
+            "seed(s)")
     return out
-
-
-def _without_race(results: list[ValidationResult]) -> list[ValidationResult]:
-    """No baseline or too few seeds to race: the start is kept where it has a score (its rows say
-    nothing was tested); else the highest validated mean of the configurations that never failed."""
-    scored = [r for r in results if r.n > 0]
-    base = baseline_of(results)
-    pick = base if base is not None else min(
-        scored, key=lambda r: (r.n_failed > 0, -r.mean, r.source_trial), default=None)
-    return [dataclasses.replace(r, decision=CHOSEN if r is pick else
-                                (FAILED if r.n_failed else START if r.is_baseline else NOT_BETTER))
-            for r in results]
-
-
-def power_statement(results: list[ValidationResult], plan: selection.RacePlan) -> dict[str, Any]:
-    """Whether these seeds could have shown a gain of one seed-to-seed standard deviation of the
-    start's score with POWER: the seeds that would need at the noise measured (the paired
-    differences' spread, pooled over the candidates), and `screening_only` where the race's most
-    seeds fall short."""
-    base = baseline_of(results)
-    spreads = []
-    for r in results:
-        if base is None or r.is_baseline or r.paired < 2:
-            continue
-        by_seed = dict(zip(r.seeds, r.scores, strict=True))
-        diffs = [by_seed[s] - b for s, b in zip(base.seeds, base.scores, strict=True)
-                 if s in by_seed and math.isfinite(b) and math.isfinite(by_seed[s])]
-        if len(diffs) >= 2:
-            spreads.append(float(np.var(diffs, ddof=1)))
-    sd_diff = math.sqrt(float(np.mean(spreads))) if spreads else math.nan
-    effect = base.std if base is not None else math.nan
-    need = selection.seeds_for_power(sd_diff, effect, candidates=plan.candidates, alpha=plan.alpha)
-    return {"effect": effect, "sd_paired_difference": sd_diff, "power": selection.POWER,
-            "seeds_needed": need, "most_seeds": plan.most,
-            "screening_only": need is None or need > plan.most}

@@ -40,6 +40,7 @@ from automl.search.space import Feasibility, SearchSpace, override_key
 from automl.search.study import records, reports
 from automl.search.study.recovery import FIXED_PARAMS, Recovery, enqueue_retry
 from automl.search.study.shared import Outcome, SharedStudy, guarded
+from automl.search.study.storage import LockTimeout
 from automl.search.study.trial_record import Tally, TrialRecorder
 from automl.search.trials.forkserver import ForkServer
 from automl.search.trials.launcher import Slot, launch, pause, run_overrides, visible_gpus
@@ -158,6 +159,13 @@ class PbtLoop:
         if population.due() is None and not population.orphans():  # the common case: no lock
             return
         lock = self.s.recovery.locked(self.study) if self.s.recovery else contextlib.nullcontext()
+        try:
+            self._advance_locked(lock)
+        except LockTimeout as err:  # another orchestrator holds the study's lock: the next look
+            self.console.message(f"automl: the population waits: {err}")
+
+    def _advance_locked(self, lock: Any) -> None:
+        """_advance's work, under `lock`."""
         with lock:
             population = self._read()
             for segment in population.orphans():

@@ -39,7 +39,7 @@ CONNECT_TIMEOUT_S = 10
 """An unreachable PostgreSQL host fails after this long instead of the system's TCP timeout."""
 LOCK_WAIT_S = 60.0
 """Seconds a process tries to take the study's lock before it gives up (LockTimeout)."""
-LOCK_IDLE_S = 15.0
+LOCK_IDLE_S = 20.0
 """On PostgreSQL, seconds a holder's lock transaction may sit idle before the server ends its
 session, releasing the lock: the work under the lock takes milliseconds; a stopped holder is cut off."""
 LOCK_POLL_S = 0.2
@@ -265,7 +265,8 @@ def _postgres_lock(rdb: RDBStorage, study_id: int, *, wait_s: float) -> Iterator
     conn = rdb.engine.connect()
     try:
         transaction = conn.begin()
-        conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {int(LOCK_IDLE_S * 1000)}"))
+        with contextlib.suppress(DBAPIError), conn.begin_nested():  # a server without it: no cut-off
+            conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {int(LOCK_IDLE_S * 1000)}"))
         deadline = time.monotonic() + wait_s
         while not conn.execute(text("SELECT pg_try_advisory_xact_lock(:space, :study)"),
                                {"space": STUDY_LOCK_SPACE, "study": study_id}).scalar():
@@ -278,8 +279,9 @@ def _postgres_lock(rdb: RDBStorage, study_id: int, *, wait_s: float) -> Iterator
             transaction.commit()
         except DBAPIError as err:  # cut off while it held the lock (it stopped for LOCK_IDLE_S)
             warnings.warn(f"the study's lock was released by the server while this process held "
-                          f"it ({str(err).splitlines()[0]}); another orchestrator may have "
-                          "recovered the same trials, which enqueue_retry queues once", stacklevel=3)
+                          f"it (its work under the lock sat idle for {LOCK_IDLE_S:.0f} s: "
+                          f"{str(err).splitlines()[0]}); another orchestrator may have queued the "
+                          "same retries or segments at the same moment", stacklevel=3)
     finally:
         with contextlib.suppress(DBAPIError):
             conn.close()

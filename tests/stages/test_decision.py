@@ -1,4 +1,4 @@
-"""Validation's decision (automl.stages.validate.decided): the rule applied to validation's rows,
+"""Validation's decision (automl.stages.decision.decided): the rule applied to validation's rows,
 what each row is called, the start kept unless the test says otherwise, failures, and the power
 statement."""
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from automl.analysis.validation import choose_best, improvement_text
+from automl.stages.decision import decided, power_statement
 from automl.stages.selection import RacePlan
-from automl.stages.validate import decided, power_statement
 
 nan = math.nan
 
