@@ -13,15 +13,17 @@ import pytest
 
 from automl.analysis.validation import (
     CSV_COLUMNS,
-    best_by_search,
     choose_best,
-    differs_from_search_best,
-    improvement_text,
     mean_interval,
     read_validation_csv,
-    selection_note,
     summarize_validation,
     write_validation_csv,
+)
+from automl.analysis.verdict import (
+    best_by_search,
+    differs_from_search_best,
+    improvement_text,
+    selection_note,
 )
 from automl.paths import StudyPaths
 

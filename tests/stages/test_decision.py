@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from automl.analysis.validation import choose_best, improvement_text
+from automl.analysis.validation import choose_best
+from automl.analysis.verdict import improvement_text
 from automl.stages.decision import decided, power_statement
 from automl.stages.selection import RacePlan
 

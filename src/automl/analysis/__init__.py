@@ -12,14 +12,12 @@ from automl.analysis.table import TrialRow, sort_rows, trial_rows, write_experim
 from automl.analysis.validation import (
     ValidationResult,
     ValidationRow,
-    best_by_search,
     choose_best,
-    differs_from_search_best,
     read_validation_csv,
-    selection_note,
     summarize_validation,
     write_validation_csv,
 )
+from automl.analysis.verdict import best_by_search, differs_from_search_best, selection_note
 
 __all__ = [
     "StudyView",

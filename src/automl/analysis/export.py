@@ -18,8 +18,8 @@ from automl.analysis.validation import (
     ValidationResult,
     baseline_of,
     choose_best,
-    improvement_text,
 )
+from automl.analysis.verdict import improvement_text
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text

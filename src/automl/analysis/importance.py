@@ -29,7 +29,8 @@ from automl import paths
 from automl.analysis.configs import ConfigEntry, rank_configurations
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.table import trial_row
-from automl.analysis.validation import ValidationResult, improvement_record, read_validation_csv, rule_of
+from automl.analysis.validation import ValidationResult, read_validation_csv
+from automl.analysis.verdict import improvement_record, rule_of
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name

@@ -236,7 +236,7 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
         return
     validated = run_pbt_validation(st, view, options, deadline=deadline, resume=resume) if validate else []
     if validate:
-        from automl.analysis.validation import read_race
+        from automl.analysis.verdict import read_race
 
         raced = len(read_race(st.paths).get("seeds") or [])
         seeds = fresh_seeds(st, max(options.seeds, raced) + 1)  # one no replay ran

@@ -42,7 +42,8 @@ def choose(st: Stages, validated: list[ValidationResult], search: SearchOptions 
     """Validation's choice where it has a result, else the search's best (`search`: the options
     that rank the study's configurations; None: a population, which has no such ranking):
     exported, noted and written to automl_state.yaml."""
-    from automl.analysis.validation import choose_best, improvement_record, rule_of, selection_note
+    from automl.analysis.validation import choose_best
+    from automl.analysis.verdict import improvement_record, rule_of, selection_note
 
     if validated and any(r.n for r in validated):
         if not any(r.decision for r in validated):
@@ -76,7 +77,7 @@ def _export(st: Stages, config_id: str, validated: list[ValidationResult] | None
     search's best: `search` = its mean and seeds); a configuration that cannot be exported (its
     values lost) is noted, and the study's other outputs are still written."""
     from automl.analysis.export import export_best_config, export_validated_best, trial_config_values
-    from automl.analysis.validation import rule_of
+    from automl.analysis.verdict import rule_of
 
     user = st.user_overrides(config_id)
     try:

@@ -28,10 +28,10 @@ from automl.analysis.validation import (
     BASELINE,
     ValidationResult,
     config_id_for,
-    read_race,
     read_validation_csv,
     write_validation_csv,
 )
+from automl.analysis.verdict import read_race
 from automl.errors import Interrupted
 from automl.paths import RunPaths, atomic_write_text
 from automl.requests import SearchOptions, ValidationOptions
