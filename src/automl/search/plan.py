@@ -33,7 +33,7 @@ from automl.search.optuna_loop.sizing import PlanSizing, StoredPlan, plan_inputs
 from automl.search.space import Feasibility, SearchSpace, load_space, nothing_runs, refuse_space
 from automl.search.study import records
 from automl.search.study.loading import fetch_space_file, study_exists
-from automl.search.study.recovery import FIXED_PARAMS, Recovery, enqueue_retry
+from automl.search.study.recovery import Recovery, enqueue_retry, queued_values
 from automl.search.study.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
 from automl.search.study.storage import check_storage, open_storage
 from automl.search.trials.launcher import Slot, default_worker, plan_slots, trial_env, visible_gpus
@@ -301,7 +301,7 @@ def recover_trials(study: optuna.Study, recovery: Recovery) -> list[int]:
             attrs = t.user_attrs
             if not records.retried(t) or t.number in retried:
                 continue
-            params = t.params or t.system_attrs.get(FIXED_PARAMS)  # stopped before its suggest
+            params = queued_values(t)  # stopped before or between its suggests: its queued values
             if (attrs.get(records.INTERRUPTED) and t.state.is_finished() and params
                     and enqueue_retry(study, t, params)):
                 again.append(t.number)

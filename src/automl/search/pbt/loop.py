@@ -38,7 +38,7 @@ from automl.search.pbt.population import (
 )
 from automl.search.space import Feasibility, SearchSpace, override_key
 from automl.search.study import records, reports
-from automl.search.study.recovery import FIXED_PARAMS, Recovery, enqueue_retry
+from automl.search.study.recovery import Recovery, enqueue_retry, queued_values
 from automl.search.study.shared import Outcome, SharedStudy, guarded
 from automl.search.study.storage import LockTimeout
 from automl.search.study.trial_record import Tally, TrialRecorder
@@ -169,7 +169,7 @@ class PbtLoop:
         with lock:
             population = self._read()
             for segment in population.orphans():
-                params = segment.trial.params or segment.trial.system_attrs.get(FIXED_PARAMS)
+                params = queued_values(segment.trial)
                 if params and enqueue_retry(self.study, segment.trial, params):
                     self.console.message(f"automl: segment {segment.number} (member "
                                          f"{segment.member}, generation {segment.generation}) "

@@ -32,7 +32,7 @@ from automl.search.pbt.explore import draw_index, perturb
 from automl.search.pbt.plan import PbtPlan
 from automl.search.space import SearchSpace, thaw
 from automl.search.study import records
-from automl.search.study.recovery import FIXED_PARAMS
+from automl.search.study.recovery import queued_values
 
 NO_PARENT = -1
 """The parent of a segment that trains from scratch."""
@@ -86,7 +86,7 @@ class Segment:
 
     @classmethod
     def of(cls, trial: FrozenTrial, space: SearchSpace) -> Segment:
-        params = trial.params or trial.system_attrs.get(FIXED_PARAMS) or {}
+        params = queued_values(trial)
         try:
             values = space.from_optuna(params)
         except (KeyError, ValueError):  # resumed with another space file: the names it has

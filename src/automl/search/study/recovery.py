@@ -49,6 +49,14 @@ LOCK_FILE = ".recovery.lock"
 """The study folder's lock file: the study's lock on the journal file (see storage.study_lock)."""
 
 
+def queued_values(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's configuration as it was meant to run: the values it was queued with (Optuna's
+    fixed params, where it was enqueued), overlaid with every value it suggested. A trial stopped
+    between two of its suggests has only some params: its queued values fill in the rest, so that
+    its retry runs the same configuration, not one whose missing values are sampled afresh."""
+    return {**(trial.system_attrs.get(FIXED_PARAMS) or {}), **trial.params}
+
+
 # ------------------------------------------------------------------------------------ owner
 def _boot_id() -> str | None:
     try:
@@ -222,7 +230,7 @@ class Recovery:
         reports.append_trial_final(self.paths, {
             "trial": trial.number, "frames": summary.frames if summary else 0, "score": None,
             "stop_reason": reasons.ERROR, "wall_s": None, **values, "error_tail": why}, names)
-        params = trial.params or trial.system_attrs.get(FIXED_PARAMS) or {}
+        params = queued_values(trial)
         if params and records.retried(trial):
             enqueue_retry(study, trial, params, why=f"{reasons.ERROR}: {why}")
         self.recovered.append(trial.number)
