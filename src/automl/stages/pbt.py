@@ -56,7 +56,7 @@ class PbtSearch:
     """Population-based training as the search stage's method: members trained side by side in
     segments, each an Optuna trial resumed from its parent's state."""
 
-    what, unit = "population-based training", "segment"
+    what, unit, live = "population-based training", "segment", False
 
     def __init__(self, request: Request, plan: Plan) -> None:
         self.request, self.plan = request, plan

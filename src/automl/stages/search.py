@@ -45,6 +45,8 @@ class SearchMethod(Protocol):
     """Its name in the end line (`search`, `population-based training`)."""
     unit: str
     """What its loop runs (`trial`, `segment`)."""
+    live: bool
+    """It shows a live table of its running trials (unless --quiet); else one line per end."""
 
     def check(self, slots: list[Slot]) -> None:
         """Refuse bad flags (exit 2) before the study exists."""
@@ -82,8 +84,7 @@ def run_search(request: Request, plan: Plan, method: SearchMethod, *, budget_s: 
         "mode": request.mode, "storage": plan.storage_url, "slots": len(slots),
         "budget_hours": request.budget.hours, "overrides": list(plan.overrides), **extra,
         "retried_trials": again})
-    live = not request.quiet and isinstance(method, OptunaSearch)
-    console = LiveConsole() if live else QuietConsole()
+    console = LiveConsole() if method.live and not request.quiet else QuietConsole()
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), search budget {budget_s / 3600:.2f} h")
     for line in method.lines():
@@ -101,7 +102,7 @@ def run_search(request: Request, plan: Plan, method: SearchMethod, *, budget_s: 
 class OptunaSearch:
     """The Optuna loop: trials sampled by the study's sampler, pruned, a new best confirmed."""
 
-    what, unit = "search", "trial"
+    what, unit, live = "search", "trial", True
 
     def __init__(self, request: Request, plan: Plan) -> None:
         self.request, self.plan = request, plan
