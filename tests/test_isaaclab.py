@@ -99,13 +99,13 @@ def test_time_limit_ends_carry_their_own_final_observation() -> None:
 
 
 def test_train_one_on_isaac_cartpole(tmp_path: Path) -> None:
-    process = train_one(["env=isaaclab", f"env.num_envs={NUM_ENVS}", "train.frames=3200",
-                         "train.eval_frequency=1600", "+reward.scales.pole_pos=-2.0",
+    process = train_one(["env=isaaclab", f"env.num_envs={NUM_ENVS}", "train.frames=1600",
+                         "train.eval_frequency=800", "+reward.scales.pole_pos=-2.0",
                          f"run_dir={tmp_path / 'run'}"], log_root=tmp_path, timeout=600)
     assert process.returncode == EXIT_OK, process.stdout[-3000:] + process.stderr[-3000:]
     run = paths.RunPaths(tmp_path / "run")
     summary = json.loads(run.summary.read_text())
-    assert summary["status"] == "completed" and summary["frames"] >= 3200
+    assert summary["status"] == "completed" and summary["frames"] >= 1600
     assert summary["packages"]["isaaclab"] == "3.0.0"
     for name in ("return", "episode_length", "termination_rate", "success_rate",
                  "termination_rate/cart_out_of_bounds"):
@@ -129,7 +129,7 @@ def test_a_search_of_two_trials_over_cartpole_reward_weights(tmp_path: Path) -> 
     process = subprocess.run(
         [sys.executable, "automl.py", "--mode", "search", "--space", str(space), "--hp-trials", "2",
          "--confirm-seeds", "1", "--workers", "2", "--budget-hours", "0.2", "--study-name", "il",
-         "--quiet", "env=isaaclab", "train.frames=3200", "train.eval_frequency=1600"],
+         "--quiet", "env=isaaclab", "train.frames=1600", "train.eval_frequency=800"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert process.returncode == EXIT_OK, process.stdout[-3000:] + process.stderr[-3000:]
     study = paths.StudyPaths(tmp_path / "log" / "automl" / "il")
