@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import yaml
 
 from automl import cli
 from automl.paths import StudyPaths
@@ -64,6 +65,31 @@ def skip_reports(monkeypatch: Any) -> None:
     import automl.analysis.reports as analysis_reports
 
     monkeypatch.setattr(analysis_reports, "write_reports", lambda *args, **kwargs: [])
+
+
+def choice_names(sp: StudyPaths, out: str, capsys: Any) -> dict[str, str]:
+    """The configuration each output of a study names as its choice: best_config.yaml,
+    automl_state.yaml (`best`, and `chosen` where validation decided), configurations.csv's first
+    row, the importance file's `chosen`, experiment_df.csv's first row, `analyze.py --study` and
+    the last line of the console output `out` (the mode's result line)."""
+    from automl.analysis import cli as analyze
+
+    state = yaml.safe_load(sp.state.read_text())
+    names = {"best_config.yaml": yaml.safe_load(sp.best_config.read_text())["source"]["config_id"],
+             "automl_state.yaml best": state["best"]["config_id"],
+             "configurations.csv": read_csv(sp.configurations_csv)[0]["config_id"],
+             "importance chosen": yaml.safe_load(sp.importance_yaml.read_text())["chosen"]["config_id"],
+             "experiment_df.csv": read_csv(sp.experiment_df_csv)[0]["configuration"]}
+    if state.get("chosen"):
+        names["automl_state.yaml chosen"] = state["chosen"]["config_id"]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("automl: result: "), last
+    names["last console line"] = last.removeprefix("automl: result: ").split(" chosen")[0]
+    capsys.readouterr()
+    assert analyze.main(["--study", sp.name]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("chosen: "))
+    names["analyze.py"] = line.removeprefix("chosen: ").split(",")[0]
+    return names
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -58,9 +58,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def every_file(sp: StudyPaths, *, searched: bool = True) -> dict[str, object]:
-    """The configuration each output names as the study's choice (experiment_df.csv, which lists
-    search trials, only when a search trial ran it: `searched`)."""
+def every_file(sp: StudyPaths) -> dict[str, object]:
+    """The configuration each output names as the study's choice."""
     importance = yaml.safe_load(sp.importance_yaml.read_text())
     best = yaml.safe_load(sp.best_config.read_text())
     state = yaml.safe_load(sp.state.read_text())
@@ -69,8 +68,7 @@ def every_file(sp: StudyPaths, *, searched: bool = True) -> dict[str, object]:
             "importance top_5_configs[0]": importance["top_5_configs"][0]["config_id"],
             "configurations.csv": read_csv(sp.configurations_csv)[0]["config_id"],
             "automl_state.yaml": state["best"]["config_id"],
-            **({"experiment_df.csv": read_csv(sp.experiment_df_csv)[0]["configuration"]}
-               if searched else {})}
+            "experiment_df.csv": read_csv(sp.experiment_df_csv)[0]["configuration"]}
 
 
 def test_an_unconfirmed_lucky_run_never_ranks_above_the_confirmed_configuration(log_root):
@@ -138,15 +136,22 @@ def test_nothing_beat_the_start_so_it_is_exported_and_every_file_says_so(log_roo
     sp.config_file("baseline").write_text(json.dumps(start))
     validate(sp, {("trial_0000", 0): [0.70, 0.66, 0.50], ("baseline", -1): [0.55, 0.50, 0.60]})
     assert cli.main(["--mode", "report", "--study-name", "kept"]) == 0
-    assert set(every_file(sp, searched=False).values()) == {"baseline"}
+    assert set(every_file(sp).values()) == {"baseline"}
     text = sp.best_config.read_text()
     assert "nothing of the search beat it" in text and "nothing beat the starting configuration" in text
     assert yaml.safe_load(text)["ppo"]["learning_rate"] == 5e-5
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("automl: result: nothing beat the starting configuration on 3 fresh")
+    assert out[-1].startswith("automl: result: baseline chosen: nothing beat the starting "
+                              "configuration on 3 fresh")
     assert "trial_0000: +0.07" in out[-1]
     rows = read_csv(sp.experiment_df_csv)
-    assert rows[0]["configuration"] == "trial_0000"  # the start ran no search trial
+    # The start ran no search trial: its three validation runs come first, then the search's.
+    assert [(r["trial"], r["state"], r["stop_reason"], r["configuration"]) for r in rows[:4]] == [
+        ("", "validation", "validation seed 1000", "baseline"),
+        ("", "validation", "validation seed 1001", "baseline"),
+        ("", "validation", "validation seed 1002", "baseline"), ("0", "complete", "completed", "trial_0000")]
+    assert [float(r["score"]) for r in rows[:3]] == [0.55, 0.50, 0.60]
+    assert rows[0]["learning_rate"] == "5e-05" and rows[0]["config_rank"] == "1"
     assert read_csv(sp.configurations_csv)[0]["trials"] == ""
     importance = yaml.safe_load(sp.importance_yaml.read_text())
     assert importance["chosen"]["beats_starting_configuration"] is False

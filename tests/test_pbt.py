@@ -5,7 +5,9 @@ orchestrators on one PostgreSQL study."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -19,7 +21,9 @@ import yaml
 from optuna.trial import TrialState
 from search_harness import SPACES as SPACES_DIR
 from search_harness import (
+    choice_names,
     kill_leftovers,
+    read_csv,
     run_search,
     search_argv,
     start_orchestrator,
@@ -84,10 +88,27 @@ def assert_population_complete(sp: StudyPaths, generations: int = FRAMES // INTE
 def stage(tmp_path_factory):
     """One PBT stage: the population, its reports, the schedule validated, the policy evaluated."""
     tmp = tmp_path_factory.mktemp("pbt_stage")
-    with pytest.MonkeyPatch.context() as monkeypatch:
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as monkeypatch, contextlib.redirect_stdout(out):
         monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp / "log"))
         code = run_search(pbt_argv(tmp, "pbt_stage", mode="stage"))
+    (tmp / STDOUT).write_text(out.getvalue())
     return StudyPaths(tmp / "log" / "automl" / "pbt_stage"), code
+
+
+STDOUT = "stage_stdout.txt"
+"""The stage's console output, next to its log folder."""
+
+
+def test_every_output_names_the_validated_choice(stage, monkeypatch, capsys):
+    sp, _ = stage
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(sp.root.parents[1]))
+    names = choice_names(sp, (sp.root.parents[2] / STDOUT).read_text(), capsys)
+    assert set(names.values()) == {"pbt_winner"}, names  # the replay beat the start (next test)
+    rows = read_csv(sp.experiment_df_csv)
+    runs = [r for r in rows if r["configuration"] == "pbt_winner"]
+    assert rows[:len(runs)] == runs and {r["state"] for r in runs} == {"validation"}
+    assert len(runs) == int(read_csv(sp.configurations_csv)[0]["validated_seeds"])
 
 
 def test_every_segment_is_a_trial_with_its_member_generation_parent_and_frames(stage):

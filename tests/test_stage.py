@@ -96,7 +96,8 @@ def test_stage_validates_on_fresh_seeds_and_picks_the_validated_mean_over_a_luck
     assert (paths.latest_importance_yaml()).exists()
     assert "best validated configuration: trial" in out and "95% CI" in out
     last = out.strip().splitlines()[-1]
-    assert last.startswith("automl: result: +0.5 [+0.5, +0.5] over the starting configuration on 2")
+    assert last.startswith(f"automl: result: {good['config_id']} chosen: +0.5 [+0.5, +0.5] over the "
+                           "starting configuration on 2")
     assert state["chosen"]["improvement"] == pytest.approx(0.5)
     assert state["best"]["config_id"] == good["config_id"]
     assert "+0.5 [+0.5, +0.5] over the starting configuration" in sp.best_config.read_text()

@@ -60,7 +60,8 @@ def test_a_clear_gain_ends_the_race_early_and_a_smaller_revalidation_keeps_every
     assert {len(r["seeds"].split(";")) for r in rows.values()} == {3}
     for run in sp.validation_dir.iterdir():  # each run says which job it is
         assert json.loads((run / "job.json").read_text())["overrides"][-1].startswith("train.seed=")
-    assert "automl: result: +0.5 [+0.5, +0.5] over the starting configuration on 3 fresh seeds" in out
+    assert (f"automl: result: {chosen[0]} chosen: +0.5 [+0.5, +0.5] over the starting configuration on 3 "
+            "fresh seeds") in out
     assert f"Holm over {k}" in out.strip().splitlines()[-1]
     best = yaml.safe_load(sp.best_config.read_text())
     assert best["source"]["config_id"] == chosen[0]

@@ -331,6 +331,12 @@ def show_population(view: StudyView, *, importance: bool) -> None:
                       f"{fmt(winner.score)} at {winner.reached:,} frames")
     console.print(f"Wrote {pbt_dir(view.paths)} (segments.csv, lineage.yaml, schedule.yaml, "
                   f"model.pt) and {view.paths.plots_dir / 'pbt_members.png'}")
+    from automl.analysis.validation import read_validation_csv
+
+    if any(r.n for r in read_validation_csv(view.paths)):
+        console.print(f"chosen: {chosen_line(view)}")  # the replayed schedule, or the start
+    elif winner is not None:
+        console.print("chosen: pbt_winner, the winner's schedule; not validated")
 
 
 def _run(args: argparse.Namespace) -> None:

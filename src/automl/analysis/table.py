@@ -82,6 +82,17 @@ class TrialRow:
         return float(raw) if raw is not None else math.nan
 
 
+@dataclass(frozen=True)
+class ValidationRun:
+    """One validation seed of a configuration no search trial trained (a start that was kept, a
+    population's winner): experiment_df.csv lists these runs where the configuration ranks, so that
+    the chosen configuration's runs come first whichever it is."""
+
+    entry: ConfigEntry
+    seed: int
+    score: float
+
+
 def _last_intermediate(trial: FrozenTrial) -> tuple[int, float] | None:
     if not trial.intermediate_values:
         return None
@@ -154,19 +165,26 @@ def sort_rows(rows: list[TrialRow], *, metric: str = "score",
 
 
 def experiment_df_order(rows: list[TrialRow], *, descending: bool = True,
-                        ranking: list[ConfigEntry] | None = None) -> list[TrialRow]:
-    """experiment_df.csv's order: the trials of each configuration of `ranking` together, in its
-    order (the chosen configuration first), then every other trial as `sort_rows` orders them.
-    Without a ranking: validated configurations first, by validated mean, then `sort_rows`."""
+                        ranking: list[ConfigEntry] | None = None) -> list[TrialRow | ValidationRun]:
+    """experiment_df.csv's order: the runs of each configuration of `ranking` together, in its
+    order (the chosen configuration first): its search trials, or its validation seeds where no
+    search trial trained it; then every other trial as `sort_rows` orders them. Without a ranking:
+    validated configurations first, by validated mean, then `sort_rows`."""
     if ranking is None:
         validated = [r for r in rows if math.isfinite(r.validated_score)]
         validated.sort(key=lambda r: (-r.validated_score if descending else r.validated_score,
                                       r.number))
         rest = [r for r in rows if not math.isfinite(r.validated_score)]
-        return validated + sort_rows(rest, descending=descending)
+        return [*validated, *sort_rows(rest, descending=descending)]
     by_number = {r.number: r for r in rows}
-    ordered = [by_number[n] for entry in ranking for n in entry.trials if n in by_number]
-    placed = {r.number for r in ordered}
+    ordered: list[TrialRow | ValidationRun] = []
+    for entry in ranking:
+        if entry.trials:
+            ordered += [by_number[n] for n in entry.trials if n in by_number]
+        elif entry.validated is not None:
+            ordered += [ValidationRun(entry, seed, score)
+                        for seed, score in zip(entry.validated.seeds, entry.validated.scores, strict=False)]
+    placed = {r.number for r in ordered if isinstance(r, TrialRow)}
     return ordered + sort_rows([r for r in rows if r.number not in placed], descending=descending)
 
 
@@ -181,17 +199,26 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def experiment_df_text(view: StudyView, rows: list[TrialRow],
+def experiment_df_text(view: StudyView, rows: list[TrialRow | ValidationRun],
                        ranking: list[ConfigEntry] | None = None) -> str:
     """experiment_df.csv content: the leading columns, each parameter, each metric, validated score
-    and the configuration each trial trained (from `ranking`, else the study's)."""
+    and the configuration each run trained (from `ranking`, else the study's). A validation run
+    has no trial number; its state is `validation` and its stop reason names its seed."""
     ranking = rank_configurations(view) if ranking is None else ranking
     where = {n: (rank, entry) for rank, entry in enumerate(ranking, 1) for n in entry.trials}
+    rank_of = {entry.config_id: rank for rank, entry in enumerate(ranking, 1)}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     names = view.param_names
     writer.writerow([*LEADING_COLUMNS, *names, *TRAILING_COLUMNS])
     for r in rows:
+        if isinstance(r, ValidationRun):
+            e = r.entry
+            line = ["", "validation", f"validation seed {r.seed}", r.score, None, None,
+                    *(e.params.get(n) for n in names), *[None] * len(METRICS), e.validated_mean,
+                    None, e.config_id, rank_of[e.config_id], e.search_mean, 0]
+            writer.writerow([_cell(v) for v in line])
+            continue
         lead = [r.number, r.state, r.stop_reason, r.score, r.frames, r.wall_s]
         rank, entry = where.get(r.number, (None, None))
         config = [entry.config_id, rank, entry.search_mean,

@@ -87,17 +87,17 @@ def run_mode(request: Request) -> int:
     return EXIT_OK
 
 
-def _finish_pbt(request: Request, st: Stages, *, deadline: float, validate: bool) -> None:
+def _finish_pbt(request: Request, st: Stages, *, deadline: float, validate: bool,
+                done: str | None = None) -> None:
     from automl.stages.pbt import finish_pbt
 
-    finish_pbt(st, request.validation, deadline=deadline, validate=validate,
+    finish_pbt(st, request.validation, deadline=deadline, validate=validate, done=done,
                resume=validate_command(st, request.validation, request.study.storage))
 
 
 def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, start: float,
                   log: StageLog) -> int:
     """search: the search and its reports; stage: then validation, the final run and reports."""
-    from automl.analysis.reports import write_reports
 
     budget_s, shares = request.budget.seconds, request.budget.shares
     search_budget = budget_s * (shares[0] if request.mode == "stage" else 1.0)
@@ -117,8 +117,8 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
 
         validated = read_validation_csv(sp)
         pbt = request.search.method == "pbt"
-        if pbt and not validated:
-            write_reports(sp, study=study)
+        if pbt and not validated:  # the last complete generation's winner, not validated
+            _finish_pbt(request, st, deadline=start + budget_s, validate=False, done=outcome.stopped_by)
         else:
             report(st, validated, choose(st, validated, None if pbt else request.search),
                    done=outcome.stopped_by)

@@ -32,7 +32,7 @@ from automl.search.study.shared import Outcome
 from automl.search.trials.launcher import Slot, trial_env, visible_gpus
 from automl.stages.candidates import Candidate, fresh_seeds
 from automl.stages.context import Stages
-from automl.stages.report import Choice, choose, groups_of, report
+from automl.stages.report import UNVALIDATED_HINT, Choice, choose, groups_of, report
 from automl.stages.search import Opened
 from automl.stages.validate import race
 
@@ -227,9 +227,9 @@ def evaluate_final_policy(st: Stages, view: PbtView, *, seed: int, deadline: flo
 
 
 def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, validate: bool,
-               resume: str) -> None:
+               resume: str, done: str | None = None) -> None:
     """After the population: (stage) the schedule validated and the final policy evaluated; the
-    export, the reports and the summary."""
+    export, the reports and the summary (`done`: the phase it ends in, default by `validate`)."""
     view = PbtView.read(st.paths, st.study)
     if view is None:
         st.note("no population to report: the study's search space cannot be read")
@@ -253,7 +253,7 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
 
         try:
             exported = export_best_config(st.paths, config_values=chosen["config_values"], source={
-                "method": "pbt", "trial": winner.number, "member": winner.member,
+                "method": "pbt", "config_id": WINNER, "trial": winner.number, "member": winner.member,
                 "search_score": winner.score, "frames": winner.reached, "validated": False},
                 groups=groups_of(chosen["user_overrides"]), user_overrides=chosen["user_overrides"])
         except (ConfigError, ValueError) as err:
@@ -262,5 +262,8 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
                 f"{winner.reached:,} frames; its schedule is exported, not validated")
     else:
         st.note("no winner: no generation has every member's result with a score")
-    report(st, [], Choice(WINNER if winner is not None else None, exported),
-           done="search finished" if not validate else "done")
+    verdict = (f"the population's winner, member {winner.member}, score {winner.score:.4g} at "
+               f"{winner.reached:,} frames, not validated ({UNVALIDATED_HINT})"
+               if winner is not None else None)
+    report(st, [], Choice(WINNER if winner is not None else None, exported, verdict),
+           done=done or ("done" if validate else "search finished"))

@@ -25,6 +25,9 @@ def groups_of(user_overrides: Sequence[str]) -> dict[str, str]:
     return {k: v for k, _, v in (o.partition("=") for o in user_overrides) if k in GROUPS}
 
 
+UNVALIDATED_HINT = "--mode validate compares it with the starting configuration on fresh seeds"
+
+
 @dataclass(frozen=True)
 class Choice:
     """What a study hands back: the chosen configuration, where it was exported, and (after
@@ -35,7 +38,8 @@ class Choice:
     exported: tuple[Any, Any] | None = None
     """best_config.yaml and its Hydra preset, when written."""
     verdict: str | None = None
-    """The result line: the gain over the start with the rule's interval, or that nothing beat it."""
+    """The result line after the chosen id: the gain over the start with the rule's interval, that
+    nothing beat it, or what an unvalidated choice rests on."""
 
 
 def choose(st: Stages, validated: list[ValidationResult], search: SearchOptions | None) -> Choice:
@@ -68,7 +72,8 @@ def choose(st: Stages, validated: list[ValidationResult], search: SearchOptions 
             "validation result")
     _write_best(st, chosen=None, best={"config_id": config_id, "trial": top.number,
                                        "score": top.mean, "seeds": len(top.scores), "basis": "search"})
-    return Choice(config_id, exported)
+    return Choice(config_id, exported, f"the search's best, mean {top.mean:.4g} over "
+                  f"{len(top.scores)} seed(s), not validated ({UNVALIDATED_HINT})")
 
 
 def _export(st: Stages, config_id: str, validated: list[ValidationResult] | None, *,
@@ -88,8 +93,8 @@ def _export(st: Stages, config_id: str, validated: list[ValidationResult] | None
         number = int(config_id.removeprefix("trial_"))
         return export_best_config(
             st.paths, config_values=trial_config_values(st.paths, number, study=st.study),
-            source={"trial": number, "search_score": search[0], "search_seeds": search[1],
-                    "validated": False}, groups=groups_of(user), user_overrides=user)
+            source={"config_id": config_id, "trial": number, "search_score": search[0],
+                    "search_seeds": search[1], "validated": False}, groups=groups_of(user), user_overrides=user)
     except ConfigError as err:
         st.note(f"best_config.yaml not written: {err.message}")
         return None
@@ -139,5 +144,11 @@ def print_summary(st: Stages, validated: list[ValidationResult], choice: Choice)
     print(f"  importance: {sp.importance_yaml}")
     print(f"  plots: {sp.plots_dir}")
     print(f"  all trials: {sp.experiment_df_csv}")
-    if choice.verdict:
-        print(f"automl: result: {choice.verdict}")
+    print(result_line(choice))
+
+
+def result_line(choice: Choice) -> str:
+    """The last line of every mode: the chosen configuration by name, then its verdict."""
+    if choice.config_id is None:
+        return "automl: result: nothing chosen: no completed trial"
+    return f"automl: result: {choice.config_id} chosen" + (f": {choice.verdict}" if choice.verdict else "")
