@@ -160,16 +160,22 @@ def _fit(st: Stages, top: list[Candidate], options: ValidationOptions, slots: in
 
 @dataclass
 class _Runs:
-    """The race's runs so far, by (config_id, seed)."""
+    """The race's runs so far, by (config_id, seed), and what each job it made runs."""
 
     scores: dict[tuple[str, int], float] = dataclasses.field(default_factory=dict)
+    keys: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    """Job name -> (config_id, seed)."""
+
+    def job(self, st: Stages, candidate: Candidate, seed: int) -> Job:
+        made = _job(st, candidate, seed)
+        self.keys[made.name] = (candidate.config_id, seed)
+        return made
 
     def add(self, results: list[JobResult]) -> None:
         for r in results:
             if r.reason == reasons.BUDGET:
                 continue  # cut by the deadline: says nothing of its configuration
-            config_id, _, seed = r.job.name.rpartition("_seed")
-            self.scores[(config_id, int(seed))] = r.score if r.reason == reasons.COMPLETED else math.nan
+            self.scores[self.keys[r.job.name]] = r.score if r.reason == reasons.COMPLETED else math.nan
 
     def rows(self, top: list[Candidate], seeds: list[int]) -> list[tuple[str, int, int, float]]:
         return [(c.config_id, c.source_trial, seed, self.scores[(c.config_id, seed)])
@@ -209,7 +215,7 @@ def race(st: Stages, top: list[Candidate], *, options: ValidationOptions, most: 
     st.log.write(st.paths, validation={"configs": [c.config_id for c in top], "seeds": seeds,
                                        "looks": looks})
     for n in looks:
-        jobs = [_job(st, c, seed) for seed in seeds[done:n] for c in active]  # seed-major
+        jobs = [runs.job(st, c, seed) for seed in seeds[done:n] for c in active]  # seed-major
         cut = _run_round(st, jobs, runs, slots=slots, deadline=deadline, active=active)
         if cut == INTERRUPTED:
             _write(st, top, seeds, runs, plan, done, means, finished=False)
@@ -243,7 +249,7 @@ def _run_round(st: Stages, jobs: list[Job], runs: _Runs, *, slots: list[Slot], d
     estimates = [st.rerun_seconds(c.rate) for c in active]
     if all(e is not None for e in estimates):
         per = {c.config_id: float(e) for c, e in zip(active, estimates, strict=True) if e is not None}
-        need = makespan([per[j.name.rpartition("_seed")[0]] for j in pending], len(slots))
+        need = makespan([per[runs.keys[j.name][0]] for j in pending], len(slots))
         left = deadline - time.monotonic()
         if need > left:
             st.note(f"validation stopped before {len(pending)} more run(s): they need ~{need:.0f} s, "
