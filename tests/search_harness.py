@@ -61,7 +61,7 @@ def run_search(argv: Sequence[str]) -> int:
 
 def skip_reports(monkeypatch: Any) -> None:
     """Stub the end-of-search reports: their plots take seconds per study, and they have tests
-    of their own (tests/test_analysis_*.py; the slow end-to-end test writes them for real)."""
+    of their own (tests/analysis/; the slow end-to-end test writes them for real)."""
     import automl.analysis.reports as analysis_reports
 
     monkeypatch.setattr(analysis_reports, "write_reports", lambda *args, **kwargs: [])
@@ -144,10 +144,11 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
 
 
 def start_orchestrator(argv: Sequence[str], log_root: Path, logs: Path) -> subprocess.Popen:
-    """automl.py as its own process (own session: signals sent to it reach nothing else)."""
+    """automl.py as its own process (own session: signals sent to it reach nothing else), through
+    tests/orchestrator.py: its reports write the tables only."""
     env = {**os.environ, "AUTOML_LOG_ROOT": str(log_root)}
     with (logs / "stdout.txt").open("ab") as out, (logs / "stderr.txt").open("ab") as err:
-        return subprocess.Popen([sys.executable, str(REPO / "automl.py"), *argv], cwd=REPO,
+        return subprocess.Popen([sys.executable, str(TESTS / "orchestrator.py"), *argv], cwd=REPO,
                                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True)
 

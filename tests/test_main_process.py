@@ -28,3 +28,15 @@ def test_help_prints_without_torch() -> None:
                          check=True)
     assert "--budget-hours" in out.stdout
     assert "HEAVY []" in out.stdout
+
+
+def test_the_orchestrator_loads_the_report_libraries_only_to_write_reports() -> None:
+    """fANOVA's scikit-learn and SciPy and matplotlib take seconds to import: a search, a
+    validation or a refused command line must not pay for them before it writes its reports."""
+    late = ("sklearn", "scipy.stats", "matplotlib", "optuna.importance")
+    code = ("import sys, automl.cli, automl.stages.modes, automl.stages.validate, automl.stages.pbt, "
+            "automl.search.optuna_loop.scheduler, automl.search.pbt.loop; "
+            f"print(sorted(set({late!r}) & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from matplotlib.figure import Figure
 
 from automl.analysis.folder import load_study_space
 from automl.analysis.yaml_style import dump_yaml
@@ -218,6 +217,8 @@ def _held(view: PbtView, members: list[Segment], name: str) -> float | None:
 
 def members_plot(view: PbtView, lineage: list[Segment], path: Path) -> Path:
     """Every member's score against frames, exploit steps marked, the winner's lineage over them."""
+    from matplotlib.figure import Figure  # a second to import: only to draw
+
     from automl.analysis.plots import _save, message_figure
 
     segments = view.population.segments
