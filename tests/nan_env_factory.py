@@ -1,5 +1,5 @@
 """A user env that blows up: the example point env whose observations turn NaN after `nan_after`
-steps, to check that a run reports `diverged` (tests/test_train_one.py)."""
+steps, to check that a run reports `diverged` (tests/run/test_train_one.py)."""
 
 from __future__ import annotations
 

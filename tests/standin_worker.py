@@ -139,7 +139,7 @@ class EventWriter:
     name, a version record first, each record framed as a TFRecord with masked CRC-32C), written
     and flushed synchronously. TensorBoard's own writer costs 0.4 s of imports per run (numpy and
     its TensorFlow stub), most of a stand-in run's start; the slow tests read real trainers'
-    files, and tests/test_tb_reader.py reads TensorBoard's own."""
+    files, and tests/search/trials/test_tb_reader.py reads TensorBoard's own."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from automl.envs.custom import load_factory, make_custom_env
 from automl.errors import ConfigError
 
 CPU = torch.device("cpu")
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 EXAMPLE = "tests.custom_env_factory:make"  # the spec the example's docstring tells users to write
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from test_train_one import REPO, train_one
+from train_harness import REPO, train_one
 
 from automl import paths, tags
 from automl.envs.base import FELL, LENGTH, RETURN, SUCCESS, TERMINATED_BY, WARMUP

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from gymnasium.vector import AutoresetMode
-from test_train_one import train_one
+from train_harness import train_one
 
 from automl import paths, tags
 from automl.config import load_run_config

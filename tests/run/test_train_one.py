@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from train_harness import REPO, train_one
 
 from automl import paths, reasons, tags
 from automl.config import load_run_config
@@ -31,7 +32,6 @@ from automl.run.episodes import EPISODE_METRICS
 from automl.schema import run_config_from_plain
 from automl.search.trials.tb_reader import Series, read_scalars
 
-REPO = paths.repo_root()
 SUMMARY_KEYS = {"status", "score", "frames", "wall_s", "seed", "git_sha", "packages", "metrics"}
 SKRL_TAGS = ("Loss / Policy loss", "Loss / Value loss", "Policy / Standard deviation")
 """Some of the tags skrl's PPO writes itself, at our evaluation points."""
@@ -45,13 +45,6 @@ NAVIGATION = ["env=navigation", "env.num_envs=32", "env.device=cpu", "+env.param
 NAVIGATION_EVAL_POINTS = [1024, 2048, 3072, 4096]
 CUSTOM = ["env=custom", "+reward.scales.progress=1.0", "+reward.scales.effort=-0.01",
           "env.num_envs=16", "env.device=cpu", *TINY]
-
-
-def train_one(args: list[str], *, log_root: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """`python train_one.py ARGS` from the repository root, as a user (or the search) runs it."""
-    env = {**os.environ, paths.LOG_ROOT_ENV: str(log_root)}
-    return subprocess.run([sys.executable, "train_one.py", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @dataclass

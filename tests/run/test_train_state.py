@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +20,9 @@ from typing import Any
 
 import pytest
 import torch
+from train_harness import train_one
 
-from automl import paths, tags
+from automl import tags
 from automl.config import load_run_config
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
 from automl.paths import RunPaths
@@ -33,7 +32,6 @@ from automl.run.train import build_agent, collect_step, next_eval_point, open_ru
 from automl.schema import RunConfig
 from automl.search.trials.tb_reader import read_scalars
 
-REPO = paths.repo_root()
 # 8 CartPoles x 24 rollouts (conf/ppo/default.yaml): one PPO update per 192 frames, in 2
 # mini-batches of 96 samples, 5 epochs: 10 Adam steps per update.
 ENVS, ROLLOUTS, ADAM_STEPS_PER_UPDATE = 8, 24, 10
@@ -42,13 +40,6 @@ TINY = ["env=cartpole", f"env.num_envs={ENVS}", "ppo.mini_batches=2", "train.thr
         "train.quiet=true", "train.eval_frequency=384"]
 # Segment A ends mid-rollout, off the evaluation grid: 125 steps = 5 updates and 5 steps dropped.
 A_FRAMES, B_FRAMES, B_LEARNING_RATE = 1000, 1536, 1.0e-4
-
-
-def train_one(args: list[str], *, log_root: Path) -> subprocess.CompletedProcess[str]:
-    """`python train_one.py ARGS` from the repository root, as the search runs it."""
-    env = {**os.environ, paths.LOG_ROOT_ENV: str(log_root)}
-    return subprocess.run([sys.executable, "train_one.py", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def explain(process: subprocess.CompletedProcess[str]) -> str:

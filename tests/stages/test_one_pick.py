@@ -1,8 +1,8 @@
 """One choice, named the same in every output on every path of one study: a search alone, a stage's
 validation, a smaller re-validation, a report, and resumed searches stopped by the budget, by Ctrl-C
 and by failures; the files, `analyze.py --study` and the last console line all name it. (A
-population's stage: tests/test_pbt.py; a start kept that no search trial ran:
-tests/test_configurations.py.)"""
+population's stage: tests/stages/test_pbt.py; a start kept that no search trial ran:
+tests/analysis/test_configurations.py.)"""
 
 from __future__ import annotations
 

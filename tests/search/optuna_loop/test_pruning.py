@@ -8,17 +8,18 @@ from __future__ import annotations
 import math
 import random
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from pruning_harness import EVAL, FRAMES, GRACE, JITTER, RUNGS, SLOTS, TRIALS, ScriptedProcess, pruner_for
 from search_harness import SPACES, rows, run_search, search_argv, skip_reports, write_behaviour
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
 from automl.search.optuna_loop.console import QuietConsole
-from automl.search.optuna_loop.pruning import PatientPruner, make_pruner, plan_pruning
+from automl.search.optuna_loop.pruning import PatientPruner
 from automl.search.optuna_loop.scheduler import Scheduler
 from automl.search.optuna_loop.settings import SearchSettings
 from automl.search.space import load_space
@@ -26,41 +27,6 @@ from automl.search.study.loading import PRUNERS, SEARCH_METHODS
 from automl.search.trials.launcher import Slot
 from automl.search.trials.stoppers import StopperSet
 from automl.search.trials.watch import Running
-
-FRAMES = 100_000
-EVAL = 10_000
-GRACE = 20_000
-JITTER = 256
-"""A real run reports at multiples of its rollout size, a little past each evaluation step."""
-TRIALS = 24
-SLOTS = 3
-RUNGS = {
-    # 24 trials: one asynchronous successive-halving bracket for both, halving from the grace
-    # frames (20k, 40k, 80k; 160k > frames), keeping the last floor(log2(24 / 4)) = 2 rungs.
-    "hyperband": {2 * GRACE, 4 * GRACE},
-    "successive_halving": {2 * GRACE, 4 * GRACE},
-    # The median rule applies at every step once the warm-up (the grace frames) is over.
-    "median": set(range(GRACE, FRAMES + 1, EVAL)),
-    "none": set(),
-}
-
-
-def pruner_for(name: str, *, grace: int = GRACE) -> optuna.pruners.BasePruner:
-    """The pruner the CLI builds for this study (its plan for TRIALS trials)."""
-    return make_pruner(plan_pruning(name, trials=TRIALS, frames=FRAMES, eval_frequency=EVAL,
-                                    grace=grace, episode_frames=None))
-
-
-@dataclass
-class ScriptedProcess:
-    """Stands for a trial process: the loop only asks it to terminate here."""
-
-    slot: Slot = field(default_factory=lambda: Slot(index=0, threads=1))
-    terminated: bool = False
-    started: float = 0.0
-
-    def terminate(self) -> None:
-        self.terminated = True
 
 
 @dataclass

@@ -45,7 +45,7 @@ def by_number(study_paths: StudyPaths) -> dict[int, dict[str, str]]:
 
 
 def test_hyperband_prunes_bad_trials_at_its_rungs_before_they_finish(tmp_path):
-    # End to end with real processes; tests/test_pruning.py checks every decision against the
+    # End to end with real processes; tests/search/optuna_loop/test_pruning.py checks every decision against the
     # pruner. 7 trials: one halving bracket, rungs at 20k, 40k and 80k frames: a trial pruned at
     # the last rung has 20k frames (0.8 s) left to be stopped in before it finishes by itself.
     # --confirm-seeds 1: which of the first two trials ends first decides which is confirmed, and

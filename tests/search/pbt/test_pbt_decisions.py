@@ -29,7 +29,7 @@ from automl.search.space import SearchSpace, parse_space
 NAV_TERMS = ("position_tracking", "heading_tracking", "approach_scale", "orientation", "torques",
              "termination")
 SOURCE = "spaces/pbt.yaml"
-STATE_PY = Path(__file__).resolve().parents[1] / "src" / "automl" / "run" / "state.py"
+STATE_PY = Path(__file__).resolve().parents[3] / "src" / "automl" / "run" / "state.py"
 NAN = float("nan")
 LOW, HIGH = 1 / 1.5, 1 / 1.1  # a division by U(1.1, 1.5)
 

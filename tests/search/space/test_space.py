@@ -551,7 +551,7 @@ TEMPLATES = sorted(p.name for p in paths.templates_dir().glob("*.yaml"))
 MUJOCO_TEMPLATES = {"hopper.yaml": "hopper", "hopper_ppo_only.yaml": "hopper",
                     "walker2d.yaml": "walker2d", "halfcheetah.yaml": "halfcheetah", "ant.yaml": "ant",
                     "humanoid.yaml": "humanoid"}
-"""MuJoCo task templates -> their conf/reward option (checked in tests/test_mujoco_tasks.py)."""
+"""MuJoCo task templates -> their conf/reward option (checked in tests/envs/test_mujoco_tasks.py)."""
 
 
 def load_template(name: str) -> SearchSpace:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+from pruning_harness import FRAMES, GRACE, ScriptedProcess, pruner_for
 from search_harness import SPACES, rows, run_search, search_argv, skip_reports, trials, write_behaviour
-from test_pruning import FRAMES, GRACE, ScriptedProcess, pruner_for
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
