@@ -16,7 +16,7 @@ import yaml
 from fake_study import FakeTrial, make_study
 
 from automl import cli, paths
-from automl.analysis.validation import write_validation_csv
+from automl.analysis.validation import summarize_validation, write_validation_csv
 from automl.paths import StudyPaths
 from automl.search.study import records
 from automl.search.study.storage import open_storage
@@ -121,6 +121,22 @@ def test_validation_picks_a_configuration_only_when_it_beats_the_start_on_the_sa
     assert configs[1]["trials"] == "3"  # the start is the search's trial 3, listed once
     state = yaml.safe_load(sp.state.read_text())
     assert state["chosen"]["beats_starting_configuration"] is True
+
+
+def test_a_validation_csv_from_before_recorded_decisions_is_decided_when_reported(log_root):
+    sp = confirmed_and_lucky_study("legacy")
+    rows = [(cid, trial, 1000 + k, s) for k in range(3) for cid, trial, values in (
+        ("trial_0000", 0, [0.50, 0.52, 0.48]), ("trial_0002", 2, [0.80, 0.75, 0.85]),
+        ("baseline", 3, [0.55, 0.50, 0.60])) for s in values[k:k + 1]]
+    write_validation_csv(sp, rows, summarize_validation(rows))  # as written before decisions
+    assert {r["decision"] for r in read_csv(sp.validation_csv)} == {""}
+    assert cli.main(["--mode", "report", "--study-name", "legacy"]) == 0
+    decisions = {r["config_id"]: r["decision"] for r in read_csv(sp.validation_csv)}
+    assert decisions == {"trial_0002": "chosen", "baseline": "start", "trial_0000": "dropped"}
+    assert len(read_csv(sp.validation_csv)) == 3  # decided, no row dropped
+    assert set(every_file(sp).values()) == {"trial_0002"}
+    state = yaml.safe_load(sp.state.read_text())
+    assert any("predates recorded decisions" in note for note in state["stage_notes"])
 
 
 def test_nothing_beat_the_start_so_it_is_exported_and_every_file_says_so(log_root, capsys):

@@ -23,7 +23,7 @@ from automl.stages.context import StageLog, Stages
 from automl.stages.final import run_final
 from automl.stages.report import choose, report
 from automl.stages.search import OptunaSearch, run_search
-from automl.stages.validate import run_validation, validate_command
+from automl.stages.validate import recorded_validation, run_validation, validate_command
 
 
 def _existing(request: Request) -> tuple[StudyPaths, optuna.Study]:
@@ -75,11 +75,9 @@ def run_mode(request: Request) -> int:
                                        storage=request.study.storage)
             report(st, validated, choose(st, validated, request.search))
         return EXIT_OK
-    from automl.analysis.validation import read_validation_csv
-
     log.phase = "report"
     st = _stages(request, sp, study, log, None)
-    validated = read_validation_csv(sp)
+    validated = recorded_validation(st)
     if is_pbt(study) and not validated:  # the population's winner, not validated
         _finish_pbt(request, st, deadline=deadline, validate=False)
         return EXIT_OK
@@ -113,9 +111,7 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
     st = _stages(request, sp, study, log, forkserver)
     if outcome.stopped_by in ("failures", "interrupted"):
         # Every output still names one choice: an earlier validation's, else the search's best.
-        from automl.analysis.validation import read_validation_csv
-
-        validated = read_validation_csv(sp)
+        validated = recorded_validation(st)
         pbt = request.search.method == "pbt"
         if pbt and not validated:  # the last complete generation's winner, not validated
             _finish_pbt(request, st, deadline=start + budget_s, validate=False, done=outcome.stopped_by)
@@ -130,10 +126,8 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
         _finish_pbt(request, st, deadline=start + budget_s, validate=request.mode == "stage")
         return EXIT_OK
     if request.mode == "search":
-        from automl.analysis.validation import read_validation_csv
-
         log.phase = "report"
-        validated = read_validation_csv(sp)
+        validated = recorded_validation(st)
         report(st, validated, choose(st, validated, request.search), done="search finished")
         return EXIT_OK
     validated = run_validation(st, request.search, request.validation,

@@ -50,10 +50,6 @@ def choose(st: Stages, validated: list[ValidationResult], search: SearchOptions 
     from automl.analysis.verdict import improvement_record, rule_of, selection_note
 
     if validated and any(r.n for r in validated):
-        if not any(r.decision for r in validated):
-            from automl.stages.validate import redecide
-
-            validated[:] = redecide(st, validated)
         chosen = choose_best(validated)
         exported = _export(st, chosen.config_id, validated)
         st.note(selection_note(validated))

@@ -121,7 +121,7 @@ def run_validation(st: Stages, search: SearchOptions, options: ValidationOptions
     slots = st.trial_slots(configs[0].number)
     fitted = _fit(st, top, options, len(slots), deadline)
     if fitted is None:  # an earlier session's validation, if any, still stands
-        return read_validation_csv(st.paths)
+        return recorded_validation(st)
     top, most = fitted
     return race(st, top, options=options, most=most, slots=slots, deadline=deadline,
                 means=means, resume=validate_command(st, options, storage))
@@ -295,6 +295,15 @@ def _write(st: Stages, top: list[Candidate], seeds: list[int], runs: _Runs,
         record.update({"plan": plan.as_dict(), "rule": rule_text(plan),
                        "power": power_statement(results, plan)})
     atomic_write_text(st.paths.validation_race, json.dumps(record, indent=2) + "\n")
+    return results
+
+
+def recorded_validation(st: Stages) -> list[ValidationResult]:
+    """validation.csv's results, each with the rule's decision (a file written before decisions
+    were recorded is decided now and written back: `redecide`)."""
+    results = read_validation_csv(st.paths)
+    if any(r.n for r in results) and not any(r.decision for r in results):
+        return redecide(st, results)
     return results
 
 
