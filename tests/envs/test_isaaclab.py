@@ -98,6 +98,7 @@ def test_time_limit_ends_carry_their_own_final_observation() -> None:
     assert seen
 
 
+@pytest.mark.slow
 def test_train_one_on_isaac_cartpole(tmp_path: Path) -> None:
     process = train_one(["env=isaaclab", f"env.num_envs={NUM_ENVS}", "train.frames=1600",
                          "train.eval_frequency=800", "+reward.scales.pole_pos=-2.0",
@@ -118,6 +119,7 @@ def test_train_one_on_isaac_cartpole(tmp_path: Path) -> None:
     assert tags.task_metric_tag("termination_rate/cart_out_of_bounds") in series
 
 
+@pytest.mark.slow
 def test_a_search_of_two_trials_over_cartpole_reward_weights(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({
