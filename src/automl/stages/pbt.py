@@ -264,6 +264,6 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
         st.note("no winner: no generation has every member's result with a score")
     verdict = (f"the population's winner, member {winner.member}, score {winner.score:.4g} at "
                f"{winner.reached:,} frames, not validated ({UNVALIDATED_HINT})"
-               if winner is not None else None)
+               if winner is not None else "no generation has every member's result with a score")
     report(st, [], Choice(WINNER if winner is not None else None, exported, verdict),
            done=done or ("done" if validate else "search finished"))

@@ -60,7 +60,7 @@ def choose(st: Stages, validated: list[ValidationResult], search: SearchOptions 
         return Choice(chosen.config_id, exported, str(record["text"]))
     configs = completed(st.study, search) if search is not None else []
     if not configs:
-        return Choice(None)
+        return Choice(None, verdict="no completed trial")
     top = configs[0]
     config_id = trial_name(top.number)
     exported = _export(st, config_id, None, search=(top.mean, len(top.scores)))
@@ -145,6 +145,5 @@ def print_summary(st: Stages, validated: list[ValidationResult], choice: Choice)
 
 def result_line(choice: Choice) -> str:
     """The last line of every mode: the chosen configuration by name, then its verdict."""
-    if choice.config_id is None:
-        return "automl: result: nothing chosen: no completed trial"
-    return f"automl: result: {choice.config_id} chosen" + (f": {choice.verdict}" if choice.verdict else "")
+    what = f"{choice.config_id} chosen" if choice.config_id is not None else "nothing chosen"
+    return f"automl: result: {what}" + (f": {choice.verdict}" if choice.verdict else "")

@@ -158,7 +158,9 @@ def test_a_study_whose_every_trial_failed_exits_1_however_few(tmp_path, capsys):
     table = rows(StudyPaths.for_study("broken"))
     assert [r["stop_reason"] for r in table] == [reasons.ERROR, reasons.ERROR]
     assert all("scripted exit 3" in r["error_tail"] for r in table)
-    assert "search ended (failures)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "search ended (failures)" in out
+    assert out.strip().splitlines()[-1] == "automl: result: nothing chosen: no completed trial"
 
 
 # ----------------------------------------------------------------------------------- budget
