@@ -81,7 +81,7 @@ class GymVectorEnv:
         self._length = np.zeros(num_envs, dtype=np.int64)
         self._forward = np.zeros(num_envs, dtype=np.float64)
         """Per sub-env sum of forward velocities this episode (split tasks only)."""
-        self._dt = float(self._vec.get_attr("dt")[0]) if self._split is not None else 0.0  # type: ignore[attr-defined]
+        self._dt = float(self._vec.get_attr("dt")[0]) if self._split is not None else 0.0
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset all sub-envs, seeded from `seed` (None: the constructor's seed, once)."""
@@ -89,7 +89,7 @@ class GymVectorEnv:
             seed = self._seed
         self._seeded = True
         # None continues the sub-envs' streams; a seed gives each sub-env its own.
-        obs, _ = self._vec.reset(seed=None if seed is None else sub_env_seeds(seed, self.num_envs))  # type: ignore[arg-type]
+        obs, _ = self._vec.reset(seed=None if seed is None else sub_env_seeds(seed, self.num_envs))
         self._return[:] = 0.0
         self._length[:] = 0
         self._forward[:] = 0.0

@@ -53,7 +53,7 @@ class CategoricalPolicy(CategoricalMixin, Model):
                        device=device)
         CategoricalMixin.__init__(self, unnormalized_log_prob=True, role="policy")
         self.net = nn.Sequential(mlp(self.num_observations, sizes, activation),
-                                 nn.Linear(sizes[-1], int(action_space.n)))  # type: ignore[attr-defined]
+                                 nn.Linear(sizes[-1], int(action_space.n)))
 
     def compute(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:
         """The categorical head: unnormalised logits, one per action."""
