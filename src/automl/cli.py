@@ -71,23 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
       "every configuration (at least 2)")
     a("--final-frames-multiplier", type=float, default=2.0, help="final run's frames x this")
     a("--stage-shares", default="0.7,0.2,0.1", help="budget shares of search,validate,final")
-    a("--population", type=int, default=None, help="pbt: members (default: the slots, at least 4)")
-    a("--pbt-interval", type=int, default=None, help="pbt: frames between exploit steps (default: "
-      "10 or more per member, each at least one time limit of every env)")
-    a("--pbt-fraction", type=float, default=None, help="pbt: share of members replaced each round "
-      "by a copy of a top member (default 0.25)")
-    a("--pbt-factors", default=None, help="pbt: a perturbed value is multiplied or divided by a "
-      "factor from U(low, high) (default 1.1,1.5)")
-    a("--pbt-resample", type=float, default=None, help="pbt: probability that a parameter is drawn "
-      "afresh instead of perturbed (default 0.25)")
-    a("--pbt-init", default=None, help="pbt: start (every member the starting configuration, all "
-      "but the first perturbed once; default) or sample (all but the first sampled)")
+    _add_pbt_flags(p)
     a("--quiet", action="store_true", help="one line per finished trial, no live table")
     a("--no-fork-server", action="store_true",
       help="start every trial as a cold Python process instead of forking it from a warm server")
     a("--worker", default=None, help=argparse.SUPPRESS)  # tests: a stand-in trial worker
     a("overrides", nargs="*", help="Hydra overrides for every trial (key=value)")
     return p
+
+
+def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of population-based training, a group of their own in --help."""
+    g = p.add_argument_group("population-based training (--search-method pbt)").add_argument
+    g("--population", type=int, default=None, help="members (default: the slots, at least 4)")
+    g("--pbt-interval", type=int, default=None, help="frames between exploit steps (default: "
+      "10 or more per member, each at least one time limit of every env)")
+    g("--pbt-fraction", type=float, default=None, help="share of members replaced each round "
+      "by a copy of a top member (default 0.25)")
+    g("--pbt-mutate", type=float, default=None, help="probability that each mutable parameter "
+      "changes when a member is copied (default: the space's pbt.mutation_probability, else 0.25)")
+    g("--pbt-factors", default=None, help="a perturbed value is multiplied or divided by a "
+      "factor from U(low, high) (default: the space's pbt.factors, else 1.1,1.5)")
+    g("--pbt-resample", type=float, default=None, help="probability that a changed value is "
+      "drawn afresh instead of perturbed (default: the space's pbt.resample_probability, else 0.25)")
+    g("--pbt-exploit-after", type=int, default=None, help="frames every member trains before "
+      "the first exploit step (default 0: from the first segment's end)")
+    g("--pbt-init", default=None, help="start (every member the starting configuration, all "
+      "but the first perturbed once; default) or sample (all but the first sampled)")
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -145,7 +155,8 @@ def stage_shares(text: str) -> tuple[float, float, float]:
 
 PBT_FLAGS = {"--population": "population", "--pbt-interval": "pbt_interval",
              "--pbt-fraction": "pbt_fraction", "--pbt-factors": "pbt_factors",
-             "--pbt-resample": "pbt_resample", "--pbt-init": "pbt_init"}
+             "--pbt-resample": "pbt_resample", "--pbt-mutate": "pbt_mutate",
+             "--pbt-exploit-after": "pbt_exploit_after", "--pbt-init": "pbt_init"}
 
 
 def pbt_options(args: argparse.Namespace) -> PbtOptions:
@@ -168,7 +179,7 @@ def pbt_options(args: argparse.Namespace) -> PbtOptions:
     if not 0 < fraction <= 0.5:
         raise bad_flag("--pbt-fraction", fraction, "it must lie in (0, 0.5]: the members replaced "
                        "and the members they copy must not overlap", "use --pbt-fraction 0.25")
-    factors = defaults.factors
+    factors = None
     if args.pbt_factors is not None:
         try:
             low, high = (float(x) for x in args.pbt_factors.split(","))
@@ -178,14 +189,19 @@ def pbt_options(args: argparse.Namespace) -> PbtOptions:
             raise bad_flag("--pbt-factors", args.pbt_factors, "it must be two factors low,high with "
                            "1 < low <= high", "use --pbt-factors 1.1,1.5")
         factors = (low, high)
-    resample = defaults.resample_probability if args.pbt_resample is None else args.pbt_resample
-    if not 0 <= resample <= 1:
-        raise bad_flag("--pbt-resample", resample, "it must lie in [0, 1]", "use --pbt-resample 0.25")
+    for flag, value in (("--pbt-resample", args.pbt_resample), ("--pbt-mutate", args.pbt_mutate)):
+        if value is not None and not 0 <= value <= 1:
+            raise bad_flag(flag, value, "it must lie in [0, 1]", f"use {flag} 0.25")
+    after = args.pbt_exploit_after
+    if after is not None and after < 0:
+        raise bad_flag("--pbt-exploit-after", after, "it must be a number of frames, 0 or more",
+                       "drop it to exploit from the first segment's end")
     init = args.pbt_init or defaults.init
     if init not in ("start", "sample"):
         raise bad_flag("--pbt-init", init, "it must be start or sample", "use --pbt-init start")
     return PbtOptions(population=args.population, interval=args.pbt_interval, fraction=fraction,
-                      factors=factors, resample_probability=resample, init=init)
+                      factors=factors, resample_probability=args.pbt_resample,
+                      mutation_probability=args.pbt_mutate, exploit_after=after or 0, init=init)
 
 
 def to_request(args: argparse.Namespace, argv: list[str]) -> Request:

@@ -78,10 +78,18 @@ class PbtOptions:
     least one time limit of every env."""
     fraction: float = 0.25
     """--pbt-fraction: the share of members replaced each round (and the share that donates)."""
-    factors: tuple[float, float] = (1.1, 1.5)
-    """--pbt-factors: a perturbed value is multiplied or divided by a factor from U(low, high)."""
-    resample_probability: float = 0.25
-    """--pbt-resample: probability that a parameter is drawn afresh instead of perturbed."""
+    factors: tuple[float, float] | None = None
+    """--pbt-factors: a perturbed value is multiplied or divided by a factor from U(low, high);
+    None: the space's `pbt.factors`, else (1.1, 1.5)."""
+    resample_probability: float | None = None
+    """--pbt-resample: probability that a changed value is drawn afresh instead of perturbed; None:
+    the space's `pbt.resample_probability`, else 0.25."""
+    mutation_probability: float | None = None
+    """--pbt-mutate: probability that each mutable parameter changes when a member is copied; None:
+    the space's `pbt.mutation_probability`, else 0.25."""
+    exploit_after: int = 0
+    """--pbt-exploit-after: frames every member trains before the first exploit step (0: the first
+    segment's end)."""
     init: str = "start"
     """--pbt-init: `start` (every member the starting configuration, members after the first
     perturbed once) or `sample` (members after the first sampled from the space)."""

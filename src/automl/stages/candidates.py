@@ -18,7 +18,7 @@ from automl.analysis.validation import BASELINE, NO_TRIAL
 from automl.errors import ConfigError
 from automl.paths import atomic_write_text
 from automl.requests import SearchOptions
-from automl.search.space import thaw
+from automl.search.space import SearchSpace, thaw
 from automl.search.study import records
 from automl.search.study.confirm import Configuration, ranked, study_seeds
 from automl.stages.context import Stages
@@ -58,10 +58,7 @@ def starting_configuration(st: Stages) -> dict[str, Any]:
     the first search trial that ran exactly this (the all-priors trial 0, when every parameter has a
     prior, or any trial that sampled exactly these values). Raises ConfigError when the study's
     space cannot be read."""
-    from omegaconf import OmegaConf
-
     from automl.analysis.folder import load_study_space
-    from automl.config import compose
 
     trials = [t for t in st.study.get_trials(deepcopy=False) if records.in_search(t)]
     space = load_study_space(st.paths, trials)
@@ -71,6 +68,23 @@ def starting_configuration(st: Stages) -> dict[str, Any]:
                           "configuration cannot be rebuilt", fix="restore search_space.yaml")
     user: list[str] = next((st.trial_file(t.number).get("user_overrides", []) for t in trials
                             if st.paths.trial_config(t.number).exists()), [])
+    values, overrides, priors = composed_start(space, user)
+    ran = [t for t in trials if records.CONFIRMS not in t.user_attrs
+           and _plain(t.user_attrs.get(records.CONFIG_VALUES)) == _plain(values)]
+    ran.sort(key=lambda t: (t.state != optuna.trial.TrialState.COMPLETE, t.number))
+    source = ran[0].number if ran else NO_TRIAL
+    return {"config_id": BASELINE, "source_trial": source, "params": priors,
+            "config_values": values, "base_overrides": overrides, "user_overrides": user}
+
+
+def composed_start(space: SearchSpace, user: list[str]) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """The starting configuration of `space` under the command line's `user` overrides: its config
+    values (the fixed values, each parameter's prior, else its composed default), the overrides
+    that train it, and the priors by parameter name."""
+    from omegaconf import OmegaConf
+
+    from automl.config import compose
+
     priors = {p.name: thaw(p.prior) for p in space.params if p.has_prior}
     composed = compose([*space.fixed_overrides(),
                         *(space.param(name).override(value) for name, value in priors.items()),
@@ -82,13 +96,7 @@ def starting_configuration(st: Stages) -> dict[str, Any]:
         if value is not None or p.name in priors:  # None composed: the task's own default
             values[p.key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
             searched.append(p.override(values[p.key]))
-    overrides = [*space.fixed_overrides(), *searched, *user]
-    ran = [t for t in trials if records.CONFIRMS not in t.user_attrs
-           and _plain(t.user_attrs.get(records.CONFIG_VALUES)) == _plain(values)]
-    ran.sort(key=lambda t: (t.state != optuna.trial.TrialState.COMPLETE, t.number))
-    source = ran[0].number if ran else NO_TRIAL
-    return {"config_id": BASELINE, "source_trial": source, "params": priors,
-            "config_values": values, "base_overrides": overrides, "user_overrides": user}
+    return values, [*space.fixed_overrides(), *searched, *user], priors
 
 
 def with_baseline(st: Stages, top: list[Candidate]) -> list[Candidate]:

@@ -69,8 +69,7 @@ def run_mode(request: Request) -> int:
         with trial_forkserver(request.resources) as forkserver:
             st = _stages(request, sp, study, log, forkserver)
             if is_pbt(study):
-                _finish_pbt(request, st, deadline=deadline, validate=True)
-                return EXIT_OK
+                return _finish_pbt(request, st, deadline=deadline, validate=True)
             validated = run_validation(st, request.search, request.validation, deadline=deadline,
                                        storage=request.study.storage)
             report(st, validated, choose(st, validated, request.search))
@@ -79,18 +78,19 @@ def run_mode(request: Request) -> int:
     st = _stages(request, sp, study, log, None)
     validated = recorded_validation(st)
     if is_pbt(study) and not validated:  # the population's winner, not validated
-        _finish_pbt(request, st, deadline=deadline, validate=False)
-        return EXIT_OK
+        return _finish_pbt(request, st, deadline=deadline, validate=False)
     report(st, validated, choose(st, validated, None if is_pbt(study) else request.search))
     return EXIT_OK
 
 
 def _finish_pbt(request: Request, st: Stages, *, deadline: float, validate: bool,
-                done: str | None = None) -> None:
+                done: str | None = None) -> int:
+    """The population's end; EXIT_FAILURE where it has no result to hand back."""
     from automl.stages.pbt import finish_pbt
 
-    finish_pbt(st, request.validation, deadline=deadline, validate=validate, done=done,
-               resume=validate_command(st, request.validation, request.study.storage))
+    named = finish_pbt(st, request.validation, deadline=deadline, validate=validate, done=done,
+                       resume=validate_command(st, request.validation, request.study.storage))
+    return EXIT_OK if named else EXIT_FAILURE
 
 
 def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, start: float,
@@ -123,8 +123,7 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
                   file=sys.stderr)
         return EXIT_FAILURE
     if request.search.method == "pbt":
-        _finish_pbt(request, st, deadline=start + budget_s, validate=request.mode == "stage")
-        return EXIT_OK
+        return _finish_pbt(request, st, deadline=start + budget_s, validate=request.mode == "stage")
     if request.mode == "search":
         log.phase = "report"
         validated = recorded_validation(st)

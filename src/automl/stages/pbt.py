@@ -22,7 +22,7 @@ from automl.paths import atomic_write_text
 from automl.requests import Request, ValidationOptions
 from automl.search.pbt.explore import check_mutable
 from automl.search.pbt.loop import SEGMENT_KEYS, PbtLoop, PbtSettings
-from automl.search.pbt.plan import PbtPlan, plan_pbt
+from automl.search.pbt.plan import PbtPlan, largest_update, plan_pbt
 from automl.search.pbt.population import Segment, starting_values
 from automl.search.plan import Plan, worker_command
 from automl.search.space import Feasibility, hydra_value, override_key
@@ -30,7 +30,7 @@ from automl.search.study import records
 from automl.search.study.recovery import Recovery
 from automl.search.study.shared import Outcome
 from automl.search.trials.launcher import Slot, trial_env, visible_gpus
-from automl.stages.candidates import Candidate, fresh_seeds
+from automl.stages.candidates import Candidate, composed_start, fresh_seeds
 from automl.stages.context import Stages
 from automl.stages.report import UNVALIDATED_HINT, Choice, choose, groups_of, report
 from automl.stages.search import Opened
@@ -62,15 +62,20 @@ class PbtSearch:
         self.request, self.plan = request, plan
         self.fresh: PbtPlan | None = None
         self.pbt: PbtPlan | None = None
+        self.moved: list[str] = []
+        """What member 0's first values changed to stay inside the space (starting_values)."""
 
     def check(self, slots: list[Slot]) -> None:
-        """A space with nothing to perturb, a start outside the space, bad PBT flags: exit 2."""
+        """A space with nothing to perturb, bad PBT flags: exit 2."""
         plan = self.plan
         check_mutable(plan.space)
-        starting_values(plan.space, Feasibility.compose(plan.space, list(plan.overrides)).base)
+        _, self.moved = starting_values(plan.space,
+                                        Feasibility.compose(plan.space, list(plan.overrides)).base)
+        gpus = len(visible_gpus())
         self.fresh = plan_pbt(self.request.search.pbt, plan.base, slots=len(slots),
                               episode_frames=plan.episode_frames, seed=self.request.study.seed,
-                              gpus=len(visible_gpus()))
+                              gpus=gpus, most_update=largest_update(plan.space, plan.base, gpus=gpus),
+                              section=plan.space.pbt)
 
     def opened(self, run: Opened) -> dict[str, Any]:
         """The study's own population plan (its first session's) stands."""
@@ -84,7 +89,8 @@ class PbtSearch:
     def lines(self) -> list[str]:
         """The population's plan."""
         assert self.pbt is not None
-        return [f"automl: {self.pbt.describe()}"]
+        return [f"automl: {self.pbt.describe()}",
+                *(f"automl: member 0 stays inside the space: {m}" for m in self.moved)]
 
     def loop(self, run: Opened, console: Any) -> Outcome:
         """The population's segments over the slots."""
@@ -143,17 +149,17 @@ def configuration_records(st: Stages, view: PbtView, winner: Segment) -> tuple[d
                      "train.schedule": steps}
     winner_overrides = [*space.fixed_overrides(), *space.overrides(first), *user,
                         f"train.frames={frames}", schedule_override(steps)]
-    start_segment = next(s for s in view.population.segments
-                         if s.member == 0 and s.generation == 0)
-    start = dict(start_segment.values)
+    # The start is the composed configuration, as in a search: member 0's first values unless the
+    # space did not hold one of them (population.starting_values).
+    start_values, start_overrides, _ = composed_start(space, user)
+    start = {p.name: start_values[p.key] for p in space.params if p.key in start_values}
     records_ = (
         {"config_id": WINNER, "source_trial": winner.number, "params": first,
          "config_values": winner_values, "base_overrides": winner_overrides, "user_overrides": user,
          "member": winner.member, "score": winner.score},
         {"config_id": BASELINE, "source_trial": NO_TRIAL, "params": start,
-         "config_values": {**space.config_values(start), "train.frames": frames},
-         "base_overrides": [*space.fixed_overrides(), *space.overrides(start), *user,
-                            f"train.frames={frames}"], "user_overrides": user})
+         "config_values": {**start_values, "train.frames": frames},
+         "base_overrides": [*start_overrides, f"train.frames={frames}"], "user_overrides": user})
     for record in records_:
         atomic_write_text(st.paths.config_file(str(record["config_id"])),
                           json.dumps(record, indent=2, default=str) + "\n")
@@ -227,13 +233,14 @@ def evaluate_final_policy(st: Stages, view: PbtView, *, seed: int, deadline: flo
 
 
 def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, validate: bool,
-               resume: str, done: str | None = None) -> None:
+               resume: str, done: str | None = None) -> bool:
     """After the population: (stage) the schedule validated and the final policy evaluated; the
-    export, the reports and the summary (`done`: the phase it ends in, default by `validate`)."""
+    export, the reports and the summary (`done`: the phase it ends in, default by `validate`).
+    Whether it named a choice (False: the run has no result to hand back)."""
     view = PbtView.read(st.paths, st.study)
     if view is None:
         st.note("no population to report: the study's search space cannot be read")
-        return
+        return False
     validated = run_pbt_validation(st, view, options, deadline=deadline, resume=resume) if validate else []
     if validate:
         from automl.analysis.verdict import read_race
@@ -244,8 +251,13 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
     if validated and any(r.n for r in validated):
         choice = choose(st, validated, search=None)
         report(st, validated, choice)
-        return
+        return choice.config_id is not None
     winner = view.winner()
+    last = view.last_generation()
+    if winner is not None and last is not None and winner.generation < last:
+        st.note(f"no segment of generation{'s' if last - winner.generation > 1 else ''} "
+                f"{', '.join(map(str, range(winner.generation + 1, last + 1)))} has a score (see "
+                f"trial_final.csv): the winner is generation {winner.generation}'s, the last with one")
     exported = None
     if winner is not None:
         chosen, _ = configuration_records(st, view, winner)
@@ -261,9 +273,10 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
         st.note(f"the winner: member {winner.member}, score {winner.score:.4g} at "
                 f"{winner.reached:,} frames; its schedule is exported, not validated")
     else:
-        st.note("no winner: no generation has every member's result with a score")
+        st.note("no winner: no complete generation has a member with a score")
     verdict = (f"the population's winner, member {winner.member}, score {winner.score:.4g} at "
                f"{winner.reached:,} frames, not validated ({UNVALIDATED_HINT})"
-               if winner is not None else "no generation has every member's result with a score")
+               if winner is not None else "no complete generation has a member with a score")
     report(st, [], Choice(WINNER if winner is not None else None, exported, verdict),
            done=done or ("done" if validate else "search finished"))
+    return winner is not None

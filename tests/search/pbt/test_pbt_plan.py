@@ -5,6 +5,7 @@ replay in train_one."""
 from __future__ import annotations
 
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ from automl.errors import ConfigError
 from automl.requests import PbtOptions
 from automl.run import schedule
 from automl.search.pbt.plan import PbtPlan, plan_pbt
-from automl.search.pbt.population import Segment, next_generation
+from automl.search.pbt.population import Population, Segment, in_space, nearest_in_space, next_generation
 from automl.search.space import load_space
+from automl.search.space.params import CategoricalParam, ChoiceParam, LogUniformParam, RandIntParam
 from automl.search.study import records
 from automl.stages.pbt import replay_steps, schedule_override
 
@@ -67,8 +69,88 @@ def test_segments_end_on_whole_updates_and_the_last_at_the_frames():
     assert seeds.isdisjoint({other.seed_of(m, g) for m in range(8) for g in range(5)})
 
 
+def trained_until(start: int, end: int, num_envs: int) -> int:
+    """The frames train_one holds after training from `start` to train.frames=`end` (whole steps of
+    num_envs; run/train.py)."""
+    return start + math.ceil((end - start) / num_envs) * num_envs
+
+
+@pytest.mark.parametrize("num_envs", [16, 256, 2048])
+def test_every_segment_starts_below_its_end_and_the_last_ends_at_the_frames(num_envs):
+    # Members may hold different rollouts (fixed per member, copied with a donor's state), so a
+    # lineage's update size can change at every generation: each is drawn at random here.
+    rng = random.Random(num_envs)
+    rollouts = [16, 24, 32, 64]
+    checked = 0
+    for frames in (24_008, 100_000, 1_020_000, 2_000_000, 2_000_128, 3_333_333):
+        for interval in (8_000, 20_000, 100_000, 499_500, 1_000_000):
+            if interval >= frames or interval < 64 * num_envs:
+                continue
+            base = load_run_config([f"train.frames={frames}", "train.eval_frequency=1000",
+                                    f"env.num_envs={num_envs}", "ppo.rollouts=16",
+                                    "ppo.mini_batches=4"])
+            try:
+                made = plan_pbt(PbtOptions(interval=interval), base, slots=2, episode_frames=None,
+                                seed=None, most_update=max(rollouts) * num_envs)
+            except ConfigError as err:  # one segment and less than an update after it
+                assert frames - interval < max(rollouts) * num_envs, str(err)
+                continue
+            assert made.generations >= 2
+            for _ in range(20):
+                start = 0
+                for g in range(made.generations):
+                    end = made.segment_end(g, rng.choice(rollouts) * num_envs, start=start)
+                    assert start < end, (frames, interval, g)
+                    if g < made.generations - 1:
+                        assert end < frames, (frames, interval, g)
+                    start = trained_until(start, end, num_envs)
+                assert end == frames and frames <= start < frames + num_envs
+                checked += 1
+    assert checked >= 100
+
+
+def test_the_issues_boundaries_end_in_a_reachable_last_segment():
+    # train.frames=24008, interval 8000, 16 envs x 24 rollouts: the third segment, rounded up to a
+    # whole update, reached 24,016 and left a fourth from 24,016 to 24,008, which every member
+    # failed. The last 8 frames now join the third segment.
+    base = load_run_config(["train.frames=24008", "train.eval_frequency=1000", "env.num_envs=16",
+                            "ppo.rollouts=24", "ppo.mini_batches=4"])
+    made = plan_pbt(PbtOptions(interval=8000), base, slots=2, episode_frames=None, seed=None)
+    assert made.generations == 3 and "the last 8 frames join the last segment" in made.note
+    assert [made.segment_end(g, 384) for g in range(3)] == [8064, 16128, 24008]
+    assert PbtPlan.from_dict(made.as_dict()).generations == 3
+    # 2,000,000 frames, interval 499,500, 256 envs x 16 rollouts: 4 segments, not 5.
+    base = load_run_config(["train.frames=2000000", "train.eval_frequency=1000",
+                            "env.num_envs=256", "ppo.rollouts=16", "ppo.mini_batches=4"])
+    made = plan_pbt(PbtOptions(interval=499_500), base, slots=2, episode_frames=None, seed=None)
+    assert made.generations == 4 and made.segment_end(2, 4096) < 2_000_000
+    # A member that holds more frames than a planned end (an old study's plan) trains on past it.
+    assert plan(frames=100_000, interval=20_000).segment_end(4, 384, start=100_096) == 100_097
+    # Where what is left after one segment is under one update, there is nothing to exploit.
+    with pytest.raises(ConfigError, match="less than one PPO update"):
+        plan_pbt(PbtOptions(interval=8000), load_run_config([
+            "train.frames=8100", "train.eval_frequency=1000", "env.num_envs=16", "ppo.rollouts=24",
+            "ppo.mini_batches=4"]),
+            slots=2, episode_frames=None, seed=None)
+
+
+def test_a_start_outside_the_space_moves_to_the_nearest_value_it_holds():
+    common = {"key": "ppo.x", "section": "ppo_params"}
+    rollouts = ChoiceParam(name="rollouts", values=(16, 32, 64), **common)
+    assert nearest_in_space(rollouts, 24) == 32 and nearest_in_space(rollouts, 20) == 16  # log scale
+    layers = CategoricalParam(name="layers", values=((64, 64), (128, 128)), **common)
+    assert nearest_in_space(layers, [256, 128, 64]) == [128, 128]  # the nearest in total units
+    assert nearest_in_space(ChoiceParam(name="a", values=("elu", "relu"), **common), "tanh") == "elu"
+    epochs = RandIntParam(name="epochs", low=2, high=8, step=2, **common)
+    assert nearest_in_space(epochs, 16) == 8 and nearest_in_space(epochs, None) == 6
+    assert not in_space(epochs, 5) and nearest_in_space(epochs, 5) == 6  # off the step grid
+    lr = LogUniformParam(name="lr", low=1e-5, high=1e-3, **common)
+    assert nearest_in_space(lr, 1e-2) == 1e-3 and nearest_in_space(lr, None) == pytest.approx(1e-4)
+    assert not in_space(rollouts, 24) and in_space(rollouts, 32) and not in_space(lr, None)
+
+
 # ----------------------------------------------------------------------------- next generation
-def segment(number: int, member: int, score: float, *, lr: float = 3e-4) -> Segment:
+def segment(number: int, member: int, score: float, *, lr: float = 3e-4, generation: int = 0) -> Segment:
     values = {"learning_rate": lr, "entropy_loss_scale": 0.005, "policy_hidden_layer_sizes": [64, 64],
               "torques": -1e-5}
     trial = optuna.trial.create_trial(
@@ -76,7 +158,7 @@ def segment(number: int, member: int, score: float, *, lr: float = 3e-4) -> Segm
         value=score if math.isfinite(score) else None, params=SPACE.to_optuna(values),
         distributions=SPACE.distributions(),
         user_attrs={records.PHASE: records.PHASE_PBT, records.MEMBER: member,
-                    records.GENERATION: 0, records.PARENT: -1, records.FRAMES_START: 0,
+                    records.GENERATION: generation, records.PARENT: -1, records.FRAMES_START: 0,
                     records.FRAMES_END: 20_000, records.FRAMES: 20_000,
                     records.STOP_REASON: "completed" if math.isfinite(score) else "error"})
     trial.number = number
@@ -103,6 +185,19 @@ def test_a_generation_without_any_score_cannot_go_on():
     previous = {m: segment(m, m, math.nan) for m in range(4)}
     assert next_generation(plan(population=4), SPACE, previous, allowed=lambda v: True,
                            update_frames=lambda v: 1) is None
+
+
+def test_a_last_generation_that_failed_leaves_the_winner_of_the_one_before():
+    first = [segment(m, m, s) for m, s in enumerate([0.2, 0.9, 0.5, 0.4])]
+    failed = [segment(4 + m, m, math.nan, generation=1) for m in range(4)]
+    population = Population(plan=plan(population=4), segments=[*first, *failed])
+    for s in population.segments:
+        population.results.setdefault(s.generation, {})[s.member] = s
+    assert population.complete(1) and population.last_complete() == 1
+    winner = population.winner()
+    assert winner is not None and (winner.generation, winner.member) == (0, 1)
+    population.results[0] = {m: segment(m, m, math.nan) for m in range(4)}  # no score anywhere
+    assert population.winner() is None
 
 
 def test_perturbed_values_that_break_a_rule_are_drawn_again():

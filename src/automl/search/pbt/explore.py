@@ -24,8 +24,9 @@ kl_threshold, time_limit_bootstrap) and every reward weight (`reward.scales.*`).
 mutable parameter is refused (`check_mutable`).
 
 How `perturb` changes a member's values. Each mutable parameter, in file order, first draws whether
-it is resampled (probability `resample_probability`, default 0.25, as Ray Tune's PBT after Jaderberg
-et al. 2017; DexPBT only perturbs); fixed parameters are returned unchanged and draw nothing.
+it changes (probability `mutation_probability`; no draw at 1), then whether it is resampled
+(probability `resample_probability`, default 0.25, as Ray Tune's PBT after Jaderberg et al. 2017;
+DexPBT only perturbs); fixed parameters are returned unchanged and draw nothing.
 
 - Continuous (`uniform`, `loguniform`): resampled from the file's distribution (log-uniform on the
   magnitude for a log range, negated for a negative one); otherwise multiplied or divided (50/50)
@@ -43,16 +44,21 @@ et al. 2017; DexPBT only perturbs); fixed parameters are returned unchanged and 
   the value moves to a neighbour in the file's order, up or down (50/50); at either end to its only
   neighbour, so a two-valued choice always flips. A single value never changes.
 
+Which parameters change. When a member is copied, each mutable parameter changes with probability
+`mutation_probability` (0.25 by default, as Isaac Lab's and rl_games' PBT; Sample Factory's is
+0.15) and otherwise keeps the donor's value, so a copy is mostly the donor: a choice moves only when
+selected. A space file's `pbt.mutate` narrows the parameters that may change at all (a reward
+weight that should stay as written, say). With probability 1 every mutable parameter changes at
+every copy (the plans of studies begun before this was a setting).
+
 Every draw comes from the generator passed in, in that order, so the result is determined by it:
-`numpy.random.Generator` and `random.Random` both fit (`Rng`). Unlike DexPBT (and Sample Factory),
-which perturb each parameter only with a probability (0.15-0.25), every mutable parameter is
-perturbed or resampled on every call.
+`numpy.random.Generator` and `random.Random` both fit (`Rng`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 from automl.errors import ConfigError
@@ -66,7 +72,10 @@ NORMALIZER_KEYS = ("ppo.normalize_observations", "ppo.normalize_values")
 FACTORS = (1.1, 1.5)
 """DexPBT's range of the factor a continuous value is multiplied or divided by."""
 RESAMPLE_PROBABILITY = 0.25
-"""Probability that a mutable parameter is drawn afresh instead of perturbed (Ray Tune's default)."""
+"""Probability that a changed parameter is drawn afresh instead of perturbed (Ray Tune's default)."""
+MUTATION_PROBABILITY = 0.25
+"""Probability that each mutable parameter changes when a member is copied (Isaac Lab's and rl_games'
+PBT mutate each parameter with probability 0.25, Sample Factory 0.15); the rest keep the donor's."""
 
 
 class Rng(Protocol):
@@ -112,7 +121,15 @@ def mutable(param: Param) -> bool:
 
 
 def check_mutable(space: SearchSpace) -> list[Param]:
-    """The parameters of `space` a member may change; a ConfigError if there are none."""
+    """The parameters of `space` a member may change (of those its `pbt.mutate` names, where it
+    does); a ConfigError if there are none, or `pbt.mutate` names one that is fixed per member."""
+    for name in space.pbt.mutate or ():
+        reason = fixed_reason(space.param(name).key)
+        if reason is not None:
+            raise ConfigError(file=space.source, key="pbt.mutate", value=name,
+                              rule=f"a member cannot change `{name}` while it trains: {reason}",
+                              fix=f"remove {name} from pbt.mutate (it is fixed per member, drawn "
+                                  "once when the population starts)")
     found = [p for p in space.params if mutable(p)]
     if not found:
         fixed = "; ".join(f"`{p.name}` ({p.key}): {fixed_reason(p.key)}" for p in space.params)
@@ -135,22 +152,32 @@ def check_mutable(space: SearchSpace) -> list[Param]:
 
 def perturb(values: Mapping[str, Any], space: SearchSpace, *, rng: Rng,
             factors: tuple[float, float] = FACTORS,
-            resample_probability: float = RESAMPLE_PROBABILITY) -> dict[str, Any]:
-    """New native values for a member: each mutable parameter of `space` resampled or perturbed
-    (module docstring), the rest as given. `values`: native values by parameter name."""
+            resample_probability: float = RESAMPLE_PROBABILITY,
+            mutation_probability: float = 1.0,
+            mutate: Collection[str] | None = None) -> dict[str, Any]:
+    """New native values for a member: each mutable parameter of `space` (of those named in
+    `mutate`, where given) selected with probability `mutation_probability`, and each selected one
+    resampled or perturbed (module docstring); the rest as given. `values`: native values by
+    parameter name."""
     _check_factors(factors)
-    if not 0.0 <= resample_probability <= 1.0:
-        raise ValueError(f"The value of `resample_probability` is {resample_probability}, but must be "
-                         "`0 <= resample_probability <= 1`.")
+    for name, probability in (("resample_probability", resample_probability),
+                              ("mutation_probability", mutation_probability)):
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"The value of `{name}` is {probability}, but must be "
+                             f"`0 <= {name} <= 1`.")
     missing = [name for name in space.names if name not in values]
     if missing:
         raise ValueError(f"`values` lacks {missing}, parameters of space {space.space_id!r} "
                          f"({space.source}); it must hold a value for each of {space.names}.")
     new = dict(values)
     for p in space.params:
-        if mutable(p):
-            new[p.name] = _perturb_one(p, values[p.name], rng=rng, factors=factors,
-                                       resample=rng.random() < resample_probability)
+        if not mutable(p) or (mutate is not None and p.name not in mutate):
+            continue
+        # A probability of 1 draws nothing: every parameter changes, by the draws it always had.
+        if mutation_probability < 1.0 and not rng.random() < mutation_probability:
+            continue
+        new[p.name] = _perturb_one(p, values[p.name], rng=rng, factors=factors,
+                                   resample=rng.random() < resample_probability)
     return new
 
 

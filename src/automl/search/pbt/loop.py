@@ -191,7 +191,7 @@ class PbtLoop:
     def _decide(self, population: Population, generation: int) -> list[SegmentSpec] | None:
         """The segments of `generation` (None, and `dead` set, where no member can go on)."""
         if generation == 0:
-            start = starting_values(self.s.space, self.feasibility.base)
+            start, _ = starting_values(self.s.space, self.feasibility.base)  # notes: the plan's lines
             return first_generation(self.s.plan, self.s.space, start, allowed=self._allowed,
                                     update_frames=self._update_frames)
         specs = next_generation(self.s.plan, self.s.space, population.results[generation - 1],

@@ -26,11 +26,11 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.errors import ConfigError
 from automl.search.pbt.exploit import STD_FACTOR, Replacement, exploit, group_size, ranked
 from automl.search.pbt.explore import draw_index, perturb
 from automl.search.pbt.plan import PbtPlan
 from automl.search.space import SearchSpace, thaw
+from automl.search.space.params import ListParam, Param, RandIntParam
 from automl.search.study import records
 from automl.search.study.recovery import queued_values
 
@@ -207,15 +207,15 @@ class Population:
         return max(done) if done else None
 
     def winner(self) -> Segment | None:
-        """The population's answer: the best-scoring segment of the last complete generation (ties:
-        the lower member id); None where there is none yet, or no member of it has a score."""
-        generation = self.last_complete()
-        if generation is None:
-            return None
-        scored = [s for s in self.results[generation].values() if math.isfinite(s.score)]
-        if not scored:
-            return None
-        return min(scored, key=lambda s: (-s.score, s.member))
+        """The population's answer: the best-scoring segment of the last complete generation with a
+        score (ties: the lower member id). A generation whose every segment failed leaves the one
+        before it standing (its states are kept), never nothing; None where no complete generation
+        has a score."""
+        for generation in sorted((g for g in self.results if self.complete(g)), reverse=True):
+            scored = [s for s in self.results[generation].values() if math.isfinite(s.score)]
+            if scored:
+                return min(scored, key=lambda s: (-s.score, s.member))
+        return None
 
     def finished(self) -> bool:
         """The last generation is complete: every member trained its frames."""
@@ -239,30 +239,80 @@ def rng_for(plan: PbtPlan, generation: int) -> random.Random:
     return random.Random(f"pbt:{plan.seed}:{generation}")
 
 
-def starting_values(space: SearchSpace, composed: Any) -> dict[str, Any]:
-    """The starting configuration's native values: each parameter's prior, else its value in the
-    composed config (the presets and the command line), as validation's baseline is."""
+def starting_values(space: SearchSpace, composed: Any) -> tuple[dict[str, Any], list[str]]:
+    """Member 0's first native values, and a note for each that had to move: each parameter's
+    prior, else its value in the composed config (the presets and the command line), as
+    validation's baseline is; a composed value the space does not hold (rollouts 24 in a space of
+    16, 32, 64; an unset value) moves to the nearest one it does (`nearest_in_space`), since every
+    member must stay inside the space it is perturbed in. Validation's baseline is still the
+    composed configuration itself."""
     values: dict[str, Any] = {}
+    moved: list[str] = []
     for p in space.params:
         if p.has_prior:
             values[p.name] = thaw(p.prior)
             continue
         value = OmegaConf.select(composed, p.key)
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-        try:
-            space.to_optuna({p.name: value})
-            inside = p.kind in ("choice", "categorical") or (
-                min(p.edge_values()) <= value <= max(p.edge_values()))
-        except (TypeError, ValueError, KeyError):
-            inside = False
-        if value is None or not inside:
-            raise ConfigError(
-                file=space.source, key=f"{p.section}.{p.name}", value=value,
-                rule=f"population-based training starts from the starting configuration, and "
-                     f"`{p.key}` composes to {value!r}, which is not among this parameter's values",
-                fix=f"give `{p.name}` a prior (the value members start from) or widen its range")
-        values[p.name] = value
-    return values
+        if in_space(p, value):
+            values[p.name] = value
+            continue
+        values[p.name] = nearest_in_space(p, value)
+        moved.append(f"`{p.name}` starts at {values[p.name]!r}: {p.key} composes to {value!r}, "
+                     f"which is not among its values in {space.source} (give it a prior to choose)")
+    return values, moved
+
+
+def in_space(p: Param, value: Any) -> bool:
+    """Whether native `value` is one of `p`'s values (within its range, or among its choices)."""
+    if value is None:
+        return False
+    try:
+        p.to_optuna(value)
+        if isinstance(p, ListParam):
+            return True
+        edges = p.edge_values()
+        on_grid = not isinstance(p, RandIntParam) or (value - p.low) % p.step == 0
+        return on_grid and min(edges) <= value <= max(edges)
+    except (TypeError, ValueError, KeyError):
+        return False
+
+
+def nearest_in_space(p: Param, value: Any) -> Any:
+    """The value of `p` nearest to `value`: a range's end beyond it, or its middle where `value` is
+    unset (integers: the nearest point of the step grid); the choice nearest in number (on a log
+    scale where both are positive), for layer sizes in total units; else the first choice."""
+    if isinstance(p, ListParam):
+        choices = [thaw(v) for v in p.values]
+        size = _magnitude(value)
+        sizes = [_magnitude(c) for c in choices]
+        if size is None or any(m is None for m in sizes):
+            return choices[0]
+        return min(zip(choices, sizes, strict=True),
+                   key=lambda cm: _distance(size, float(cm[1] or 0.0)))[0]
+    low, high = sorted(p.edge_values())
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        value = math.copysign(math.sqrt(low * high), low) if p.log and low * high > 0 else (low + high) / 2
+    clipped = min(max(value, low), high)
+    if isinstance(p, RandIntParam):  # the nearest grid point, halves up
+        return int(low + math.floor((clipped - low) / p.step + 0.5) * p.step)
+    return float(clipped)
+
+
+def _magnitude(value: Any) -> float | None:
+    """A number, or a list of numbers' sum (layer sizes); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list | tuple) and value and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        return float(sum(value))
+    return None
+
+
+def _distance(a: float, b: float) -> float:
+    return abs(math.log(a / b)) if a > 0 and b > 0 else abs(a - b)
 
 
 def first_generation(plan: PbtPlan, space: SearchSpace, start: dict[str, Any], *,
@@ -276,8 +326,8 @@ def first_generation(plan: PbtPlan, space: SearchSpace, start: dict[str, Any], *
     for member in range(plan.population):
         values = dict(start)
         for _ in range(MAX_DRAWS if member else 0):
-            drawn = (perturb(start, space, rng=rng, factors=plan.factors,
-                             resample_probability=plan.resample_probability)
+            drawn = (perturb(start, space, rng=rng, factors=plan.factors,  # every one: a spread
+                             resample_probability=plan.resample_probability, mutate=plan.mutate)
                      if plan.init == "start" else space.suggest(sampler.ask()))
             if allowed(drawn):
                 values = drawn
@@ -292,15 +342,17 @@ def next_generation(plan: PbtPlan, space: SearchSpace, previous: Mapping[int, Se
                     allowed: Callable[[dict[str, Any]], bool],
                     update_frames: Callable[[dict[str, Any]], int]) -> list[SegmentSpec] | None:
     """The segments after a complete generation (`previous`: member -> its segment with a result):
-    exploit (exploit.py), then the replaced members' values perturbed (explore.py); a kept member
+    exploit (exploit.py; none before `plan.exploit_after` frames), then the replaced members'
+    values perturbed (explore.py); a kept member
     goes on from its own state and values. A member whose segment failed is replaced by a top
     member even where exploit's bottom group leaves it out (it has no state to go on from). None:
     no member has a score, so none can continue."""
     generation = max(s.generation for s in previous.values()) + 1
     rng = rng_for(plan, generation)
     scores = [(member, s.score) for member, s in sorted(previous.items())]
+    ready = min(s.reached for s in previous.values()) >= plan.exploit_after
     decisions = {r.replaced: r for r in exploit(scores, rng=rng, fraction=plan.fraction,
-                                                std_factor=STD_FACTOR, floor=plan.floor)}
+                                                std_factor=STD_FACTOR, floor=plan.floor)} if ready else {}
     k = group_size(len(scores), plan.fraction)
     donors = [(m, score) for m, score in ranked(scores)[:k] if math.isfinite(score)]
     if not donors:
@@ -318,14 +370,14 @@ def next_generation(plan: PbtPlan, space: SearchSpace, previous: Mapping[int, Se
         if decision is not None:
             for _ in range(MAX_DRAWS):
                 drawn = perturb(parent.values, space, rng=rng, factors=plan.factors,
-                                resample_probability=plan.resample_probability)
+                                resample_probability=plan.resample_probability,
+                                mutation_probability=plan.mutation_probability, mutate=plan.mutate)
                 if allowed(drawn):
                     values = drawn
                     break
         specs.append(SegmentSpec(
             member=member, generation=generation, parent=parent.number, values=values,
             frames_start=parent.reached,
-            frames_end=min(plan.frames, max(plan.segment_end(generation, update_frames(values)),
-                                            parent.reached + 1)),
+            frames_end=plan.segment_end(generation, update_frames(values), start=parent.reached),
             seed=plan.seed_of(member, generation), exploit=decision))
     return specs

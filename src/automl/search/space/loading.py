@@ -22,7 +22,7 @@ from automl.search.space.names import MODEL_KEYS, RUN_KEYS, did_you_mean, name_a
 from automl.search.space.params import Param
 from automl.search.space.specs import At, check_fits, coerce, parse_param
 
-SECTIONS = ("search_space_id", "fixed", "ppo_params", "reward_weights", "constraints")
+SECTIONS = ("search_space_id", "fixed", "ppo_params", "reward_weights", "constraints", "pbt")
 """The top-level keys of a space file."""
 PARAM_SECTIONS = ("ppo_params", "reward_weights")
 """Sections whose entries are searched."""
@@ -87,6 +87,76 @@ class SpaceParts:
     """Parsed constraints."""
     aliases: dict[str, str]
     """Every name a constraint may use -> the parameter's name in the file."""
+    pbt: PbtSection
+    """The `pbt` section: how population-based training explores this space."""
+
+
+PBT_KEYS = ("mutate", "mutation_probability", "resample_probability", "factors")
+"""The keys of the optional `pbt` section."""
+
+
+@dataclass(frozen=True)
+class PbtSection:
+    """A space file's `pbt` section: what population-based training's explore step changes, and
+    how; each key left out is the command line's flag, else its default (--search-method pbt)."""
+
+    mutate: tuple[str, ...] | None = None
+    """The parameters a copied member may change (None: every mutable one)."""
+    mutation_probability: float | None = None
+    """Probability that each of them changes at a copy."""
+    resample_probability: float | None = None
+    """Probability that a changed value is drawn afresh rather than perturbed."""
+    factors: tuple[float, float] | None = None
+    """A perturbed value is multiplied or divided by a factor from U(low, high)."""
+
+
+def _parse_pbt(data: Mapping[str, Any], params: list[Param], *, source: str) -> PbtSection:
+    """The `pbt` section, checked: known keys, parameter names of this file, probabilities in
+    [0, 1], factors 1 < low <= high. Whether a named parameter may change at all is the population's
+    check (a network size cannot: automl.search.pbt.explore)."""
+    section = data.get("pbt")
+    if section is None:
+        return PbtSection()
+    if not isinstance(section, Mapping):
+        raise ConfigError(file=source, key="pbt", value=section,
+                          rule="it must be a mapping of " + ", ".join(PBT_KEYS),
+                          fix="write e.g. `pbt: {mutation_probability: 0.25}`, or leave it out")
+    for key in section:
+        if key not in PBT_KEYS:
+            raise ConfigError(file=source, key=f"pbt.{key}", value=section[key],
+                              rule=f"it is not a key of the pbt section; keys: {', '.join(PBT_KEYS)}",
+                              fix=did_you_mean(str(key), PBT_KEYS))
+    names = [p.name for p in params]
+    mutate = section.get("mutate")
+    if mutate is not None:
+        if not isinstance(mutate, list) or not mutate or not all(isinstance(m, str) for m in mutate):
+            raise ConfigError(file=source, key="pbt.mutate", value=mutate,
+                              rule="it must be a non-empty list of parameter names",
+                              fix=f"list some of {', '.join(names)}, or leave it out (every one)")
+        for name in mutate:
+            if name not in names:
+                raise ConfigError(file=source, key="pbt.mutate", value=name,
+                                  rule="it is not a searched parameter of this file",
+                                  fix=did_you_mean(name, names))
+    probabilities = {}
+    for key in ("mutation_probability", "resample_probability"):
+        value = section.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value <= 1):
+            raise ConfigError(file=source, key=f"pbt.{key}", value=value,
+                              rule="it must be a probability in [0, 1]", fix=f"use `{key}: 0.25`")
+        probabilities[key] = None if value is None else float(value)
+    factors = section.get("factors")
+    if factors is not None:
+        if not (isinstance(factors, list) and len(factors) == 2
+                and all(isinstance(f, int | float) and not isinstance(f, bool) for f in factors)
+                and 1 < factors[0] <= factors[1] < float("inf")):
+            raise ConfigError(file=source, key="pbt.factors", value=factors,
+                              rule="it must be two factors [low, high] with 1 < low <= high",
+                              fix="use `factors: [1.1, 1.5]`")
+        factors = (float(factors[0]), float(factors[1]))
+    return PbtSection(mutate=None if mutate is None else tuple(mutate), factors=factors,
+                      **probabilities)
 
 
 def check_space(data: Any, *, source: str, reward_terms: Collection[str]) -> SpaceParts:
@@ -113,7 +183,8 @@ def check_space(data: Any, *, source: str, reward_terms: Collection[str]) -> Spa
     constraints = [_constraint(c, aliases, ambiguous, source=source, index=i)
                    for i, c in enumerate(_constraint_list(data, source))]
     return SpaceParts(space_id=space_id, params=params, fixed=fixed, fixed_names=fixed_names,
-                      constraints=constraints, aliases=aliases)
+                      constraints=constraints, aliases=aliases,
+                      pbt=_parse_pbt(data, params, source=source))
 
 
 def _parse_params(data: Mapping[str, Any], *, source: str, reward_terms: Collection[str],

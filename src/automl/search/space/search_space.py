@@ -1,12 +1,12 @@
 """Search spaces: a space file (the unified navigation AutoML schema) as parameters, fixed values
 and constraints, and what a study needs from them.
 
-A space file holds `search_space_id`, `fixed`, `ppo_params`, `reward_weights` and `constraints`
-(see `templates/`). `load_space` checks it once, at load time (loading.py reads it, names
-resolve through names.py, parameter specs through specs.py); the SearchSpace it returns
-maps every parameter to its config key, its Optuna distribution and its Hydra override, each
-parameter's kind being a class of params.py. Optuna is imported only by the methods that need
-it, so parsing a space stays cheap.
+A space file holds `search_space_id`, `fixed`, `ppo_params`, `reward_weights`, `constraints`
+and, for population-based training, `pbt` (see `templates/`). `load_space` checks it once, at load
+time (loading.py reads it, names resolve through names.py, parameter specs through specs.py); the
+SearchSpace it returns maps every parameter to its config key, its Optuna distribution and its
+Hydra override, each parameter's kind being a class of params.py. Optuna is imported only by the
+methods that need it, so parsing a space stays cheap.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import yaml
 from automl import paths
 from automl.errors import ConfigError
 from automl.search.space.constraints import Constraint
-from automl.search.space.loading import check_space, read_space_file
+from automl.search.space.loading import PbtSection, check_space, read_space_file
 from automl.search.space.names import (
     by_alias,
     override_values,
@@ -59,6 +59,8 @@ class SearchSpace:
     """The file's text, copied into the study folder as search_space.yaml."""
     aliases: dict[str, str] = dataclasses.field(default_factory=dict)
     """Every name a constraint may use -> the parameter's name in the file (names.py)."""
+    pbt: PbtSection = PbtSection()
+    """The file's `pbt` section (how population-based training explores the space)."""
 
     @property
     def names(self) -> list[str]:
@@ -174,7 +176,7 @@ def parse_space(data: Any, *, source: str, reward_terms: Collection[str],
     space = SearchSpace(space_id=parts.space_id, source=source, params=parts.params, fixed=parts.fixed,
                         fixed_names=parts.fixed_names, constraints=parts.constraints,
                         text=text if text is not None else yaml.safe_dump(dict(data), sort_keys=False),
-                        aliases=parts.aliases)
+                        aliases=parts.aliases, pbt=parts.pbt)
     _probe_constraints(space)
     return space
 

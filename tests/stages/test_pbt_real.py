@@ -1,0 +1,44 @@
+"""Population-based training with the real train_one: a shipped template whose composed start lies
+outside its space, with segment ends that do not fall on whole environment steps."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from search_harness import REPO, read_csv, trials
+
+from automl import cli, paths
+from automl.paths import StudyPaths
+from automl.search.study import records
+
+FRAMES, INTERVAL = 3080, 1024
+"""ceil(3080 / 1024) = 4 intervals, the last of 8 frames: under one update of 16 envs x 16
+rollouts, so the plan has 3 segments and the last ends at train.frames (3,080 is not a multiple of
+16 environments: a member steps to 3,088). Before, a fourth segment started past its end and every
+member failed it."""
+
+
+@pytest.mark.slow
+def test_a_real_population_on_the_cartpole_template_trains_every_segment(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    code = cli.main([
+        "--mode", "search", "--quiet", "--budget-hours", "0.25", "--workers", "2",
+        "--search-method", "pbt", "--population", "4", "--pbt-interval", str(INTERVAL),
+        "--space", str(REPO / "templates" / "cartpole.yaml"), "--study-name", "real_pbt",
+        "env=cartpole", f"train.frames={FRAMES}", "train.eval_frequency=512"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    # rollouts composes to 24, which the template's 16, 32, 64 do not hold: member 0 starts at 32.
+    assert "member 0 stays inside the space: `rollouts` starts at 32" in out
+    assert "`learning_epochs` starts at 6" in out  # composed 5: off the template's 2, 4, 6, 8
+    sp = StudyPaths.for_study("real_pbt")
+    segments = [t for t in trials(sp) if records.in_pbt(t)]
+    assert len(segments) == 4 * 3
+    assert all(t.state.name == "COMPLETE" for t in segments), [t.user_attrs for t in segments]
+    last = [t for t in segments if t.user_attrs[records.GENERATION] == 2]
+    assert {t.user_attrs[records.FRAMES_END] for t in last} == {FRAMES}
+    assert all(FRAMES <= t.user_attrs[records.FRAMES] < FRAMES + 16 for t in last)
+    best = yaml.safe_load(sp.best_config.read_text())
+    assert best["source"]["config_id"] == "pbt_winner" and best["ppo"]["rollouts"] in (16, 32, 64)
+    assert out.strip().splitlines()[-1].startswith("automl: result: pbt_winner chosen:")
+    assert len(read_csv(sp.root / "pbt" / "segments.csv")) == 12
