@@ -220,6 +220,28 @@ def test_check_assets_names_the_config_key_of_a_missing_file(tmp_path: Path) -> 
         check_assets(cfg, task="T", root=str(tmp_path))
     assert err.value.key == "env_cfg.scene.ground.spawn.usd_path"
     check_assets({"scene": {"robot": {"spawn": Spawn(str(present))}}}, task="T", root=str(tmp_path))
+    # A file on a server while the asset root is automl's offline folder: exit 2 now, not after
+    # Isaac Lab's download retries (Isaac-Fourbar-Pole-Swingup failed after ~40 s). Where the user
+    # set the root (a mirror, a server), a remote file is Isaac Lab's to fetch.
+    remote = {"scene": {"remote": {"spawn": Spawn("https://mirror.example/robot.usd")}}}
+    with pytest.raises(ConfigError, match="that asset is remote") as err:
+        check_assets(remote, task="T", root=str(paths.isaaclab_asset_folder()))
+    assert err.value.key == "env_cfg.scene.remote.spawn.usd_path"
+    assert ASSET_ROOT_ENV in err.value.fix
+    check_assets(remote, task="T", root="https://mirror.example")
+    check_assets(remote, task="T", root=str(tmp_path))
+
+
+def test_an_unknown_task_gets_the_closest_registered_ids() -> None:
+    from automl.envs.isaaclab_task import unknown_task
+
+    known = ["Isaac-Velocity-Flat-AnymalD", "Isaac-Velocity-Rough-AnymalD", "Isaac-Cartpole",
+             "IsaacContrib-Velocity-Flat-AnymalC", "Isaac-Ant", "Isaac-Ant-Direct"]
+    err = unknown_task("Isaac-Velocity-Flat-Anymal-C", known)
+    close = err.fix.removeprefix("the closest registered: ").split(", ")
+    assert set(close[:2]) == {"Isaac-Velocity-Flat-AnymalD", "IsaacContrib-Velocity-Flat-AnymalC"}
+    assert "Isaac-Cartpole" not in close and "6 ids start with Isaac- or IsaacContrib-" in err.rule
+    assert "e.g." in unknown_task("Humanoid-v5", known).fix  # nothing close: a few ids
 
 
 def test_unknown_env_params_are_exit_2() -> None:

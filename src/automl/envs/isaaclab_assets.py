@@ -112,11 +112,22 @@ def _usd_paths(cfg: Any, seen: set[int] | None = None) -> Iterator[tuple[str, st
 
 
 def check_assets(cfg: Any, *, task: str, root: str) -> None:
-    """Exit 2 at once (not after Isaac Lab's download retries) for a local asset that is missing.
-    Remote paths (an asset root on a server of the user's) are left to Isaac Lab to download."""
+    """Exit 2 at once (not after Isaac Lab's download retries) for a local asset that is missing,
+    and for a remote one (a URL, such as Isaac-Fourbar-Pole-Swingup's) while the asset root is
+    automl's own offline folder: automl chose local files only, so the download would fail after
+    ~40 s. Where the user set the asset root, remote paths are left to Isaac Lab to fetch."""
+    offline = "://" not in root and Path(root).resolve() == paths.isaaclab_asset_folder().resolve()
     for key, usd in _usd_paths(cfg):
         if "://" in usd and not usd.startswith("file://"):
-            continue
+            if not offline:
+                continue
+            raise ConfigError(
+                file=f"Isaac Lab task {task}", key=f"env_cfg.{key}", value=usd,
+                rule=f"that asset is remote, and automl's asset root {root!r} holds local files "
+                     f"only ({ASSET_ROOT_ENV} is not set)",
+                fix=f"on a machine that reaches that server, set {ASSET_ROOT_ENV} (to your asset "
+                    "root or mirror) and Isaac Lab fetches it; else pick a task whose assets are "
+                    "local (README, \"Isaac Lab tasks\")")
         if not Path(usd.removeprefix("file://")).is_file():
             raise ConfigError(
                 file=f"Isaac Lab task {task}", key=f"env_cfg.{key}", value=usd,

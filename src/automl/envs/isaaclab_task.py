@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,26 @@ def unit_weights(rewards_cfg: Any) -> dict[str, float]:
     return reference
 
 
+TASK_PREFIXES = ("Isaac-", "IsaacContrib-")
+"""The gymnasium ids Isaac Lab's task packages register."""
+
+
+def unknown_task(task: str, known: list[str]) -> ConfigError:
+    """The error for a task id Isaac Lab does not register: the closest of the `known` ids (case
+    and separators ignored), else a few of them."""
+    def plain(name: str) -> str:
+        return name.lower().replace("-", "").replace("_", "")
+
+    by_plain = {plain(k): k for k in sorted(known)}
+    close = [by_plain[c] for c in difflib.get_close_matches(plain(task), by_plain, n=4, cutoff=0.6)]
+    return ConfigError(
+        file=_SOURCE, key="env.task", value=task,
+        rule=f"Isaac Lab registers no such task ({len(known)} ids start with "
+             f"{' or '.join(TASK_PREFIXES)})",
+        fix=(f"the closest registered: {', '.join(close)}" if close else
+             f"use a registered id, e.g. {', '.join(sorted(known)[:4])}"))
+
+
 def load_task_cfg(task: str, *, num_envs: int, device: torch.device, seed: int,
                   physics: str | None) -> Any:
     """The task's registered env config with automl's size, device, seed and physics preset."""
@@ -80,11 +101,7 @@ def load_task_cfg(task: str, *, num_envs: int, device: torch.device, seed: int,
     from isaaclab_tasks.utils.hydra import resolve_presets
 
     if task not in gymnasium.registry:
-        known = sorted(k for k in gymnasium.registry if k.startswith("Isaac-") and "Camera" not in k)
-        raise ConfigError(file=_SOURCE, key="env.task", value=task,
-                          rule=f"Isaac Lab registers no such task ({len(known)} do, e.g. "
-                               f"{', '.join(known[:6])}, ...)",
-                          fix="use a registered id: env.task=Isaac-Cartpole, for example")
+        raise unknown_task(task, [k for k in gymnasium.registry if str(k).startswith(TASK_PREFIXES)])
     cfg = load_cfg_from_registry(task, "env_cfg_entry_point")
     preset = physics or (CPU_PHYSICS if device.type == "cpu" else None)
     cfg = resolve_presets(cfg, selected=(preset,) if preset else ())
