@@ -8,6 +8,7 @@ import yaml
 from search_harness import REPO, read_csv, trials
 
 from automl import cli, paths
+from automl.analysis import cli as analyze
 from automl.paths import StudyPaths
 from automl.search.study import records
 
@@ -42,3 +43,14 @@ def test_a_real_population_on_the_cartpole_template_trains_every_segment(tmp_pat
     assert best["source"]["config_id"] == "pbt_winner" and best["ppo"]["rollouts"] in (16, 32, 64)
     assert out.strip().splitlines()[-1].startswith("automl: result: pbt_winner chosen:")
     assert len(read_csv(sp.root / "pbt" / "segments.csv")) == 12
+    # A population not validated: every output names its winner (configurations.csv had no row,
+    # automl_state.yaml no `best`). experiment_df.csv holds search trials and validation runs
+    # (pbt/segments.csv the segments): here none, so it names no other configuration.
+    state = yaml.safe_load(sp.state.read_text())
+    assert state["best"]["config_id"] == "pbt_winner" and state["best"]["trial"] == best["source"]["trial"]
+    first = read_csv(sp.configurations_csv)[0]
+    assert (first["config_id"], first["chosen"]) == ("pbt_winner", "1")
+    assert yaml.safe_load(sp.importance_yaml.read_text())["chosen"]["config_id"] == "pbt_winner"
+    assert read_csv(sp.experiment_df_csv) == []
+    assert analyze.main(["--study", "real_pbt"]) == 0
+    assert "chosen: pbt_winner" in capsys.readouterr().out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from automl.analysis.folder import StudyView
-from automl.analysis.validation import ValidationResult, read_validation_csv, validated_order
+from automl.analysis.validation import WINNER, ValidationResult, read_validation_csv, validated_order
 from automl.paths import trial_name
 from automl.search.study import records
 from automl.search.study.confirm import Configuration, configurations
@@ -83,6 +83,21 @@ def _read_baseline(view: StudyView) -> dict[str, Any]:
     return _read_record(view, "baseline")
 
 
+def _population_winner(view: StudyView) -> list[ConfigEntry]:
+    """The population's winner from configs/pbt_winner.json (written where the population ends),
+    with its segment's score; none where there is no such record."""
+    record = _read_record(view, WINNER)
+    if not record:
+        return []
+    score = record.get("score")
+    trial = record.get("source_trial")
+    return [ConfigEntry(config_id=WINNER, trial=trial if isinstance(trial, int) else None,
+                        params=dict(record.get("params") or {}),
+                        trials=(trial,) if isinstance(trial, int) else (),
+                        search_scores=(float(score),) if isinstance(score, int | float)
+                        and math.isfinite(score) else ())]
+
+
 def rank_configurations(view: StudyView) -> list[ConfigEntry]:
     """Every configuration of the study in the module's order; the first is the chosen one."""
     searched = configurations(view.trials, confirm_seeds(view))
@@ -118,6 +133,8 @@ def rank_configurations(view: StudyView) -> list[ConfigEntry]:
             ordered.append(entry(config, r))
             seen.add(r.source_trial)
     ordered += [entry(c, None) for c in searched if c.number not in seen]
+    if not ordered:  # a population, not validated: its winner, as best_config.yaml names it
+        ordered += _population_winner(view)
     if ordered:
         ordered[0] = dataclasses.replace(ordered[0], chosen=True)
     return ordered

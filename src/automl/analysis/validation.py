@@ -31,6 +31,8 @@ BASELINE = "baseline"
 """config_id of the starting configuration (the space's priors, composed defaults elsewhere)."""
 NO_TRIAL = -1
 """source_trial of a baseline that no search trial ran (some parameter has no prior)."""
+WINNER = "pbt_winner"
+"""config_id of a population's winner: its schedule, replayed from scratch (configs/, validation.csv)."""
 MIN_PAIRS = 2
 """Seeds both a configuration and the baseline must have finished for a test to mean anything."""
 

@@ -15,7 +15,7 @@ import optuna
 
 from automl import paths
 from automl.analysis.pbt import PbtView, pbt_dir
-from automl.analysis.validation import BASELINE, NO_TRIAL, ValidationResult
+from automl.analysis.validation import BASELINE, NO_TRIAL, WINNER, ValidationResult
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import atomic_write_text
@@ -32,12 +32,9 @@ from automl.search.study.shared import Outcome
 from automl.search.trials.launcher import Slot, trial_env, visible_gpus
 from automl.stages.candidates import Candidate, composed_start, fresh_seeds
 from automl.stages.context import Stages
-from automl.stages.report import UNVALIDATED_HINT, Choice, choose, groups_of, report
+from automl.stages.report import UNVALIDATED_HINT, Choice, choose, groups_of, report, write_best
 from automl.stages.search import Opened
 from automl.stages.validate import race
-
-WINNER = "pbt_winner"
-"""validation.csv's and configs/'s id of the winner's schedule, replayed from scratch."""
 
 
 # ------------------------------------------------------------------------------ the population
@@ -272,6 +269,9 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
             st.note(f"best_config.yaml not written: {getattr(err, 'message', err)}")
         st.note(f"the winner: member {winner.member}, score {winner.score:.4g} at "
                 f"{winner.reached:,} frames; its schedule is exported, not validated")
+        write_best(st, chosen=None, best={"config_id": WINNER, "trial": winner.number,
+                                          "score": winner.score, "seeds": 1, "basis": "search",
+                                          "member": winner.member, "frames": winner.reached})
     else:
         st.note("no winner: no complete generation has a member with a score")
     verdict = (f"the population's winner, member {winner.member}, score {winner.score:.4g} at "

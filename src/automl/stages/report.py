@@ -54,7 +54,7 @@ def choose(st: Stages, validated: list[ValidationResult], search: SearchOptions 
         exported = _export(st, chosen.config_id, validated)
         st.note(selection_note(validated))
         record = improvement_record(validated, rule=rule_of(st.paths, validated))
-        _write_best(st, chosen=record, best={
+        write_best(st, chosen=record, best={
             "config_id": chosen.config_id, "trial": chosen.source_trial, "score": chosen.mean,
             "seeds": chosen.n, "basis": "validation"})
         return Choice(chosen.config_id, exported, str(record["text"]))
@@ -66,7 +66,7 @@ def choose(st: Stages, validated: list[ValidationResult], search: SearchOptions 
     exported = _export(st, config_id, None, search=(top.mean, len(top.scores)))
     st.note(f"the choice rests on the search alone ({config_id}, {len(top.scores)} seed(s)): no "
             "validation result")
-    _write_best(st, chosen=None, best={"config_id": config_id, "trial": top.number,
+    write_best(st, chosen=None, best={"config_id": config_id, "trial": top.number,
                                        "score": top.mean, "seeds": len(top.scores), "basis": "search"})
     return Choice(config_id, exported, f"the search's best, mean {top.mean:.4g} over "
                   f"{len(top.scores)} seed(s), not validated ({UNVALIDATED_HINT})")
@@ -99,8 +99,9 @@ def _export(st: Stages, config_id: str, validated: list[ValidationResult] | None
         return None
 
 
-def _write_best(st: Stages, *, best: dict[str, Any], **extra: Any) -> None:
-    """automl_state.yaml's `best`: the chosen configuration (keeping the search's `params` of it)."""
+def write_best(st: Stages, *, best: dict[str, Any], **extra: Any) -> None:
+    """automl_state.yaml's `best`: the chosen configuration (keeping the search's `params` of it;
+    `chosen`, in `extra`, is validation's record of it, None where the choice was not validated)."""
     state = yaml.safe_load(st.paths.state.read_text()) if st.paths.state.exists() else None
     earlier = (state or {}).get("best") or {}
     if earlier.get("trial") == best["trial"] and "params" in earlier:
