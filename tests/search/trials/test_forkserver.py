@@ -136,3 +136,13 @@ def test_pump_wakes_when_a_trial_ends_not_at_its_timeout(tmp_path):
         server.pump(timeout=0)  # nothing more to collect: returns at once
     finally:
         server.close()
+
+
+def test_a_server_that_sees_a_gpu_initialises_no_warp_runtime_nor_cuda_before_a_trial_forks():
+    # On a GPU machine warp.init() initialises the CUDA driver, and a trial forked after it could
+    # not use CUDA (nor choose its GPU by CUDA_VISIBLE_DEVICES). Proved on a CPU by telling the
+    # server a GPU is visible: it must leave Warp uninitialised (each trial initialises it).
+    env = {**trial_env(Slot(index=0, threads=1)), "CUDA_VISIBLE_DEVICES": "0"}
+    with ForkServer(env=env, isaaclab=True) as server:
+        server.wait_ready()
+        assert server.device_state == {"warp_initialised": False, "torch_cuda_initialised": False}

@@ -5,7 +5,9 @@ start. Isolation is kept: every trial is still its own process (own memory, own 
 Protocol (JSON lines): the orchestrator writes {"argv": [...], "env": {...}, "cwd": ..., "stderr":
 path} on the server's stdin; the server answers {"pid": N} at once and {"exit": N, "code": C} when
 trial N ends (C is negative for a signal, as with subprocess). The server never touches CUDA, so
-each forked trial initialises its own CUDA context.
+each forked trial initialises its own CUDA context on the GPU its CUDA_VISIBLE_DEVICES names: with
+Isaac Lab it initialises Warp only where no GPU is visible, and its first message, {"ready": true,
+...}, says whether Warp's runtime or torch's CUDA is initialised (`device_state`).
 """
 
 from __future__ import annotations
@@ -31,15 +33,30 @@ ISAACLAB_FLAG = "--isaaclab"
 
 
 def _preload_isaaclab() -> None:
-    """Isaac Lab reads its asset root at import, so the root is set first (as each trial sets it)."""
+    """Isaac Lab reads its asset root at import, so the root is set first (as each trial sets it).
+    Warp is initialised here only where no GPU is visible: on a GPU machine `warp.init()` initialises
+    the CUDA driver, and a process forked after that cannot use CUDA (nor would the trial's own
+    CUDA_VISIBLE_DEVICES, set after the fork, choose its GPU). Each trial initialises Warp itself
+    there, after its device is chosen."""
     from automl.envs.isaaclab_assets import use_asset_root
+    from automl.search.trials.launcher import visible_gpus
 
     use_asset_root()
     import isaaclab_newton.physics  # noqa: F401
     import isaaclab_tasks  # noqa: F401
     import warp
 
-    warp.init()  # found safe to fork after: a forked trial builds and steps its task
+    if not visible_gpus():
+        warp.init()  # CPU only: safe to fork after (a forked trial builds and steps its task)
+
+
+def device_state() -> dict[str, bool]:
+    """Whether this process has initialised Warp's runtime or torch's CUDA (the fork server reports
+    it when ready: neither may be, where a GPU is visible, before a trial chose its device)."""
+    contexts = [sys.modules.get(name) for name in ("warp._src.context", "warp.context")]  # 1.17, older
+    torch = sys.modules.get("torch")
+    return {"warp_initialised": any(getattr(c, "runtime", None) is not None for c in contexts),
+            "torch_cuda_initialised": bool(torch is not None and torch.cuda.is_initialized())}
 
 
 def _prctl_death_signal() -> None:
@@ -117,7 +134,7 @@ def serve() -> None:
         __import__(module)
     if ISAACLAB_FLAG in sys.argv[1:]:
         _preload_isaaclab()
-    os.write(protocol, b'{"ready": true}\n')
+    os.write(protocol, (json.dumps({"ready": True, **device_state()}) + "\n").encode())
     requests = LineReader(0)
     children: set[int] = set()
     while not requests.closed:
@@ -149,6 +166,8 @@ class ForkServer:
         self.reader = LineReader(self.process.stdout.fileno())
         self.exits: dict[int, int] = {}
         self.ready = False
+        self.device_state: dict[str, bool] = {}
+        """The server's `device_state()` when it became ready."""
 
     def wait_ready(self, timeout: float = 300.0) -> None:
         """Block until the server has imported everything (done once per search)."""
@@ -156,7 +175,10 @@ class ForkServer:
         while not self.ready:
             if self.reader.closed or time.monotonic() > end or self.process.poll() is not None:
                 raise RuntimeError("the fork server did not start; run with --no-fork-server")
-            self.ready = any(m.get("ready") for m in self.reader.read(timeout=0.2))
+            for message in self.reader.read(timeout=0.2):
+                if message.get("ready"):
+                    self.ready = True
+                    self.device_state = {k: v for k, v in message.items() if k != "ready"}
 
     def spawn(self, *, argv: list[str], env: dict[str, str], cwd: str, stderr: str) -> int:
         """Fork one trial running train_one with this argv and env; returns its pid."""
