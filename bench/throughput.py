@@ -68,7 +68,8 @@ def concurrent_frames_per_s(count: int, device: str, num_envs: int, frames: int,
     import json
     import os
 
-    from automl.search.trials.launcher import Slot, default_worker, launch, visible_gpus
+    from automl.search.trials.gpus import visible_gpus
+    from automl.search.trials.launcher import Slot, default_worker, launch
 
     threads = max(1, (os.cpu_count() or 1) // count)
     gpu = (visible_gpus() or ["0"])[0] if device == "cuda" else None

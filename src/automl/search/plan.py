@@ -36,7 +36,8 @@ from automl.search.study.loading import fetch_space_file, study_exists
 from automl.search.study.recovery import Recovery, enqueue_retry, queued_values
 from automl.search.study.resume import check_resumed_space, resumed_overrides, stored_plan_inputs
 from automl.search.study.storage import check_storage, open_storage
-from automl.search.trials.launcher import Slot, default_worker, plan_slots, trial_env, visible_gpus
+from automl.search.trials.gpus import visible_gpus
+from automl.search.trials.launcher import Slot, default_worker, plan_slots, trial_env
 
 if TYPE_CHECKING:
     from automl.search.trials.forkserver import ForkServer

@@ -29,7 +29,8 @@ from automl.search.space import Feasibility, hydra_value, override_key
 from automl.search.study import records
 from automl.search.study.recovery import Recovery
 from automl.search.study.shared import Outcome
-from automl.search.trials.launcher import Slot, trial_env, visible_gpus
+from automl.search.trials.gpus import visible_gpus
+from automl.search.trials.launcher import Slot, trial_env
 from automl.stages.candidates import Candidate, composed_start, fresh_seeds
 from automl.stages.context import Stages
 from automl.stages.report import UNVALIDATED_HINT, Choice, choose, groups_of, report, write_best

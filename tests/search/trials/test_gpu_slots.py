@@ -11,7 +11,8 @@ from search_harness import WORKER, run_search, search_argv, skip_reports, write_
 
 from automl import paths
 from automl.paths import StudyPaths
-from automl.search.trials.launcher import Slot, plan_slots, trial_env, visible_gpus
+from automl.search.trials.gpus import visible_gpus
+from automl.search.trials.launcher import Slot, plan_slots, trial_env
 
 
 @pytest.mark.parametrize(("visible", "expected"), [

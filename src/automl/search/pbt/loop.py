@@ -43,7 +43,8 @@ from automl.search.study.shared import Outcome, SharedStudy, guarded
 from automl.search.study.storage import LockTimeout
 from automl.search.study.trial_record import Tally, TrialRecorder
 from automl.search.trials.forkserver import ForkServer
-from automl.search.trials.launcher import Slot, launch, pause, run_overrides, visible_gpus
+from automl.search.trials.gpus import visible_gpus
+from automl.search.trials.launcher import Slot, launch, pause, run_overrides
 from automl.search.trials.stoppers import StopperSet
 from automl.search.trials.tb_reader import EventTail
 from automl.search.trials.watch import Running, WatchRules, ending, settle, watch

@@ -39,7 +39,7 @@ def _preload_isaaclab() -> None:
     CUDA_VISIBLE_DEVICES, set after the fork, choose its GPU). Each trial initialises Warp itself
     there, after its device is chosen."""
     from automl.envs.isaaclab_assets import use_asset_root
-    from automl.search.trials.launcher import visible_gpus
+    from automl.search.trials.gpus import visible_gpus
 
     use_asset_root()
     import isaaclab_newton.physics  # noqa: F401
