@@ -246,10 +246,11 @@ class RunConfig:
     train: TrainConfig
     run_dir: str | None
     """Output folder; null makes a fresh one under starter_kit_log/runs/."""
-    mode: Literal["train", "eval"]
-    """`train` or `eval` (evaluate `checkpoint` for `episodes` episodes)."""
+    mode: Literal["train", "eval", "export"]
+    """`train`, `eval` (evaluate `checkpoint` for `episodes` episodes) or `export` (`checkpoint`'s
+    policy as ONNX and TorchScript, into `run_dir` or the checkpoint's folder)."""
     checkpoint: str | None
-    """model.pt to evaluate (mode=eval)."""
+    """model.pt to evaluate or export (mode=eval, mode=export)."""
     episodes: int
     """Episodes to evaluate in mode=eval."""
     experiment: dict[str, Any] = field(default_factory=dict)
@@ -262,9 +263,10 @@ class RunConfig:
             part.check(source)
         if self.mode == "train" and mini_batch_rule:  # eval trains nothing
             _mini_batch_check(self, source)
-        if self.mode == "eval" and not self.checkpoint:
+        if self.mode in ("eval", "export") and not self.checkpoint:
             raise ConfigError(file=source, key="checkpoint", value=self.checkpoint,
-                              rule="mode=eval needs a checkpoint", fix="add checkpoint=PATH/model.pt")
+                              rule=f"mode={self.mode} needs a checkpoint",
+                              fix="add checkpoint=PATH/model.pt")
         if self.episodes <= 0:
             raise ConfigError(file=source, key="episodes", value=self.episodes,
                               rule="it must be >= 1", fix="set episodes=100, for example")

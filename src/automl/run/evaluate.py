@@ -52,6 +52,11 @@ def evaluate(cfg: RunConfig) -> dict[str, float]:
         raise ConfigError(file="command line", key="env", value=cfg.env.name,
                           rule=f"the checkpoint was trained on env `{state.get('env')}`",
                           fix=f"add env={state.get('env')}")
+    task, key = (cfg.env.task, "env.task") if cfg.env.kind == "isaaclab" else (cfg.env.gym_id, "env.gym_id")
+    if state.get("task") is not None and task != state["task"]:  # recorded since 2026-12-07
+        raise ConfigError(file="command line", key=key, value=task,
+                          rule=f"the checkpoint was trained on task `{state['task']}`",
+                          fix=f"add {key}={state['task']}")
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.env.device)

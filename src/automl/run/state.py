@@ -127,6 +127,7 @@ def save_model(agent, cfg: RunConfig, env: BatchedEnv, path: Path) -> None:  # n
                     "value_hidden_layer_sizes": list(cfg.network.value_hidden_layer_sizes),
                     "activation": cfg.network.activation},
         "env": cfg.env.name,
+        "task": cfg.env.task or cfg.env.gym_id,
         "obs_dim": int(env.observation_space.shape[0]),
         "discrete": discrete,
     }

@@ -28,6 +28,14 @@ def execute(cfg: DictConfig, choices: dict[str, Any], *, output_dir: str | None 
     `output_dir`: Hydra's job folder under --multirun, the run folder when `run_dir` is unset.
     Exits 1 when a run outside --multirun does not complete."""
     run_cfg = to_run_config(cfg, choices=choices)
+    if run_cfg.mode == "export":
+        from automl.run.export import export_checkpoint
+
+        assert run_cfg.checkpoint is not None  # RunConfig.check
+        checkpoint = Path(run_cfg.checkpoint)
+        print(json.dumps(export_checkpoint(checkpoint, Path(run_cfg.run_dir or checkpoint.parent)),
+                         indent=2))
+        return math.nan
     if run_cfg.mode == "eval":
         from automl.run.evaluate import evaluate
 
