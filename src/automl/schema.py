@@ -247,8 +247,7 @@ class RunConfig:
     run_dir: str | None
     """Output folder; null makes a fresh one under starter_kit_log/runs/."""
     mode: Literal["train", "eval", "export"]
-    """`train`, `eval` (evaluate `checkpoint` for `episodes` episodes) or `export` (`checkpoint`'s
-    policy as ONNX and TorchScript, into `run_dir` or the checkpoint's folder)."""
+    """`train`, `eval` (`checkpoint` for `episodes` episodes), `export` (run/export.py)."""
     checkpoint: str | None
     """model.pt to evaluate or export (mode=eval, mode=export)."""
     episodes: int
@@ -264,9 +263,8 @@ class RunConfig:
         if self.mode == "train" and mini_batch_rule:  # eval trains nothing
             _mini_batch_check(self, source)
         if self.mode in ("eval", "export") and not self.checkpoint:
-            raise ConfigError(file=source, key="checkpoint", value=self.checkpoint,
-                              rule=f"mode={self.mode} needs a checkpoint",
-                              fix="add checkpoint=PATH/model.pt")
+            raise ConfigError(file=source, key="checkpoint", value=self.checkpoint, rule=f"mode="
+                              f"{self.mode} needs a checkpoint", fix="add checkpoint=PATH/model.pt")
         if self.episodes <= 0:
             raise ConfigError(file=source, key="episodes", value=self.episodes,
                               rule="it must be >= 1", fix="set episodes=100, for example")
