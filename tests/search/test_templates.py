@@ -14,7 +14,7 @@ from automl.config import load_run_config
 from automl.requests import PbtOptions
 from automl.search.pbt.explore import check_mutable
 from automl.search.pbt.plan import largest_update, plan_pbt
-from automl.search.pbt.population import first_generation, in_space, starting_values
+from automl.search.pbt.population import first_generation, starting_values
 from automl.search.plan import reward_terms
 from automl.search.space import Feasibility, load_space
 
@@ -38,7 +38,7 @@ def test_each_template_has_live_constraints_and_starts_a_population(name):
     feasibility = Feasibility.compose(space, overrides)
     check_mutable(space)
     start, moved = starting_values(space, feasibility.base)
-    assert all(in_space(p, start[p.name]) for p in space.params), moved
+    assert all(p.holds(start[p.name]) for p in space.params), moved
     for init in ("start", "sample"):
         plan = plan_pbt(PbtOptions(init=init), feasibility.base, slots=2, episode_frames=None,
                         seed=1, most_update=largest_update(space, feasibility.base, gpus=0))
@@ -47,5 +47,5 @@ def test_each_template_has_live_constraints_and_starts_a_population(name):
                                  update_frames=lambda v: 1)
         assert specs[0].values == start
         for spec in specs:
-            assert all(in_space(p, spec.values[p.name]) for p in space.params), (name, init)
+            assert all(p.holds(spec.values[p.name]) for p in space.params), (name, init)
             assert feasibility.problem(spec.values) is None

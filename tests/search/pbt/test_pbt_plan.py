@@ -20,9 +20,8 @@ from automl.errors import ConfigError
 from automl.requests import PbtOptions
 from automl.run import schedule
 from automl.search.pbt.plan import PbtPlan, plan_pbt
-from automl.search.pbt.population import Population, Segment, in_space, nearest_in_space, next_generation
+from automl.search.pbt.population import Population, Segment, next_generation
 from automl.search.space import load_space
-from automl.search.space.params import CategoricalParam, ChoiceParam, LogUniformParam, RandIntParam
 from automl.search.study import records
 from automl.stages.pbt import replay_steps, schedule_override
 
@@ -132,21 +131,6 @@ def test_the_issues_boundaries_end_in_a_reachable_last_segment():
             "train.frames=8100", "train.eval_frequency=1000", "env.num_envs=16", "ppo.rollouts=24",
             "ppo.mini_batches=4"]),
             slots=2, episode_frames=None, seed=None)
-
-
-def test_a_start_outside_the_space_moves_to_the_nearest_value_it_holds():
-    common = {"key": "ppo.x", "section": "ppo_params"}
-    rollouts = ChoiceParam(name="rollouts", values=(16, 32, 64), **common)
-    assert nearest_in_space(rollouts, 24) == 32 and nearest_in_space(rollouts, 20) == 16  # log scale
-    layers = CategoricalParam(name="layers", values=((64, 64), (128, 128)), **common)
-    assert nearest_in_space(layers, [256, 128, 64]) == [128, 128]  # the nearest in total units
-    assert nearest_in_space(ChoiceParam(name="a", values=("elu", "relu"), **common), "tanh") == "elu"
-    epochs = RandIntParam(name="epochs", low=2, high=8, step=2, **common)
-    assert nearest_in_space(epochs, 16) == 8 and nearest_in_space(epochs, None) == 6
-    assert not in_space(epochs, 5) and nearest_in_space(epochs, 5) == 6  # off the step grid
-    lr = LogUniformParam(name="lr", low=1e-5, high=1e-3, **common)
-    assert nearest_in_space(lr, 1e-2) == 1e-3 and nearest_in_space(lr, None) == pytest.approx(1e-4)
-    assert not in_space(rollouts, 24) and in_space(rollouts, 32) and not in_space(lr, None)
 
 
 # ----------------------------------------------------------------------------- next generation

@@ -16,6 +16,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from automl import paths
 from automl.errors import ConfigError
 from automl.search.space import SearchSpace, hydra_value, load_space, parse_space
+from automl.search.space.params import CategoricalParam, ChoiceParam, LogUniformParam, RandIntParam
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -648,3 +649,19 @@ def test_dump_writes_the_original_text(tmp_path: Path) -> None:
     space.dump(target)
     assert target.read_text() == source.read_text()
     assert load_space(target, reward_terms=NAV_TERMS).params == space.params
+
+
+def test_each_kind_knows_its_values_and_the_nearest_one_to_any_other():
+    # What a population's member 0 starts from where the composed default lies outside the space.
+    common = {"key": "ppo.x", "section": "ppo_params"}
+    rollouts = ChoiceParam(name="rollouts", values=(16, 32, 64), **common)
+    assert rollouts.nearest(24) == 32 and rollouts.nearest(20) == 16  # log scale
+    layers = CategoricalParam(name="layers", values=((64, 64), (128, 128)), **common)
+    assert layers.nearest([256, 128, 64]) == [128, 128]  # the nearest in total units
+    assert ChoiceParam(name="a", values=("elu", "relu"), **common).nearest("tanh") == "elu"
+    epochs = RandIntParam(name="epochs", low=2, high=8, step=2, **common)
+    assert epochs.nearest(16) == 8 and epochs.nearest(None) == 6
+    assert not epochs.holds(5) and epochs.nearest(5) == 6  # off the step grid
+    lr = LogUniformParam(name="lr", low=1e-5, high=1e-3, **common)
+    assert lr.nearest(1e-2) == 1e-3 and lr.nearest(None) == pytest.approx(1e-4)
+    assert not rollouts.holds(24) and rollouts.holds(32) and not lr.holds(None)

@@ -30,7 +30,6 @@ from automl.search.pbt.exploit import STD_FACTOR, Replacement, exploit, group_si
 from automl.search.pbt.explore import draw_index, perturb
 from automl.search.pbt.plan import PbtPlan
 from automl.search.space import SearchSpace, thaw
-from automl.search.space.params import ListParam, Param, RandIntParam
 from automl.search.study import records
 from automl.search.study.recovery import queued_values
 
@@ -243,7 +242,7 @@ def starting_values(space: SearchSpace, composed: Any) -> tuple[dict[str, Any], 
     """Member 0's first native values, and a note for each that had to move: each parameter's
     prior, else its value in the composed config (the presets and the command line), as
     validation's baseline is; a composed value the space does not hold (rollouts 24 in a space of
-    16, 32, 64; an unset value) moves to the nearest one it does (`nearest_in_space`), since every
+    16, 32, 64; an unset value) moves to the nearest one it does (`Param.nearest`), since every
     member must stay inside the space it is perturbed in. Validation's baseline is still the
     composed configuration itself."""
     values: dict[str, Any] = {}
@@ -254,65 +253,13 @@ def starting_values(space: SearchSpace, composed: Any) -> tuple[dict[str, Any], 
             continue
         value = OmegaConf.select(composed, p.key)
         value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-        if in_space(p, value):
+        if p.holds(value):
             values[p.name] = value
             continue
-        values[p.name] = nearest_in_space(p, value)
+        values[p.name] = p.nearest(value)
         moved.append(f"`{p.name}` starts at {values[p.name]!r}: {p.key} composes to {value!r}, "
                      f"which is not among its values in {space.source} (give it a prior to choose)")
     return values, moved
-
-
-def in_space(p: Param, value: Any) -> bool:
-    """Whether native `value` is one of `p`'s values (within its range, or among its choices)."""
-    if value is None:
-        return False
-    try:
-        p.to_optuna(value)
-        if isinstance(p, ListParam):
-            return True
-        edges = p.edge_values()
-        on_grid = not isinstance(p, RandIntParam) or (value - p.low) % p.step == 0
-        return on_grid and min(edges) <= value <= max(edges)
-    except (TypeError, ValueError, KeyError):
-        return False
-
-
-def nearest_in_space(p: Param, value: Any) -> Any:
-    """The value of `p` nearest to `value`: a range's end beyond it, or its middle where `value` is
-    unset (integers: the nearest point of the step grid); the choice nearest in number (on a log
-    scale where both are positive), for layer sizes in total units; else the first choice."""
-    if isinstance(p, ListParam):
-        choices = [thaw(v) for v in p.values]
-        size = _magnitude(value)
-        sizes = [_magnitude(c) for c in choices]
-        if size is None or any(m is None for m in sizes):
-            return choices[0]
-        return min(zip(choices, sizes, strict=True),
-                   key=lambda cm: _distance(size, float(cm[1] or 0.0)))[0]
-    low, high = sorted(p.edge_values())
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        value = math.copysign(math.sqrt(low * high), low) if p.log and low * high > 0 else (low + high) / 2
-    clipped = min(max(value, low), high)
-    if isinstance(p, RandIntParam):  # the nearest grid point, halves up
-        return int(low + math.floor((clipped - low) / p.step + 0.5) * p.step)
-    return float(clipped)
-
-
-def _magnitude(value: Any) -> float | None:
-    """A number, or a list of numbers' sum (layer sizes); None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, list | tuple) and value and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-        return float(sum(value))
-    return None
-
-
-def _distance(a: float, b: float) -> float:
-    return abs(math.log(a / b)) if a > 0 and b > 0 else abs(a - b)
 
 
 def first_generation(plan: PbtPlan, space: SearchSpace, start: dict[str, Any], *,

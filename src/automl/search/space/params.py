@@ -10,6 +10,7 @@ is imported only by the methods that need it, so building parameters stays cheap
 from __future__ import annotations
 
 import json
+import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -145,6 +146,14 @@ class Param(ABC):
     def edge_values(self) -> list[Any]:
         """Native values at the edges of the parameter: a range's ends, or every choice."""
 
+    @abstractmethod
+    def holds(self, value: Any) -> bool:
+        """Whether native `value` is one of the parameter's values."""
+
+    @abstractmethod
+    def nearest(self, value: Any) -> Any:
+        """The parameter's value nearest to native `value` (which it may not hold, or None)."""
+
     def probe_values(self) -> list[Any]:
         """A few native values covering the parameter (edges, prior) for load-time checks."""
         return self.edge_values() + ([thaw(self.prior)] if self.has_prior else [])
@@ -190,6 +199,17 @@ class FloatParam(Param):
     def edge_values(self) -> list[Any]:
         """`low` and `high`."""
         return [self.low, self.high]
+
+    def holds(self, value: Any) -> bool:
+        """A number between the ends."""
+        return _number(value) and min(self.low, self.high) <= value <= max(self.low, self.high)
+
+    def nearest(self, value: Any) -> Any:
+        """`value` clipped to the range; its middle (geometric, on a log scale) where unset."""
+        low, high = sorted((self.low, self.high))
+        if not _number(value):
+            value = math.copysign(math.sqrt(low * high), low) if self.log else (low + high) / 2
+        return float(min(max(value, low), high))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,6 +272,15 @@ class RandIntParam(Param):
         """`low` and `high`."""
         return [self.low, self.high]
 
+    def holds(self, value: Any) -> bool:
+        """A point of the step grid."""
+        return _number(value) and self.low <= value <= self.high and (value - self.low) % self.step == 0
+
+    def nearest(self, value: Any) -> Any:
+        """The grid point nearest to `value` (halves up); the middle one where unset."""
+        target = min(max(value, self.low), self.high) if _number(value) else (self.low + self.high) / 2
+        return int(self.low + math.floor((target - self.low) / self.step + 0.5) * self.step)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ListParam(Param):
@@ -297,6 +326,34 @@ class ListParam(Param):
     def edge_values(self) -> list[Any]:
         """Every value, lists as fresh lists."""
         return [thaw(v) for v in self.values]
+
+    def holds(self, value: Any) -> bool:
+        """One of the values."""
+        return freeze(value) in self.values
+
+    def nearest(self, value: Any) -> Any:
+        """The value nearest in number (on a log scale where both are positive), layer sizes by
+        their total units; the first value where either is not a number."""
+        choices = self.edge_values()
+        size, sizes = _magnitude(value), [_magnitude(c) for c in choices]
+        if size is None or any(m is None for m in sizes):
+            return choices[0]
+        distances = [abs(math.log(size / m)) if size > 0 and m > 0 else abs(size - m)
+                     for m in sizes if m is not None]
+        return choices[distances.index(min(distances))]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _magnitude(value: Any) -> float | None:
+    """A number, or the sum of a list of numbers (layer sizes); None for anything else."""
+    if _number(value):
+        return float(value)
+    if isinstance(value, list | tuple) and value and all(_number(v) for v in value):
+        return float(sum(value))
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
