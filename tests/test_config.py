@@ -13,7 +13,8 @@ from automl import paths
 from automl.config import GROUPS, group_options, load_run_config, save_resolved
 from automl.envs.navigation import REFERENCE_SCALES, TERMS
 from automl.errors import ConfigError
-from automl.schema import RunConfig, run_config_from_plain, to_plain
+from automl.schema import RunConfig, run_config_from_plain
+from automl.typed import to_plain
 
 CUSTOM = ["env.factory=tests.custom_env_factory:make", "+reward.scales.progress=1.0",
           "+reward.scales.effort=-0.01"]

@@ -15,7 +15,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from automl import paths
 from automl.errors import ConfigError
-from automl.schema import RunConfig, run_config_from_plain, yaml_key
+from automl.schema import RunConfig, run_config_from_plain
+from automl.typed import yaml_key
 
 PRIMARY = "train"
 """conf/train.yaml: the primary config of a run."""
@@ -191,6 +192,6 @@ def load_run_config(overrides: Sequence[str] = ()) -> RunConfig:
 
 def save_resolved(cfg: RunConfig, path: Path) -> None:
     """config.yaml of a run: the fully resolved config, readable by train_one again."""
-    from automl.schema import to_plain
+    from automl.typed import to_plain
 
     paths.atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(to_plain(cfg))))

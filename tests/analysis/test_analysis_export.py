@@ -22,7 +22,7 @@ from automl.analysis.export import (
 from automl.analysis.validation import summarize_validation
 from automl.config import load_run_config
 from automl.errors import ConfigError
-from automl.schema import to_plain
+from automl.typed import to_plain
 
 VALUES: dict[str, Any] = {
     "ppo.learning_rate": 0.00012345678901234,

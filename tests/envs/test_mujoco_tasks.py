@@ -23,9 +23,9 @@ from automl.envs.base import FELL, FORWARD_DISTANCE, FORWARD_VELOCITY, LENGTH, R
 from automl.envs.gym_adapter import GymVectorEnv, sub_env_seeds
 from automl.envs.mujoco_tasks import TASK_TERMS, constructor_defaults, split_for
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
-from automl.schema import to_plain
 from automl.search.space import load_space
 from automl.search.trials.tb_reader import read_scalars
+from automl.typed import to_plain
 
 CPU = torch.device("cpu")
 CONF = paths.repo_root() / "conf"

@@ -36,7 +36,8 @@ import torch
 from automl.envs.base import BatchedEnv
 from automl.errors import ConfigError
 from automl.paths import RunPaths
-from automl.schema import RunConfig, to_plain
+from automl.schema import RunConfig
+from automl.typed import to_plain
 
 FORMAT = 1
 """Version of state.pt's layout; a state of another format is refused."""

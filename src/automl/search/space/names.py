@@ -23,7 +23,8 @@ import yaml
 
 from automl.config import allowed_keys
 from automl.errors import ConfigError
-from automl.schema import RunConfig, yaml_key
+from automl.schema import RunConfig
+from automl.typed import yaml_key
 
 PPO_NAMES = ("learning_rate", "discount_factor", "ratio_clip", "value_clip", "entropy_loss_scale",
              "learning_epochs", "mini_batches", "rollouts", "grad_norm_clip", "value_loss_scale",

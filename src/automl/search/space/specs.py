@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from automl.errors import ConfigError
-from automl.schema import check_value as convert_value
 from automl.search.space.params import (
     CategoricalParam,
     ChoiceParam,
@@ -33,6 +32,7 @@ from automl.search.space.params import (
     label,
     thaw,
 )
+from automl.typed import check_value as convert_value
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
