@@ -14,9 +14,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from automl import paths
+from automl.envs import isaaclab_agent
 from automl.errors import ConfigError
 from automl.schema import RunConfig, run_config_from_plain
 from automl.typed import yaml_key
+
+isaaclab_agent.register()  # `${isaaclab_agent:...}` in conf/ppo and conf/network's isaaclab_task
 
 PRIMARY = "train"
 """conf/train.yaml: the primary config of a run."""
@@ -170,6 +173,11 @@ def to_run_config(cfg: DictConfig, *, choices: dict[str, Any] | None = None,
     try:
         plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConfigError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # a resolver's own clear error, under OmegaConf's wrappers
+            raise cause from None
         key = getattr(err, "full_key", None) or "?"
         raise ConfigError(file=_source_of(choices, str(key)), key=str(key), value="???",
                           rule="it has no value", fix=f"set {key}=... on the command line") from None

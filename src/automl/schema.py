@@ -100,6 +100,15 @@ class PPOConfig:
     normalize_values: bool = False
     """Standardize the value targets likewise (skrl's value preprocessor): for tasks whose returns
     are large (Pendulum's reach -1,000)."""
+    learning_rate_scheduler: Literal["KLAdaptiveLR"] | None = None
+    """`KLAdaptiveLR`: skrl's schedule, which divides the learning rate by 1.5 after an epoch whose
+    mean KL divergence is above twice `learning_rate_kl_threshold` and multiplies it by 1.5 below
+    half of it (within [1e-6, 1e-2]); null keeps `learning_rate` fixed."""
+    learning_rate_kl_threshold: float = 0.008
+    """The KL divergence KLAdaptiveLR steers towards."""
+    rewards_shaper_scale: float = 1.0
+    """PPO learns from the reward times this (Isaac Lab's `rewards_shaper_scale`); the score and
+    the logged returns are the reward's own."""
 
     def check(self, source: str) -> None:
         """Reject a non-positive learning rate, ratio clip, epoch, mini-batch or rollout count; gamma
@@ -117,6 +126,10 @@ class PPOConfig:
             if not low < value <= high and not (key == "lambda" and value == 0.0):
                 raise ConfigError(file=source, key=f"ppo.{key}", value=value,
                                   rule=f"it must lie in ({low}, {high}]", fix=f"set ppo.{key}=0.95, for example")
+        if self.rewards_shaper_scale <= 0 or self.learning_rate_kl_threshold <= 0:
+            key = "rewards_shaper_scale" if self.rewards_shaper_scale <= 0 else "learning_rate_kl_threshold"
+            raise ConfigError(file=source, key=f"ppo.{key}", value=getattr(self, key),
+                              rule="it must be > 0", fix=f"set ppo.{key} to a positive value")
         for key in ("value_clip", "entropy_loss_scale", "grad_norm_clip", "value_loss_scale", "kl_threshold"):
             if getattr(self, key) < 0:
                 raise ConfigError(file=source, key=f"ppo.{key}", value=getattr(self, key),
@@ -133,15 +146,40 @@ class NetworkConfig:
     """Hidden layer widths of the value function."""
     activation: Activation
     """Activation between hidden layers."""
+    shared: bool = False
+    """One trunk for policy and value (skrl's `separate: false`, Isaac Lab's usual): the hidden
+    layers are computed once, with the policy's head and a value head on top. The two size lists
+    must then be equal."""
+    min_log_std: float = -5.0
+    """Lower bound of a Gaussian policy's log standard deviation."""
+    max_log_std: float = 1.0
+    """Upper bound of a Gaussian policy's log standard deviation."""
+    initial_log_std: float = 0.0
+    """A Gaussian policy's log standard deviation before training."""
 
     def check(self, source: str) -> None:
-        """Reject an empty list of hidden layer widths, or a width below 1."""
+        """Reject an empty list of hidden layer widths, or a width below 1; unequal lists for a
+        shared trunk; log-std bounds that hold no value, or a start outside them."""
         for key in ("policy_hidden_layer_sizes", "value_hidden_layer_sizes"):
             sizes = getattr(self, key)
             if not sizes or any(s <= 0 for s in sizes):
                 raise ConfigError(file=source, key=f"network.{key}", value=sizes,
                                   rule="it must be a non-empty list of positive widths",
                                   fix=f"set network.{key}=[256,128,64], for example")
+        if self.shared and self.value_hidden_layer_sizes != self.policy_hidden_layer_sizes:
+            raise ConfigError(
+                file=source, key="network.value_hidden_layer_sizes",
+                value=self.value_hidden_layer_sizes,
+                rule=f"network.shared is true, so policy and value have one trunk, and the policy's "
+                     f"is {self.policy_hidden_layer_sizes}",
+                fix="set both size lists to the same widths, or network.shared=false")
+        if not self.min_log_std <= self.initial_log_std <= self.max_log_std \
+                or self.min_log_std == self.max_log_std:
+            raise ConfigError(
+                file=source, key="network.initial_log_std", value=self.initial_log_std,
+                rule=f"it must lie within [min_log_std, max_log_std] = "
+                     f"[{self.min_log_std}, {self.max_log_std}], a range wider than one value",
+                fix="set network.min_log_std=-20.0 network.max_log_std=2.0 network.initial_log_std=0.0")
 
 
 @dataclass

@@ -14,7 +14,7 @@ import copy
 import json
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def test_a_loaded_state_is_exactly_the_saved_one(trainer: Trainer, tmp_path: Pat
     scaler = fresh.checkpoint_modules["observation_preprocessor"]
     assert float(scaler.current_count) != float(saved.observation_preprocessor["current_count"])
 
-    training_state.load_into(fresh, saved, learning_rate=2.5e-4)
+    training_state.load_into(fresh, saved, ppo=replace(trainer.cfg.ppo, learning_rate=2.5e-4))
 
     after = agent_state(fresh)
     assert differences(after, saved_state(saved)) == []
@@ -161,7 +161,7 @@ def test_the_update_after_a_resume_is_the_uninterrupted_runs(trainer: Trainer,
     save_after_one_update(trainer, path)
     resumed = trainer.fork(trainer.agent_like(tmp_path / "b"))
     training_state.load_into(resumed.agent, training_state.read(str(path)),
-                             learning_rate=trainer.cfg.ppo.learning_rate)
+                             ppo=trainer.cfg.ppo)
     from_scratch = trainer.fork(trainer.agent_like(tmp_path / "c"))
     weights_only = trainer.fork(trainer.agent_like(tmp_path / "d"))
     weights_only.agent.policy.load_state_dict(trainer.agent.policy.state_dict())
@@ -290,6 +290,7 @@ def test_a_segment_saves_its_whole_state(segments: tuple[Segment, Segment]) -> N
     assert state["shape"] == {
         "network.policy_hidden_layer_sizes": [256, 128, 64],
         "network.value_hidden_layer_sizes": [256, 128, 64], "network.activation": "elu",
+        "network.shared": False,
         "ppo.normalize_observations": True, "ppo.normalize_values": False,
         "observation size": 4, "action space": "Discrete(2)"}
     adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}

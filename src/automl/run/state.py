@@ -36,7 +36,7 @@ import torch
 from automl.envs.base import BatchedEnv
 from automl.errors import ConfigError
 from automl.paths import RunPaths
-from automl.schema import RunConfig
+from automl.schema import PPOConfig, RunConfig
 from automl.typed import to_plain
 
 FORMAT = 1
@@ -73,6 +73,10 @@ class TrainingState:
     format: int = FORMAT
 
 
+SHAPE_DEFAULTS = {"network.shared": False}
+"""What a state written before a shape key existed was trained with."""
+
+
 def action_size(space: gymnasium.Space) -> str:
     """`Discrete(2)` or `Box(6)`: the kind and size of the policy's output."""
     if isinstance(space, gymnasium.spaces.Discrete):
@@ -86,6 +90,7 @@ def shape_of(cfg: RunConfig, env: BatchedEnv) -> dict[str, Any]:
         "network.policy_hidden_layer_sizes": list(cfg.network.policy_hidden_layer_sizes),
         "network.value_hidden_layer_sizes": list(cfg.network.value_hidden_layer_sizes),
         "network.activation": cfg.network.activation,
+        "network.shared": cfg.network.shared,
         "ppo.normalize_observations": cfg.ppo.normalize_observations,
         "ppo.normalize_values": cfg.ppo.normalize_values,
         "observation size": int(gymnasium.spaces.flatdim(env.observation_space)),
@@ -124,9 +129,7 @@ def save_model(agent, cfg: RunConfig, env: BatchedEnv, path: Path) -> None:  # n
         "policy": agent.policy.state_dict(),
         "value": agent.value.state_dict(),
         "observation_preprocessor": preprocessor.state_dict() if preprocessor is not None else {},
-        "network": {"policy_hidden_layer_sizes": list(cfg.network.policy_hidden_layer_sizes),
-                    "value_hidden_layer_sizes": list(cfg.network.value_hidden_layer_sizes),
-                    "activation": cfg.network.activation},
+        "network": to_plain(cfg.network),
         "env": cfg.env.name,
         "task": cfg.env.task or cfg.env.gym_id,
         "obs_dim": int(env.observation_space.shape[0]),
@@ -199,7 +202,7 @@ def check_fits(state: TrainingState, cfg: RunConfig, env: BatchedEnv, path: str)
     """Refuse a state whose network, normalisers or sizes differ from this run's config and env."""
     wanted = shape_of(cfg, env)
     for key, value in wanted.items():
-        saved = state.shape.get(key)
+        saved = state.shape.get(key, SHAPE_DEFAULTS.get(key))
         if saved == value:
             continue
         fix = (f"resume with the member's own setting ({key}={_override(saved)}): network "
@@ -233,14 +236,21 @@ def check_frames(state: TrainingState, frames: int, eval_frequency: int, path: s
                 f"train.frames={state.frames + eval_frequency}")
 
 
-def load_into(agent: Any, state: TrainingState, *, learning_rate: float) -> None:
+def load_into(agent: Any, state: TrainingState, *, ppo: PPOConfig) -> None:
     """Put the state into a freshly built agent (same shape: check_fits), then apply this run's
-    learning rate: Adam's state_dict brings back the saved one with its param groups."""
+    learning rate: Adam's state_dict brings back the saved one with its param groups. Under a
+    KL-adaptive schedule a run that keeps the last segment's `learning_rate` keeps the rate the
+    schedule had reached; a changed `learning_rate` restarts the schedule from it."""
     agent.policy.load_state_dict(state.policy)
     agent.value.load_state_dict(state.value)
     agent.optimizer.load_state_dict(state.optimizer)
-    for group in agent.optimizer.param_groups:
-        group["lr"] = learning_rate
+    last = state.segments[-1]["ppo"] if state.segments else {}
+    adapted = ppo.learning_rate_scheduler is not None \
+        and last.get("learning_rate_scheduler") == ppo.learning_rate_scheduler \
+        and last.get("learning_rate") == ppo.learning_rate
+    if not adapted:
+        for group in agent.optimizer.param_groups:
+            group["lr"] = ppo.learning_rate
     for name in ("observation_preprocessor", "value_preprocessor"):
         saved = getattr(state, name)
         if saved is not None:

@@ -5,6 +5,7 @@ state.py). Knows nothing of Optuna.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -59,6 +60,12 @@ def shaped_reward(terms: dict[str, torch.Tensor], weights: dict[str, float], *, 
     return reward
 
 
+def scale_rewards(rewards: torch.Tensor, timestep: int, timesteps: int, *,
+                  scale: float) -> torch.Tensor:
+    """skrl's rewards_shaper: what PPO learns from is the reward times `ppo.rewards_shaper_scale`."""
+    return rewards * scale
+
+
 class Tee:
     """Writes to the terminal (unless quiet) and to stdout.log."""
 
@@ -97,6 +104,7 @@ def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):
     from skrl.agents.torch.ppo import PPO, PPO_CFG
     from skrl.memories.torch import RandomMemory
     from skrl.resources.preprocessors.torch import RunningStandardScaler
+    from skrl.resources.schedulers.torch import KLAdaptiveLR
 
     from automl.run.models import build_models
 
@@ -111,6 +119,8 @@ def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):
         observation_preprocessor_kwargs={"size": env.observation_space, "device": env.device},
         value_preprocessor=RunningStandardScaler if p.normalize_values else None,
         value_preprocessor_kwargs={"size": 1, "device": env.device},
+        rewards_shaper=None if p.rewards_shaper_scale == 1.0 else
+        functools.partial(scale_rewards, scale=p.rewards_shaper_scale),
         # We write TensorBoard points ourselves at eval points (step = frames), never skrl's clock.
         experiment=ExperimentCfg(directory=str(run.root), experiment_name=run.tb.name,
                                  write_interval=2**62, checkpoint_interval=0),
@@ -121,9 +131,12 @@ def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):
                 action_space=env.action_space, device=env.device, cfg=ppo_cfg)
     # The same Adam, fused: one kernel per step instead of several small ops per parameter tensor
     # (about a sixth of a CPU update's time otherwise).
-    params = [*agent.policy.parameters(), *agent.value.parameters()]
+    # A shared trunk is both models: each parameter once.
+    params = list({id(w): w for w in [*agent.policy.parameters(), *agent.value.parameters()]}.values())
     agent.optimizer = torch.optim.Adam(params, lr=p.learning_rate, fused=True)
     agent.checkpoint_modules["optimizer"] = agent.optimizer
+    if p.learning_rate_scheduler == "KLAdaptiveLR":  # built on our optimizer, not skrl's
+        agent.scheduler = KLAdaptiveLR(agent.optimizer, kl_threshold=p.learning_rate_kl_threshold)
     agent.init()
     agent.enable_training_mode(True)
     return agent
@@ -283,7 +296,7 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     timesteps = math.ceil((cfg.train.frames - offset) / env.num_envs)
     agent = build_agent(cfg, env, run, timesteps)
     if resumed is not None:
-        training_state.load_into(agent, resumed, learning_rate=cfg.ppo.learning_rate)
+        training_state.load_into(agent, resumed, ppo=cfg.ppo)
     window = open_window(cfg, env)
     finite = torch.ones((), dtype=torch.bool, device=env.device)
     next_eval = next_eval_point(offset, cfg.train.eval_frequency)

@@ -1,0 +1,127 @@
+"""An Isaac Lab task starts from its own skrl agent configuration: every ppo and network key of the
+composed run config (what config.yaml holds) equals the task's YAML file, read here on its own by
+path, for Isaac-Cartpole, Isaac-Ant and Isaac-Velocity-Flat-AnymalD; a value the user sets wins; a
+task automl cannot build says so and names its fallback. Configurations only: no assets.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from automl import paths
+from automl.config import load_run_config
+from automl.envs.isaaclab_agent import start_of
+from automl.errors import ConfigError
+from automl.typed import to_plain
+
+TASKS_DIR = Path(str(importlib.util.find_spec("isaaclab_tasks").origin)).parent / "core"  # type: ignore[union-attr]
+FILES = {
+    "Isaac-Cartpole": TASKS_DIR / "cartpole/agents/skrl_manager_ppo_cfg.yaml",
+    "Isaac-Ant": TASKS_DIR / "locomotion/ant/agents/skrl_manager_ppo_cfg.yaml",
+    "Isaac-Velocity-Flat-AnymalD": TASKS_DIR / "velocity/config/anymal_d/agents/skrl_flat_ppo_cfg.yaml",
+}
+SAME_NAME = ("rollouts", "learning_epochs", "mini_batches", "discount_factor", "lambda",
+             "learning_rate", "grad_norm_clip", "ratio_clip", "value_clip", "entropy_loss_scale",
+             "value_loss_scale", "kl_threshold", "rewards_shaper_scale")
+"""ppo keys skrl's agent section names alike."""
+
+
+def expected(data: dict[str, Any]) -> dict[str, Any]:
+    """What config.yaml's ppo and network sections must hold for this skrl file."""
+    agent, models = data["agent"], data["models"]
+    policy_net = models["policy"]["network"][0]
+    value_net = models["value"]["network"][0]
+    assert agent["clip_predicted_values"] is True and models["policy"]["clip_log_std"] is True
+    ppo = {key: agent[key] for key in SAME_NAME}
+    ppo |= {"learning_rate_scheduler": agent["learning_rate_scheduler"],
+            "learning_rate_kl_threshold": agent["learning_rate_scheduler_kwargs"]["kl_threshold"],
+            "normalize_observations": agent["state_preprocessor"] == "RunningStandardScaler",
+            "normalize_values": agent["value_preprocessor"] == "RunningStandardScaler",
+            "time_limit_bootstrap": True}  # the one stated deviation (Isaac Lab's is false)
+    network = {"policy_hidden_layer_sizes": policy_net["layers"],
+               "value_hidden_layer_sizes": value_net["layers"],
+               "activation": policy_net["activations"], "shared": not models["separate"],
+               "min_log_std": models["policy"]["min_log_std"],
+               "max_log_std": models["policy"]["max_log_std"],
+               "initial_log_std": models["policy"]["initial_log_std"]}
+    return {"ppo": ppo, "network": network}
+
+
+@pytest.mark.parametrize("task", sorted(FILES))
+def test_every_ppo_and_network_key_is_the_tasks_own(task: str) -> None:
+    data = yaml.safe_load(FILES[task].read_text())
+    composed = to_plain(load_run_config(["env=isaaclab", f"env.task={task}"]))
+    want = expected(data)
+    for section in ("ppo", "network"):
+        assert set(composed[section]) == set(want[section]), section  # no key left unchecked
+        assert composed[section] == want[section], (task, section)
+    assert data["agent"]["time_limit_bootstrap"] is False
+
+
+def test_the_three_tasks_differ_where_the_issue_says() -> None:
+    """The files themselves differ, so the comparison above is not one file read three times."""
+    cfgs = {task: load_run_config(["env=isaaclab", f"env.task={task}"]) for task in FILES}
+    assert cfgs["Isaac-Ant"].network.policy_hidden_layer_sizes == [256, 128, 64]
+    assert cfgs["Isaac-Ant"].ppo.rewards_shaper_scale == 0.6
+    assert cfgs["Isaac-Ant"].ppo.normalize_observations and cfgs["Isaac-Ant"].ppo.normalize_values
+    assert cfgs["Isaac-Velocity-Flat-AnymalD"].ppo.learning_rate == 1.0e-3
+    assert cfgs["Isaac-Velocity-Flat-AnymalD"].ppo.entropy_loss_scale == 0.005
+    assert cfgs["Isaac-Cartpole"].ppo.value_loss_scale == 2.0
+    assert all(c.network.shared and c.ppo.learning_rate_scheduler == "KLAdaptiveLR"
+               for c in cfgs.values())
+
+
+def test_a_value_the_user_sets_wins_over_the_tasks() -> None:
+    cfg = load_run_config(["env=isaaclab", "env.task=Isaac-Ant", "ppo.learning_rate=1e-3",
+                           "network.shared=false", "network.value_hidden_layer_sizes=[64,64]",
+                           "ppo.learning_rate_scheduler=null"])
+    assert cfg.ppo.learning_rate == 1.0e-3 and cfg.ppo.learning_rate_scheduler is None
+    assert not cfg.network.shared and cfg.network.value_hidden_layer_sizes == [64, 64]
+    assert cfg.network.policy_hidden_layer_sizes == [256, 128, 64]  # the rest stays the task's
+
+
+def test_a_task_without_a_buildable_configuration_names_its_fallback(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    start_of.cache_clear()  # the note is printed once per process, at the first read
+    cfg = load_run_config(["env=isaaclab", "env.task=IsaacContrib-Humanoid-AMP-Walk-Direct"])
+    err = capsys.readouterr().err
+    assert "IsaacContrib-Humanoid-AMP-Walk-Direct starts from conf/ppo/isaaclab.yaml and " \
+           "conf/network/tiny.yaml: its agent is AMP, not PPO" in err
+    fallback = yaml.safe_load((paths.conf_dir() / "ppo/isaaclab.yaml").read_text())
+    assert to_plain(cfg.ppo) == fallback
+    assert to_plain(cfg.network) == yaml.safe_load((paths.conf_dir() / "network/tiny.yaml").read_text())
+
+
+def test_an_unknown_task_is_one_clear_error_naming_close_ids() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_run_config(["env=isaaclab", "env.task=Isaac-Antt"])
+    assert err.value.key == "env.task" and "Isaac-Ant" in err.value.fix
+
+
+def test_a_shared_trunk_with_unequal_size_lists_is_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_run_config(["env=isaaclab", "env.task=Isaac-Ant", "network.value_hidden_layer_sizes=[64]"])
+    assert err.value.key == "network.value_hidden_layer_sizes"
+    assert "network.shared" in err.value.rule and "network.shared=false" in err.value.fix
+
+
+def test_the_templates_baseline_is_the_tasks_own_configuration() -> None:
+    """templates/isaaclab_cartpole.yaml gives its PPO parameters no prior: the start a stage
+    validates against (`baseline`) trains with Isaac-Cartpole's own skrl settings."""
+    from automl.search.plan import reward_terms
+    from automl.search.space import load_space
+    from automl.stages.candidates import composed_start
+
+    cfg = load_run_config(["env=isaaclab"])
+    space = load_space(paths.templates_dir() / "isaaclab_cartpole.yaml",
+                       reward_terms=reward_terms(cfg))
+    values, overrides, _ = composed_start(space, ["env=isaaclab"])
+    start = to_plain(load_run_config(overrides))
+    want = expected(yaml.safe_load(FILES["Isaac-Cartpole"].read_text()))
+    assert start["ppo"] == want["ppo"] and start["network"] == want["network"]
+    assert values["ppo.learning_rate"] == 3.0e-4 and values["ppo.learning_epochs"] == 8
