@@ -13,6 +13,7 @@ import sys
 
 import optuna
 
+from automl.envs import isaaclab_agent
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted, bad_flag
 from automl.requests import (
     DEFAULT_CONFIRM_SEEDS,
@@ -227,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     """automl.py: parse, check, run the mode; returns the exit code (2: bad input)."""
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    isaaclab_agent.read_in_subprocess()  # this process never imports Isaac Lab (nor torch)
     # SIGTERM as Ctrl-C: between stages either one stops the pipeline the same way (each stage's
     # loop installs its own handler to stop its trials first).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from automl import paths
-from automl.errors import ConfigError
+from automl.errors import EXIT_BAD_INPUT, ConfigError
 
 RESOLVER = "isaaclab_agent"
 """The OmegaConf resolver conf/ppo/isaaclab_task.yaml and conf/network/isaaclab_task.yaml call."""
@@ -43,6 +43,8 @@ FALLBACK = ("ppo/isaaclab.yaml", "network/tiny.yaml")
 """The start of a task whose skrl configuration automl cannot read, under conf/."""
 ACTIVATIONS = ("elu", "relu", "tanh", "leaky_relu", "selu", "gelu")
 """skrl activation names automl builds (run/models.py)."""
+NOTE = "automl: "
+"""How the fallback's note starts (a subprocess's note is passed on by it)."""
 SCALER = "RunningStandardScaler"
 SCHEDULER = "KLAdaptiveLR"
 
@@ -133,9 +135,42 @@ def skrl_file(task: str) -> Any:
     return importlib.resources.files(module) / name
 
 
+_READER = {"subprocess": False}
+"""How this process reads a task's start: in a short subprocess where it must not import Isaac Lab
+(the orchestrator: `read_in_subprocess`), else in-process (trainers, which import it anyway)."""
+
+
+def read_in_subprocess() -> None:
+    """From now on read a task's start in a short subprocess, so this process never imports Isaac
+    Lab or torch (the orchestrator: its reward terms are read the same way, search/plan.py)."""
+    _READER["subprocess"] = True
+
+
 @functools.cache
 def start_of(task: str) -> dict[str, Any]:
     """The task's start by dotted key (`ppo.rollouts`, `network.shared`), or the fallback's."""
+    return _from_subprocess(task) if _READER["subprocess"] else read_start(task)
+
+
+def _from_subprocess(task: str) -> dict[str, Any]:
+    import json
+    import subprocess
+
+    process = subprocess.run([sys.executable, "-P", "-m", __name__, task], capture_output=True,
+                             text=True, check=False)
+    lines = process.stderr.strip().splitlines()
+    if process.returncode == EXIT_BAD_INPUT:  # the error's parts, as JSON on its last line
+        raise ConfigError(**json.loads(lines[-1]))
+    if process.returncode != 0:
+        raise RuntimeError(f"reading the agent configuration of {task} failed:\n{process.stderr[-2000:]}")
+    for line in lines:  # the fallback's note
+        if line.startswith(NOTE):
+            print(line, file=sys.stderr)
+    return dict(json.loads(process.stdout.strip().splitlines()[-1]))
+
+
+def read_start(task: str) -> dict[str, Any]:
+    """The task's start read in this process (it imports Isaac Lab's task registry)."""
     file = skrl_file(task)
     try:
         if file is None:
@@ -145,7 +180,7 @@ def start_of(task: str) -> dict[str, Any]:
                 **{f"network.{k}": v for k, v in network_keys(data["models"]).items()}}
     except (Unsupported, KeyError, TypeError) as err:
         reason = str(err) if isinstance(err, Unsupported) else f"{file} lacks {err}"
-        print(f"automl: {task} starts from conf/{FALLBACK[0]} and conf/{FALLBACK[1]}: {reason}",
+        print(f"{NOTE}{task} starts from conf/{FALLBACK[0]} and conf/{FALLBACK[1]}: {reason}",
               file=sys.stderr)
         out: dict[str, Any] = {}
         for relative in FALLBACK:
@@ -178,3 +213,26 @@ def register() -> None:
 
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, resolve)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m automl.envs.isaaclab_agent TASK`: the task's start as JSON on stdout (the note of
+    a fallback on stderr); exit 2 with the error's parts as JSON on stderr for an unknown task."""
+    import contextlib
+    import io
+    import json
+
+    (task,) = argv if argv is not None else sys.argv[1:]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # Isaac Lab's own start-up lines
+            start = read_start(task)
+    except ConfigError as err:
+        print(json.dumps({"file": err.file, "key": err.key, "value": err.value, "rule": err.rule,
+                          "fix": err.fix}), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(start))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
