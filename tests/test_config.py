@@ -28,6 +28,8 @@ def option_file(group: str, option: str) -> dict[str, Any]:
 def overrides_for(group: str, option: str) -> list[str]:
     if group == "experiment":  # an optional overlay: off unless added
         return [f"+experiment={option}"]
+    if option == "isaaclab_task":  # it reads the task's own configuration: an Isaac Lab task's
+        return ["env=isaaclab", f"{group}={option}"]
     return [f"{group}={option}", *(CUSTOM if (group, option) == ("env", "custom") else [])]
 
 
@@ -65,10 +67,14 @@ def test_every_group_option_composes_validates_and_applies(group: str, option: s
     data.pop("defaults", None)
     if group == "env":  # `# @package _global_`: the file sets env.* and maybe train.*
         assert cfg.env.name == option
-        assert to_plain(cfg.env) == {**data["env"], **({"factory": CUSTOM[0].partition("=")[2]}
-                                                       if option == "custom" else {})}
+        assert to_plain(cfg.env) == {"cfg": {}, **data["env"],  # cfg: Isaac Lab tasks' settings
+                                     **({"factory": CUSTOM[0].partition("=")[2]}
+                                        if option == "custom" else {})}
         for key, value in data.get("train", {}).items():
             assert getattr(cfg.train, key) == value
+    elif option == "isaaclab_task":  # every key an interpolation, resolved for the task
+        assert set(to_plain(getattr(cfg, group))) == set(data)
+        assert all(str(v).startswith("${isaaclab_agent:") for v in data.values())
     elif group != "experiment":
         assert to_plain(getattr(cfg, group)) == data
 
@@ -124,7 +130,7 @@ def test_overrides_reach_the_typed_config(override: str, attribute: tuple[str, s
     (["ppo.foo=1"], "ppo.foo", "allowed: discount_factor, entropy_loss_scale"),
     (["ppo.learning_rate=abc"], "ppo.learning_rate", "it must be a number"),
     (["train.frames=1e3"], "train.frames", "it must be an integer"),
-    (["network=huge"], "network", "options: deep, large, medium, small"),
+    (["network=huge"], "network", "options: deep, isaaclab_task, large, medium, small"),
     (["env=mujoco"], "env", "options: ant, cartpole, custom, halfcheetah, hopper, humanoid, isaaclab, navigation"),
     (["env.num_envs=0"], "env.num_envs", "it must be a positive integer"),
     (["train.frames=0"], "train.frames", "it must be a positive number of frames"),

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from automl import paths
 from automl.envs import isaaclab_agent
@@ -179,6 +179,10 @@ def to_run_config(cfg: DictConfig, *, choices: dict[str, Any] | None = None,
         if cause is not None:  # a resolver's own clear error, under OmegaConf's wrappers
             raise cause from None
         key = getattr(err, "full_key", None) or "?"
+        if not isinstance(err, MissingMandatoryValue):  # a resolver failed: say how
+            raise ConfigError(file=_source_of(choices, str(key)), key=str(key), value=None,
+                              rule=f"it could not be resolved: {str(err).splitlines()[0]}",
+                              fix="see the message; report it if the value's file looks right") from err
         raise ConfigError(file=_source_of(choices, str(key)), key=str(key), value="???",
                           rule="it has no value", fix=f"set {key}=... on the command line") from None
     assert isinstance(plain, dict)

@@ -44,6 +44,9 @@ class EnvConfig:
     """Keyword arguments for the environment's constructor (task parameters)."""
     task: str | None = None
     """Isaac Lab task id such as `Isaac-Cartpole` (kind `isaaclab` only)."""
+    cfg: dict[str, Any] = field(default_factory=dict)
+    """Settings of the Isaac Lab task's own config by path (`+env.cfg.episode_length_s=3`), applied
+    through Isaac Lab's own override parser (kind `isaaclab` only)."""
 
     def check(self, source: str) -> None:
         """Reject a non-positive num_envs, and a missing gym_id or factory for its kind."""
@@ -59,6 +62,11 @@ class EnvConfig:
             raise ConfigError(file=source, key="env.task", value=self.task,
                               rule="an env of kind `isaaclab` needs an Isaac Lab task id",
                               fix="set env.task=Isaac-Cartpole, for example")
+        if self.cfg and self.kind != "isaaclab":
+            raise ConfigError(file=source, key="env.cfg", value=self.cfg,
+                              rule="env.cfg sets an Isaac Lab task's own config; this env is of "
+                                   f"kind `{self.kind}`",
+                              fix="remove it (an env's own parameters are env.params.<name>)")
         if self.kind == "custom" and (not self.factory or ":" not in self.factory):
             raise ConfigError(file=source, key="env.factory", value=self.factory,
                               rule="an env of kind `custom` needs `package.module:function`",

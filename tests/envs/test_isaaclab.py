@@ -44,15 +44,15 @@ def test_cartpole_terms_rebuild_isaac_labs_reward_step_by_step() -> None:
     assert {RETURN, LENGTH, FELL, WARMUP, SUCCESS, TERMINATED_BY + "cart_out_of_bounds"} <= set(
         env.episode_metrics)
     manager = env._base.reward_manager
-    for name, weight in CARTPOLE_WEIGHTS.items():
-        if weight != 0.0:  # Isaac Lab skips a zero-weight term; success_rate's value is 0 anyway
-            term = manager.get_term_cfg(name)
-            term.weight = weight
-            manager.set_term_cfg(name, term)
     stock: list[torch.Tensor] = []
     original_step = env._env.step
 
     def step_keeping_reward(action: torch.Tensor) -> Any:
+        # automl puts its MARK back after each step: Isaac Lab's own weights again, for this step
+        # (a live weight equal to the starting one: a factor of 1 on each term)
+        for name, weight in CARTPOLE_WEIGHTS.items():
+            if weight != 0.0:  # Isaac Lab skips a zero-weight term; success_rate's value is 0 anyway
+                manager.get_term_cfg(name).weight = weight
         result = original_step(action)
         stock.append(result[1].clone())  # Isaac Lab's reward, its own weights
         return result
@@ -75,6 +75,74 @@ def test_cartpole_terms_rebuild_isaac_labs_reward_step_by_step() -> None:
         ends["truncated"] += int(step.truncated.sum())
     env.close()
     assert ends["terminated"] >= 4 and ends["truncated"] >= 4, ends  # resets were compared too
+
+
+def test_reach_frankas_curricula_are_found_and_one_on_a_zero_weight_is_refused() -> None:
+    """Isaac-Reach-Franka raises its action_rate and joint_vel weights after 4,500 steps
+    (modify_reward_weight); Isaac-Lift-Franka changes the same two by address (modify_term_cfg).
+    Configurations only: no asset is read."""
+    from automl.envs.isaaclab_cfg import check_curricula, curriculum_targets, load_task_cfg, unit_weights
+
+    reach = load_task_cfg("Isaac-Reach-Franka", num_envs=1, device=CPU, seed=0)
+    assert curriculum_targets(reach) == {"action_rate": "action_rate", "joint_vel": "joint_vel"}
+    lift = load_task_cfg("Isaac-Lift-Franka", num_envs=1, device=CPU, seed=0)
+    assert curriculum_targets(lift) == {"action_rate": "action_rate", "joint_vel": "joint_vel"}
+    reference = unit_weights(reach.rewards)
+    assert reference["action_rate"] == -1.0e-4 and reference["joint_vel"] == -1.0e-4
+    check_curricula(reach, reference, "Isaac-Reach-Franka")  # both start non-zero: followed
+    with pytest.raises(ConfigError) as err:
+        check_curricula(reach, {**reference, "joint_vel": 0.0}, "Isaac-Reach-Franka")
+    assert err.value.key == "env.task" and "`joint_vel`" in err.value.rule
+
+
+def test_a_curriculum_changes_the_weight_under_automls_scale() -> None:
+    """Isaac-Cartpole given Reach-Franka's kind of curriculum: after 3 steps `pole_pos` goes from -1
+    to -3 and `cart_vel` from -0.01 to 0. automl's term is the raw value x dt x live / starting
+    weight, so its default scale gives Isaac Lab's live weight; a term at live weight 0 is still
+    computed; and a term the manager leaves out of a step is an error, not its last value."""
+    from isaaclab.envs.mdp.curriculums import modify_reward_weight
+    from isaaclab.managers import CurriculumTermCfg
+    from isaaclab.utils import configclass
+
+    from automl.envs.isaaclab_assets import use_asset_root
+    from automl.envs.isaaclab_cfg import load_task_cfg
+    from automl.envs.isaaclab_task import build_isaaclab_env
+
+    use_asset_root()
+    cfg = load_task_cfg(TASK, num_envs=NUM_ENVS, device=CPU, seed=2)
+
+    @configclass
+    class Curricula:
+        pole_pos = CurriculumTermCfg(func=modify_reward_weight,
+                                     params={"term_name": "pole_pos", "weight": -3.0, "num_steps": 3})
+        cart_vel = CurriculumTermCfg(func=modify_reward_weight,
+                                     params={"term_name": "cart_vel", "weight": 0.0, "num_steps": 3})
+
+    assert cfg.curriculum is None
+    cfg.curriculum = Curricula()
+    env = build_isaaclab_env(TASK, cfg)
+    raw: dict[str, torch.Tensor] = {}
+    for name, recorder in env._recorders.items():
+        inner = recorder.func
+        recorder.func = lambda e, inner=inner, name=name, **p: raw.setdefault(name, inner(e, **p))
+    env.reset(seed=2)
+    # Every env times out at step 5; the curriculum runs at resets, and fires from step 4 on.
+    env._base.episode_length_buf[:] = int(env._base.max_episode_length) - 5
+    dt, followed = env._step_dt, []
+    for t in range(8):
+        raw.clear()
+        live = dict(env.live)  # the weights this step's reward is computed under
+        step = env.step(torch.zeros(NUM_ENVS, 1))
+        for name in ("pole_pos", "cart_vel", "alive"):
+            want = raw[name].float() * dt * live[name] / env.default_scales[name]
+            torch.testing.assert_close(step.terms[name], want, msg=lambda m, t=t, n=name: f"{n} {t}: {m}")
+        followed.append(live["pole_pos"] == -3.0 and live["cart_vel"] == 0.0)
+    assert followed == [False] * 5 + [True] * 3  # from the step after the resets of step 5
+    assert env.live["alive"] == 1.0 and env.default_scales["pole_pos"] == -1.0
+    env._base.reward_manager.get_term_cfg("pole_pos").weight = 0.0  # the manager skips it now
+    with pytest.raises(RuntimeError, match="pole_pos was not computed this step"):
+        env.step(torch.zeros(NUM_ENVS, 1))
+    env.close()
 
 
 def test_time_limit_ends_carry_their_own_final_observation() -> None:
@@ -233,7 +301,7 @@ def test_check_assets_names_the_config_key_of_a_missing_file(tmp_path: Path) -> 
 
 
 def test_an_unknown_task_gets_the_closest_registered_ids() -> None:
-    from automl.envs.isaaclab_task import unknown_task
+    from automl.envs.isaaclab_cfg import unknown_task
 
     known = ["Isaac-Velocity-Flat-AnymalD", "Isaac-Velocity-Rough-AnymalD", "Isaac-Cartpole",
              "IsaacContrib-Velocity-Flat-AnymalC", "Isaac-Ant", "Isaac-Ant-Direct"]

@@ -280,7 +280,7 @@ def test_same_config_and_seed_give_the_same_run(navigation: Run, tmp_path_factor
 BAD_INPUT = [
     (["ppo.foo=1"], ["`ppo.foo`", "not a known key", "learning_rate"]),
     (["ppo.learning_rate=abc"], ["`ppo.learning_rate` is 'abc'", "must be a number"]),
-    (["network=huge"], ["`network` is 'huge'", "options: deep, large, medium, small"]),
+    (["network=huge"], ["`network` is 'huge'", "options: deep, isaaclab_task, large, medium, small"]),
     (["env.num_envs=0"], ["`env.num_envs` is 0", "positive integer"]),
     (["train.frames=0"], ["`train.frames` is 0", "positive number of frames"]),
     (["train.frames=-100"], ["`train.frames` is -100", "positive number of frames"]),

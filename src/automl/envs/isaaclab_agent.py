@@ -122,9 +122,10 @@ def ppo_keys(agent: dict[str, Any]) -> dict[str, Any]:
 def skrl_file(task: str) -> Any:
     """The task's skrl agent YAML as a resource path; None where it registers none."""
     import gymnasium
-    import isaaclab_tasks  # noqa: F401  (registers the Isaac-* gymnasium ids)
 
-    from automl.envs.isaaclab_task import TASK_PREFIXES, unknown_task
+    from automl.envs.isaaclab_cfg import TASK_PREFIXES, import_tasks, unknown_task
+
+    import_tasks()
 
     if task not in gymnasium.registry:
         raise unknown_task(task, [k for k in gymnasium.registry if str(k).startswith(TASK_PREFIXES)])

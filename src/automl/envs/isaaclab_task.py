@@ -3,13 +3,15 @@
 - Physics: on `cpu`, Newton with the MuJoCo-Warp solver (the task's `newton_mjwarp` preset); on CUDA,
   the task's default or the preset named by `env.params.physics`. `env.num_envs`, `env.device` and
   the seed are automl's; the rest of the task's config is Isaac Lab's own.
-- Reward: a manager-based task is built with every reward term's weight set to 1, and each term
-  function is wrapped (through the manager's `get_term_cfg`/`set_term_cfg`) to keep the value it
-  returned. A raw term is that value x `step_dt`, as Isaac Lab counts it, so under Isaac Lab's own
-  weights (`default_scales`) the shaped reward is Isaac Lab's reward. A direct task has one term,
-  `reward`, its own reward.
-- Task metrics: RETURN is the episodic reward under Isaac Lab's own weights, whatever the run's
-  weights; LENGTH the steps of the episode; FELL a termination other than the time limit, and
+- Reward: a manager-based task is built with every reward term's weight set to MARK (about 1), and
+  each term function is wrapped (through the manager's `get_term_cfg`/`set_term_cfg`) to keep the
+  value it returned, read once per step (a term left out of a step is an error). A raw term is that
+  value x `step_dt` x (the term's live weight / its own starting weight), so under Isaac Lab's own
+  weights (`default_scales`) the shaped reward is Isaac Lab's reward, and a curriculum that changes
+  a weight (Isaac-Reach-Franka's `modify_reward_weight`) changes it under any automl scale, which
+  multiplies it. A direct task has one term, `reward`, its own reward.
+- Task metrics: RETURN is the episodic reward under Isaac Lab's own live weights, whatever the
+  run's weights; LENGTH the steps of the episode; FELL a termination other than the time limit, and
   `terminated/<term>` the termination term that ended it; SUCCESS, where the task logs
   `Metrics/success_rate` in `extras["log"]` (a mean over the environments that just reset, given to
   each of them, so the episode-weighted mean over a window is exact).
@@ -21,7 +23,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,16 +32,17 @@ import numpy as np
 import torch
 
 from automl.envs.base import FELL, LENGTH, RETURN, SUCCESS, TERMINATED_BY, WARMUP, StepResult
-from automl.errors import ConfigError
+from automl.envs.isaaclab_cfg import (
+    DIRECT_TERM,
+    MARK,
+    check_curricula,
+    check_params,
+    load_task_cfg,
+    unit_weights,
+)
 
-CPU_PHYSICS = "newton_mjwarp"
-"""The physics preset of a task on CPU: Newton with MuJoCo-Warp, the one Isaac Lab backend that runs
-without a GPU."""
 SUCCESS_LOG = "Metrics/success_rate"
 """Isaac Lab's per-reset success mean in `extras["log"]`."""
-DIRECT_TERM = "reward"
-"""The one raw term of a direct-workflow task: its own reward."""
-_SOURCE = "conf/env/isaaclab.yaml or the command line"
 
 
 @dataclass
@@ -61,57 +63,6 @@ class TermRecorder:
             reset(env_ids=env_ids)
 
 
-def unit_weights(rewards_cfg: Any) -> dict[str, float]:
-    """Set every reward term's weight to 1 in the cfg; returns Isaac Lab's own weights by term."""
-    reference = {}
-    for name in rewards_cfg.__dataclass_fields__:
-        term = getattr(rewards_cfg, name, None)
-        if term is None or not hasattr(term, "weight"):
-            continue  # a term switched off in a derived cfg
-        reference[name] = float(term.weight)
-        term.weight = 1.0
-    return reference
-
-
-TASK_PREFIXES = ("Isaac-", "IsaacContrib-")
-"""The gymnasium ids Isaac Lab's task packages register."""
-
-
-def unknown_task(task: str, known: list[str]) -> ConfigError:
-    """The error for a task id Isaac Lab does not register: the closest of the `known` ids (case
-    and separators ignored), else a few of them."""
-    def plain(name: str) -> str:
-        return name.lower().replace("-", "").replace("_", "")
-
-    by_plain = {plain(k): k for k in sorted(known)}
-    close = [by_plain[c] for c in difflib.get_close_matches(plain(task), by_plain, n=4, cutoff=0.6)]
-    return ConfigError(
-        file=_SOURCE, key="env.task", value=task,
-        rule=f"Isaac Lab registers no such task ({len(known)} ids start with "
-             f"{' or '.join(TASK_PREFIXES)})",
-        fix=(f"the closest registered: {', '.join(close)}" if close else
-             f"use a registered id, e.g. {', '.join(sorted(known)[:4])}"))
-
-
-def load_task_cfg(task: str, *, num_envs: int, device: torch.device, seed: int,
-                  physics: str | None) -> Any:
-    """The task's registered env config with automl's size, device, seed and physics preset."""
-    import isaaclab_tasks  # noqa: F401  (registers the Isaac-* gymnasium ids)
-    from isaaclab_tasks.utils import load_cfg_from_registry
-    from isaaclab_tasks.utils.hydra import resolve_presets
-
-    if task not in gymnasium.registry:
-        raise unknown_task(task, [k for k in gymnasium.registry if str(k).startswith(TASK_PREFIXES)])
-    cfg = load_cfg_from_registry(task, "env_cfg_entry_point")
-    preset = physics or (CPU_PHYSICS if device.type == "cpu" else None)
-    cfg = resolve_presets(cfg, selected=(preset,) if preset else ())
-    cfg.sim.device = str(device)
-    cfg.scene.num_envs = num_envs
-    cfg.seed = seed
-    cfg.compute_final_obs = True
-    return cfg
-
-
 class IsaacLabEnv:
     """An Isaac Lab task behind automl's BatchedEnv interface (see the module doc)."""
 
@@ -122,6 +73,8 @@ class IsaacLabEnv:
         self.device = torch.device(self._base.device)
         self.manager_based = reference is not None
         self.default_scales = dict(reference) if reference is not None else {DIRECT_TERM: 1.0}
+        self.live = dict(self.default_scales)
+        """Isaac Lab's weight of each term now: its own, or the last a curriculum wrote."""
         self.reward_terms = tuple(self.default_scales)
         self._recorders = self._wrap_terms() if self.manager_based else {}
         policy = self._base.single_observation_space["policy"]
@@ -161,12 +114,14 @@ class IsaacLabEnv:
         self._return.zero_()
         self._length.zero_()
         self._first.fill_(True)
+        self._follow_curricula()
         return observations["policy"].float()
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """One step of every environment; finished ones are already reset by Isaac Lab."""
         observations, reward, terminated, time_outs, extras = self._env.step(actions.to(self.device))
-        terms = self._terms(reward)
+        terms = self._terms(reward)  # under the live weights the step's reward was computed with
+        self._follow_curricula()  # a curriculum at this step's resets weighs the next step
         own = sum((self.default_scales[name] * value for name, value in terms.items()),
                   torch.zeros(self.num_envs, device=self.device))
         self._return += own
@@ -199,8 +154,29 @@ class IsaacLabEnv:
             if recorder.value is None:
                 raise RuntimeError(f"reward term {name} was not computed this step")
             value = torch.as_tensor(recorder.value, device=self.device).float()
-            terms[name] = value.expand(self.num_envs) * self._step_dt
+            recorder.value = None  # never read twice: a term left out of a step is an error
+            start = self.default_scales[name]
+            follow = self.live[name] / start if start else 1.0
+            terms[name] = value.expand(self.num_envs) * (self._step_dt * follow)
         return terms
+
+    def _follow_curricula(self) -> None:
+        """A weight other than MARK in the manager was written by a curriculum since the last look:
+        it is Isaac Lab's live weight of that term from now on. MARK goes back, so the manager still
+        computes the term when its live weight is 0."""
+        if not self.manager_based:
+            return
+        manager = self._base.reward_manager
+        for name in self._recorders:
+            cfg = manager.get_term_cfg(name)
+            if cfg.weight == MARK:
+                continue
+            weight = float(cfg.weight)
+            if self.default_scales[name] == 0.0 and weight != 0.0:
+                raise RuntimeError(f"a curriculum set reward term {name}'s weight to {weight}; it "
+                                   "starts at 0, so no scale of it can follow")
+            self.live[name] = weight
+            cfg.weight = MARK
 
     def _causes_of(self, done: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self._causes:
@@ -215,57 +191,25 @@ class IsaacLabEnv:
 
 
 def make_isaaclab_env(*, task: str, num_envs: int, device: torch.device, seed: int,
-                      params: dict[str, Any]) -> IsaacLabEnv:
-    """Build `task` with local assets, its reward terms at weight 1 (manager-based tasks)."""
-    unknown = sorted(set(params) - {"physics"})
-    if unknown:
-        raise ConfigError(file=_SOURCE, key=f"env.params.{unknown[0]}", value=params[unknown[0]],
-                          rule="an Isaac Lab task takes only env.params.physics (a physics preset "
-                               "such as newton_mjwarp or physx); the task's config is Isaac Lab's own",
-                          fix=f"remove env.params.{unknown[0]}")
+                      params: dict[str, Any], overrides: dict[str, Any] | None = None) -> IsaacLabEnv:
+    """Build `task` with local assets under the physics and presets of `params` and the settings of
+    `overrides` (env.cfg), its reward terms at MARK (manager-based tasks)."""
     from automl.envs.isaaclab_assets import check_assets, use_asset_root
 
+    check_params(params)  # bad input: nothing imported or built yet
     root = use_asset_root()  # before Isaac Lab reads its asset root, at import
-    cfg = load_task_cfg(task, num_envs=num_envs, device=device, seed=seed, physics=params.get("physics"))
+    cfg = load_task_cfg(task, num_envs=num_envs, device=device, seed=seed, params=params,
+                        overrides=overrides)
     check_assets(cfg, task=task, root=root)
+    return build_isaaclab_env(task, cfg)
+
+
+def build_isaaclab_env(task: str, cfg: Any) -> IsaacLabEnv:
+    """The task built from its loaded (and possibly edited) config, reward terms at MARK."""
     rewards = getattr(cfg, "rewards", None)
     reference = unit_weights(rewards) if rewards is not None else None
+    if reference is not None:
+        check_curricula(cfg, reference, task)
     env = gymnasium.make(task, cfg=cfg)
     return IsaacLabEnv(env, reference)
 
-
-def task_reward_weights(task: str) -> dict[str, float]:
-    """Isaac Lab's own weight of each reward term of `task` (a direct task: {"reward": 1.0}), read
-    from its registered config without building it."""
-    from automl.envs.isaaclab_assets import use_asset_root
-
-    use_asset_root()
-    cfg = load_task_cfg(task, num_envs=1, device=torch.device("cpu"), seed=0, physics=None)
-    rewards = getattr(cfg, "rewards", None)
-    return unit_weights(rewards) if rewards is not None else {DIRECT_TERM: 1.0}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m automl.envs.isaaclab_task TASK`: the task's reward weights as JSON on stdout, for
-    the orchestrator, which never imports Isaac Lab (or torch) itself; exit 2 for an unknown task."""
-    import contextlib
-    import io
-    import json
-    import sys
-
-    from automl.errors import EXIT_BAD_INPUT
-
-    (task,) = argv if argv is not None else sys.argv[1:]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Isaac Lab's own start-up lines
-            weights = task_reward_weights(task)
-    except ConfigError as err:  # its parts, for the orchestrator to raise the same error
-        print(json.dumps({"file": err.file, "key": err.key, "value": err.value, "rule": err.rule,
-                          "fix": err.fix}), file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(json.dumps(weights))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

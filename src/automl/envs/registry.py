@@ -56,7 +56,7 @@ def make_env(cfg: EnvConfig, *, device: torch.device, seed: int) -> BatchedEnv:
 
         assert cfg.task is not None  # checked by EnvConfig.check
         return make_isaaclab_env(task=cfg.task, num_envs=num_envs, device=device, seed=seed,
-                                 params=cfg.params)
+                                 params=cfg.params, overrides=cfg.cfg)
     from automl.envs.custom import make_custom_env
 
     assert cfg.factory is not None

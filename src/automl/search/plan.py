@@ -83,13 +83,17 @@ def _space_path(request: StudyRequest, study_paths: StudyPaths | None) -> Path:
 
 
 def reward_terms(cfg: RunConfig) -> list[str]:
-    """The reward terms a space may weigh: `reward.scales`, or an Isaac Lab task's own terms (read
-    by a short subprocess, so that this process never imports Isaac Lab or torch), against which a
-    scale given on the command line is checked here, before any trial."""
+    """The reward terms a space may weigh: `reward.scales`, or an Isaac Lab task's own terms under the
+    physics, presets and settings the run chose (read by a short subprocess, so that this process
+    never imports Isaac Lab or torch), against which a scale given on the command line is checked
+    here, before any trial."""
     if cfg.env.kind != "isaaclab":
         return list(cfg.reward.scales)
     assert cfg.env.task is not None  # checked by EnvConfig.check
-    process = subprocess.run([sys.executable, "-P", "-m", "automl.envs.isaaclab_task", cfg.env.task],
+    device = cfg.env.device if cfg.env.device != "auto" else ("cuda" if visible_gpus() else "cpu")
+    options = {"device": device, "params": cfg.env.params, "overrides": cfg.env.cfg}
+    process = subprocess.run([sys.executable, "-P", "-m", "automl.envs.isaaclab_cfg", cfg.env.task,
+                              json.dumps(options)],
                              capture_output=True, text=True, check=False, env=trial_env(Slot(index=0, threads=1)))
     if process.returncode == EXIT_BAD_INPUT:  # the error's parts, as JSON on its last line
         raise ConfigError(**json.loads(process.stderr.strip().splitlines()[-1]))
