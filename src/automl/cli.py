@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
       "(the first rung is also after one time limit of every env; default 10%% of train.frames)")
     a("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
     a("--threads-per-trial", type=int, default=1, help="torch CPU threads per trial on CPU")
-    a("--gpu-fraction", type=float, default=0.25, help="share of a GPU per trial")
+    a("--gpu-fraction", type=float, default=0.25,
+      help="share of one GPU per trial: round(1/fraction) trials run on each GPU, and each caps "
+           "torch's allocations at that share of the GPU's memory (the simulator's own memory, "
+           "e.g. Warp's, is not torch's and is not capped)")
     a("--storage", default=None, help="Optuna storage URL, e.g. postgresql://USER@HOST/DB for "
       "several machines on one study (default: journal file in the study folder)")
     a("--study-name", default=None, help="study name (default: <search_space_id>_<time>)")

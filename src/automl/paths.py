@@ -64,6 +64,9 @@ def analysis_dir() -> Path:
     return log_root() / "analysis"
 
 
+GPU_SHARE_ENV = "AUTOML_GPU_MEMORY_FRACTION"
+"""A trial's share of its GPU's memory (1 / trials per GPU, from --gpu-fraction), set by the
+launcher; the trial caps torch's allocations at it (envs/registry.py: cap_gpu_memory)."""
 ISAACLAB_ASSETS_ENV = "AUTOML_ISAACLAB_ASSETS"
 """Where automl builds its offline Isaac Lab asset folder (default: the user's cache folder)."""
 

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 import torch
 
+from automl import paths
 from automl.envs.base import BatchedEnv
 from automl.schema import CPU_ENVS, GPU_ENVS, EnvConfig
+
+
+def cap_gpu_memory(device: torch.device, environ: Mapping[str, str] = os.environ) -> float | None:
+    """On a GPU, cap torch's allocations at the trial's share of the GPU's memory (set by the
+    launcher from --gpu-fraction; a run started by hand has none). Returns the cap, or None. The
+    simulator's own memory (Warp's, Isaac Lab's physics) is not torch's and is not capped."""
+    share = environ.get(paths.GPU_SHARE_ENV)
+    if device.type != "cuda" or not share:
+        return None
+    fraction = float(share)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
 
 
 def resolve_device(device: str) -> torch.device:

@@ -202,14 +202,16 @@ def open_run(cfg: RunConfig, run: RunPaths, resumed: training_state.TrainingStat
     from skrl import logger as skrl_logger
     from skrl.utils import set_seed
 
-    from automl.envs.registry import make_env, resolve_device
+    from automl.envs.registry import cap_gpu_memory, make_env, resolve_device
 
     torch.set_num_threads(cfg.train.threads or os.cpu_count() or 1)
     # skrl's logger has its own handler; under Hydra it would also reach the root (stdout)
     # handler, printing every skrl line twice.
     skrl_logger.propagate = False
     set_seed(cfg.train.seed, deterministic=False)
-    env = make_env(cfg.env, device=resolve_device(cfg.env.device), seed=cfg.train.seed)
+    device = resolve_device(cfg.env.device)
+    cap_gpu_memory(device)  # before anything is allocated on it
+    env = make_env(cfg.env, device=device, seed=cfg.train.seed)
     try:
         weights = reward_weights(cfg, env)  # bad input: nothing written yet
         scoring.check_reported(cfg.scoring.weights, env.episode_metrics, env_name=cfg.env.name)

@@ -67,3 +67,28 @@ def test_each_trial_gets_one_of_the_users_gpus(tmp_path, monkeypatch, visible):
     given = visible.split(",")
     assert {s["CUDA_VISIBLE_DEVICES"] for s in seen} == set(given)  # both, and nothing else
     assert all("env.device=cuda" in s["argv"] for s in seen)
+
+
+def test_each_gpu_trial_is_told_its_share_of_the_gpus_memory(monkeypatch):
+    """--gpu-fraction 0.25: four slots per GPU, each told 0.25; a CPU slot is told nothing, even
+    when the orchestrator itself was (a trial started from another trial's environment)."""
+    slots = plan_slots(workers=None, use_gpu=True, gpus=["0"], gpu_fraction=0.25,
+                       threads_per_trial=1, cpus=8)
+    assert len(slots) == 4 and {trial_env(s)[paths.GPU_SHARE_ENV] for s in slots} == {"0.25"}
+    monkeypatch.setenv(paths.GPU_SHARE_ENV, "0.5")
+    assert paths.GPU_SHARE_ENV not in trial_env(Slot(index=0, threads=1))
+
+
+def test_a_trial_caps_torchs_allocations_at_its_share_on_a_gpu_only(monkeypatch):
+    import torch
+
+    from automl.envs.registry import cap_gpu_memory
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
+                        lambda fraction, device: calls.append((fraction, str(device))))
+    share = {paths.GPU_SHARE_ENV: "0.25"}
+    assert cap_gpu_memory(torch.device("cpu"), share) is None
+    assert cap_gpu_memory(torch.device("cuda", 0), {}) is None  # started by hand: no cap
+    assert cap_gpu_memory(torch.device("cuda", 0), share) == 0.25
+    assert calls == [(0.25, "cuda:0")]

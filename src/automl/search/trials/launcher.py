@@ -34,6 +34,9 @@ class Slot:
     gpu: str | None = None
     """The trial's GPU: one entry of the user's CUDA_VISIBLE_DEVICES (an index, a GPU-... UUID or
     a MIG-... id), which becomes the trial's CUDA_VISIBLE_DEVICES; None on CPU."""
+    gpu_share: float | None = None
+    """The share of its GPU's memory the trial's torch allocations may take (1 / slots per GPU);
+    None on CPU."""
 
 
 def plan_slots(*, workers: int | None, use_gpu: bool, gpus: list[str], gpu_fraction: float,
@@ -45,8 +48,8 @@ def plan_slots(*, workers: int | None, use_gpu: bool, gpus: list[str], gpu_fract
         per_gpu = max(1, round(1.0 / gpu_fraction))
         count = workers or len(gpus) * per_gpu
         threads = max(1, cpus // count)
-        return [Slot(index=i, threads=threads, gpu=gpus[(i // per_gpu) % len(gpus)])
-                for i in range(count)]
+        return [Slot(index=i, threads=threads, gpu=gpus[(i // per_gpu) % len(gpus)],
+                     gpu_share=1.0 / per_gpu) for i in range(count)]
     count = workers or max(1, cpus // threads_per_trial)
     threads = threads_per_trial if workers is None else max(1, cpus // count)
     return [Slot(index=i, threads=threads) for i in range(count)]
@@ -115,12 +118,17 @@ class TrialProcess:
 
 
 def trial_env(slot: Slot) -> dict[str, str]:
-    """Environment of a trial: its thread count and GPU, and the project on PYTHONPATH."""
+    """Environment of a trial: its thread count, its GPU and share of that GPU's memory, and the
+    project on PYTHONPATH."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(slot.threads)
     if slot.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    if slot.gpu_share is not None:
+        env[paths.GPU_SHARE_ENV] = repr(slot.gpu_share)
+    else:
+        env.pop(paths.GPU_SHARE_ENV, None)
     src = str(paths.repo_root() / "src")
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
