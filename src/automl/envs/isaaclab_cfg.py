@@ -211,15 +211,20 @@ def load_task_cfg(task: str, *, num_envs: int, device: torch.device, seed: int,
 
 def task_reward_weights(task: str, *, device: str = "cpu", params: Mapping[str, Any] | None = None,
                         overrides: Mapping[str, Any] | None = None) -> dict[str, float]:
-    """Isaac Lab's own weight of each reward term of `task` (a direct task: {"reward": 1.0}) under
-    the physics, presets and settings the run chose, read from its config without building it."""
+    """Isaac Lab's own weight of each reward term of `task` (a direct task: {"reward": 1.0} and its
+    reward fields) under the physics, presets and settings the run chose, read from its config
+    without building it."""
     from automl.envs.isaaclab_assets import use_asset_root
 
     use_asset_root()
     cfg = load_task_cfg(task, num_envs=1, device=torch.device(device), seed=0, params=params,
                         overrides=overrides)
     rewards = getattr(cfg, "rewards", None)
-    return unit_weights(rewards) if rewards is not None else {DIRECT_TERM: 1.0}
+    if rewards is not None:
+        return unit_weights(rewards)
+    from automl.envs.isaaclab_direct import reward_fields
+
+    return {DIRECT_TERM: 1.0, **reward_fields(cfg)}
 
 
 def main(argv: list[str] | None = None) -> int:

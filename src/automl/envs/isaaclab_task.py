@@ -9,7 +9,9 @@
   value x `step_dt` x (the term's live weight / its own starting weight), so under Isaac Lab's own
   weights (`default_scales`) the shaped reward is Isaac Lab's reward, and a curriculum that changes
   a weight (Isaac-Reach-Franka's `modify_reward_weight`) changes it under any automl scale, which
-  multiplies it. A direct task has one term, `reward`, its own reward.
+  multiplies it. A direct task's reward fields (`rew_scale_*`, ...) are terms, with `reward` the part
+  no field weighs, where its reward is affine in them (isaaclab_direct.py); else `reward` is its one
+  term, its whole reward.
 - Task metrics: RETURN is the episodic reward under Isaac Lab's own live weights, whatever the
   run's weights; LENGTH the steps of the episode; FELL a termination other than the time limit, and
   `terminated/<term>` the termination term that ended it; SUCCESS, where the task logs
@@ -40,6 +42,7 @@ from automl.envs.isaaclab_cfg import (
     load_task_cfg,
     unit_weights,
 )
+from automl.envs.isaaclab_direct import wrap_direct
 
 SUCCESS_LOG = "Metrics/success_rate"
 """Isaac Lab's per-reset success mean in `extras["log"]`."""
@@ -66,17 +69,13 @@ class TermRecorder:
 class IsaacLabEnv:
     """An Isaac Lab task behind automl's BatchedEnv interface (see the module doc)."""
 
-    def __init__(self, env: Any, reference: dict[str, float] | None) -> None:
+    def __init__(self, env: Any, reference: dict[str, float] | None, task: str = "") -> None:
         self._env = env
         self._base = env.unwrapped
         self.num_envs = int(self._base.num_envs)
         self.device = torch.device(self._base.device)
         self.manager_based = reference is not None
-        self.default_scales = dict(reference) if reference is not None else {DIRECT_TERM: 1.0}
-        self.live = dict(self.default_scales)
-        """Isaac Lab's weight of each term now: its own, or the last a curriculum wrote."""
-        self.reward_terms = tuple(self.default_scales)
-        self._recorders = self._wrap_terms() if self.manager_based else {}
+        self._recorders = self._wrap_terms(reference) if reference is not None else {}
         policy = self._base.single_observation_space["policy"]
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, policy.shape, np.float32)
         self.action_space = self._base.single_action_space
@@ -86,14 +85,21 @@ class IsaacLabEnv:
         self._length = torch.zeros(self.num_envs, device=self.device)
         self._first = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._env.reset()
+        self._direct = None if self.manager_based else wrap_direct(self._base, task)
+        self.default_scales = dict(reference) if reference is not None else {DIRECT_TERM: 1.0}
+        if self._direct is not None:  # its reward fields, at the task's own values
+            self.default_scales.update(self._direct.fields)
+        self.live = dict(self.default_scales)
+        """Isaac Lab's weight of each term now: its own, or the last a curriculum wrote."""
+        self.reward_terms = tuple(self.default_scales)
         self.reports_success = SUCCESS_LOG in self._base.extras.get("log", {})
         self.episode_metrics = (RETURN, LENGTH, FELL, *(TERMINATED_BY + c for c in self._causes),
                                 WARMUP, *((SUCCESS,) if self.reports_success else ()))
 
-    def _wrap_terms(self) -> dict[str, TermRecorder]:
+    def _wrap_terms(self, reference: dict[str, float]) -> dict[str, TermRecorder]:
         manager = self._base.reward_manager
         recorders = {}
-        for name in self.reward_terms:
+        for name in reference:
             cfg = manager.get_term_cfg(name)
             recorders[name] = TermRecorder(cfg.func)
             cfg.func = recorders[name]
@@ -147,6 +153,8 @@ class IsaacLabEnv:
                           terminated=terminated, truncated=time_outs & ~terminated, episode=episode)
 
     def _terms(self, reward: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self._direct is not None:
+            return self._direct.take()
         if not self.manager_based:
             return {DIRECT_TERM: reward.float()}
         terms = {}
@@ -211,5 +219,5 @@ def build_isaaclab_env(task: str, cfg: Any) -> IsaacLabEnv:
     if reference is not None:
         check_curricula(cfg, reference, task)
     env = gymnasium.make(task, cfg=cfg)
-    return IsaacLabEnv(env, reference)
+    return IsaacLabEnv(env, reference, task)
 
