@@ -28,7 +28,8 @@ train.frames, is the frames a run from scratch needs to reach `quality`). train.
 as train_one checks it (exit 2) and scored the same way, each step with its own values: a replayed
 lineage reaches the very skill the lineage did. A missing state exits 2,
 as train_one does. A completed run writes model.pt (the same JSON); mode=eval checkpoint=PATH prints its skill as
-the metrics' score (JSON on stdout, as train_one's eval mode).
+the metrics' score (JSON on stdout, as train_one's eval mode); mode=export checkpoint=PATH writes
+policy.onnx and policy.ts.pt (copies of it) in run_dir.
 """
 
 from __future__ import annotations
@@ -307,6 +308,14 @@ def main() -> int:
         policy = json.loads(Path(str(overrides["checkpoint"])).read_text())
         print(json.dumps({**metrics_for(policy["skill"]), "score": policy["skill"],
                           "episodes": float(overrides.get("episodes", 100))}, indent=2))
+        return 0
+    if overrides.get("mode") == "export":  # as train_one's export: the files, then JSON on stdout
+        checkpoint = Path(str(overrides["checkpoint"]))
+        out = Path(str(overrides.get("run_dir") or checkpoint.parent))
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("policy.onnx", "policy.ts.pt"):  # the policy's JSON stands in for both
+            atomic_write_text(out / name, checkpoint.read_text())
+        print(json.dumps({"onnx": str(out / "policy.onnx"), "torchscript": str(out / "policy.ts.pt")}))
         return 0
     if "run_dir" not in overrides:
         sys.exit("standin_worker: run_dir=PATH is required")

@@ -219,6 +219,8 @@ def test_the_stage_replays_the_schedule_from_scratch_next_to_the_start_on_the_sa
     assert final["score"] == pytest.approx(yaml.safe_load(
         (sp.root / "pbt" / "lineage.yaml").read_text())["winner"]["score"], abs=0.05)
     assert int(final["seed"]) not in {int(s) for s in rows["baseline"]["seeds"].split(";")}
+    for name in ("policy.onnx", "policy.ts.pt"):  # the policy, exported (the stand-in copies it)
+        assert (sp.root / "pbt" / name).read_text() == (sp.root / "pbt" / "model.pt").read_text()
 
 
 def test_analyze_shows_the_members_and_refuses_to_compare_segments(stage, monkeypatch, capsys):

@@ -3,6 +3,8 @@ outside its space, with segment ends that do not fall on whole environment steps
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import yaml
 from search_harness import REPO, read_csv, trials
@@ -39,15 +41,26 @@ def test_a_real_population_on_the_cartpole_template_trains_every_segment(tmp_pat
     last = [t for t in segments if t.user_attrs[records.GENERATION] == 2]
     assert {t.user_attrs[records.FRAMES_END] for t in last} == {FRAMES}
     assert all(FRAMES <= t.user_attrs[records.FRAMES] < FRAMES + 16 for t in last)
-    best = yaml.safe_load(sp.best_config.read_text())
-    assert best["source"]["config_id"] == "pbt_winner" and best["ppo"]["rollouts"] in (16, 32, 64)
-    assert out.strip().splitlines()[-1].startswith("automl: result: pbt_winner chosen:")
+    # The answer is the winner's trained policy, evaluated and exported; its schedule is not
+    # validated, so it is not exported as the best configuration.
+    assert not sp.best_config.exists()
+    last_line = out.strip().splitlines()[-1]
+    assert last_line.startswith("automl: result: pbt_winner chosen: the winner's trained policy")
+    assert "pbt/schedule.yaml) belongs to the lineage's weights and is not validated" in last_line
+    assert "answer: the winner's trained policy" in out
+    final = yaml.safe_load((sp.root / "pbt" / "final_policy.yaml").read_text())
+    assert final["episodes"] > 0 and math.isfinite(final["score"])
+    for name in ("policy.onnx", "policy.ts.pt"):  # real exports, checked against torch by train_one
+        assert (sp.root / "pbt" / name).stat().st_size > 1_000
+    schedule = yaml.safe_load((sp.root / "pbt" / "schedule.yaml").read_text())
+    assert schedule["fixed"]["ppo.rollouts"] in (16, 32, 64)  # member 0 moved inside the space
     assert len(read_csv(sp.root / "pbt" / "segments.csv")) == 12
     # A population not validated: every output names its winner (configurations.csv had no row,
     # automl_state.yaml no `best`). experiment_df.csv holds search trials and validation runs
     # (pbt/segments.csv the segments): here none, so it names no other configuration.
     state = yaml.safe_load(sp.state.read_text())
-    assert state["best"]["config_id"] == "pbt_winner" and state["best"]["trial"] == best["source"]["trial"]
+    assert state["best"]["config_id"] == "pbt_winner" and state["best"]["answer"] == "policy"
+    assert state["best"]["trial"] == final["trial"]
     first = read_csv(sp.configurations_csv)[0]
     assert (first["config_id"], first["chosen"]) == ("pbt_winner", "1")
     assert yaml.safe_load(sp.importance_yaml.read_text())["chosen"]["config_id"] == "pbt_winner"

@@ -6,18 +6,13 @@ on fresh seeds next to the starting configuration, and the winner's final policy
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 from typing import Any
 
 import optuna
 
-from automl import paths
 from automl.analysis.pbt import PbtView, pbt_dir
 from automl.analysis.validation import BASELINE, NO_TRIAL, WINNER, ValidationResult
-from automl.analysis.yaml_style import dump_yaml
-from automl.errors import ConfigError
 from automl.paths import atomic_write_text
 from automl.requests import Request, ValidationOptions
 from automl.search.pbt.explore import check_mutable
@@ -30,10 +25,11 @@ from automl.search.study import records
 from automl.search.study.recovery import Recovery
 from automl.search.study.shared import Outcome
 from automl.search.trials.gpus import visible_gpus
-from automl.search.trials.launcher import Slot, trial_env
+from automl.search.trials.launcher import Slot
 from automl.stages.candidates import Candidate, composed_start, fresh_seeds
 from automl.stages.context import Stages
-from automl.stages.report import UNVALIDATED_HINT, Choice, choose, groups_of, report, write_best
+from automl.stages.pbt_answer import hand_back_policy, search_verdict
+from automl.stages.report import Choice, choose, report, write_best
 from automl.stages.search import Opened
 from automl.stages.validate import race
 
@@ -186,50 +182,6 @@ def run_pbt_validation(st: Stages, view: PbtView, options: ValidationOptions, *,
                 deadline=deadline, means={winner.number: winner.score}, resume=resume)
 
 
-def evaluate_final_policy(st: Stages, view: PbtView, *, seed: int, deadline: float) -> dict[str, Any] | None:
-    """The winner's final policy (its last segment's model.pt, copied to pbt/model.pt) on fresh
-    episodes (train_one's eval mode), before the deadline: pbt/final_policy.yaml and a stage note;
-    None where there is no policy, no time left, or it cannot run."""
-    winner = view.winner()
-    model = st.paths.trial_run(winner.number).model if winner is not None else None
-    if winner is None or model is None or not model.exists():
-        return None
-    left = deadline - time.monotonic()
-    if left < 10:
-        st.note("the final policy was not evaluated: the budget is spent")
-        return None
-    config = st.trial_file(winner.number)
-    base = [o for o in config["base_overrides"] if override_key(o) not in SEGMENT_KEYS]
-    slot = st.trial_slots(winner.number)[0]
-    command = [*st.worker(), *base, "mode=eval", f"checkpoint={model}", f"train.seed={seed}",
-               f"train.threads={slot.threads}"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, env=trial_env(slot),
-                              cwd=paths.repo_root(), timeout=left, check=False)
-    except subprocess.TimeoutExpired:
-        st.note("the final policy's evaluation timed out")
-        return None
-    text = done.stdout
-    start = text.find("{")
-    try:
-        metrics = json.loads(text[start:]) if done.returncode == 0 and start >= 0 else None
-    except ValueError:
-        metrics = None
-    if not isinstance(metrics, dict):
-        st.note(f"the final policy's evaluation failed (exit {done.returncode}): "
-                f"{done.stderr.strip()[-300:]}")
-        return None
-    record = {"member": winner.member, "trial": winner.number, "frames": winner.reached,
-              "seed": seed, **metrics}
-    atomic_write_text(pbt_dir(st.paths) / "final_policy.yaml", dump_yaml(record))
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()
-                      if isinstance(v, float) and k in ("score", "success_rate", "return",
-                                                        "termination_rate"))
-    st.note(f"the winner's final policy (member {winner.member}, {winner.reached:,} frames) on "
-            f"fresh episodes (seed {seed}): {shown}")
-    return record
-
-
 def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, validate: bool,
                resume: str, done: str | None = None) -> bool:
     """After the population: (stage) the schedule validated and the final policy evaluated; the
@@ -240,12 +192,11 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
         st.note("no population to report: the study's search space cannot be read")
         return False
     validated = run_pbt_validation(st, view, options, deadline=deadline, resume=resume) if validate else []
-    if validate:
-        from automl.analysis.verdict import read_race
+    from automl.analysis.verdict import read_race
 
-        raced = len(read_race(st.paths).get("seeds") or [])
-        seeds = fresh_seeds(st, max(options.seeds, raced) + 1)  # one no replay ran
-        evaluate_final_policy(st, view, seed=seeds[-1], deadline=deadline)
+    raced = len(read_race(st.paths).get("seeds") or []) if validate else 0
+    seeds = fresh_seeds(st, max(options.seeds if validate else 0, raced) + 1)  # one no replay ran
+    policy = hand_back_policy(st, view, seed=seeds[-1], deadline=deadline)
     if validated and any(r.n for r in validated):
         choice = choose(st, validated, search=None)
         report(st, validated, choice)
@@ -256,28 +207,16 @@ def finish_pbt(st: Stages, options: ValidationOptions, *, deadline: float, valid
         st.note(f"no segment of generation{'s' if last - winner.generation > 1 else ''} "
                 f"{', '.join(map(str, range(winner.generation + 1, last + 1)))} has a score (see "
                 f"trial_final.csv): the winner is generation {winner.generation}'s, the last with one")
-    exported = None
     if winner is not None:
-        chosen, _ = configuration_records(st, view, winner)
-        from automl.analysis.export import export_best_config
-
-        try:
-            exported = export_best_config(st.paths, config_values=chosen["config_values"], source={
-                "method": "pbt", "config_id": WINNER, "trial": winner.number, "member": winner.member,
-                "search_score": winner.score, "frames": winner.reached, "validated": False},
-                groups=groups_of(chosen["user_overrides"]), user_overrides=chosen["user_overrides"])
-        except (ConfigError, ValueError) as err:
-            st.note(f"best_config.yaml not written: {getattr(err, 'message', err)}")
-        st.note(f"the winner: member {winner.member}, score {winner.score:.4g} at "
-                f"{winner.reached:,} frames; its schedule is exported, not validated")
+        configuration_records(st, view, winner)  # configs/pbt_winner.json: its schedule, on record
         write_best(st, chosen=None, best={"config_id": WINNER, "trial": winner.number,
                                           "score": winner.score, "seeds": 1, "basis": "search",
-                                          "member": winner.member, "frames": winner.reached})
+                                          "member": winner.member, "frames": winner.reached,
+                                          "answer": "policy" if policy else "schedule"})
     else:
         st.note("no winner: no complete generation has a member with a score")
-    verdict = (f"the population's winner, member {winner.member}, score {winner.score:.4g} at "
-               f"{winner.reached:,} frames, not validated ({UNVALIDATED_HINT})"
-               if winner is not None else "no complete generation has a member with a score")
-    report(st, [], Choice(WINNER if winner is not None else None, exported, verdict),
+    verdict = search_verdict(winner, policy)
+    answer = f"the winner's trained policy, {pbt_dir(st.paths) / 'model.pt'}" if policy else None
+    report(st, [], Choice(WINNER if winner is not None else None, None, verdict, answer=answer),
            done=done or ("done" if validate else "search finished"))
     return winner is not None

@@ -40,6 +40,9 @@ class Choice:
     verdict: str | None = None
     """The result line after the chosen id: the gain over the start with the rule's interval, that
     nothing beat it, or what an unvalidated choice rests on."""
+    answer: str | None = None
+    """What is handed back where it is not a configuration (a population's trained policy): the
+    summary names it instead of an unvalidated "best configuration"."""
 
 
 def choose(st: Stages, validated: list[ValidationResult], search: SearchOptions | None) -> Choice:
@@ -132,6 +135,8 @@ def print_summary(st: Stages, validated: list[ValidationResult], choice: Choice)
         if chosen is not None and chosen.n:
             print(f"  best validated configuration: {choice.config_id}, score {chosen.mean:.4g} "
                   f"(95% CI {chosen.ci_low:.4g} .. {chosen.ci_high:.4g}, {chosen.n} seeds)")
+        elif choice.answer is not None:
+            print(f"  answer: {choice.answer}")
         else:
             print(f"  best configuration (not validated): {choice.config_id}")
     for note in st.log.notes:
