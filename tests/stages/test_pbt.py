@@ -32,13 +32,14 @@ from search_harness import (
     write_behaviour,
 )
 
-from automl import paths, reasons
+from automl import paths, reasons, tags
 from automl.analysis.pbt import MEMBERS_PLOT, PbtView
 from automl.paths import StudyPaths
 from automl.search.pbt.plan import PbtPlan
 from automl.search.pbt.population import NO_PARENT, Population, next_generation
 from automl.search.space import load_space
 from automl.search.study import records
+from automl.search.trials.tb_reader import read_scalars
 
 POPULATION = 4
 FRAMES, INTERVAL = 60_000, 20_000
@@ -186,6 +187,20 @@ def test_the_reports_say_who_copied_whom_and_the_winners_schedule(stage):
     assert json.loads((folder / "model.pt").read_text())["skill"] == pytest.approx(
         json.loads(sp.trial_run(winner["trial"]).model.read_text())["skill"])
     assert (sp.plots_dir / MEMBERS_PLOT).stat().st_size > 10_000
+    # One TensorBoard run per member across its segments, values and exploit steps beside.
+    for member in range(POPULATION):
+        last = {t.user_attrs[records.GENERATION]: t for t in sorted(segments(sp), key=lambda t: t.number)
+                if t.user_attrs[records.MEMBER] == member}  # a retried step: its last segment
+        own = [last[g] for g in sorted(last)]
+        series = read_scalars(folder / "tb" / f"member_{member}")
+        frames = [step for step, _ in series[tags.SCORE]]
+        assert frames == sorted(frames) and frames[-1] == max(t.user_attrs[records.FRAMES] for t in own)
+        assert len(series["PBT / exploit"]) == len(own)
+        copied = [t for t in own if t.user_attrs.get(records.DONOR) is not None]
+        assert [v for _, v in series.get("PBT / donor", [])] == [t.user_attrs[records.DONOR] for t in copied]
+        rates = dict(series["PBT / ppo.learning_rate"])
+        assert all(rates[t.user_attrs[records.FRAMES_START]] == pytest.approx(t.params["learning_rate"])
+                   for t in own)
     importance = yaml.safe_load(sp.importance_yaml.read_text())
     assert importance["method"] == "pbt" and importance["importance"].startswith("not computed")
     assert importance["winner"]["trial"] == winner["trial"]

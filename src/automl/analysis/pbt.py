@@ -8,6 +8,8 @@ segments' run folders alone:
 - pbt/model.pt: the winner's final policy (its last segment's model.pt);
 - plots/pbt_members.png: every member's score against frames, exploit steps marked, the winner's
   lineage drawn over them;
+- pbt/tb/member_<m>/: one TensorBoard run per member across its segments, its hyperparameters as
+  scalars and its exploit steps marked (pbt_tensorboard.py);
 - hyperparameter_importance.yaml: what a ranking rests on in a PBT study (it does not apply: values
   change along a lineage), and the values the winning lineages held against the others'.
 
@@ -27,6 +29,7 @@ from typing import Any
 import optuna
 
 from automl.analysis.folder import load_study_space
+from automl.analysis.pbt_tensorboard import write_member_runs
 from automl.analysis.yaml_style import dump_yaml
 from automl.paths import StudyPaths, atomic_write_text
 from automl.search.pbt.explore import mutable
@@ -153,6 +156,7 @@ def write_pbt_reports(study_paths: StudyPaths, study: optuna.Study) -> dict[str,
         else:  # ran on another machine: no copy of an earlier winner may stand for it
             (folder / "model.pt").unlink(missing_ok=True)
     members_plot(view, lineage, study_paths.plots_dir / MEMBERS_PLOT)
+    write_member_runs(view, folder / "tb")
     return importance_entry(view, winner)
 
 
