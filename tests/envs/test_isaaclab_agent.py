@@ -113,13 +113,12 @@ def test_a_shared_trunk_with_unequal_size_lists_is_refused() -> None:
 def test_the_templates_baseline_is_the_tasks_own_configuration() -> None:
     """templates/isaaclab_cartpole.yaml gives its PPO parameters no prior: the start a stage
     validates against (`baseline`) trains with Isaac-Cartpole's own skrl settings."""
-    from automl.search.plan import reward_terms
+    from automl.envs.isaaclab_cfg import task_reward_weights
     from automl.search.space import load_space
     from automl.stages.candidates import composed_start
 
-    cfg = load_run_config(["env=isaaclab"])
-    space = load_space(paths.templates_dir() / "isaaclab_cartpole.yaml",
-                       reward_terms=reward_terms(cfg))
+    space = load_space(paths.templates_dir() / "isaaclab_cartpole.yaml",  # terms read in-process
+                       reward_terms=list(task_reward_weights("Isaac-Cartpole")))
     values, overrides, _ = composed_start(space, ["env=isaaclab"])
     start = to_plain(load_run_config(overrides))
     want = expected(yaml.safe_load(FILES["Isaac-Cartpole"].read_text()))
