@@ -23,27 +23,32 @@ from automl.schema import NetworkConfig
 
 NETWORK = {"policy_hidden_layer_sizes": [32, 16], "value_hidden_layer_sizes": [16],
            "activation": "elu"}
+SHARED = {"policy_hidden_layer_sizes": [32, 16], "value_hidden_layer_sizes": [32, 16],
+          "activation": "elu", "shared": True, "min_log_std": -20.0, "max_log_std": 2.0}
+"""A policy on the trunk it shares with the value (Isaac Lab's usual), its value head beside."""
 
 
-def checkpoint(path: Path, *, discrete: bool, obs_dim: int = 7) -> tuple[Path, object, object]:
+def checkpoint(path: Path, *, discrete: bool, obs_dim: int = 7,
+               network: dict = NETWORK) -> tuple[Path, object, object]:
     """A model.pt as train_one writes it, with random weights and a normaliser that has seen data
     (mean and variance far from 0 and 1), and the torch policy and scaler eval mode would build."""
     torch.manual_seed(1)
     observations = gymnasium.spaces.Box(-np.inf, np.inf, (obs_dim,))
     actions = gymnasium.spaces.Discrete(3) if discrete else gymnasium.spaces.Box(-1.0, 1.0, (2,))
-    policy = build_models(NetworkConfig(**NETWORK), observations, actions, torch.device("cpu"))["policy"]
+    policy = build_models(NetworkConfig(**network), observations, actions, torch.device("cpu"))["policy"]
     scaler = RunningStandardScaler(observations, device="cpu")
     scaler(torch.randn(500, obs_dim) * 4.0 + 3.0, train=True)
     scaler.eval()
-    torch.save({"policy": policy.state_dict(), "value": {}, "network": NETWORK,
+    torch.save({"policy": policy.state_dict(), "value": {}, "network": network,
                 "observation_preprocessor": scaler.state_dict(), "env": "cartpole",
                 "task": "CartPole-v1", "obs_dim": obs_dim, "discrete": discrete}, path)
     return path, policy.eval(), scaler
 
 
-@pytest.mark.parametrize("discrete", [False, True], ids=["gaussian", "categorical"])
-def test_exported_files_act_as_the_torch_policy_does_in_eval_mode(tmp_path, discrete):
-    path, policy, scaler = checkpoint(tmp_path / "model.pt", discrete=discrete)
+@pytest.mark.parametrize(("discrete", "network"), [(False, NETWORK), (True, NETWORK), (False, SHARED)],
+                         ids=["gaussian", "categorical", "shared"])
+def test_exported_files_act_as_the_torch_policy_does_in_eval_mode(tmp_path, discrete, network):
+    path, policy, scaler = checkpoint(tmp_path / "model.pt", discrete=discrete, network=network)
     written = export_checkpoint(path, tmp_path / "out")
     assert written["normalised"] and written["discrete"] == discrete
     observations = torch.randn(100, 7) * 6.0 + 3.0  # beyond the normaliser's clip at times

@@ -219,20 +219,10 @@ def register() -> None:
 def main(argv: list[str] | None = None) -> int:
     """`python -m automl.envs.isaaclab_agent TASK`: the task's start as JSON on stdout (the note of
     a fallback on stderr); exit 2 with the error's parts as JSON on stderr for an unknown task."""
-    import contextlib
-    import io
-    import json
+    from automl.envs.isaaclab_cfg import answer_as_json
 
     (task,) = argv if argv is not None else sys.argv[1:]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Isaac Lab's own start-up lines
-            start = read_start(task)
-    except ConfigError as err:
-        print(json.dumps({"file": err.file, "key": err.key, "value": err.value, "rule": err.rule,
-                          "fix": err.fix}), file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(json.dumps(start))
-    return 0
+    return answer_as_json(lambda: read_start(task))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ curricula that change them. Nothing here builds the simulation.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium
@@ -227,10 +227,10 @@ def task_reward_weights(task: str, *, device: str = "cpu", params: Mapping[str, 
     return {DIRECT_TERM: 1.0, **reward_fields(cfg)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m automl.envs.isaaclab_cfg TASK [OPTIONS_JSON]`: the task's reward weights as JSON on
-    stdout, for the orchestrator, which never imports Isaac Lab (or torch) itself; OPTIONS_JSON holds
-    `device` (cpu or cuda), `params` and `overrides` (env.params and env.cfg); exit 2 for bad input."""
+def answer_as_json(compute: Callable[[], Any]) -> int:
+    """A subprocess's answer to the orchestrator: what `compute` returns as JSON on stdout (Isaac
+    Lab's own start-up lines kept off it), or exit 2 with the ConfigError's parts as JSON on
+    stderr, for the orchestrator to raise the same error."""
     import contextlib
     import io
     import json
@@ -238,17 +238,27 @@ def main(argv: list[str] | None = None) -> int:
 
     from automl.errors import EXIT_BAD_INPUT
 
-    task, *rest = argv if argv is not None else sys.argv[1:]
-    options = json.loads(rest[0]) if rest else {}
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Isaac Lab's own start-up lines
-            weights = task_reward_weights(task, **options)
-    except ConfigError as err:  # its parts, for the orchestrator to raise the same error
+        with contextlib.redirect_stdout(io.StringIO()):
+            answer = compute()
+    except ConfigError as err:
         print(json.dumps({"file": err.file, "key": err.key, "value": err.value, "rule": err.rule,
                           "fix": err.fix}), file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(json.dumps(weights))
+    print(json.dumps(answer))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m automl.envs.isaaclab_cfg TASK [OPTIONS_JSON]`: the task's reward weights as JSON on
+    stdout, for the orchestrator, which never imports Isaac Lab (or torch) itself; OPTIONS_JSON holds
+    `device` (cpu or cuda), `params` and `overrides` (env.params and env.cfg); exit 2 for bad input."""
+    import json
+    import sys
+
+    task, *rest = argv if argv is not None else sys.argv[1:]
+    options = json.loads(rest[0]) if rest else {}
+    return answer_as_json(lambda: task_reward_weights(task, **options))
 
 
 if __name__ == "__main__":

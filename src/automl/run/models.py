@@ -80,23 +80,16 @@ class Value(DeterministicMixin, Model):
         return self.net(inputs["observations"]), {}
 
 
-class SharedGaussian(GaussianMixin, DeterministicMixin, Model):
+class SharedGaussian(GaussianPolicy, DeterministicMixin):
     """Continuous actions and state value on one trunk (skrl's shared model, `separate: false`):
-    the trunk runs once per batch of observations, for the policy's call and the value's after it."""
+    the Gaussian policy with a value head beside its mean; the trunk runs once per batch of
+    observations, for the policy's call and the value's after it."""
 
     def __init__(self, observation_space: gymnasium.Space, action_space: gymnasium.Space,
                  device: torch.device, net: NetworkConfig) -> None:
-        Model.__init__(self, observation_space=observation_space, action_space=action_space,
-                       device=device)
-        GaussianMixin.__init__(self, clip_actions=False, clip_log_std=True,
-                               min_log_std=net.min_log_std, max_log_std=net.max_log_std,
-                               role="policy")
+        GaussianPolicy.__init__(self, observation_space, action_space, device, net)
         DeterministicMixin.__init__(self, clip_actions=False, role="value")
-        sizes = net.policy_hidden_layer_sizes
-        self.net = mlp(self.num_observations, sizes, net.activation)
-        self.mean = nn.Linear(sizes[-1], self.num_actions)
-        self.value_head = nn.Linear(sizes[-1], 1)
-        self.log_std = nn.Parameter(torch.full((self.num_actions,), net.initial_log_std))
+        self.value_head = nn.Linear(net.policy_hidden_layer_sizes[-1], 1)
         self._trunk: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def act(self, inputs: dict[str, Any], role: str = "") -> tuple[torch.Tensor, dict]:

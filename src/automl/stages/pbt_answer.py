@@ -28,39 +28,53 @@ POLICY_FILES = ("model.pt", "policy.onnx", "policy.ts.pt")
 """The winner's policy in pbt/: the checkpoint, and its exports."""
 
 
-def evaluate_final_policy(st: Stages, view: PbtView, *, seed: int, deadline: float) -> dict[str, Any] | None:
-    """The winner's final policy (its last segment's model.pt, copied to pbt/model.pt) on fresh
-    episodes (train_one's eval mode), before the deadline: pbt/final_policy.yaml and a stage note;
-    None where there is no policy, no time left, or it cannot run."""
+def _run_on_policy(st: Stages, view: PbtView, what: str, args: list[str], *,
+                   deadline: float) -> tuple[Segment, dict[str, Any]] | None:
+    """Run the trial command on the winner's final policy (its last segment's model.pt) with
+    `args` before the deadline; the winner and the JSON it printed, or None (and a stage note on
+    why, naming `what` it was to do)."""
     winner = view.winner()
     model = st.paths.trial_run(winner.number).model if winner is not None else None
     if winner is None or model is None or not model.exists():
         return None
     left = deadline - time.monotonic()
     if left < 10:
-        st.note("the final policy was not evaluated: the budget is spent")
+        st.note(f"the final policy was not {what}: the budget is spent")
         return None
-    config = st.trial_file(winner.number)
-    base = [o for o in config["base_overrides"] if override_key(o) not in SEGMENT_KEYS]
     slot = st.trial_slots(winner.number)[0]
-    command = [*st.worker(), *base, "mode=eval", f"checkpoint={model}", f"train.seed={seed}",
-               f"train.threads={slot.threads}"]
+    command = [*st.worker(), *args, f"checkpoint={model}", f"train.threads={slot.threads}"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=trial_env(slot),
                               cwd=paths.repo_root(), timeout=left, check=False)
     except subprocess.TimeoutExpired:
-        st.note("the final policy's evaluation timed out")
+        st.note(f"the final policy was not {what}: it timed out")
         return None
-    text = done.stdout
-    start = text.find("{")
+    start = done.stdout.find("{")
     try:
-        metrics = json.loads(text[start:]) if done.returncode == 0 and start >= 0 else None
+        out = json.loads(done.stdout[start:]) if done.returncode == 0 and start >= 0 else None
     except ValueError:
-        metrics = None
-    if not isinstance(metrics, dict):
-        st.note(f"the final policy's evaluation failed (exit {done.returncode}): "
+        out = None
+    if not isinstance(out, dict):
+        st.note(f"the final policy was not {what} (exit {done.returncode}): "
                 f"{done.stderr.strip()[-300:]}")
         return None
+    return winner, out
+
+
+def evaluate_final_policy(st: Stages, view: PbtView, *, seed: int, deadline: float) -> dict[str, Any] | None:
+    """The winner's final policy on fresh episodes (train_one's eval mode, the member's own env
+    settings), before the deadline: pbt/final_policy.yaml and a stage note; None where there is
+    no policy, no time left, or it cannot run."""
+    winner = view.winner()
+    if winner is None:
+        return None
+    base = [o for o in st.trial_file(winner.number)["base_overrides"]
+            if override_key(o) not in SEGMENT_KEYS]
+    ran = _run_on_policy(st, view, "evaluated", [*base, "mode=eval", f"train.seed={seed}"],
+                         deadline=deadline)
+    if ran is None:
+        return None
+    metrics = ran[1]
     record = {"member": winner.member, "trial": winner.number, "frames": winner.reached,
               "seed": seed, **metrics}
     atomic_write_text(pbt_dir(st.paths) / "final_policy.yaml", dump_yaml(record))
@@ -75,32 +89,9 @@ def evaluate_final_policy(st: Stages, view: PbtView, *, seed: int, deadline: flo
 def export_final_policy(st: Stages, view: PbtView, *, deadline: float) -> dict[str, Any] | None:
     """The winner's final policy, its normaliser inside, as pbt/policy.onnx and pbt/policy.ts.pt
     (train_one's export mode, each checked against torch); None where it cannot be done."""
-    winner = view.winner()
-    model = st.paths.trial_run(winner.number).model if winner is not None else None
-    if winner is None or model is None or not model.exists():
-        return None
-    left = deadline - time.monotonic()
-    if left < 10:
-        st.note("the final policy was not exported: the budget is spent")
-        return None
-    slot = st.trial_slots(winner.number)[0]
-    command = [*st.worker(), "mode=export", f"checkpoint={model}", f"run_dir={pbt_dir(st.paths)}",
-               f"train.threads={slot.threads}"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, env=trial_env(slot),
-                              cwd=paths.repo_root(), timeout=left, check=False)
-    except subprocess.TimeoutExpired:
-        st.note("the final policy's export timed out")
-        return None
-    start = done.stdout.find("{")
-    try:
-        written = json.loads(done.stdout[start:]) if done.returncode == 0 and start >= 0 else None
-    except ValueError:
-        written = None
-    if not isinstance(written, dict):
-        st.note(f"the final policy's export failed (exit {done.returncode}): {done.stderr.strip()[-300:]}")
-        return None
-    return written
+    ran = _run_on_policy(st, view, "exported", ["mode=export", f"run_dir={pbt_dir(st.paths)}"],
+                         deadline=deadline)
+    return None if ran is None else ran[1]
 
 
 def hand_back_policy(st: Stages, view: PbtView, *, seed: int, deadline: float) -> dict[str, Any] | None:
