@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
 import sys
 from typing import Any
 
@@ -157,8 +158,10 @@ def _from_subprocess(task: str) -> dict[str, Any]:
     import json
     import subprocess
 
+    env = dict(os.environ)  # this very package first, as a trial gets it (search/trials/launcher)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.repo_root() / "src"), env.get("PYTHONPATH")]))
     process = subprocess.run([sys.executable, "-P", "-m", __name__, task], capture_output=True,
-                             text=True, check=False)
+                             text=True, check=False, env=env)
     lines = process.stderr.strip().splitlines()
     if process.returncode == EXIT_BAD_INPUT:  # the error's parts, as JSON on its last line
         raise ConfigError(**json.loads(lines[-1]))
