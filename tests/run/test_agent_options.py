@@ -16,6 +16,7 @@ from automl.errors import ConfigError
 from automl.paths import RunPaths
 from automl.run.models import build_models
 from automl.run.train import build_agent, collect_step, open_run, open_window
+from automl.typed import to_plain
 
 ENVS, ROLLOUTS, EPOCHS = 8, 16, 3
 BASE = ["env=pendulum", f"env.num_envs={ENVS}", f"ppo.rollouts={ROLLOUTS}", "ppo.mini_batches=2",
@@ -110,3 +111,25 @@ def test_log_std_starts_and_stays_within_its_bounds(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_run_config([*BASE, "network.initial_log_std=2.0"])
     assert err.value.key == "network.initial_log_std"
+
+
+@pytest.mark.parametrize(("resumed_rate", "expected"), [(1e-3, 1e-3 / 1.5 ** EPOCHS), (5e-4, 5e-4)],
+                         ids=["same rate: the schedule goes on", "new rate: it restarts"])
+def test_a_resumed_run_keeps_the_rate_its_schedule_reached_unless_the_rate_changed(
+        tmp_path: Path, resumed_rate: float, expected: float) -> None:
+    from dataclasses import replace
+
+    from automl.run import state as training_state
+
+    kl = ["ppo.learning_rate_scheduler=KLAdaptiveLR", "ppo.learning_rate_kl_threshold=1e-12",
+          "ppo.learning_rate=1e-3"]
+    agent, _ = trained(tmp_path / "a", kl)
+    cfg = load_run_config([*BASE, *kl])
+    saved = training_state.TrainingState(
+        frames=ROLLOUTS * ENVS, updates=1, dropped_frames=0, shape={},
+        policy=agent.policy.state_dict(), value=agent.value.state_dict(),
+        optimizer=agent.optimizer.state_dict(), observation_preprocessor=None,
+        value_preprocessor=None, segments=[{"ppo": to_plain(cfg.ppo)}])
+    fresh, _ = trained(tmp_path / "b", kl, updates=0)
+    training_state.load_into(fresh, saved, ppo=replace(cfg.ppo, learning_rate=resumed_rate))
+    assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
