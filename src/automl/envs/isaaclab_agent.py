@@ -124,12 +124,9 @@ def skrl_file(task: str) -> Any:
     """The task's skrl agent YAML as a resource path; None where it registers none."""
     import gymnasium
 
-    from automl.envs.isaaclab_cfg import TASK_PREFIXES, import_tasks, unknown_task
+    from automl.envs.isaaclab_cfg import check_task
 
-    import_tasks()
-
-    if task not in gymnasium.registry:
-        raise unknown_task(task, [k for k in gymnasium.registry if str(k).startswith(TASK_PREFIXES)])
+    check_task(task)
     entry = gymnasium.registry[task].kwargs.get("skrl_cfg_entry_point")
     if not isinstance(entry, str) or ":" not in entry or not entry.endswith(".yaml"):
         return None

@@ -177,27 +177,33 @@ def import_tasks() -> None:
     import isaaclab_tasks  # noqa: F401
 
 
+def check_task(task: str) -> None:
+    """Import Isaac Lab's task registry and refuse a task it does not register."""
+    import_tasks()
+    if task not in gymnasium.registry:
+        raise unknown_task(task, [k for k in gymnasium.registry if str(k).startswith(TASK_PREFIXES)])
+
+
 def load_task_cfg(task: str, *, num_envs: int, device: torch.device, seed: int,
                   params: Mapping[str, Any] | None = None,
                   overrides: Mapping[str, Any] | None = None) -> Any:
     """The task's registered env config under the physics and presets `params` choose (on CPU
     Newton with MuJoCo-Warp unless chosen) and the user's `overrides` (dotted paths), through
     Isaac Lab's own parser; then automl's size, device and seed."""
-    import_tasks()
+    check_task(task)
     from isaaclab_tasks.utils.hydra import register_task
 
-    if task not in gymnasium.registry:
-        raise unknown_task(task, [k for k in gymnasium.registry if str(k).startswith(TASK_PREFIXES)])
     selected = check_params(params or {})
     if not (params or {}).get("physics") and device.type == "cpu":
         selected.insert(0, CPU_PHYSICS)
     presets = [f"presets={','.join(selected)}"] if selected else []
     try:
-        resolved, _, _ = register_task(task, None, overrides=presets)
+        cfg, _, _ = register_task(task, None, overrides=presets)
         flat = flatten(overrides or {})
-        check_overrides(resolved, flat)
-        cfg, _, _ = register_task(task, None, overrides=[
-            *presets, *(f"env.{path}={_literal(value)}" for path, value in flat.items())])
+        if flat:  # checked against the resolved config, then applied by Isaac Lab's parser
+            check_overrides(cfg, flat)
+            cfg, _, _ = register_task(task, None, overrides=[
+                *presets, *(f"env.{path}={_literal(value)}" for path, value in flat.items())])
     except ValueError as err:  # Isaac Lab's message for a preset the task does not have
         raise ConfigError(file=_SOURCE, key="env.params.presets", value=selected,
                           rule=str(err).splitlines()[0],

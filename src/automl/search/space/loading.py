@@ -110,6 +110,16 @@ class PbtSection:
     """A perturbed value is multiplied or divided by a factor from U(low, high)."""
 
 
+def refuse_unknown(data: Mapping[str, Any], known: Collection[str], *, source: str, prefix: str,
+                   what: str, kinds: str) -> None:
+    """One ConfigError for the first key of `data` not in `known`, with the closest known one."""
+    for key in data:
+        if key not in known:
+            raise ConfigError(file=source, key=f"{prefix}{key}", value=data[key],
+                              rule=f"it is not {what}; {kinds}: {', '.join(known)}",
+                              fix=did_you_mean(str(key), known))
+
+
 def _parse_pbt(data: Mapping[str, Any], params: list[Param], *, source: str) -> PbtSection:
     """The `pbt` section, checked: known keys, parameter names of this file, probabilities in
     [0, 1], factors 1 < low <= high. Whether a named parameter may change at all is the population's
@@ -121,11 +131,8 @@ def _parse_pbt(data: Mapping[str, Any], params: list[Param], *, source: str) -> 
         raise ConfigError(file=source, key="pbt", value=section,
                           rule="it must be a mapping of " + ", ".join(PBT_KEYS),
                           fix="write e.g. `pbt: {mutation_probability: 0.25}`, or leave it out")
-    for key in section:
-        if key not in PBT_KEYS:
-            raise ConfigError(file=source, key=f"pbt.{key}", value=section[key],
-                              rule=f"it is not a key of the pbt section; keys: {', '.join(PBT_KEYS)}",
-                              fix=did_you_mean(str(key), PBT_KEYS))
+    refuse_unknown(section, PBT_KEYS, source=source, prefix="pbt.", what="a key of the pbt section",
+                   kinds="keys")
     names = [p.name for p in params]
     mutate = section.get("mutate")
     if mutate is not None:
@@ -165,11 +172,8 @@ def check_space(data: Any, *, source: str, reward_terms: Collection[str]) -> Spa
         raise ConfigError(file=source, key="<root>", value=data,
                           rule="a search space must be a mapping of " + ", ".join(SECTIONS),
                           fix="start from a file in templates/")
-    for section in data:
-        if section not in SECTIONS:
-            raise ConfigError(file=source, key=str(section), value=data[section],
-                              rule=f"it is not a section of a search space; sections: "
-                              f"{', '.join(SECTIONS)}", fix=did_you_mean(str(section), SECTIONS))
+    refuse_unknown(data, SECTIONS, source=source, prefix="", what="a section of a search space",
+                   kinds="sections")
     space_id = data.get("search_space_id")
     if not isinstance(space_id, str) or not space_id:
         raise ConfigError(file=source, key="search_space_id", value=space_id,
