@@ -61,7 +61,7 @@ def worker(args: argparse.Namespace, tmp: Path) -> list[str]:
 def start_overrides(args: argparse.Namespace) -> list[str]:
     """The starting configuration's overrides: the space's fixed values and priors, the command's."""
     from automl.config import compose, to_run_config
-    from automl.search.pbt.population import starting_values
+    from automl.search.pbt.decide import starting_values
     from automl.search.plan import reward_terms
     from automl.search.space import load_space
 

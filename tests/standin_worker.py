@@ -7,7 +7,7 @@ defaults, then each rule whose `when` equals the overrides replaces the keys it 
     {"seconds_per_point": 0.02, "noise": 0.0, "curve": "rise",
      "score": {"param": "ppo.learning_rate", "target": 3e-4, "log": true, "scale": 1.0},
      "crash_at": null, "die_at": null, "hang_at": null, "nan_at": null, "exit_code": null,
-     "hold_until": null,
+     "hold_until": null, "time_jitter": 0.0,
      "rules": [{"when": {"ppo.learning_epochs": 7}, "crash_at": 30000}]}
 
 quality = scale * exp(-distance / width) (`width` defaults to 1), distance = |log10(value/target)|
@@ -18,7 +18,8 @@ frames: crash_at writes "error" to stderr and summary.json, exit 1; die_at SIGKI
 summary); hang_at stops writing and ignores SIGTERM/SIGINT; nan_at writes NaN, status "diverged",
 exit 1. exit_code exits at once with that code, writing nothing. hold_until (a path): the run
 does not write its last point until that file exists (or it is asked to stop), so a test can
-order trials by events instead of by seconds.
+order trials by events instead of by seconds. time_jitter j: each run's seconds_per_point is
+multiplied by a factor from U(1 - j, 1 + j), drawn from its train.seed (uneven trials).
 
 Training state, as population-based training's segments use it: with train.save_state=true a
 completed run writes state.pt (JSON here: its frames and `skill`, the score it reached without
@@ -60,7 +61,7 @@ from automl.summary import RunSummary, write_summary
 DEFAULTS: dict[str, Any] = {
     "seconds_per_point": 0.02, "noise": 0.0, "curve": "rise", "score": {},
     "crash_at": None, "die_at": None, "hang_at": None, "nan_at": None, "exit_code": None,
-    "hold_until": None, "horizon": None,
+    "hold_until": None, "horizon": None, "time_jitter": 0.0,
 }
 CURVES = {
     "rise": lambda f: f,
@@ -199,6 +200,9 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
     frames_total = int(overrides.get("train.frames", 100_000))
     every = int(overrides.get("train.eval_frequency", 10_000))
     rng = random.Random(int(overrides.get("train.seed", 42)))
+    jitter = float(behaviour["time_jitter"])
+    pause = behaviour["seconds_per_point"] * random.Random(
+        f"jitter:{overrides.get('train.seed', 42)}").uniform(1.0 - jitter, 1.0 + jitter)
     final = quality(behaviour["score"], overrides)
     start, skill = resumed_state(overrides)
     horizon = float(behaviour["horizon"] or frames_total)
@@ -212,7 +216,7 @@ def train(run: RunPaths, overrides: dict[str, Any], behaviour: dict[str, Any]) -
     try:
         for frames in steps:
             # Training time passes before each point; a stop request cuts it short.
-            if stop_requested.wait(behaviour["seconds_per_point"]):
+            if stop_requested.wait(pause):
                 return Outcome(reasons.STATUS_STOPPED, score, reached, "stop requested")
             if frames == steps[-1] and behaviour["hold_until"]:
                 while not Path(behaviour["hold_until"]).exists():

@@ -100,6 +100,9 @@ def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
       "drawn afresh instead of perturbed (default: the space's pbt.resample_probability, else 0.25)")
     g("--pbt-exploit-after", type=int, default=None, help="frames every member trains before "
       "the first exploit step (default 0: from the first segment's end)")
+    g("--pbt-barrier", action="store_const", const=True, default=None, help="decide a member's "
+      "next segment only once every member ended the same segment (reproducible decisions; "
+      "default: as soon as its own segment ends, ranked among the others' latest scores)")
     g("--pbt-init", default=None, help="start (every member the starting configuration, all "
       "but the first perturbed once; default) or sample (all but the first sampled)")
 
@@ -160,7 +163,8 @@ def stage_shares(text: str) -> tuple[float, float, float]:
 PBT_FLAGS = {"--population": "population", "--pbt-interval": "pbt_interval",
              "--pbt-fraction": "pbt_fraction", "--pbt-factors": "pbt_factors",
              "--pbt-resample": "pbt_resample", "--pbt-mutate": "pbt_mutate",
-             "--pbt-exploit-after": "pbt_exploit_after", "--pbt-init": "pbt_init"}
+             "--pbt-exploit-after": "pbt_exploit_after", "--pbt-init": "pbt_init",
+             "--pbt-barrier": "pbt_barrier"}
 
 
 def pbt_options(args: argparse.Namespace) -> PbtOptions:
@@ -205,7 +209,8 @@ def pbt_options(args: argparse.Namespace) -> PbtOptions:
         raise bad_flag("--pbt-init", init, "it must be start or sample", "use --pbt-init start")
     return PbtOptions(population=args.population, interval=args.pbt_interval, fraction=fraction,
                       factors=factors, resample_probability=args.pbt_resample,
-                      mutation_probability=args.pbt_mutate, exploit_after=after or 0, init=init)
+                      mutation_probability=args.pbt_mutate, exploit_after=after or 0, init=init,
+                      barrier=bool(args.pbt_barrier))
 
 
 def to_request(args: argparse.Namespace, argv: list[str]) -> Request:

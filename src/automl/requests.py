@@ -90,6 +90,8 @@ class PbtOptions:
     exploit_after: int = 0
     """--pbt-exploit-after: frames every member trains before the first exploit step (0: the first
     segment's end)."""
+    barrier: bool = False
+    """--pbt-barrier: decide a member's next segment only once its whole generation ended."""
     init: str = "start"
     """--pbt-init: `start` (every member the starting configuration, members after the first
     perturbed once) or `sample` (members after the first sampled from the space)."""

@@ -12,9 +12,9 @@ from search_harness import REPO
 
 from automl.config import load_run_config
 from automl.requests import PbtOptions
+from automl.search.pbt.decide import first_generation, starting_values
 from automl.search.pbt.explore import check_mutable
 from automl.search.pbt.plan import largest_update, plan_pbt
-from automl.search.pbt.population import first_generation, starting_values
 from automl.search.plan import reward_terms
 from automl.search.space import Feasibility, load_space
 

@@ -35,8 +35,9 @@ from search_harness import (
 from automl import paths, reasons, tags
 from automl.analysis.pbt import MEMBERS_PLOT, PbtView
 from automl.paths import StudyPaths
+from automl.search.pbt.decide import next_segment
 from automl.search.pbt.plan import PbtPlan
-from automl.search.pbt.population import NO_PARENT, Population, next_generation
+from automl.search.pbt.population import NO_PARENT, Population
 from automl.search.space import load_space
 from automl.search.study import records
 from automl.search.trials.tb_reader import read_scalars
@@ -138,27 +139,31 @@ def test_every_segment_is_a_trial_with_its_member_generation_parent_and_frames(s
 
 
 def test_generations_follow_the_exploit_and_explore_rules_on_the_studys_own_scores(stage):
-    """Each generation's parents and values are what the decisions make of the scores stored for
-    the generation before: the study alone rebuilds the population."""
+    """Each segment's parent and values are what the decisions make of the results it was ranked
+    among (`pbt_compared`: each member's latest result at its generation or before, no barrier):
+    the study alone rebuilds the population."""
     sp, _ = stage
     study = optuna.load_study(study_name=sp.name, storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(sp.journal))))
     plan = PbtPlan.from_dict(study.user_attrs[records.PBT_PLAN])
+    assert not plan.barrier
     space = load_space(sp.search_space, reward_terms=["torques"])
     population = Population.of(study, plan, space)
-    replaced = 0
+    decided = 0
     for generation in range(1, plan.generations):
-        specs = next_generation(plan, space, population.results[generation - 1],
-                                allowed=lambda values: True, update_frames=lambda values: 1)
-        assert specs is not None
-        for spec in specs:
-            ran = population.results[generation][spec.member]
+        for member, ran in population.results[generation].items():
+            compared = {int(m): g for m, g in ran.attr(records.COMPARED).items()}
+            assert compared[member] == generation - 1 and max(compared.values()) <= generation - 1
+            assert 2 * len(compared) > plan.population or ran.donor is None
+            pool = {m: population.results[g][m] for m, g in compared.items()}
+            spec = next_segment(plan, space, pool, member, allowed=lambda values: True,
+                                update_frames=lambda values: 1)
+            assert spec is not None
             assert ran.parent == spec.parent
             assert ran.donor == (spec.exploit.donor if spec.exploit else None)
             assert ran.values == spec.values
-            replaced += spec.exploit is not None
-    # The start's learning rate is a decade off the best: the worst member is replaced each time.
-    assert replaced >= 1
+            decided += 1
+    assert decided == POPULATION * (plan.generations - 1)
 
 
 def test_the_reports_say_who_copied_whom_and_the_winners_schedule(stage):
@@ -410,7 +415,7 @@ def test_a_winner_of_an_earlier_generation_replays_the_frames_it_trained(stage, 
 def test_a_generation_queued_in_part_is_completed_and_interrupted_segments_run_again():
     """The population as the study holds it: a crash while a generation was being queued leaves
     it due; a segment whose orchestrator stopped is an orphan until it is queued again."""
-    from automl.search.pbt.population import first_generation
+    from automl.search.pbt.decide import first_generation
     from automl.search.study.recovery import enqueue_retry
 
     space = load_space(SPACES_DIR / "pbt.yaml", reward_terms=["torques"])
@@ -421,11 +426,11 @@ def test_a_generation_queued_in_part_is_completed_and_interrupted_segments_run_a
     study = optuna.create_study()
     for spec in specs[:2]:
         study.enqueue_trial(*spec.queued(space))
-    assert Population.of(study, plan, space).due() == 0  # two members still missing
+    assert Population.of(study, plan, space).due() == [(2, 0), (3, 0)]  # two members still missing
     for spec in specs[2:]:
         study.enqueue_trial(*spec.queued(space))
     population = Population.of(study, plan, space)
-    assert population.due() is None and not population.orphans()
+    assert population.due() == [] and not population.orphans()
     trial = study.ask()  # taken, then its orchestrator stops it
     trial.set_user_attr(records.STOP_REASON, reasons.BUDGET)
     trial.set_user_attr(records.INTERRUPTED, True)

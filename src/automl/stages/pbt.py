@@ -15,10 +15,11 @@ from automl.analysis.pbt import PbtView, pbt_dir
 from automl.analysis.validation import BASELINE, NO_TRIAL, WINNER, ValidationResult
 from automl.paths import atomic_write_text
 from automl.requests import Request, ValidationOptions
+from automl.search.pbt.decide import starting_values
 from automl.search.pbt.explore import check_mutable
 from automl.search.pbt.loop import SEGMENT_KEYS, PbtLoop, PbtSettings
 from automl.search.pbt.plan import PbtPlan, largest_update, plan_pbt
-from automl.search.pbt.population import Segment, starting_values
+from automl.search.pbt.population import Segment
 from automl.search.plan import Plan, worker_command
 from automl.search.space import Feasibility, hydra_value, override_key
 from automl.search.study import records

@@ -14,9 +14,10 @@ from automl import cli
 from automl.config import load_run_config
 from automl.errors import ConfigError
 from automl.requests import PbtOptions
+from automl.search.pbt.decide import next_generation, starting_values
 from automl.search.pbt.explore import MUTATION_PROBABILITY, check_mutable, mutable
 from automl.search.pbt.plan import PbtPlan, plan_pbt
-from automl.search.pbt.population import Segment, next_generation, starting_values
+from automl.search.pbt.population import Segment
 from automl.search.space import Feasibility, load_space, parse_space
 from automl.search.study import records
 

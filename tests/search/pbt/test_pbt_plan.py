@@ -19,8 +19,9 @@ from automl.config import compose, load_run_config
 from automl.errors import ConfigError
 from automl.requests import PbtOptions
 from automl.run import schedule
+from automl.search.pbt.decide import next_generation
 from automl.search.pbt.plan import PbtPlan, plan_pbt
-from automl.search.pbt.population import Population, Segment, next_generation
+from automl.search.pbt.population import Population, Segment
 from automl.search.space import load_space
 from automl.search.study import records
 from automl.stages.pbt import replay_steps, schedule_override

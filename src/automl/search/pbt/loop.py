@@ -1,13 +1,14 @@
 """The population-based training loop: segments queued in the study, run in the slots, recorded like
-any trial; after each generation the next one is decided (population.py) and queued.
+any trial; as each segment ends its member's next one is decided (decide.py) and queued.
 
 Every segment is an Optuna trial: queued with its values and its member, generation, parent and
 frames (`study.enqueue_trial`), taken by whichever orchestrator has a free slot (`study.ask` pops
 the queue atomically on every storage), trained by train_one from its parent's state.pt
 (`train.resume_from`, warm fork server), recorded by the same TrialRecorder as the Optuna search's
-trials (trial_final.csv, heartbeat, stop reasons). A generation is queued once, under the study's
-lock, by the first orchestrator that sees the previous one complete. A dead orchestrator's segments
-are failed and queued again (study/recovery.py), as an interrupted one is on --resume.
+trials (trial_final.csv, heartbeat, stop reasons). A member's next segment is queued once, under
+the study's lock, by the first orchestrator that sees its segment end (under a barrier plan: its
+whole generation). A dead orchestrator's segments are failed and queued again
+(study/recovery.py), as an interrupted one is on --resume.
 """
 
 from __future__ import annotations
@@ -26,16 +27,9 @@ from automl import reasons
 from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
 from automl.schema import RunConfig
+from automl.search.pbt.decide import first_generation, next_segment, starting_values
 from automl.search.pbt.plan import PbtPlan, update_frames
-from automl.search.pbt.population import (
-    NO_PARENT,
-    Population,
-    Segment,
-    SegmentSpec,
-    first_generation,
-    next_generation,
-    starting_values,
-)
+from automl.search.pbt.population import NO_PARENT, Population, Segment, SegmentSpec
 from automl.search.space import Feasibility, SearchSpace, override_key
 from automl.search.study import records, reports
 from automl.search.study.recovery import Recovery, enqueue_retry, queued_values
@@ -77,7 +71,7 @@ class PbtSettings:
 
 class PbtLoop:
     """Runs the population's segments in the slots until every member trained its frames, the
-    deadline, Ctrl-C, or a generation none of whose members has a score."""
+    deadline, Ctrl-C, or a population none of whose members can go on."""
 
     def __init__(self, study: optuna.Study, study_paths: StudyPaths, settings: PbtSettings,
                  console: Any) -> None:
@@ -98,8 +92,12 @@ class PbtLoop:
         self.interrupted = False
         self.next_state = 0.0
         self.population: Population | None = None
-        self.dead = ""
-        """Why the population cannot go on (no member of a complete generation has a score)."""
+        self.waiting: set[tuple[int, int]] = set()
+        """(member, generation) decided to wait at the last look: it failed and no member has a
+        score to copy (decided again once a segment more has a result: `seen`)."""
+        self.seen = -1
+        self.announced = -1
+        """The last complete generation the console was told of."""
 
     # -------------------------------------------------------------------------------- main loop
     def run(self) -> Outcome:
@@ -132,18 +130,17 @@ class PbtLoop:
     def _step(self) -> tuple[str, str] | None:
         """Queue what is due, fill the free slots; why the loop ends (None: it goes on)."""
         self._advance()
-        if self.dead:
-            self._stop_all(reasons.BUDGET)
-            return "failures", self.dead
         self._fill_slots()
         if self.running:
             return None
         population = self._read()
         if population.finished():
             return "population", ""
-        if not population.running_or_queued() and population.due() is None:
+        if not population.running_or_queued() and set(population.due()) <= self.waiting:
+            stuck = ", ".join(str(m) for m, _ in sorted(self.waiting))
             return "failures", ("no segment of the population is queued or running and none can "
-                                "start; see trial_final.csv")
+                                + (f"start: member(s) {stuck} failed and no member has a score to "
+                                   "copy" if stuck else "start") + "; see trial_final.csv")
         return None
 
     def _read(self) -> Population:
@@ -154,10 +151,13 @@ class PbtLoop:
     def _advance(self) -> None:
         """Queue what the population needs (if anything), under the study's lock, so that another
         orchestrator that queued it first is seen here and nothing is queued twice: the interrupted
-        segments again (their orchestrator stopped or died), and the generation that is due (or
-        the members of it not queued yet, when its queueing was cut short)."""
+        segments again (their orchestrator stopped or died), and each member's next segment that
+        is due (decide.py)."""
         population = self._read()
-        if population.due() is None and not population.orphans():  # the common case: no lock
+        due = set(population.due())
+        if population.with_result() == self.seen:
+            due -= self.waiting
+        if not due and not population.orphans():  # the common case: no lock
             return
         lock = self.s.recovery.locked(self.study) if self.s.recovery else contextlib.nullcontext()
         try:
@@ -167,6 +167,7 @@ class PbtLoop:
 
     def _advance_locked(self, lock: Any) -> None:
         """_advance's work, under `lock`."""
+        lines = []
         with lock:
             population = self._read()
             for segment in population.orphans():
@@ -175,32 +176,45 @@ class PbtLoop:
                     self.console.message(f"automl: segment {segment.number} (member "
                                          f"{segment.member}, generation {segment.generation}) "
                                          "was interrupted; it runs again")
-            generation = population.due()
-            if generation is None:
-                return
-            specs = self._decide(population, generation)
-            if specs is None:
-                return
-            taken = population.queued.get(generation, set())
+            due = population.due()
+            self.waiting, self.seen = set(), population.with_result()
+            specs = self._first(due) if due and due[0][1] == 0 else []
+            for member, generation in (() if specs else due):
+                spec = next_segment(self.s.plan, self.s.space, population.pool(generation - 1),
+                                    member, allowed=self._allowed, update_frames=self._update_frames)
+                if spec is None:
+                    self.waiting.add((member, generation))
+                else:
+                    specs.append(spec)
             for spec in specs:
-                if spec.member in taken:  # queued before a crash cut the generation short
-                    continue
                 params, attrs = spec.queued(self.s.space)
                 self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-        self.console.message(_generation_line(generation, specs, population))
+                lines.append(_segment_line(spec))
+        lines = [line for line in lines if line] + self._generation_lines(population)
+        for line in lines:
+            self.console.message(line)
 
-    def _decide(self, population: Population, generation: int) -> list[SegmentSpec] | None:
-        """The segments of `generation` (None, and `dead` set, where no member can go on)."""
-        if generation == 0:
-            start, _ = starting_values(self.s.space, self.feasibility.base)  # notes: the plan's lines
-            return first_generation(self.s.plan, self.s.space, start, allowed=self._allowed,
-                                    update_frames=self._update_frames)
-        specs = next_generation(self.s.plan, self.s.space, population.results[generation - 1],
-                                allowed=self._allowed, update_frames=self._update_frames)
-        if specs is None:
-            self.dead = (f"no member of generation {generation - 1} has a score (every segment "
-                         "failed), so none can go on; see trial_final.csv")
-        return specs
+    def _first(self, due: list[tuple[int, int]]) -> list[SegmentSpec]:
+        """Generation 0's segments of the members in `due` (all of them, but where a crash cut
+        its queueing short): the same on every machine."""
+        start, _ = starting_values(self.s.space, self.feasibility.base)  # notes: the plan's lines
+        members = {m for m, _ in due}
+        return [s for s in first_generation(self.s.plan, self.s.space, start, allowed=self._allowed,
+                                            update_frames=self._update_frames)
+                if s.member in members]
+
+    def _generation_lines(self, population: Population) -> list[str]:
+        """A line for each generation that became complete since the last (its scores)."""
+        lines = []
+        done = population.last_complete()
+        for generation in range(self.announced + 1, -1 if done is None else done + 1):
+            if not population.complete(generation):
+                break
+            scores = {m: s.score for m, s in population.results[generation].items()}
+            shown = ", ".join(f"{m}: {score:.4g}" for m, score in sorted(scores.items()))
+            lines.append(f"automl: pbt generation {generation} done (scores {shown})")
+            self.announced = generation
+        return lines
 
     def _allowed(self, values: dict[str, Any]) -> bool:
         """Whether native `values` meet the space's constraints and train_one would run them."""
@@ -355,12 +369,14 @@ def _ignore(frames: int, score: float) -> None:
     """Segments note no --target-score."""
 
 
-def _generation_line(generation: int, specs: list[SegmentSpec], population: Population) -> str:
-    """What the console says when a generation is queued: the exploit steps taken."""
-    if generation == 0:
-        return f"automl: pbt generation 0 queued: {len(specs)} members from the start"
-    scores = {m: s.score for m, s in population.results.get(generation - 1, {}).items()}
-    shown = ", ".join(f"{m}: {score:.4g}" for m, score in sorted(scores.items()))
-    steps = [f"{s.member} <- {s.exploit.donor}" for s in specs if s.exploit is not None]
-    return (f"automl: pbt generation {generation - 1} done (scores {shown}); generation "
-            f"{generation} queued" + (f", exploit: {', '.join(steps)}" if steps else ", no exploit"))
+def _segment_line(spec: SegmentSpec) -> str:
+    """What the console says when a segment is queued: an exploit step, or nothing."""
+    if spec.generation == 0:
+        return f"automl: pbt member {spec.member} queued from the start" if spec.member == 0 else ""
+    if spec.exploit is None:
+        return ""
+    step = spec.exploit
+    return (f"automl: pbt member {spec.member} copies member {step.donor} for segment "
+            f"{spec.generation} (score {step.replaced_score:.4g} against {step.donor_score:.4g}, "
+            f"margin {step.margin:.3g}; ranked among generations "
+            + ", ".join(f"{m}: {g}" for m, g in sorted((spec.compared or {}).items())) + ")")

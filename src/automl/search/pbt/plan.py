@@ -3,9 +3,9 @@ and how the members start, settled once from the flags, the config and the slots
 in meta.yaml and in the study (every machine and every --resume follows the stored plan).
 
 A member trains `frames` frames (train.frames) in segments of about `interval` frames; after each
-generation (every member's segment of that number ended) the bottom `fraction` copies a top member
-(exploit.py) and perturbs its values (explore.py). The total compute is that of `population`
-independent runs of train.frames.
+of its segments it is ranked among the others' latest scores, and if in the bottom `fraction` it
+copies a top member (exploit.py) and perturbs its values (explore.py): decide.py. The total
+compute is that of `population` independent runs of train.frames.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ class PbtPlan:
     segments: int = 0
     """Segments per member, settled with the plan (`segment_count`); 0 in a plan stored before it
     was: ceil(frames / interval)."""
+    barrier: bool = True
+    """Whether a member's next segment waits for its whole generation (True in a plan stored before
+    this was a setting: those studies decided so; a new plan's is --pbt-barrier's)."""
 
     @property
     def generations(self) -> int:
@@ -106,9 +109,12 @@ class PbtPlan:
         k = group_size(self.population, self.fraction)
         which = "each mutable parameter" if self.mutate is None else ", ".join(self.mutate)
         after = (f" from {self.exploit_after:,} frames on" if self.exploit_after else "")
+        when = (f"after each generation{after}, the worst {k} copy one of the best {k}"
+                if self.barrier else f"after each of its segments{after}, a member among the worst "
+                f"{k} of the others' latest scores copies one of the best {k}")
         text = (f"population-based training: {self.population} members x {self.frames:,} frames "
-                f"in {self.generations} segments of ~{self.interval:,} frames; after each{after}, "
-                f"the worst {k} copy one of the best {k} (margin max({self.floor:g}, 0.5 std)) and "
+                f"in {self.generations} segments of ~{self.interval:,} frames; {when} "
+                f"(margin max({self.floor:g}, 0.5 std)) and "
                 f"change {which} with probability {self.mutation_probability:g}, by x/÷ "
                 f"U({self.factors[0]:g}, {self.factors[1]:g}), or drawn afresh with probability "
                 f"{self.resample_probability:g}; members start from "
@@ -204,5 +210,5 @@ def plan_pbt(options: PbtOptions, base: RunConfig, *, slots: int, episode_frames
                    mutation_probability=pick(options.mutation_probability,
                                              section.mutation_probability, MUTATION_PROBABILITY),
                    mutate=section.mutate, exploit_after=options.exploit_after, init=options.init,
-                   floor=float(base.scoring.plateau_min_delta), seed=0 if seed is None else seed,
-                   note=note, segments=segments)
+                   barrier=options.barrier, floor=float(base.scoring.plateau_min_delta),
+                   seed=0 if seed is None else seed, note=note, segments=segments)

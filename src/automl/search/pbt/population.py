@@ -4,9 +4,8 @@ Every segment is a trial of the study (phase `pbt`) whose user attributes say wh
 trains, its generation, the trial whose state.pt it continues (its parent) and the frames it starts
 and ends at. So the population's state is rebuilt from the study and the checkpoints alone, on any
 machine and after any crash: `Population.of` reads it, `first_generation` and `next_generation`
-decide the segments to queue. The decisions draw from a generator seeded by the plan's seed and the
-generation, so every orchestrator of a shared study would decide the same; one of them queues a
-generation, under the study's lock (loop.py).
+and decide.py the segments to queue. A member's next segment is decided when its segment ends, by
+whichever orchestrator sees that first, under the study's lock (loop.py).
 
 A segment has a result when it ended by itself: completed (its score), or failed (error, timeout,
 diverged: no score, its member is replaced). One that was interrupted (the budget, Ctrl-C, a dead
@@ -17,27 +16,20 @@ values.
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from omegaconf import OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.search.pbt.exploit import STD_FACTOR, Replacement, exploit, group_size, ranked
-from automl.search.pbt.explore import draw_index, perturb
+from automl.search.pbt.exploit import Replacement
 from automl.search.pbt.plan import PbtPlan
-from automl.search.space import SearchSpace, thaw
+from automl.search.space import SearchSpace
 from automl.search.study import records
 from automl.search.study.recovery import queued_values
 
 NO_PARENT = -1
 """The parent of a segment that trains from scratch."""
-MAX_DRAWS = 100
-"""Perturbations (or samples) drawn for one member before its values are kept as they were (or the
-start is taken): each must meet the space's constraints."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +47,8 @@ class SegmentSpec:
     seed: int
     exploit: Replacement | None = None
     """The exploit step that replaced the member (None: it goes on from its own state)."""
+    compared: dict[int, int] | None = None
+    """member -> the generation of its result the decision ranked (None: generation 0)."""
 
     def queued(self, space: SearchSpace) -> tuple[dict[str, Any], dict[str, Any]]:
         """`study.enqueue_trial`'s params and user attributes."""
@@ -63,6 +57,8 @@ class SegmentSpec:
             records.GENERATION: self.generation, records.PARENT: self.parent,
             records.FRAMES_START: self.frames_start, records.FRAMES_END: self.frames_end,
             records.SEGMENT_SEED: self.seed}
+        if self.compared is not None:
+            attrs[records.COMPARED] = {str(m): g for m, g in sorted(self.compared.items())}
         if self.exploit is not None:
             attrs[records.DONOR] = self.exploit.donor
             attrs[records.EXPLOIT] = {"donor_score": finite_or_none(self.exploit.donor_score),
@@ -176,18 +172,29 @@ class Population:
         """Every member's segment of `generation` has its result."""
         return len(self.results.get(generation, {})) == self.plan.population
 
-    def due(self) -> int | None:
-        """The generation to queue now: 0 in a new study, g + 1 once generation g is complete and
-        g + 1 was not queued yet (and is not past the last), or the last generation queued when
-        some member has no segment of it (its queueing was cut short); else None."""
-        if not self.queued:
-            return 0
-        last = max(self.queued)
-        if len(self.queued[last]) < self.plan.population:
-            return last
-        if self.complete(last) and last + 1 < self.plan.generations:
-            return last + 1
-        return None
+    def due(self) -> list[tuple[int, int]]:
+        """(member, generation) of each segment to decide now, by member: generation 0 for every
+        member without a segment in a new study (or whose queueing was cut short); g + 1 for a
+        member whose segment g has its result and whose g + 1 (not past the last) is not queued,
+        once generation g is complete under a barrier plan (`plan.barrier`)."""
+        if len(self.queued.get(0, ())) < self.plan.population:
+            return [(m, 0) for m in range(self.plan.population) if m not in self.queued.get(0, ())]
+        out = []
+        for member in range(self.plan.population):
+            generation = max(g for g, members in self.queued.items() if member in members)
+            if (member in self.results.get(generation, {}) and generation + 1 < self.plan.generations
+                    and (not self.plan.barrier or self.complete(generation))):
+                out.append((member, generation + 1))
+        return out
+
+    def pool(self, generation: int) -> dict[int, Segment]:
+        """Each member's latest segment with a result at `generation` or before: what a member
+        that ended its segment `generation` is ranked among (the scores of members at equal or
+        fewer frames, DexPBT's rule; under a barrier, that whole generation)."""
+        out: dict[int, Segment] = {}
+        for g in sorted(x for x in self.results if x <= generation):
+            out.update(self.results[g])
+        return out
 
     def orphans(self) -> list[Segment]:
         """Interrupted segments (their orchestrator stopped or died) whose member and generation
@@ -220,6 +227,10 @@ class Population:
         """The last generation is complete: every member trained its frames."""
         return self.complete(self.plan.generations - 1)
 
+    def with_result(self) -> int:
+        """Segments with their result."""
+        return sum(1 for s in self.segments if s.has_result)
+
     def running_or_queued(self) -> int:
         """Segments queued or running (of any orchestrator)."""
         return sum(1 for s in self.segments if s.live)
@@ -230,101 +241,3 @@ class Population:
         for generation in sorted(self.results):
             out.update(self.results[generation])
         return out
-
-
-# ------------------------------------------------------------------------------------ decisions
-def rng_for(plan: PbtPlan, generation: int) -> random.Random:
-    """The draws of the decisions that start `generation` (the same on every machine)."""
-    return random.Random(f"pbt:{plan.seed}:{generation}")
-
-
-def starting_values(space: SearchSpace, composed: Any) -> tuple[dict[str, Any], list[str]]:
-    """Member 0's first native values, and a note for each that had to move: each parameter's
-    prior, else its value in the composed config (the presets and the command line), as
-    validation's baseline is; a composed value the space does not hold (rollouts 24 in a space of
-    16, 32, 64; an unset value) moves to the nearest one it does (`Param.nearest`), since every
-    member must stay inside the space it is perturbed in. Validation's baseline is still the
-    composed configuration itself."""
-    values: dict[str, Any] = {}
-    moved: list[str] = []
-    for p in space.params:
-        if p.has_prior:
-            values[p.name] = thaw(p.prior)
-            continue
-        value = OmegaConf.select(composed, p.key)
-        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-        if p.holds(value):
-            values[p.name] = value
-            continue
-        values[p.name] = p.nearest(value)
-        moved.append(f"`{p.name}` starts at {values[p.name]!r}: {p.key} composes to {value!r}, "
-                     f"which is not among its values in {space.source} (give it a prior to choose)")
-    return values, moved
-
-
-def first_generation(plan: PbtPlan, space: SearchSpace, start: dict[str, Any], *,
-                     allowed: Callable[[dict[str, Any]], bool],
-                     update_frames: Callable[[dict[str, Any]], int]) -> list[SegmentSpec]:
-    """Generation 0: member 0 trains the starting configuration; the others it perturbed once
-    (`init` start) or samples of the space (`init` sample), each meeting `allowed`."""
-    rng = rng_for(plan, 0)
-    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=plan.seed))
-    specs = []
-    for member in range(plan.population):
-        values = dict(start)
-        for _ in range(MAX_DRAWS if member else 0):
-            drawn = (perturb(start, space, rng=rng, factors=plan.factors,  # every one: a spread
-                             resample_probability=plan.resample_probability, mutate=plan.mutate)
-                     if plan.init == "start" else space.suggest(sampler.ask()))
-            if allowed(drawn):
-                values = drawn
-                break
-        specs.append(SegmentSpec(member=member, generation=0, parent=NO_PARENT, values=values,
-                                 frames_start=0, frames_end=plan.segment_end(0, update_frames(values)),
-                                 seed=plan.seed_of(member, 0)))
-    return specs
-
-
-def next_generation(plan: PbtPlan, space: SearchSpace, previous: Mapping[int, Segment], *,
-                    allowed: Callable[[dict[str, Any]], bool],
-                    update_frames: Callable[[dict[str, Any]], int]) -> list[SegmentSpec] | None:
-    """The segments after a complete generation (`previous`: member -> its segment with a result):
-    exploit (exploit.py; none before `plan.exploit_after` frames), then the replaced members'
-    values perturbed (explore.py); a kept member
-    goes on from its own state and values. A member whose segment failed is replaced by a top
-    member even where exploit's bottom group leaves it out (it has no state to go on from). None:
-    no member has a score, so none can continue."""
-    generation = max(s.generation for s in previous.values()) + 1
-    rng = rng_for(plan, generation)
-    scores = [(member, s.score) for member, s in sorted(previous.items())]
-    ready = min(s.reached for s in previous.values()) >= plan.exploit_after
-    decisions = {r.replaced: r for r in exploit(scores, rng=rng, fraction=plan.fraction,
-                                                std_factor=STD_FACTOR, floor=plan.floor)} if ready else {}
-    k = group_size(len(scores), plan.fraction)
-    donors = [(m, score) for m, score in ranked(scores)[:k] if math.isfinite(score)]
-    if not donors:
-        return None
-    for member, score in scores:
-        if not math.isfinite(score) and member not in decisions:
-            donor, donor_score = donors[draw_index(rng, len(donors))]
-            decisions[member] = Replacement(replaced=member, donor=donor, donor_score=donor_score,
-                                            replaced_score=score, margin=math.nan)
-    specs = []
-    for member in sorted(previous):
-        decision = decisions.get(member)
-        parent = previous[decision.donor if decision else member]
-        values = dict(parent.values)
-        if decision is not None:
-            for _ in range(MAX_DRAWS):
-                drawn = perturb(parent.values, space, rng=rng, factors=plan.factors,
-                                resample_probability=plan.resample_probability,
-                                mutation_probability=plan.mutation_probability, mutate=plan.mutate)
-                if allowed(drawn):
-                    values = drawn
-                    break
-        specs.append(SegmentSpec(
-            member=member, generation=generation, parent=parent.number, values=values,
-            frames_start=parent.reached,
-            frames_end=plan.segment_end(generation, update_frames(values), start=parent.reached),
-            seed=plan.seed_of(member, generation), exploit=decision))
-    return specs

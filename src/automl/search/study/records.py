@@ -58,7 +58,10 @@ FRAMES_END = "pbt_frames_end"
 """Frames the segment trains up to (train.frames of the run)."""
 SEGMENT_SEED = "pbt_seed"
 """The segment's train.seed."""
-PBT_ATTRS = (MEMBER, GENERATION, PARENT, DONOR, EXPLOIT, FRAMES_START, FRAMES_END, SEGMENT_SEED)
+COMPARED = "pbt_compared"
+"""The results its decision ranked: {member: generation} (absent in generation 0)."""
+PBT_ATTRS = (MEMBER, GENERATION, PARENT, DONOR, EXPLOIT, FRAMES_START, FRAMES_END, SEGMENT_SEED,
+             COMPARED)
 
 QUEUED_ATTRS = (RETRY_OF, RETRY_REASON, "prior", CONFIRMS, CONFIRM_SEED, *PBT_ATTRS)
 """What a queued configuration says of itself; a trial that runs it again keeps them."""
