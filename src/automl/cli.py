@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
            "e.g. Warp's, is not torch's and is not capped)")
     a("--storage", default=None, help="Optuna storage URL, e.g. postgresql://USER@HOST/DB for "
       "several machines on one study (default: journal file in the study folder)")
+    a("--artifact-store", default=None, help="where population-based training stores segment "
+      "states for every machine: a folder or s3://BUCKET (default: the study's recorded one, "
+      "else the study folder's artifacts/)")
     a("--study-name", default=None, help="study name (default: <search_space_id>_<time>)")
     a("--resume", action="store_true", help="continue an existing study (or join one that "
       "other machines run)")
@@ -164,7 +167,7 @@ PBT_FLAGS = {"--population": "population", "--pbt-interval": "pbt_interval",
              "--pbt-fraction": "pbt_fraction", "--pbt-factors": "pbt_factors",
              "--pbt-resample": "pbt_resample", "--pbt-mutate": "pbt_mutate",
              "--pbt-exploit-after": "pbt_exploit_after", "--pbt-init": "pbt_init",
-             "--pbt-barrier": "pbt_barrier"}
+             "--pbt-barrier": "pbt_barrier", "--artifact-store": "artifact_store"}
 
 
 def pbt_options(args: argparse.Namespace) -> PbtOptions:
@@ -218,6 +221,7 @@ def to_request(args: argparse.Namespace, argv: list[str]) -> Request:
     return Request(
         mode=args.mode,
         study=StudyRequest(name=args.study_name, storage=args.storage, resume=args.resume,
+                           artifact_store=args.artifact_store,
                            space=args.space, overrides=tuple(args.overrides), seed=args.seed),
         resources=Resources(workers=args.workers, threads_per_trial=args.threads_per_trial,
                             gpu_fraction=args.gpu_fraction, heartbeat_interval=args.heartbeat_interval,

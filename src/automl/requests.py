@@ -27,6 +27,9 @@ class StudyRequest:
     """Hydra overrides (key=value) given to every trial, as typed on the command line."""
     seed: int | None
     """--seed: the sampler's seed."""
+    artifact_store: str | None = None
+    """--artifact-store: where a population's segment states go (a folder or s3://BUCKET); None:
+    the study's recorded one, else its folder's artifacts/."""
 
 
 @dataclass(frozen=True)

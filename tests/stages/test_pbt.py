@@ -35,6 +35,7 @@ from search_harness import (
 from automl import paths, reasons, tags
 from automl.analysis.pbt import MEMBERS_PLOT, PbtView
 from automl.paths import StudyPaths
+from automl.search.pbt import checkpoints
 from automl.search.pbt.decide import next_segment
 from automl.search.pbt.plan import PbtPlan
 from automl.search.pbt.population import NO_PARENT, Population
@@ -336,41 +337,67 @@ def test_kill_9_mid_generation_then_resume_loses_no_member_and_runs_no_segment_t
 
 
 # ----------------------------------------------------------------- PostgreSQL, two orchestrators
-def test_two_orchestrators_train_one_population_on_postgresql(postgres, tmp_path):
+def test_two_orchestrators_with_their_own_folders_train_one_population_on_postgresql(postgres,
+                                                                                     tmp_path):
+    """Two machines, each with its own study folder, one PostgreSQL study and one artifact store:
+    every segment's parent state travels through the store, none fails."""
     url = postgres.create_database("pbt_two")
-    log = tmp_path / "log"  # one study folder, shared: the segments' states are files
-    sp = StudyPaths(log / "automl" / "pbt_two")
-    argv = [*pbt_argv(tmp_path, "pbt_two", seconds=0.05, workers=1), "--storage", url]
-    first = start_orchestrator(argv, log, tmp_path)
-    procs = [first]
+    store = tmp_path / "store"  # the one place both reach (a shared folder, or s3://BUCKET)
+    folders = [tmp_path / "a", tmp_path / "b"]
+    argv = [*pbt_argv(tmp_path, "pbt_two", seconds=0.05, workers=1), "--storage", url,
+            "--artifact-store", str(store)]
+    procs = [start_orchestrator(argv, folders[0], tmp_path)]
     try:
         wait_for(lambda: "pbt_two" in optuna.get_all_study_names(url), timeout=START_TIMEOUT_S,
                  what="the first orchestrator to create the study")
-        procs.append(start_orchestrator([*argv, "--resume"], log, tmp_path))
+        procs.append(start_orchestrator([*argv, "--resume"], folders[1], tmp_path))
         codes = [p.wait(timeout=300) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        kill_leftovers(str(sp.root))
+        for folder in folders:
+            kill_leftovers(str(folder))
     assert codes == [0, 0], (tmp_path / "stderr.txt").read_text()[-3000:]
     study = optuna.load_study(study_name="pbt_two", storage=url)
+    assert study.user_attrs[checkpoints.STORE_ATTR] == str(store)
     ran = [t for t in study.get_trials() if records.in_pbt(t)]
     expected = {(m, g) for m in range(POPULATION) for g in range(FRAMES // INTERVAL)}
     done = Counter((t.user_attrs[records.MEMBER], t.user_attrs[records.GENERATION]) for t in ran
                    if t.state == TrialState.COMPLETE)
     assert set(done) == expected and set(done.values()) == {1}
-    assert not [t for t in ran if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert not [t for t in ran if t.state != TrialState.COMPLETE]  # no failed segment
     owners = {t.user_attrs[records.OWNER][records.PID] for t in ran}
     assert len(owners) == 2, "both orchestrators trained segments"
     assert not [t for t in study.get_trials() if t.state == TrialState.FAIL
                 and t.user_attrs.get(records.PHASE) != records.PHASE_UNUSED]
-    # The reports rebuild the population from the study alone.
-    view = PbtView.read(sp, study)
-    assert view is not None and view.winner() is not None
-    assert math.isfinite(view.winner().score)
-    assert reasons.COMPLETED in {t.user_attrs[records.STOP_REASON] for t in ran}
+    # Where a segment ran on the other machine than its parent, the parent's state came from the
+    # store into the segment's own run folder; each machine's folder holds only its own runs.
+    paths = [StudyPaths(f / "automl" / "pbt_two") for f in folders]
+    where = {t.number: next(i for i, sp in enumerate(paths) if sp.trial_run(t.number).summary.exists())
+             for t in ran}
+    crossed = [t for t in ran if t.user_attrs[records.PARENT] != NO_PARENT
+               and where[t.user_attrs[records.PARENT]] != where[t.number]]
+    assert crossed, "no segment continued a state from the other machine"
+    for t in crossed:
+        fetched = paths[where[t.number]].trial_run(t.number).root / checkpoints.PARENT_STATE
+        assert fetched.exists()
+        assert f"train.resume_from={fetched}" in json.loads(
+            paths[where[t.number]].trial_config(t.number).read_text())["overrides"]
+    # Retention: the store keeps the winner's lineage and each member's last two states.
+    view = PbtView.read(paths[0], study)
+    assert view is not None and view.winner() is not None and math.isfinite(view.winner().score)
+    keep = checkpoints.kept(view.population, winner=view.winner())
+    stored = {p.name for p in store.rglob("*") if p.is_file()}
+    states = {t.number: t.user_attrs[checkpoints.STATE_ARTIFACT] for t in ran}
+    assert {n for n, a in states.items() if a in stored} == keep
+    assert len(keep) < len(ran)
+    # The winner's policy reached both machines, and each evaluated it on fresh episodes.
+    for sp in paths:
+        assert sp.trial_run(view.winner().number).model.exists()
+        final = yaml.safe_load((sp.root / "pbt" / "final_policy.yaml").read_text())
+        assert final["trial"] == view.winner().number
 
 
 def test_resuming_a_population_with_another_search_method_exits_2(stage, monkeypatch, capsys):

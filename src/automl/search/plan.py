@@ -260,7 +260,9 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         study_name=sp.name, storage=storage, direction="maximize", load_if_exists=resume,
         sampler=make_sampler(method, plan.space, request.study.seed, plan.pruning.startup_trials),
         pruner=make_pruner(plan.pruning))
-    if not exists:
+    if exists:  # joined from a folder of its own: the reports read the study's space here
+        fetch_space_file(study, sp)
+    else:
         study.set_user_attr(records.SEARCH_METHOD, kind)
         plan.space.dump(sp.search_space)
         study.set_user_attr(records.SEARCH_SPACE_TEXT, plan.space.text)

@@ -5,6 +5,7 @@ on fresh seeds next to the starting configuration, and the winner's final policy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -15,16 +16,18 @@ from automl.analysis.pbt import PbtView, pbt_dir
 from automl.analysis.validation import BASELINE, NO_TRIAL, WINNER, ValidationResult
 from automl.paths import atomic_write_text
 from automl.requests import Request, ValidationOptions
+from automl.search.pbt.checkpoints import Checkpoints, store_url
 from automl.search.pbt.decide import starting_values
 from automl.search.pbt.explore import check_mutable
 from automl.search.pbt.loop import SEGMENT_KEYS, PbtLoop, PbtSettings
 from automl.search.pbt.plan import PbtPlan, largest_update, plan_pbt
-from automl.search.pbt.population import Segment
+from automl.search.pbt.population import Population, Segment
 from automl.search.plan import Plan, worker_command
 from automl.search.space import Feasibility, hydra_value, override_key
 from automl.search.study import records
 from automl.search.study.recovery import Recovery
 from automl.search.study.shared import Outcome
+from automl.search.study.storage import LockTimeout
 from automl.search.trials.gpus import visible_gpus
 from automl.search.trials.launcher import Slot
 from automl.stages.candidates import Candidate, composed_start, fresh_seeds
@@ -59,6 +62,7 @@ class PbtSearch:
         self.pbt: PbtPlan | None = None
         self.moved: list[str] = []
         """What member 0's first values changed to stay inside the space (starting_values)."""
+        self.checkpoints: Checkpoints | None = None
 
     def check(self, slots: list[Slot]) -> None:
         """A space with nothing to perturb, bad PBT flags: exit 2."""
@@ -73,9 +77,12 @@ class PbtSearch:
                               section=plan.space.pbt)
 
     def opened(self, run: Opened) -> dict[str, Any]:
-        """The study's own population plan (its first session's) stands."""
+        """The study's own population plan (its first session's) stands; its artifact store."""
         assert self.fresh is not None
         self.pbt = settle_plan(run.study, self.fresh, run.recovery)
+        with run.recovery.locked(run.study):
+            url = store_url(self.request.study.artifact_store, run.study, self.plan.study_paths)
+        self.checkpoints = Checkpoints(run.study, self.plan.study_paths, url)
         if self.pbt != self.fresh:
             print("automl: the study's own population plan stands (its first session's); flags and "
                   "slots that differ change nothing", file=sys.stderr)
@@ -95,8 +102,18 @@ class PbtSearch:
                                user_overrides=list(plan.overrides), base=plan.base,
                                budget_s=run.budget_s, slots=run.slots,
                                trial_timeout=self.request.budget.trial_timeout,
-                               forkserver=run.forkserver, recovery=run.recovery)
-        return PbtLoop(run.study, plan.study_paths, settings, console).run()
+                               forkserver=run.forkserver, recovery=run.recovery,
+                               checkpoints=self.checkpoints)
+        outcome = PbtLoop(run.study, plan.study_paths, settings, console).run()
+        assert self.checkpoints is not None
+        population = Population.of(run.study, self.pbt, plan.space)
+        winner = population.winner()
+        if winner is not None:  # its policy on this machine, for the reports and the hand-back
+            self.checkpoints.model_of(winner)
+            if population.finished():
+                with contextlib.suppress(LockTimeout), run.recovery.locked(run.study):
+                    self.checkpoints.retain(population, winner=winner)
+        return outcome
 
     def ended(self, outcome: Outcome) -> None:
         """Nothing is bad input once the population ran."""

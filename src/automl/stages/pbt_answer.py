@@ -17,7 +17,7 @@ import yaml
 from automl import paths
 from automl.analysis.pbt import PbtView, pbt_dir
 from automl.analysis.yaml_style import dump_yaml
-from automl.paths import atomic_write_text
+from automl.paths import atomic_write_text, trial_name
 from automl.search.pbt.loop import SEGMENT_KEYS
 from automl.search.pbt.population import Segment
 from automl.search.space import override_key
@@ -41,7 +41,7 @@ def _run_on_policy(st: Stages, view: PbtView, what: str, args: list[str], *,
     if left < 10:
         st.note(f"the final policy was not {what}: the budget is spent")
         return None
-    slot = st.trial_slots(winner.number)[0]
+    slot = st.slots_of(ran_with(st, view, winner))[0]
     command = [*st.worker(), *args, f"checkpoint={model}", f"train.threads={slot.threads}"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=trial_env(slot),
@@ -61,6 +61,16 @@ def _run_on_policy(st: Stages, view: PbtView, what: str, args: list[str], *,
     return winner, out
 
 
+def ran_with(st: Stages, view: PbtView, segment: Segment) -> list[str]:
+    """The overrides a segment was launched with: its config file, else (it ran on another
+    machine, whose study folder this is not) rebuilt as that machine's loop built them."""
+    try:
+        return list(st.trial_file(segment.number)["base_overrides"])
+    except (OSError, ValueError, KeyError):
+        return [*view.space.fixed_overrides(), *view.space.overrides(segment.values),
+                *st.user_overrides(trial_name(segment.number))]
+
+
 def evaluate_final_policy(st: Stages, view: PbtView, *, seed: int, deadline: float) -> dict[str, Any] | None:
     """The winner's final policy on fresh episodes (train_one's eval mode, the member's own env
     settings), before the deadline: pbt/final_policy.yaml and a stage note; None where there is
@@ -68,8 +78,7 @@ def evaluate_final_policy(st: Stages, view: PbtView, *, seed: int, deadline: flo
     winner = view.winner()
     if winner is None:
         return None
-    base = [o for o in st.trial_file(winner.number)["base_overrides"]
-            if override_key(o) not in SEGMENT_KEYS]
+    base = [o for o in ran_with(st, view, winner) if override_key(o) not in SEGMENT_KEYS]
     ran = _run_on_policy(st, view, "evaluated", [*base, "mode=eval", f"train.seed={seed}"],
                          deadline=deadline)
     if ran is None:

@@ -8,8 +8,10 @@ import math
 import random
 
 import optuna
+import pytest
 from search_harness import SPACES
 
+from automl.errors import ConfigError
 from automl.search.pbt.decide import choose, next_segment
 from automl.search.pbt.exploit import exploit, exploit_one
 from automl.search.pbt.plan import PbtPlan
@@ -148,3 +150,11 @@ def test_the_barrier_is_a_flag_and_plans_stored_before_it_keep_theirs():
         assert PbtPlan.from_dict(made.as_dict()).barrier is barrier
     stored = {k: v for k, v in made.as_dict().items() if k != "barrier"}  # a plan of before
     assert PbtPlan.from_dict(stored).barrier is True
+
+
+def test_the_artifact_store_flag_is_refused_without_pbt():
+    from automl.cli import build_parser, pbt_options
+
+    args = build_parser().parse_args(["--search-method", "random", "--artifact-store", "/x"])
+    with pytest.raises(ConfigError, match="only applies to --search-method pbt"):
+        pbt_options(args)

@@ -19,17 +19,20 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from automl import reasons
 from automl.errors import ConfigError
-from automl.paths import StudyPaths, atomic_write_text
+from automl.paths import RunPaths, StudyPaths, atomic_write_text
 from automl.schema import RunConfig
+from automl.search.pbt.checkpoints import CheckpointMissing, Checkpoints
 from automl.search.pbt.decide import first_generation, next_segment, starting_values
 from automl.search.pbt.plan import PbtPlan, update_frames
 from automl.search.pbt.population import NO_PARENT, Population, Segment, SegmentSpec
+from automl.search.pbt.reporting import segment_line, state_payload
 from automl.search.space import Feasibility, SearchSpace, override_key
 from automl.search.study import records, reports
 from automl.search.study.recovery import Recovery, enqueue_retry, queued_values
@@ -67,6 +70,8 @@ class PbtSettings:
     trial_timeout: float
     forkserver: ForkServer | None = None
     recovery: Recovery | None = None
+    checkpoints: Checkpoints | None = None
+    """The study's artifact store (None: parents' states from this machine's folder alone)."""
 
 
 class PbtLoop:
@@ -189,7 +194,9 @@ class PbtLoop:
             for spec in specs:
                 params, attrs = spec.queued(self.s.space)
                 self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-                lines.append(_segment_line(spec))
+                lines.append(segment_line(spec))
+            if specs and self.s.checkpoints is not None:  # with the new segments' parents
+                self.s.checkpoints.retain(self._read())
         lines = [line for line in lines if line] + self._generation_lines(population)
         for line in lines:
             self.console.message(line)
@@ -239,7 +246,13 @@ class PbtLoop:
             if not records.in_pbt(self._frozen(trial)):
                 self.recorder.give_up(trial)  # another orchestrator took the last queued one
                 return
-            self.running[trial.number] = self._launch(trial, self.free.pop(0))
+            try:
+                self.running[trial.number] = self._launch(trial, self.free.pop(0))
+            except CheckpointMissing as err:  # not the member's fault, but nothing to start from
+                self.free.sort(key=lambda s: s.index)
+                self.console.message(f"automl: segment {trial.number} cannot start: {err}")
+                self.recorder.record(trial, {}, reasons.ERROR, frames=0, wall=0.0, score=math.nan,
+                                     error_tail=f"its parent's state is missing: {err}")
 
     def _queued(self) -> bool:
         return bool(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
@@ -248,6 +261,8 @@ class PbtLoop:
         return self.study._storage.get_trial(trial._trial_id)
 
     def _launch(self, trial: optuna.Trial, slot: Slot) -> Running:
+        """Start a taken segment in `slot` (the slot goes back to the free ones where its parent's
+        state cannot be had: CheckpointMissing)."""
         frozen = self._frozen(trial)
         segment = Segment.of(frozen, self.s.space)
         values = self.s.space.suggest(trial)  # the queued values
@@ -260,7 +275,7 @@ class PbtLoop:
         ours = [f"train.frames={segment.frames_end}", f"train.seed={segment.attr(records.SEGMENT_SEED)}",
                 "train.save_state=true"]
         if segment.parent != NO_PARENT:
-            ours.append(f"train.resume_from={self.paths.trial_run(segment.parent).state}")
+            ours.append(f"train.resume_from={self._parent_state(segment, run, slot)}")
         base = [*keep, *ours]
         overrides = [*base, *run_overrides(run.root, slot)]
         self._write_config(trial.number, segment, values, base, overrides)
@@ -268,6 +283,20 @@ class PbtLoop:
                       forkserver=self.s.forkserver)
         return Running(trial=trial, proc=proc, values=values, tail=EventTail(run.tb),
                        stoppers=StopperSet(plateau=None, drop=None))
+
+    def _parent_state(self, segment: Segment, run: RunPaths, slot: Slot) -> Path:
+        """Where the segment's parent state is on this machine (from the store if need be)."""
+        local = self.paths.trial_run(segment.parent).state
+        if self.s.checkpoints is None:
+            return local
+        parent = Segment.of(self.study._storage.get_trial(
+            self.study._storage.get_trial_id_from_study_id_trial_number(
+                self.study._study_id, segment.parent)), self.s.space)
+        try:
+            return self.s.checkpoints.state_of(parent, run)
+        except CheckpointMissing:
+            self.free.append(slot)
+            raise
 
     def _write_config(self, number: int, segment: Segment, values: dict[str, Any],
                       base: list[str], overrides: list[str]) -> None:
@@ -310,6 +339,13 @@ class PbtLoop:
         reason, tail = end.reason, end.error_tail
         if reason == reasons.COMPLETED and not r.proc.run.state.exists():
             reason, tail = reasons.ERROR, "the segment ended without writing state.pt"
+        if reason == reasons.COMPLETED and self.s.checkpoints is not None:
+            try:  # stored before the trial is told: no decision names a parent not in the store
+                self.s.checkpoints.upload(r.trial, r.proc.run)
+            except Exception as err:  # noqa: BLE001 - any store error fails this segment alone
+                reason, tail = reasons.ERROR, (f"its state could not be stored in "
+                                               f"{self.s.checkpoints.url}: {type(err).__name__}: {err}")
+                self.console.message(f"automl: segment {r.trial.number}: {tail}")
         self.recorder.record(r.trial, r.values, reason, frames=end.frames, wall=end.wall_s,
                              score=end.score, error_tail=tail, metrics=end.metrics)
 
@@ -345,38 +381,12 @@ class PbtLoop:
     # ------------------------------------------------------------------------------- the state
     def write_state(self, phase: str) -> None:
         """automl_state.yaml: the running segments, the members' latest scores, the budget."""
-        population = self.population
-        latest = population.latest() if population is not None else {}
-        reports.write_state(self.paths, {
-            "phase": phase, "study": self.paths.name, "search_method": "pbt",
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "running": [{"trial": n, "member": r.trial.user_attrs.get(records.MEMBER),
-                         "generation": r.trial.user_attrs.get(records.GENERATION), "frames": r.frames,
-                         "score": r.score if math.isfinite(r.score) else None}
-                        for n, r in sorted(self.running.items())],
-            "members": {m: {"generation": s.generation, "frames": s.reached,
-                            "score": s.score if math.isfinite(s.score) else None}
-                        for m, s in sorted(latest.items())},
-            "generations": self.s.plan.generations,
-            "finished": self.tally.total(),
-            "budget": {"total_s": round(self.s.budget_s, 1),
-                       "used_s": round(time.monotonic() - self.start, 1),
-                       "left_s": round(max(0.0, self.deadline - time.monotonic()), 1)},
-        })
+        now = time.monotonic()
+        reports.write_state(self.paths, state_payload(
+            phase=phase, study=self.paths.name, running=self.running, population=self.population,
+            generations=self.s.plan.generations, finished=self.tally.total(),
+            budget=(self.s.budget_s, now - self.start, max(0.0, self.deadline - now))))
 
 
 def _ignore(frames: int, score: float) -> None:
     """Segments note no --target-score."""
-
-
-def _segment_line(spec: SegmentSpec) -> str:
-    """What the console says when a segment is queued: an exploit step, or nothing."""
-    if spec.generation == 0:
-        return f"automl: pbt member {spec.member} queued from the start" if spec.member == 0 else ""
-    if spec.exploit is None:
-        return ""
-    step = spec.exploit
-    return (f"automl: pbt member {spec.member} copies member {step.donor} for segment "
-            f"{spec.generation} (score {step.replaced_score:.4g} against {step.donor_score:.4g}, "
-            f"margin {step.margin:.3g}; ranked among generations "
-            + ", ".join(f"{m}: {g}" for m, g in sorted((spec.compared or {}).items())) + ")")
