@@ -117,6 +117,9 @@ class PPOConfig:
     rewards_shaper_scale: float = 1.0
     """PPO learns from the reward times this (Isaac Lab's `rewards_shaper_scale`); the score and
     the logged returns are the reward's own."""
+    value_refit_updates: int = 0
+    """After a resume whose reward weights or discount differ from the state's last segment: reset
+    the value normaliser and make the first this many updates value-only (run/refit.py); 0: off."""
 
     def check(self, source: str) -> None:
         """Reject a non-positive learning rate, ratio clip, epoch, mini-batch or rollout count; gamma
@@ -134,6 +137,9 @@ class PPOConfig:
             if not low < value <= high and not (key == "lambda" and value == 0.0):
                 raise ConfigError(file=source, key=f"ppo.{key}", value=value,
                                   rule=f"it must lie in ({low}, {high}]", fix=f"set ppo.{key}=0.95, for example")
+        if self.value_refit_updates < 0:
+            raise ConfigError(file=source, key="ppo.value_refit_updates", value=self.value_refit_updates,
+                              rule="it must be >= 0", fix="set ppo.value_refit_updates=0 (off) or more")
         if self.rewards_shaper_scale <= 0 or self.learning_rate_kl_threshold <= 0:
             key = "rewards_shaper_scale" if self.rewards_shaper_scale <= 0 else "learning_rate_kl_threshold"
             raise ConfigError(file=source, key=f"ppo.{key}", value=getattr(self, key),

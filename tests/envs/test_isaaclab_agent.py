@@ -42,7 +42,8 @@ def expected(data: dict[str, Any]) -> dict[str, Any]:
             "learning_rate_kl_threshold": agent["learning_rate_scheduler_kwargs"]["kl_threshold"],
             "normalize_observations": agent["state_preprocessor"] == "RunningStandardScaler",
             "normalize_values": agent["value_preprocessor"] == "RunningStandardScaler",
-            "time_limit_bootstrap": True}  # the one stated deviation (Isaac Lab's is false)
+            "time_limit_bootstrap": True,  # the one stated deviation (Isaac Lab's is false)
+            "value_refit_updates": 0}  # automl's own (PBT's reward changes), off as everywhere
     network = {"policy_hidden_layer_sizes": policy_net["layers"],
                "value_hidden_layer_sizes": value_net["layers"],
                "activation": policy_net["activations"], "shared": not models["separate"],

@@ -133,3 +133,64 @@ def test_a_resumed_run_keeps_the_rate_its_schedule_reached_unless_the_rate_chang
     fresh, _ = trained(tmp_path / "b", kl, updates=0)
     training_state.load_into(fresh, saved, ppo=replace(cfg.ppo, learning_rate=resumed_rate))
     assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------- the critic's refit
+def test_a_changed_reward_is_each_weight_or_the_discount_that_differs() -> None:
+    from automl.run.refit import changed
+
+    cfg = load_run_config([*BASE, "ppo.discount_factor=0.9"])
+    last = {"ppo": {"discount_factor": 0.9}, "reward": {"scales": {"a": 1.0, "b": -2.0}}}
+    assert changed([last], cfg, {"a": 1.0, "b": -2.0}) == []
+    assert changed([last], cfg, {"a": 1.0, "b": -3.0}) == ["reward.scales.b"]
+    assert changed([last], cfg, {"a": 1.0}) == ["reward.scales.b"]  # a weight gone is a change
+    other = load_run_config([*BASE, "ppo.discount_factor=0.99"])
+    assert changed([last], other, {"a": 1.0, "b": -2.0}) == ["ppo.discount_factor"]
+    assert changed([], cfg, {"a": 1.0}) == []
+
+
+def test_a_value_refit_moves_the_critic_alone_then_ppo_goes_on(tmp_path: Path) -> None:
+    from automl.run.refit import ValueRefit
+
+    cfg = load_run_config([*BASE, "ppo.normalize_values=true", "ppo.value_clip=0.2",
+                           "ppo.entropy_loss_scale=0.01", "ppo.learning_rate_scheduler=KLAdaptiveLR",
+                           "ppo.learning_rate_kl_threshold=1e-9"])
+    run = RunPaths(tmp_path / "run")
+    env, weights, log, _ = open_run(cfg, run)
+    steps = ROLLOUTS * 4
+    agent = build_agent(cfg, env, run, steps)
+    window, finite = open_window(cfg, env), torch.ones((), dtype=torch.bool)
+    observations = env.reset(seed=0)
+
+    def advance(first: int, count: int, fit: ValueRefit | None = None) -> None:
+        nonlocal observations
+        for step in range(first, first + count):
+            observations = collect_step(agent, env, weights, observations, step, steps, window, finite)
+            if fit is not None:
+                fit.step()
+
+    def snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in params]
+
+    advance(0, ROLLOUTS)  # one PPO update: the normaliser has a history, the rate moved
+    scaler = agent.checkpoint_modules["value_preprocessor"]
+    assert float(scaler.current_count) > 1
+    value_ids = {id(p) for p in agent.value.parameters()}
+    policy_only = [p for p in agent.policy.parameters() if id(p) not in value_ids]
+    policy, value = snapshot(policy_only), snapshot(list(agent.value.parameters()))
+    rate = agent.optimizer.param_groups[0]["lr"]
+    fit = ValueRefit(agent, updates=2, rollouts=ROLLOUTS)
+    assert float(scaler.current_count) == 1 and float(scaler.running_mean) == 0  # reset
+    advance(ROLLOUTS, 2 * ROLLOUTS, fit)
+    assert not fit.active
+    assert all(torch.equal(a, b) for a, b in zip(policy, policy_only, strict=True))  # policy still
+    assert not all(torch.equal(a, b) for a, b in zip(value, agent.value.parameters(), strict=True))
+    assert agent.optimizer.param_groups[0]["lr"] == rate  # no KL step while fitting the critic
+    assert float(scaler.current_count) > 1  # the new returns' statistics
+    assert agent.cfg.value_clip == 0.2 and agent.cfg.entropy_loss_scale == 0.01
+    assert agent.scheduler is not None and all(p.requires_grad for p in policy_only)
+    advance(3 * ROLLOUTS, ROLLOUTS)  # PPO again: the policy moves, the rate steps
+    assert not all(torch.equal(a, b) for a, b in zip(policy, policy_only, strict=True))
+    assert agent.optimizer.param_groups[0]["lr"] != rate
+    env.close()
+    log.close()

@@ -117,7 +117,7 @@ def ppo_keys(agent: dict[str, Any]) -> dict[str, Any]:
             "normalize_observations": _preprocessor(agent, "state_preprocessor"),
             "normalize_values": _preprocessor(agent, "value_preprocessor"),
             "rewards_shaper_scale": float(agent.get("rewards_shaper_scale", 1.0)),
-            "time_limit_bootstrap": True}
+            "time_limit_bootstrap": True, "value_refit_updates": 0}
 
 
 def skrl_file(task: str) -> Any:

@@ -22,9 +22,11 @@ from automl.config import save_resolved
 from automl.envs.base import BatchedEnv
 from automl.errors import ConfigError
 from automl.paths import RunPaths
+from automl.run import refit as value_refit
 from automl.run import scoring
 from automl.run import state as training_state
 from automl.run.episodes import EPISODES, SHAPED_RETURN, RecentEpisodes, TermMeans, episodes_per_env
+from automl.run.progress import Progress, Tee
 from automl.schema import RunConfig
 from automl.summary import RunSummary, git_sha, package_versions, write_summary
 
@@ -64,26 +66,6 @@ def scale_rewards(rewards: torch.Tensor, timestep: int, timesteps: int, *,
                   scale: float) -> torch.Tensor:
     """skrl's rewards_shaper: what PPO learns from is the reward times `ppo.rewards_shaper_scale`."""
     return rewards * scale
-
-
-class Tee:
-    """Writes to the terminal (unless quiet) and to stdout.log."""
-
-    def __init__(self, log: TextIO, terminal: TextIO | None) -> None:
-        self.log, self.terminal = log, terminal
-
-    def write(self, text: str) -> int:
-        """Write to stdout.log and, unless quiet, the terminal, flushing both; returns the length."""
-        self.log.write(text)
-        self.log.flush()
-        if self.terminal is not None:
-            self.terminal.write(text)
-            self.terminal.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        """Flush stdout.log (the terminal is flushed at each write)."""
-        self.log.flush()
 
 
 def _install_stop_handlers() -> dict[str, bool]:
@@ -152,41 +134,6 @@ def check_finite(agent) -> None:  # noqa: ANN001
         for param in model.parameters():
             if not bool(torch.isfinite(param).all()):
                 raise Diverged(f"{name} weights are not finite")
-
-
-@dataclass
-class Progress:
-    """What a run knows of itself while it trains."""
-
-    start: float
-    """time.monotonic() at the start."""
-    offset: int = 0
-    """Frames trained before this run: those of the state it resumed from, else 0."""
-    frames: int = 0
-    """Frames trained in all, `offset` included: TensorBoard steps and summary.json count these."""
-    score: float = math.nan
-    """Score of the last evaluation point that had finished episodes."""
-    metrics: dict[str, float] = field(default_factory=dict)
-    """Task metrics of the last evaluation point that had finished episodes."""
-    started_at: float = field(default_factory=time.time)
-    """Unix time at the start."""
-    first_step_at: float | None = None
-    """Unix time of the first environment step."""
-
-    next_print: float = 0.0
-    """time.monotonic() at which the next progress line is due."""
-
-    def rate(self, elapsed: float) -> float:
-        """Frames per second of this run (a resumed run's earlier frames not counted)."""
-        return (self.frames - self.offset) / max(elapsed, 1e-9)
-
-    def report(self, total: int, every: float, out: TextIO | Tee) -> None:
-        """A progress line when one is due (every `every` seconds, the first at once)."""
-        now = time.monotonic()
-        if now >= self.next_print:
-            self.next_print = now + every
-            print(progress_line(self.frames, total, self.rate(now - self.start), self.metrics,
-                                self.score), file=out)
 
 
 def next_eval_point(frames: int, every: int) -> int:
@@ -288,6 +235,16 @@ def evaluation_point(cfg: RunConfig, agent, window: Window, progress: Progress, 
                 score, fps)
 
 
+def resume_agent(agent, cfg: RunConfig, resumed: training_state.TrainingState | None,  # noqa: ANN001, ANN201
+                 weights: dict[str, float], out: TextIO | Tee):
+    """The resumed state into the agent; the critic's refit where the reward changed (run/refit.py:
+    its `step` is called after every env step, a no-op without one)."""
+    if resumed is None:
+        return value_refit.IDLE
+    training_state.load_into(agent, resumed, ppo=cfg.ppo)
+    return value_refit.start(agent, cfg, resumed.segments, weights, out) or value_refit.IDLE
+
+
 def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     """Train, writing every output; returns the summary (also written to summary.json)."""
     resumed = training_state.resumed_from(cfg)  # bad input: nothing built or written yet
@@ -297,8 +254,7 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
     env, weights, log, out = open_run(cfg, run, resumed)
     timesteps = math.ceil((cfg.train.frames - offset) / env.num_envs)
     agent = build_agent(cfg, env, run, timesteps)
-    if resumed is not None:
-        training_state.load_into(agent, resumed, ppo=cfg.ppo)
+    refit = resume_agent(agent, cfg, resumed, weights, out)
     window = open_window(cfg, env)
     finite = torch.ones((), dtype=torch.bool, device=env.device)
     next_eval = next_eval_point(offset, cfg.train.eval_frequency)
@@ -314,6 +270,7 @@ def train(cfg: RunConfig, run: RunPaths) -> RunSummary:
                 raise StopRequested("stop requested (SIGTERM/SIGINT)")
             observations = collect_step(agent, env, weights, observations, step, timesteps,
                                         window, finite)
+            refit.step()
             progress.first_step_at = progress.first_step_at or time.time()
             progress.frames += env.num_envs
             if (step + 1) % cfg.ppo.rollouts == 0:
@@ -383,17 +340,3 @@ def write_point(writer, agent, frames: int, timesteps: int, metrics: dict[str, f
     writer.add_scalar(tag=tags.FRAMES_PER_SECOND, value=fps, timestep=frames)
     agent.write_tracking_data(timestep=frames, timesteps=timesteps)
     writer.flush()
-
-
-def progress_line(frames: int, total: int, rate: float, metrics: dict[str, float],
-                  score: float) -> str:
-    """One progress line: frames, frames per second, and success, return and score when known."""
-    parts = [f"frames {frames:,}/{total:,} ({100 * frames / total:.0f}%)",
-             f"{rate:,.0f} frames/s"]
-    if "success_rate" in metrics:
-        parts.append(f"success {metrics['success_rate']:.2f}")
-    if "return" in metrics:
-        parts.append(f"return {metrics['return']:.1f}")
-    if math.isfinite(score):
-        parts.append(f"score {score:.3f}")
-    return "  ".join(parts)
