@@ -52,13 +52,7 @@ def segment(number: int, member: int, score: float | None, *, generation: int = 
 
 
 def population(made: PbtPlan, *segments: Segment) -> Population:
-    """A Population as `Population.of` builds it from the study's segments."""
-    out = Population(plan=made, segments=list(segments))
-    for s in segments:
-        out.queued.setdefault(s.generation, set()).add(s.member)
-        if s.has_result:
-            out.results.setdefault(s.generation, {}).setdefault(s.member, s)
-    return out
+    return Population.from_segments(made, list(segments))
 
 
 def decide(made: PbtPlan, pool: dict[int, Segment], member: int) -> object:

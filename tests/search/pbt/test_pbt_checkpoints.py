@@ -45,12 +45,7 @@ def segment(number: int, member: int, generation: int, parent: int = NO_PARENT, 
 
 
 def view(made: PbtPlan, *segments: Segment) -> Population:
-    out = Population(plan=made, segments=list(segments))
-    for s in segments:
-        out.queued.setdefault(s.generation, set()).add(s.member)
-        if s.has_result:
-            out.results.setdefault(s.generation, {}).setdefault(s.member, s)
-    return out
+    return Population.from_segments(made, list(segments))
 
 
 # --------------------------------------------------------------------------------- the store

@@ -161,6 +161,11 @@ class Population:
         """The population as the study holds it now."""
         segments = [Segment.of(t, space) for t in study.get_trials(deepcopy=False)
                     if records.in_pbt(t) and t.user_attrs.get(records.MEMBER) is not None]
+        return cls.from_segments(plan, segments)
+
+    @classmethod
+    def from_segments(cls, plan: PbtPlan, segments: list[Segment]) -> Population:
+        """The population these segments make (by trial number)."""
         population = cls(plan=plan, segments=sorted(segments, key=lambda s: s.number))
         for s in population.segments:
             population.queued.setdefault(s.generation, set()).add(s.member)
