@@ -11,6 +11,7 @@ next update is missing from the state.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import subprocess
 from collections.abc import Iterator
@@ -347,21 +348,24 @@ def test_a_network_that_does_not_fit_exits_2_and_overwrites_nothing(
     assert after == before
 
 
-@pytest.mark.slow
-def test_a_resume_with_another_reward_refits_the_critic_alone_first(
-        segments: tuple[Segment, Segment], tmp_path: Path) -> None:
-    """ppo.value_refit_updates: B's two updates under a changed weight are both value-only, so its
-    policy is A's to the bit and its critic is not (the fixture's B, same reward: both moved)."""
-    a, b = segments
-    root = tmp_path / "changed"
-    process = train_one([*TINY, "train.save_state=true", f"train.resume_from={a.files.state}",
-                         f"train.frames={B_FRAMES}", "reward.scales.env_reward=2.0",
-                         "ppo.value_refit_updates=2", f"run_dir={root}"], log_root=tmp_path / "log")
-    assert process.returncode == EXIT_OK, explain(process)
-    changed = Segment(root, process)
-    log = changed.files.stdout_log.read_text()
-    assert "reward.scales.env_reward" in log and "fit the critic alone" in log
-    before, after = a.state(), changed.state()
-    assert differences(before["policy"], after["policy"]) == []
-    assert differences(before["value"], after["value"]) != []
-    assert differences(before["policy"], b.state()["policy"]) != []
+def test_a_resume_refits_the_critic_where_the_reward_changed_and_only_there(
+        trainer: Trainer, tmp_path: Path) -> None:
+    """train()'s resume step (`resume_agent`): the state goes in, and with ppo.value_refit_updates
+    a changed weight starts the critic's refit (value-only updates), an unchanged one does not."""
+    from automl.run import refit
+    from automl.run.train import resume_agent
+
+    state = save_after_one_update(trainer, tmp_path / "state.pt")
+    cfg = replace(trainer.cfg, ppo=replace(trainer.cfg.ppo, value_refit_updates=2))
+    out = io.StringIO()
+    agent = trainer.agent_like(tmp_path / "same")
+    assert resume_agent(agent, cfg, state, dict(trainer.weights), out) is refit.IDLE
+    assert differences(agent_state(agent), agent_state(trainer.agent)) == []  # the state went in
+    changed = {name: 2.0 * w for name, w in trainer.weights.items()}
+    agent = trainer.agent_like(tmp_path / "changed")
+    fit = resume_agent(agent, cfg, state, changed, out)
+    assert isinstance(fit, refit.ValueRefit) and fit.active
+    assert "fit the critic alone" in out.getvalue() and "reward.scales." in out.getvalue()
+    assert resume_agent(trainer.agent_like(tmp_path / "off"), trainer.cfg, state, changed,
+                        io.StringIO()) is refit.IDLE  # value_refit_updates 0: off
+    fit.end()
