@@ -16,6 +16,7 @@ _root = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != _root]
 
 from pg_server import postgres  # noqa: E402, F401 - a throwaway PostgreSQL server, for any test
+from xdist_groups import pytest_collection_modifyitems  # noqa: E402, F401 - keeps groups on one worker
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -39,15 +40,3 @@ def _source_outputs() -> set[str]:
     return {str(p.relative_to(_root)) for folder in ("conf", "starter_kit_log")
             for p in (_root / folder).rglob("*") if p.is_file()}
 
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist's `--dist loadgroup` (pyproject.toml), a module whose tests share a
-    module-scoped fixture (a whole study run once for many checks) stays on one worker, so the
-    fixture runs once; every other test is handed out on its own, which keeps both workers busy to
-    the end instead of one finishing a long file alone."""
-    for item in items:
-        defs = getattr(item, "_fixtureinfo", None)
-        scopes = {d.scope for fixtures in (defs.name2fixturedefs.values() if defs else ())
-                  for d in fixtures}
-        if "module" in scopes:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
