@@ -53,6 +53,15 @@ def test_learning_rate_drives_the_score_and_ranks_first(log_root: Path) -> None:
     assert paths.latest_importance_yaml().read_text() == path.read_text()
 
 
+def test_a_study_without_a_result_never_replaces_the_shared_report(log_root: Path) -> None:
+    done = write_importance(make_study("done", lr_driven_trials(12)))
+    empty = write_importance(make_study("empty", []))
+    assert load(empty)["chosen"] is None  # the empty study's own report is still written
+    assert paths.latest_importance_yaml().read_text() == done.read_text()
+    later = write_importance(make_study("later", lr_driven_trials(12, seed=3)))
+    assert paths.latest_importance_yaml().read_text() == later.read_text()
+
+
 def test_report_fields_and_top_configs(log_root: Path) -> None:
     trials = lr_driven_trials(12, seed=1)
     study_paths = make_study("fields", trials)

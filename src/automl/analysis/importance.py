@@ -282,10 +282,13 @@ def write_importance(study_paths: StudyPaths, *, study: optuna.Study | None = No
 
 
 def save_importance(study_paths: StudyPaths, report: dict[str, Any]) -> Path:
-    """Write a report to the study folder and copy it to analysis/hyperparameter_importance.yaml."""
+    """Write a report to the study folder, and copy it to analysis/hyperparameter_importance.yaml
+    when it has a result: a study that chose nothing (an empty resumed one, say) never replaces
+    another study's report there."""
     text = importance_text(report)
     atomic_write_text(study_paths.importance_yaml, text)
-    atomic_write_text(paths.latest_importance_yaml(), text)
+    if report.get("chosen"):
+        atomic_write_text(paths.latest_importance_yaml(), text)
     return study_paths.importance_yaml
 
 
