@@ -1,14 +1,11 @@
-"""Reports of an automl study: `uv run analyze.py --study NAME [--plots] [--importance]`."""
+"""Reports of an automl study: `uv run analyze.py --study NAME [--plots] [--importance]`
+(the console script `automl-analyze` is the same command)."""
 
+import os
 import sys
-from pathlib import Path
-
-# automl.py beside this file shares its name with the `automl` package: keep this folder off the
-# import path so `import automl` finds the package (as train_one.py does).
-_here = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in ("", _here)]
-
-from automl.analysis.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # This file shares its folder with automl.py, whose name is the package's: run the package's
+    # module in a fresh interpreter that leaves the working folder off the import path (-P), so
+    # `import automl` finds the package. exec keeps this process's pid, signals and exit code.
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "automl.analysis.cli", *sys.argv[1:]])

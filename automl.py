@@ -1,14 +1,11 @@
-"""Search PPO hyperparameters and reward weights jointly: `uv run automl.py --mode stage ...`."""
+"""Search PPO hyperparameters and reward weights jointly: `uv run automl.py --mode stage ...`
+(the console script `automl` is the same command)."""
 
+import os
 import sys
-from pathlib import Path
-
-# This file shares its name with the `automl` package (src/automl): keep the script's own folder
-# off the import path so `import automl` finds the package.
-_here = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in ("", _here)]
-
-from automl.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # This file's name is the package's: run the package in a fresh interpreter that leaves the
+    # working folder off the import path (-P), so `import automl` finds the package, not this
+    # file. exec keeps this process's pid, signals and exit code.
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "automl", *sys.argv[1:]])

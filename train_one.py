@@ -1,14 +1,11 @@
-"""Train one run: `uv run train_one.py env=navigation ppo.learning_rate=1e-4 run_dir=...`."""
+"""Train one run: `uv run train_one.py env=navigation ppo.learning_rate=1e-4 run_dir=...`
+(the console script `automl-train` is the same command)."""
 
+import os
 import sys
-from pathlib import Path
-
-# automl.py beside this file shares its name with the `automl` package (src/automl): keep this
-# folder off the import path so `import automl` finds the package.
-_here = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in ("", _here)]
-
-from automl.run.train_one import run  # noqa: E402
 
 if __name__ == "__main__":
-    run()
+    # This file shares its folder with automl.py, whose name is the package's: run the package's
+    # module in a fresh interpreter that leaves the working folder off the import path (-P), so
+    # `import automl` finds the package. exec keeps this process's pid, signals and exit code.
+    os.execv(sys.executable, [sys.executable, "-P", "-m", "automl.run.train_one", *sys.argv[1:]])

@@ -20,8 +20,8 @@ def test_orchestrator_modules_import_no_torch_or_skrl() -> None:
 
 
 def test_help_prints_without_torch() -> None:
-    code = ("import sys, runpy; sys.argv = ['automl.py', '--help']\n"
-            "try:\n    runpy.run_path('automl.py', run_name='__main__')\n"
+    code = ("import sys\nfrom automl.cli import main\n"
+            "try:\n    main(['--help'])\n"
             "except SystemExit:\n    pass\n"
             f"print('HEAVY', sorted(set({HEAVY!r}) & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,

@@ -13,7 +13,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from automl import paths
+from automl import paths, presets
 from automl.envs import isaaclab_agent
 from automl.errors import ConfigError
 from automl.schema import RunConfig, run_config_from_plain
@@ -27,11 +27,10 @@ GROUPS = ("env", "ppo", "network", "reward", "scoring", "experiment")
 
 
 def group_options(group: str) -> list[str]:
-    """Options of a config group: the YAML files in conf/<group>/."""
-    folders = {paths.conf_dir() / group}
-    if group == "experiment":  # exported presets may live outside conf/ (paths.presets_root)
-        folders.add(paths.presets_root() / group)
-    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+    """Options of a config group: the YAML files in conf/<group>/ (presets: automl.presets)."""
+    if group == presets.GROUP:  # exported presets live in study folders too (automl.presets)
+        return presets.options()
+    return sorted(p.stem for p in (paths.conf_dir() / group).glob("*.yaml"))
 
 
 def check_group_overrides(overrides: Sequence[str]) -> None:
@@ -42,10 +41,17 @@ def check_group_overrides(overrides: Sequence[str]) -> None:
         if not sep or group not in GROUPS:
             continue
         options = group_options(group)
-        if value not in options:
-            raise ConfigError(file=f"conf/{group}/", key=group, value=value,
-                              rule=f"there is no such option; options: {', '.join(options) or 'none'}",
-                              fix=f"use one of them, e.g. {group}={options[0] if options else '...'}")
+        if value in options or (group == presets.GROUP and presets.find(value)):
+            continue
+        if group == presets.GROUP:
+            raise ConfigError(file="conf/experiment/ and the study folders", key=group, value=value,
+                              rule="no exported preset has that name (a study's is <study>_best; "
+                                   f"there are: {', '.join(options[:8]) or 'none'})",
+                              fix=f"use +experiment=<study>_best for a study under "
+                                  f"{paths.automl_root()}")
+        raise ConfigError(file=f"conf/{group}/", key=group, value=value,
+                          rule=f"there is no such option; options: {', '.join(options) or 'none'}",
+                          fix=f"use one of them, e.g. {group}={options[0] if options else '...'}")
 
 
 def allowed_keys(dotted: str) -> list[str]:
@@ -66,10 +72,10 @@ COMPOSE_ORDER = ("ppo", "network", "reward", "scoring", PRIMARY, "env", "experim
 
 def _option_file(group: str, option: str) -> Path | None:
     """The YAML file of `group=option` (an experiment preset may live outside conf/)."""
-    folders = [paths.conf_dir() / group]
-    if group == "experiment":
-        folders.append(paths.presets_root() / group)
-    return next((f / f"{option}.yaml" for f in folders if (f / f"{option}.yaml").is_file()), None)
+    if group == presets.GROUP:
+        return presets.find(option)
+    file = paths.conf_dir() / group / f"{option}.yaml"
+    return file if file.is_file() else None
 
 
 def _composed_files(choices: dict[str, Any]) -> list[tuple[str, Path]]:
@@ -137,7 +143,7 @@ def _compose(overrides: Sequence[str], *, with_choices: bool) -> tuple[DictConfi
     try:
         with initialize_config_dir(config_dir=str(paths.conf_dir()), version_base=None):
             cfg = hydra_compose(config_name=PRIMARY,
-                                overrides=[*paths.extra_search_path(), *overrides],
+                                overrides=presets.resolve(overrides),
                                 return_hydra_config=with_choices)
         if not with_choices:
             return cfg, {}

@@ -10,13 +10,40 @@ from pathlib import Path
 LOG_ROOT_ENV = "AUTOML_LOG_ROOT"
 """Environment variable that moves `starter_kit_log/` elsewhere (tests use it)."""
 PRESETS_ROOT_ENV = "AUTOML_PRESETS_ROOT"
-"""Environment variable naming a folder that takes exported presets (`<folder>/experiment/`)
-instead of `conf/`; composition searches it too. Tests use it to keep the source tree clean."""
+"""Environment variable naming a folder that takes every exported preset (`<folder>/experiment/`)
+instead of each study's folder; composition searches it too (automl.presets)."""
+
+
+PROJECT_ENV = "AUTOML_PROJECT"
+"""Environment variable naming the project folder (the one holding `conf/` and `templates/`)."""
+BUNDLED = "_project"
+"""The copy of `conf/` and `templates/` an installed package carries (pyproject.toml)."""
+
+
+def package_parent() -> Path:
+    """The folder this package is imported from: `src/` of a checkout, site-packages of an install."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _is_project(folder: Path) -> bool:
+    return (folder / "conf" / "train.yaml").is_file()
 
 
 def repo_root() -> Path:
-    """The project's root: the folder holding `conf/` and `templates/`."""
-    return Path(__file__).resolve().parents[2]
+    """The project's folder, holding `conf/` and `templates/` (and `starter_kit_log/`): $AUTOML_PROJECT;
+    else the working folder or the nearest folder above it that holds `conf/train.yaml`; else the
+    checkout this package runs from; else the copy of `conf/` and `templates/` an installed package
+    carries. So an installed package runs from any folder, and a folder of the user's own with its
+    `conf/` wins."""
+    override = os.environ.get(PROJECT_ENV)
+    if override:
+        return Path(override)
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        if _is_project(folder):
+            return folder
+    checkout = package_parent().parent
+    return checkout if _is_project(checkout) else Path(__file__).resolve().parent / BUNDLED
 
 
 def conf_dir() -> Path:
@@ -24,18 +51,10 @@ def conf_dir() -> Path:
     return repo_root() / "conf"
 
 
-def presets_root() -> Path:
-    """Where exported presets go, as `experiment/<study>_best.yaml`: `conf/` or $AUTOML_PRESETS_ROOT."""
+def presets_root() -> Path | None:
+    """$AUTOML_PRESETS_ROOT, where exported presets go instead of their study's folder; else None."""
     override = os.environ.get(PRESETS_ROOT_ENV)
-    return Path(override) if override else conf_dir()
-
-
-def extra_search_path() -> list[str]:
-    """Hydra overrides that let composition find presets outside `conf/` (none by default)."""
-    root = presets_root()
-    if root == conf_dir() or not root.is_dir():  # Hydra warns of a search path that is missing
-        return []
-    return [f"hydra.searchpath=[file://{root.resolve()}]"]
+    return Path(override) if override else None
 
 
 def templates_dir() -> Path:
@@ -44,9 +63,14 @@ def templates_dir() -> Path:
 
 
 def log_root() -> Path:
-    """`starter_kit_log/` (or $AUTOML_LOG_ROOT)."""
+    """`starter_kit_log/` of the project (or of the working folder, for an installed package's own
+    configs), or $AUTOML_LOG_ROOT."""
     override = os.environ.get(LOG_ROOT_ENV)
-    return Path(override) if override else repo_root() / "starter_kit_log"
+    if override:
+        return Path(override)
+    root = repo_root()
+    bundled = root == Path(__file__).resolve().parent / BUNDLED  # inside site-packages: not there
+    return (Path.cwd() if bundled else root) / "starter_kit_log"
 
 
 def runs_root() -> Path:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from fake_study import FakeTrial, lr_driven_trials, make_study
 
-from automl import paths
+from automl import paths, presets
 from automl.analysis.export import (
     export_best_config,
     export_validated_best,
@@ -106,13 +106,32 @@ def test_validated_best_exports_the_trial_config(log_root: Path, study_name: str
     assert yaml.safe_load(best.read_text())["source"]["n_seeds"] == 2
 
 
-def test_presets_go_to_conf_unless_the_presets_root_is_moved(monkeypatch: pytest.MonkeyPatch,
-                                                             tmp_path: Path) -> None:
+def test_a_preset_lives_in_its_study_folder_and_is_found_by_the_study_name(
+        log_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without $AUTOML_PRESETS_ROOT a study's preset goes to its own folder, never to conf/, and
+    `+experiment=<study>_best` composes it whatever characters the study's name holds."""
     monkeypatch.delenv(paths.PRESETS_ROOT_ENV, raising=False)
-    assert paths.presets_root() == paths.conf_dir() and paths.extra_search_path() == []
-    monkeypatch.setenv(paths.PRESETS_ROOT_ENV, str(tmp_path))
-    assert paths.presets_root() == tmp_path
-    assert paths.extra_search_path() == [f"hydra.searchpath=[file://{tmp_path.resolve()}]"]
+    study_paths = paths.StudyPaths.for_study("my-study.v2")
+    _, preset = export_best_config(study_paths, config_values=VALUES, source={"trial": 1})
+    assert preset == study_paths.root / "experiment" / "my_study_v2_best.yaml"
+    for typed in ("my-study.v2_best", "my_study_v2_best"):
+        cfg = load_run_config([f"+experiment={typed}"])
+        assert cfg.ppo.learning_rate == VALUES["ppo.learning_rate"], typed
+    assert "my_study_v2_best" in presets.options()
+    with pytest.raises(ConfigError, match=r"no exported preset has that name.*\+experiment=<study>_best"):
+        load_run_config(["+experiment=other_study_best"])
+
+
+def test_the_presets_root_setting_takes_every_preset(monkeypatch: pytest.MonkeyPatch,
+                                                     log_root: Path, tmp_path: Path) -> None:
+    monkeypatch.setenv(paths.PRESETS_ROOT_ENV, str(tmp_path / "moved"))
+    study_paths = paths.StudyPaths.for_study("elsewhere")
+    _, preset = export_best_config(study_paths, config_values=VALUES, source={"trial": 1})
+    assert preset == tmp_path / "moved" / "experiment" / "elsewhere_best.yaml"
+    assert not (study_paths.root / "experiment").exists()
+    assert presets.resolve(["+experiment=elsewhere_best"]) == [
+        f"hydra.searchpath=[file://{(tmp_path / 'moved').resolve()}]", "+experiment=elsewhere_best"]
+    assert presets.resolve(["env=cartpole"]) == ["env=cartpole"]  # nothing added without a preset
 
 
 def test_trial_config_values_of_a_missing_trial(log_root: Path) -> None:

@@ -387,3 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {err.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,18 +1,18 @@
 """The chosen configuration, exported twice: best_config.yaml in the study folder (for people) and
-a Hydra preset conf/experiment/<study>_best.yaml that train_one runs as `+experiment=<study>_best`."""
+a Hydra preset <study>/experiment/<study>_best.yaml that train_one runs as `+experiment=<study>_best`
+(automl.presets)."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from automl import paths
+from automl import presets
 from automl.analysis.folder import open_view
 from automl.analysis.validation import (
     ValidationResult,
@@ -25,14 +25,8 @@ from automl.errors import ConfigError
 from automl.paths import StudyPaths, atomic_write_text
 from automl.search.study import records
 
-EXPERIMENT_GROUP = "experiment"
-PRESET_SUFFIX = "_best"
-
-
-def preset_name(study_name: str) -> str:
-    """`<study>_best`, with every character a file name or a Hydra override could trip on as `_`."""
-    safe = re.sub(r"[^A-Za-z0-9_]+", "_", study_name).strip("_") or "study"
-    return f"{safe}{PRESET_SUFFIX}"
+EXPERIMENT_GROUP = presets.GROUP
+preset_name = presets.preset_name
 
 
 def nest(config_values: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,7 +82,8 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
                        source: Mapping[str, Any], groups: Mapping[str, str] | None = None,
                        user_overrides: Sequence[str] = (), conf_dir: Path | None = None
                        ) -> tuple[Path, Path]:
-    """Write best_config.yaml and conf/experiment/<study>_best.yaml; return both paths.
+    """Write best_config.yaml and the preset <study>/experiment/<study>_best.yaml (automl.presets;
+    `conf_dir`: another folder for it); return both paths.
 
     `config_values`: the configuration by config key (sampled and fixed values, as in a trial's
     `config_values` attribute). `source`: where it comes from (trial, validated mean, CI, ...), kept
@@ -98,7 +93,8 @@ def export_best_config(study_paths: StudyPaths, *, config_values: Mapping[str, A
     the configuration trained (`env.num_envs=256` over a space's fixed 2048).
     """
     name = preset_name(study_paths.name)
-    preset = (conf_dir or paths.presets_root()) / EXPERIMENT_GROUP / f"{name}.yaml"
+    preset = (conf_dir / EXPERIMENT_GROUP / f"{name}.yaml" if conf_dir
+              else presets.export_path(study_paths.root, study_paths.name))
     values = nest({**config_values, **command_line_values(user_overrides)})
     provenance = {"study": study_paths.name, **{k: _plain(v) for k, v in source.items()}}
     usage = f"uv run train_one.py +{EXPERIMENT_GROUP}={name}"

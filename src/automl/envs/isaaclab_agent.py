@@ -156,7 +156,7 @@ def _from_subprocess(task: str) -> dict[str, Any]:
     import subprocess
 
     env = dict(os.environ)  # this very package first, as a trial gets it (search/trials/launcher)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.repo_root() / "src"), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.package_parent()), env.get("PYTHONPATH")]))
     process = subprocess.run([sys.executable, "-P", "-m", __name__, task], capture_output=True,
                              text=True, check=False, env=env)
     lines = process.stderr.strip().splitlines()

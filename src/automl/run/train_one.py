@@ -12,7 +12,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from automl import paths
+from automl import paths, presets
 from automl.config import PRIMARY, compose, compose_with_choices, to_run_config
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError
 
@@ -85,8 +85,9 @@ def needs_hydra(args: list[str]) -> bool:
 def run() -> None:
     """Compose once and train; Hydra's main only where its own features are asked for."""
     args = sys.argv[1:]
-    # The root shim drops its folder from sys.path so that automl.py cannot shadow this package.
-    # The package is imported now; put the working folder back, last, so that a user's own
+    # The root shims run this module with -P, which keeps the working folder off sys.path so
+    # that automl.py cannot shadow this package. The package is imported now; put the working
+    # folder back, last, so that a user's own
     # `env.factory=my_pkg.my_env:make` beside it imports (trials run from the repository root).
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
@@ -104,5 +105,9 @@ def run() -> None:
             compose(overrides)
         except ConfigError as err:
             _fail_bad_input(err)
-    sys.argv.extend(paths.extra_search_path())  # presets outside conf/ (paths.presets_root)
+    sys.argv[1:] = presets.resolve(args)  # presets in study folders (automl.presets)
     main()
+
+
+if __name__ == "__main__":
+    run()

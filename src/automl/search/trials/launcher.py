@@ -129,7 +129,7 @@ def trial_env(slot: Slot) -> dict[str, str]:
         env[paths.GPU_SHARE_ENV] = repr(slot.gpu_share)
     else:
         env.pop(paths.GPU_SHARE_ENV, None)
-    src = str(paths.repo_root() / "src")
+    src = str(paths.package_parent())
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -138,11 +138,11 @@ def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot,
            forkserver: ForkServer | None = None) -> TrialProcess:
     """Start one trial; its stderr goes to run_dir/stderr.log (its stdout.log it writes itself).
 
-    With a fork server, the trial is forked from it (command[0], the Python, is dropped)."""
+    With a fork server, the trial is forked from it (the Python and its flags are dropped)."""
     run.root.mkdir(parents=True, exist_ok=True)
     if forkserver is not None and forkserver.alive():
         try:
-            pid = forkserver.spawn(argv=command[1:], env=trial_env(slot),
+            pid = forkserver.spawn(argv=_fork_argv(command), env=trial_env(slot),
                                    cwd=str(paths.repo_root()), stderr=str(run.stderr_log))
             return TrialProcess(number=number, run=run, slot=slot,
                                 process=ForkedProcess(forkserver, pid))  # type: ignore[arg-type]
@@ -174,6 +174,19 @@ def pause(seconds: float, forkserver: ForkServer | None) -> None:
         time.sleep(seconds)
 
 
+WORKER_MODULE = "automl.run.train_one"
+
+
 def default_worker() -> list[str]:
-    """The real trial worker: this Python running train_one.py."""
-    return [sys.executable, str(Path(paths.repo_root()) / "train_one.py")]
+    """The real trial worker: this Python running train_one's module (-P: the working folder,
+    which may hold automl.py, stays off the import path)."""
+    return [sys.executable, "-P", "-m", WORKER_MODULE]
+
+
+def _fork_argv(command: list[str]) -> list[str]:
+    """A forked trial's sys.argv: the worker's name and its overrides, without the interpreter
+    and its flags (the fork server has imported the worker already)."""
+    worker = default_worker()
+    if command[: len(worker)] == worker:
+        return ["train_one", *command[len(worker):]]
+    return command[1:]
