@@ -32,59 +32,125 @@ from automl.search.study.storage import HEARTBEAT_S, LockTimeout
 MODES = ("stage", "search", "validate", "report")
 
 
+DEFAULT_HP_TRIALS = 8
+METHOD_ALIASES = {"tpe": "bayesian"}
+"""Other names users give a method (rl-zoo3 and Optuna say `tpe`)."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help with every default: a flag whose help does not already say its default gets
+    `(default: X)`; switches and flags whose default is worked out at run time say so in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
+DESCRIPTION = """\
+Search PPO hyperparameters, network size and reward weights jointly, validate the pick against
+the starting configuration on fresh seeds, and train it once more.
+
+With no flags it runs a 12-hour stage on the built-in navigation task. For a first result in
+minutes:
+  automl.py --mode stage --budget-hours 0.2 --hp-trials 6 --space templates/cartpole.yaml env=cartpole
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """automl.py's flags (README lists them)."""
+    """automl.py's flags, in groups (docs/guide/commands.md lists them)."""
+    from automl import __version__
+
     p = argparse.ArgumentParser(
-        prog="automl.py",
-        description="Search PPO hyperparameters, network size and reward weights jointly.",
+        prog="automl.py", usage="%(prog)s [flags] [key=value ...]", description=DESCRIPTION,
+        formatter_class=_HelpFormatter,
         epilog="Anything of the form key=value is a Hydra override passed to every trial, "
                "e.g. env=cartpole train.frames=200000.")
     a = p.add_argument
-    a("--mode", default="stage", help=f"one of {', '.join(MODES)} (default stage)")
-    a("--budget-hours", type=float, default=12.0, help="wall-clock budget of the whole run")
-    a("--hp-trials", type=int, default=8, help="search trials to train")
-    a("--space", default=None, help=f"search-space file (default {DEFAULT_SPACE})")
-    a("--search-method", default="bayesian",
-      help="bayesian (multivariate TPE), random, grid, cmaes, or pbt (population-based training)")
-    a("--pruner", default="hyperband", help="hyperband, median, successive_halving, none")
-    a("--confirm-seeds", type=int, default=None, help="seeds a new best of the search is trained "
-      f"on, its mean over them ranking it (default {DEFAULT_CONFIRM_SEEDS}; 1: one run each)")
-    a("--grace-frames", type=int, default=None, help="frames before a trial may be pruned "
-      "(the first rung is also after one time limit of every env; default 10%% of train.frames)")
-    a("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
-    a("--threads-per-trial", type=int, default=1, help="torch CPU threads per trial on CPU")
-    a("--gpu-fraction", type=float, default=0.25,
+    a("--version", action="version", version=f"automl {__version__}")
+    a("--mode", default="stage", help="stage (search, validate, final run), search, validate "
+      "(an existing study's top configurations) or report")
+    a("overrides", nargs="*", help="Hydra overrides for every trial (key=value)")
+    _add_budget_flags(p)
+    _add_search_flags(p)
+    _add_pbt_flags(p)
+    _add_validation_flags(p)
+    _add_storage_flags(p)
+    _add_machine_flags(p)
+    return p
+
+
+def _add_budget_flags(p: argparse.ArgumentParser) -> None:
+    """What a run may spend."""
+    g = p.add_argument_group("budget").add_argument
+    g("--budget-hours", type=float, default=12.0, help="wall-clock budget of the whole run, "
+      "every stage included")
+    g("--hp-trials", type=int, default=None, help="search trials to train (default: "
+      f"{DEFAULT_HP_TRIALS}; with --resume, the study's own count)")
+    g("--stage-shares", default="0.7,0.2,0.1", help="budget shares of search,validate,final")
+    g("--trial-timeout", type=float, default=600.0, help="kill a trial silent this long (s)")
+    g("--max-failure-rate", type=float, default=0.5, help="stop when a larger share of trials "
+      "fails")
+
+
+def _add_search_flags(p: argparse.ArgumentParser) -> None:
+    """How the search samples, prunes and ranks."""
+    g = p.add_argument_group("search").add_argument
+    g("--space", default=None, help=f"search-space file (default: {DEFAULT_SPACE})")
+    g("--search-method", default="bayesian", help="bayesian or tpe (multivariate TPE), random, "
+      "grid, cmaes, or pbt (population-based training)")
+    g("--pruner", default="hyperband", help="hyperband, median, successive_halving, none")
+    g("--grace-frames", type=int, default=None, help="frames before a trial may be pruned "
+      "(the first rung is also after one time limit of every env; default: 10%% of train.frames)")
+    g("--confirm-seeds", type=int, default=None, help="seeds a new best of the search is trained "
+      f"on, its mean over them ranking it (default: {DEFAULT_CONFIRM_SEEDS}; 1: one run each)")
+    g("--seed", type=int, default=None, help="seed of the sampler (default: a random one)")
+    g("--target-score", type=float, default=None, help="log threshold_hits.csv at this score "
+      "(default: none)")
+
+
+def _add_validation_flags(p: argparse.ArgumentParser) -> None:
+    """Validation against the starting configuration, and the final run."""
+    g = p.add_argument_group("validation and final run").add_argument
+    g("--validate-top", type=int, default=3, help="configurations raced against the start")
+    g("--screen-seeds", type=int, default=3, help="fresh seeds of validation's first look, for "
+      "every configuration (at least 2)")
+    g("--validate-seeds", type=int, default=10, help="fresh seeds a validated configuration gets "
+      "at most (fitted to the budget): the race adds paired seeds for those still in it up to this")
+    g("--final-frames-multiplier", type=float, default=2.0, help="final run's frames x this")
+
+
+def _add_storage_flags(p: argparse.ArgumentParser) -> None:
+    """Where the study lives, and joining or continuing one."""
+    g = p.add_argument_group("study and storage").add_argument
+    g("--study-name", default=None, help="study name (default: <search_space_id>_<time>)")
+    g("--resume", action="store_true", help="continue an existing study (or join one that "
+      "other machines run)")
+    g("--storage", default=None, help="Optuna storage URL, e.g. postgresql://USER@HOST/DB for "
+      "several machines on one study (default: a journal file in the study folder)")
+    g("--artifact-store", default=None, help="where population-based training stores segment "
+      "states for every machine: a folder or s3://BUCKET (default: the study's recorded one, "
+      "else the study folder's artifacts/)")
+    g("--heartbeat-interval", type=int, default=HEARTBEAT_S, help="with --storage: seconds "
+      "between heartbeats of running trials; a trial silent for 3 intervals is failed and run "
+      "again")
+
+
+def _add_machine_flags(p: argparse.ArgumentParser) -> None:
+    """How trials share the machine, and what the console shows."""
+    g = p.add_argument_group("machine and console").add_argument
+    g("--workers", type=int, default=None, help="trials at once (default: as many as fit)")
+    g("--threads-per-trial", type=int, default=1, help="torch CPU threads per trial on CPU")
+    g("--gpu-fraction", type=float, default=0.25,
       help="share of one GPU per trial: round(1/fraction) trials run on each GPU, and each caps "
            "torch's allocations at that share of the GPU's memory (the simulator's own memory, "
            "e.g. Warp's, is not torch's and is not capped)")
-    a("--storage", default=None, help="Optuna storage URL, e.g. postgresql://USER@HOST/DB for "
-      "several machines on one study (default: journal file in the study folder)")
-    a("--artifact-store", default=None, help="where population-based training stores segment "
-      "states for every machine: a folder or s3://BUCKET (default: the study's recorded one, "
-      "else the study folder's artifacts/)")
-    a("--study-name", default=None, help="study name (default: <search_space_id>_<time>)")
-    a("--resume", action="store_true", help="continue an existing study (or join one that "
-      "other machines run)")
-    a("--heartbeat-interval", type=int, default=HEARTBEAT_S, help="with --storage: seconds between "
-      "heartbeats of running trials; a trial silent for 3 intervals is failed and run again")
-    a("--seed", type=int, default=None, help="seed of the sampler")
-    a("--target-score", type=float, default=None, help="log threshold_hits.csv at this score")
-    a("--trial-timeout", type=float, default=600.0, help="kill a trial silent this long (s)")
-    a("--max-failure-rate", type=float, default=0.5, help="stop when more trials fail")
-    a("--validate-top", type=int, default=3, help="configurations re-run in validation")
-    a("--validate-seeds", type=int, default=10, help="fresh seeds a validated configuration gets at "
-      "most (fitted to the budget): the race adds paired seeds for those still in it up to this")
-    a("--screen-seeds", type=int, default=3, help="fresh seeds of validation's first look, for "
-      "every configuration (at least 2)")
-    a("--final-frames-multiplier", type=float, default=2.0, help="final run's frames x this")
-    a("--stage-shares", default="0.7,0.2,0.1", help="budget shares of search,validate,final")
-    _add_pbt_flags(p)
-    a("--quiet", action="store_true", help="one line per finished trial, no live table")
-    a("--no-fork-server", action="store_true",
+    g("--quiet", action="store_true", help="one line per finished trial, no live table")
+    g("--no-fork-server", action="store_true",
       help="start every trial as a cold Python process instead of forking it from a warm server")
-    a("--worker", default=None, help=argparse.SUPPRESS)  # tests: a stand-in trial worker
-    a("overrides", nargs="*", help="Hydra overrides for every trial (key=value)")
-    return p
+    g("--worker", default=None, help=argparse.SUPPRESS)  # tests: a stand-in trial worker
 
 
 def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
@@ -94,7 +160,7 @@ def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
     g("--pbt-interval", type=int, default=None, help="frames between exploit steps (default: "
       "10 or more per member, each at least one time limit of every env)")
     g("--pbt-fraction", type=float, default=None, help="share of members replaced each round "
-      "by a copy of a top member (default 0.25)")
+      "by a copy of a top member (default: 0.25)")
     g("--pbt-mutate", type=float, default=None, help="probability that each mutable parameter "
       "changes when a member is copied (default: the space's pbt.mutation_probability, else 0.25)")
     g("--pbt-factors", default=None, help="a perturbed value is multiplied or divided by a "
@@ -102,7 +168,7 @@ def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
     g("--pbt-resample", type=float, default=None, help="probability that a changed value is "
       "drawn afresh instead of perturbed (default: the space's pbt.resample_probability, else 0.25)")
     g("--pbt-exploit-after", type=int, default=None, help="frames every member trains before "
-      "the first exploit step (default 0: from the first segment's end)")
+      "the first exploit step (default: 0, from the first segment's end)")
     g("--pbt-barrier", action="store_const", const=True, default=None, help="decide a member's "
       "next segment only once every member ended the same segment (reproducible decisions; "
       "default: as soon as its own segment ends, ranked among the others' latest scores)")
@@ -110,8 +176,22 @@ def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
       "but the first perturbed once; default) or sample (all but the first sampled)")
 
 
+def resumed_hp_trials(args: argparse.Namespace) -> int | None:
+    """The trial count a resumed study last ran with (its meta.yaml), where the folder is here."""
+    if not (args.resume and args.study_name):
+        return None
+    from automl.paths import StudyPaths
+    from automl.search.study.reports import recorded
+
+    value = recorded(StudyPaths.for_study(args.study_name), "hp_trials")
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def check_flags(args: argparse.Namespace) -> None:
     """Every flag rule, before anything is read or written."""
+    args.search_method = METHOD_ALIASES.get(args.search_method, args.search_method)
+    if args.hp_trials is None:
+        args.hp_trials = resumed_hp_trials(args) or DEFAULT_HP_TRIALS
     choices = {"--mode": (args.mode, MODES), "--search-method": (args.search_method, SEARCH_METHODS),
                "--pruner": (args.pruner, PRUNERS)}
     for flag, (value, allowed) in choices.items():
@@ -247,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)
         request = to_request(args, sys.argv[1:] if argv is None else argv)
+        if request.mode in ("search", "stage") and not any(
+                a.split("=")[0] == "--budget-hours" for a in request.argv):
+            print(f"automl: no --budget-hours given: this {request.mode} runs for up to "
+                  f"{request.budget.hours:g} hours (Ctrl-C stops it cleanly and prints the command "
+                  "that continues it)", file=sys.stderr)
         from automl.stages.modes import run_mode
 
         return run_mode(request)

@@ -101,7 +101,8 @@ SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids
 def test_a_signal_in_the_search_stops_the_search_and_records_its_trials(tmp_path, signum):
     code, err, sp = interrupt(tmp_path, "cut_search", "search", signum)
     assert code == 1, err
-    assert f"interrupted; continue with --resume --study-name {sp.name}" in err
+    assert "search stopped (interrupted); continue with: uv run automl.py --mode stage --resume" in err
+    assert f"--study-name {sp.name} --budget-hours " in err  # the continuation has a budget
     table = rows(sp)
     assert table and {r["stop_reason"] for r in table} == {reasons.BUDGET}
     assert not sp.validation_dir.exists()

@@ -88,7 +88,7 @@ def test_every_path_names_one_choice(tmp_path, monkeypatch, capsys):
     assert cli.main(resumed(sp, held)) == 1
     watcher.join(timeout=5)
     stopped = capsys.readouterr()
-    assert "automl: interrupted; continue with --resume" in stopped.err
+    assert "stopped (interrupted); continue with: uv run automl.py --mode" in stopped.err
     assert named(stopped.out) == pick
     # ... and by failures: every new trial crashes (exit 1).
     crash = write_behaviour(tmp_path, "crash", crash_at=10000)

@@ -7,7 +7,6 @@ raced against the start on fresh seeds, no pruning) -> final run of the chosen c
 
 from __future__ import annotations
 
-import sys
 import time
 
 import optuna
@@ -89,7 +88,8 @@ def _finish_pbt(request: Request, st: Stages, *, deadline: float, validate: bool
     from automl.stages.pbt import finish_pbt
 
     named = finish_pbt(st, request.validation, deadline=deadline, validate=validate, done=done,
-                       resume=validate_command(st, request.validation, request.study.storage))
+                       resume=validate_command(st, request.validation, request.study.storage,
+                                               deadline=deadline))
     return EXIT_OK if named else EXIT_FAILURE
 
 
@@ -118,9 +118,6 @@ def _search_modes(request: Request, plan: Plan, forkserver: ForkServer | None, s
         else:
             report(st, validated, choose(st, validated, None if pbt else request.search),
                    done=outcome.stopped_by)
-        if outcome.stopped_by == "interrupted":
-            print(f"automl: interrupted; continue with --resume --study-name {sp.name}",
-                  file=sys.stderr)
         return EXIT_FAILURE
     if request.search.method == "pbt":
         return _finish_pbt(request, st, deadline=start + budget_s, validate=request.mode == "stage")

@@ -25,6 +25,7 @@ from automl.search.study.recovery import Recovery
 from automl.search.study.shared import Outcome
 from automl.search.trials.forkserver import ForkServer
 from automl.search.trials.launcher import Slot
+from automl.stages.commands import continue_search
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,16 @@ def run_search(request: Request, plan: Plan, method: SearchMethod, *, budget_s: 
     method.ended(outcome)
     if outcome.message:
         print(f"automl: {outcome.message}", file=sys.stderr)
+    if _continues(request.mode, outcome.stopped_by):
+        print(f"automl: {method.what} stopped ({outcome.stopped_by}); continue with: "
+              f"{continue_search(request, plan.study_paths.name)}", file=sys.stderr)
     return outcome
+
+
+def _continues(mode: str, stopped_by: str) -> bool:
+    """Whether the search's end leaves work a user continues by hand: Ctrl-C or too many failures
+    always; the budget in search mode (a stage goes on to validation with the time it has)."""
+    return stopped_by in ("interrupted", "failures") or (mode == "search" and stopped_by == "budget")
 
 
 class OptunaSearch:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from automl.search.trials.launcher import Slot
 from automl.search.trials.runner import INTERRUPTED, Job, JobResult, run_jobs
 from automl.stages import selection
 from automl.stages.candidates import Candidate, completed, fresh_seeds, with_baseline
+from automl.stages.commands import continue_validation
 from automl.stages.context import Stages
 from automl.stages.decision import decided, power_statement, race_outcome, rule_text
 from automl.summary import load_summary
@@ -87,14 +87,11 @@ def _job(st: Stages, candidate: Candidate, seed: int) -> Job:
                run_dir=st.paths.validation_dir / name)
 
 
-def validate_command(st: Stages, options: ValidationOptions, storage: str | None) -> str:
-    """The command that continues an interrupted validation (runs that completed are kept)."""
-    words = ["uv", "run", "automl.py", "--mode", "validate", "--study-name", st.paths.name,
-             "--validate-top", str(options.top), "--validate-seeds", str(options.seeds),
-             "--screen-seeds", str(options.first)]
-    if storage:
-        words += ["--storage", storage]
-    return shlex.join(words)
+def validate_command(st: Stages, options: ValidationOptions, storage: str | None, *,
+                     deadline: float) -> str:
+    """The command that continues an interrupted validation, with the time this one had."""
+    return continue_validation(st.paths.name, options, storage,
+                               seconds=deadline - time.monotonic())
 
 
 # ------------------------------------------------------------------------------- the stage
@@ -124,7 +121,7 @@ def run_validation(st: Stages, search: SearchOptions, options: ValidationOptions
         return recorded_validation(st)
     top, most = fitted
     return race(st, top, options=options, most=most, slots=slots, deadline=deadline,
-                means=means, resume=validate_command(st, options, storage))
+                means=means, resume=validate_command(st, options, storage, deadline=deadline))
 
 
 def _earlier_candidates(st: Stages, ranked_configs: list[Configuration],

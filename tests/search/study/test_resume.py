@@ -163,7 +163,7 @@ def test_ctrl_c_stops_trials_with_budget_exits_and_resumes(tmp_path, monkeypatch
     out = (tmp_path / "stdout.txt").read_text()
     assert code == 1, out + (tmp_path / "stderr.txt").read_text()
     err = (tmp_path / "stderr.txt").read_text()
-    assert f"interrupted; continue with --resume --study-name {sp.name}" in err
+    assert f"continue with: uv run automl.py --mode search --resume --study-name {sp.name}" in err
     assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
     assert standin_pids(str(sp.root)) == []
     stopped = rows(sp)

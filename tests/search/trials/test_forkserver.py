@@ -71,7 +71,7 @@ def test_ctrl_c_stops_a_real_search_with_the_fork_server_and_leaves_nothing(tmp_
     err = (tmp_path / "stderr.txt").read_text()
     assert code == 1, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert f"continue with --resume --study-name {study}" in err
+    assert f"--resume --study-name {study} --budget-hours" in err
     wait_for(lambda: not _alive(below), timeout=10, what="the fork server and its trials to exit")
 
 

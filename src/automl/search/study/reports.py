@@ -8,7 +8,6 @@ import io
 import json
 import os
 import socket
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -79,7 +78,7 @@ def write_meta(study_paths: StudyPaths, *, argv: Sequence[str], extra: Mapping[s
         previous = loaded.get("sessions", [])
     extra = {k: without_password(v) if k == STORAGE_KEY else v for k, v in extra.items()}
     session = {
-        "command_line": hide_password(" ".join([Path(sys.argv[0]).name, *argv])),
+        "command_line": hide_password(" ".join(["automl.py", *argv])),
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": socket.gethostname(),
         "git_sha": git_sha(),
@@ -89,6 +88,16 @@ def write_meta(study_paths: StudyPaths, *, argv: Sequence[str], extra: Mapping[s
     meta = {"study_name": study_paths.name, STORAGE_KEY: extra.get(STORAGE_KEY),
             "sessions": [*previous, session]}
     atomic_write_text(study_paths.meta, yaml.safe_dump(meta, sort_keys=False))
+
+
+def recorded(study_paths: StudyPaths, key: str) -> Any:
+    """`key`'s value in meta.yaml's latest session that has it; None without one."""
+    try:
+        meta = yaml.safe_load(study_paths.meta.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    sessions = meta.get("sessions") if isinstance(meta, dict) else None
+    return next((s[key] for s in reversed(sessions or []) if isinstance(s, dict) and key in s), None)
 
 
 def update_meta(study_paths: StudyPaths, **fields: Any) -> None:

@@ -1,0 +1,49 @@
+"""The commands a stopped run prints so that a user can go on: every stop (Ctrl-C, the budget, an
+error) names the exact command, budget included, that continues it."""
+
+from __future__ import annotations
+
+import math
+import shlex
+
+from automl.requests import Request, ValidationOptions
+
+DEFAULT_METHOD = "bayesian"
+DEFAULT_PRUNER = "hyperband"
+
+
+def hours_flag(seconds: float) -> list[str]:
+    """`--budget-hours H` for a window of `seconds`, rounded up to a hundredth of an hour."""
+    return ["--budget-hours", f"{max(0.01, math.ceil(seconds / 36) / 100):g}"]
+
+
+def _storage_flag(storage: str | None) -> list[str]:
+    from automl.search.study.storage import without_password
+
+    return ["--storage", without_password(storage) or ""] if storage else []
+
+
+def continue_search(request: Request, study_name: str) -> str:
+    """`--resume` of the study in the request's mode, with its budget, trial count, method and
+    space: what continues a search (or a stage) stopped by Ctrl-C, the budget or an error."""
+    search = request.search
+    words = ["uv", "run", "automl.py", "--mode", request.mode, "--resume", "--study-name",
+             study_name, "--budget-hours", f"{request.budget.hours:g}",
+             "--hp-trials", str(search.hp_trials)]
+    if search.method != DEFAULT_METHOD:
+        words += ["--search-method", search.method]
+    if search.pruner != DEFAULT_PRUNER:
+        words += ["--pruner", search.pruner]
+    if request.study.space:
+        words += ["--space", request.study.space]
+    return shlex.join(words + _storage_flag(request.study.storage))
+
+
+def continue_validation(study_name: str, options: ValidationOptions, storage: str | None, *,
+                        seconds: float) -> str:
+    """The command that continues an interrupted validation (runs that completed are kept),
+    with the time the stopped one had."""
+    words = ["uv", "run", "automl.py", "--mode", "validate", "--study-name", study_name,
+             "--validate-top", str(options.top), "--validate-seeds", str(options.seeds),
+             "--screen-seeds", str(options.first), *hours_flag(seconds)]
+    return shlex.join(words + _storage_flag(storage))
