@@ -127,11 +127,11 @@ def check_assets(cfg: Any, *, task: str, root: str) -> None:
                      f"only ({ASSET_ROOT_ENV} is not set)",
                 fix=f"on a machine that reaches that server, set {ASSET_ROOT_ENV} (to your asset "
                     "root or mirror) and Isaac Lab fetches it; else pick a task whose assets are "
-                    "local (README, \"Isaac Lab tasks\")")
+                    "local (docs/guide/tasks.md, \"Isaac Lab tasks\")")
         if not Path(usd.removeprefix("file://")).is_file():
             raise ConfigError(
                 file=f"Isaac Lab task {task}", key=f"env_cfg.{key}", value=usd,
                 rule=f"that asset is not a file under the asset root {root!r} (this machine loads "
                      "Isaac Lab assets from local files only)",
                 fix=f"copy the asset there from an Isaac Sim asset mirror, or set {ASSET_ROOT_ENV} "
-                    "to a folder that holds it (README, \"Isaac Lab tasks\")")
+                    "to a folder that holds it (docs/guide/tasks.md, \"Isaac Lab tasks\")")
