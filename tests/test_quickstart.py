@@ -1,0 +1,120 @@
+"""The README's quick start, as a newcomer runs it: in a fresh copy of the repository, `--help`,
+the CartPole stage at a tiny budget, its preset, then a search stopped by Ctrl-C and continued with
+the command it printed. Nothing may change `git status` of the copy. Real training (CartPole)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from automl import paths
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--space", "templates/cartpole.yaml", "env=cartpole", "train.eval_frequency=2048"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's files (tracked, and new ones git does not ignore) in a fresh git checkout."""
+    root = tmp_path_factory.mktemp("newcomer") / "automl"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(source.read_bytes())
+    git = ["git", "-c", "user.name=newcomer", "-c", "user.email=newcomer@example.org"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh checkout"]):
+        subprocess.run([*git, *step], cwd=root, check=True, capture_output=True)
+    return root
+
+
+def environment() -> dict[str, str]:
+    """The newcomer's: none of the tests' settings that move outputs out of the project."""
+    moved = (paths.LOG_ROOT_ENV, paths.PRESETS_ROOT_ENV, paths.PROJECT_ENV)
+    return {k: v for k, v in os.environ.items() if k not in moved}
+
+
+def run(copy: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=copy, env=environment(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def git_status(copy: Path) -> str:
+    return subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_help_groups_the_flags_and_shows_every_default(copy: Path) -> None:
+    done = run(copy, "automl.py", "--help", timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    for group in ("budget:", "search:", "population-based training", "validation and final run:",
+                  "study and storage:"):
+        assert group in text, group
+    assert "12-hour stage" in text and "(default: 12.0)" in text
+    assert "--hp-trials" in text and "default: 8" in text
+    entries = re.split(r"\n  (?=-)", text.split("\noptions:", 1)[1])  # one per flag
+    switches = ("-h,", "--version", "--resume", "--quiet", "--no-fork-server", "--pbt-barrier")
+    flags = {e.split()[0]: " ".join(e.split()) for e in entries if e.startswith("-")}
+    assert len(flags) > 30 and "--budget-hours" in flags
+    undocumented = [f for f, entry in flags.items() if f not in switches and "default" not in entry]
+    assert not undocumented, f"flags whose help shows no default: {undocumented}"
+
+
+def test_the_quick_start_leaves_a_result_and_a_clean_checkout(copy: Path) -> None:
+    done = run(copy, "automl.py", "--mode", "stage", "--budget-hours", "0.1", "--hp-trials", "2",
+               "--validate-top", "1", "--study-name", "first-look", "--quiet", *TINY,
+               "train.frames=8192")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("automl: result: ")
+    study = copy / "starter_kit_log" / "automl" / "first-look"
+    assert (study / "best_config.yaml").is_file()
+    assert (study / "experiment" / "first_look_best.yaml").is_file()
+    assert git_status(copy) == ""
+    # The preset trains again as the README says, dash and all (--cfg: compose it, print it).
+    again = run(copy, "train_one.py", "+experiment=first-look_best", "--cfg", "job", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert yaml.safe_load(again.stdout)["experiment"]["study"] == "first-look"
+    assert git_status(copy) == ""
+
+
+def test_ctrl_c_prints_the_command_that_continues_the_study(copy: Path) -> None:
+    study = copy / "starter_kit_log" / "automl" / "cut-short"
+    process = subprocess.Popen(
+        [sys.executable, "automl.py", "--mode", "search", "--budget-hours", "0.1", "--hp-trials",
+         "2", "--study-name", "cut-short", "--quiet", *TINY, "train.frames=40960"],
+        cwd=copy, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (study / "trials" / "trial_0000" / "config.yaml").exists():
+            assert time.monotonic() < deadline and process.poll() is None, "no trial started"
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 1, err
+    [command] = re.findall(r"continue with: (.+)", err)
+    words = shlex.split(command)
+    assert words[:3] == ["uv", "run", "automl.py"] and "--budget-hours" in words, command
+    assert words[words.index("--hp-trials") + 1] == "2"
+    resumed = run(copy, *words[2:])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    meta = yaml.safe_load((study / "meta.yaml").read_text())
+    assert len(meta["sessions"]) == 2 and meta["sessions"][1]["hp_trials"] == 2
+    assert "search ended (hp_trials)" in resumed.stdout + resumed.stderr
+    assert git_status(copy) == ""
