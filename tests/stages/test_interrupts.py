@@ -120,7 +120,8 @@ def test_a_signal_in_validation_stops_the_stage_and_keeps_the_finished_runs(tmp_
     assert row["seeds"] == str(VALIDATION_SEED_BASE + 1) and row["n_seeds"] == "1"
     state = yaml.safe_load(sp.state.read_text())
     assert state["phase"] == "interrupted"
-    assert any("validation interrupted after 1 of 2 runs" in n for n in state["stage_notes"])
+    assert any("validation interrupted: of this look's 2 runs 1 completed, 0 failed, 1 stopped "
+               "unfinished, 0 not started" in n for n in state["stage_notes"]), state["stage_notes"]
     # Not taken for a budget cut: nothing was chosen, exported or trained after it.
     assert not sp.best_config.exists()
     assert not (sp.root / "final").exists()

@@ -25,7 +25,7 @@ from optuna.importance import (
     PedAnovaImportanceEvaluator,
 )
 
-from automl import paths
+from automl import paths, reasons
 from automl.analysis.configs import ConfigEntry, rank_configurations
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.table import trial_row
@@ -34,6 +34,7 @@ from automl.analysis.verdict import improvement_record, rule_of
 from automl.analysis.yaml_style import dump_yaml
 from automl.errors import ConfigError
 from automl.paths import RunPaths, StudyPaths, atomic_write_text, trial_name
+from automl.search.study import records
 
 PED_ANOVA = "ped_anova"
 FANOVA = "fanova"
@@ -126,7 +127,8 @@ def evidence(view: StudyView) -> tuple[list[optuna.trial.FrozenTrial], str]:
     if len(scored) >= RELIABLE_TRIALS:
         return scored, basis
     reported = [t for t in view.trials if t.state in (optuna.trial.TrialState.COMPLETE,
-                                                       optuna.trial.TrialState.PRUNED)]
+                                                       optuna.trial.TrialState.PRUNED)
+                or t.user_attrs.get(records.STOP_REASON) == reasons.BUDGET]  # cut: FAIL
     steps = sorted({s for t in reported for s in t.intermediate_values}, reverse=True)
     for step in steps:
         at = [t for t in reported if math.isfinite(t.intermediate_values.get(step, math.nan))]

@@ -28,6 +28,7 @@ from automl.analysis.importance import importance_report, read_importance
 from automl.analysis.table import STATE_NAMES
 from automl.analysis.terms import TermShares
 from automl.paths import RunPaths, StudyPaths
+from automl.search.study import records
 from automl.search.trials.tb_reader import read_scalars
 
 MULTI_TRIAL = "multi_trial.png"
@@ -216,7 +217,8 @@ def plot_optimization_history(view: StudyView) -> Figure:
     ax = fig.add_subplot()
     ax.scatter(numbers, scores, color=_cmap()(0.3), label="completed trial", zorder=3)
     ax.step(numbers, best, where="post", color="tab:red", label="best so far")
-    stopped = [t for t in view.trials if t.state == TrialState.PRUNED and t.intermediate_values]
+    stopped = [t for t in view.trials if t.intermediate_values and (
+        t.state == TrialState.PRUNED or t.user_attrs.get(records.STOP_REASON) == reasons.BUDGET)]
     if stopped:
         last = [t.intermediate_values[max(t.intermediate_values)] for t in stopped]
         ax.scatter([t.number for t in stopped], last, marker="x", color="grey",

@@ -264,11 +264,13 @@ def _run_round(st: Stages, jobs: list[Job], runs: _Runs, *, slots: list[Slot], d
                             on_done=lambda r: print(f"automl: validation {r.job.name}: {r.reason}, "
                                                     f"score {r.score:.4g}"))
     runs.add(results)
-    finished = len(earlier) + sum(r.reason != reasons.BUDGET for r in results)
-    if cut == INTERRUPTED:
-        st.note(f"validation interrupted after {finished} of {len(jobs)} runs")
-    elif cut:
-        st.note(f"validation cut by the budget after {finished} of {len(jobs)} runs of this look")
+    if cut:
+        done = len(earlier) + sum(r.reason == reasons.COMPLETED for r in results)
+        failed = sum(r.reason not in (reasons.COMPLETED, reasons.BUDGET) for r in results)
+        stopped = sum(r.reason == reasons.BUDGET for r in results)
+        how = "interrupted" if cut == INTERRUPTED else "cut by the budget"
+        st.note(f"validation {how}: of this look's {len(jobs)} runs {done} completed, {failed} "
+                f"failed, {stopped} stopped unfinished, {len(pending) - len(results)} not started")
     return cut
 
 

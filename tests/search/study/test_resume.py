@@ -170,7 +170,7 @@ def test_ctrl_c_stops_trials_with_budget_exits_and_resumes(tmp_path, monkeypatch
     assert sorted(r["trial"] for r in stopped) == ["0", "1"]
     assert {r["stop_reason"] for r in stopped} == {reasons.BUDGET}
     for t in trials(sp):
-        assert t.state == TrialState.PRUNED
+        assert t.state == TrialState.FAIL  # a cut, not a verdict: samplers ignore it
         assert t.user_attrs[records.INTERRUPTED] is True
         summary = json.loads((sp.trial_dir(t.number) / "summary.json").read_text())
         assert summary["status"] == "stopped"  # asked to stop (SIGTERM), not killed
@@ -214,3 +214,33 @@ def test_resume_beside_a_live_orchestrator_leaves_its_running_trial_alone(tmp_pa
             first.kill()
             first.wait()
         kill_leftovers(str(sp.root))
+
+
+def test_a_resumed_study_keeps_its_trial_count_and_starts_no_trial_it_cannot_finish(
+        tmp_path, monkeypatch, capsys):
+    """A session whose budget cannot hold a trial at the earlier sessions' frames/s starts none:
+    it stops on the budget at once and prints the command that continues it; a session
+    continued without --hp-trials trains to the study's own count (2), not the default 8."""
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    skip_reports(monkeypatch)
+    sp = StudyPaths(tmp_path / "log" / "automl" / "counted")
+    slow = write_behaviour(tmp_path, "slow", seconds_per_point=0.3, score=LR_SCORE)  # ~3 s each
+    first = search_argv(study="counted", space="lr_prior.yaml", behaviour=slow, hp_trials=1,
+                        workers=1, flags=["--pruner", "none"])
+    assert run_search(first) == 0
+    assert counted(sp) == 1
+    capsys.readouterr()
+    flags = ["--resume", "--pruner", "none"]
+    argv = search_argv(study="counted", space=None, behaviour=slow, hp_trials=2, workers=1,
+                       budget_hours=1 / 3600, flags=flags)  # one second
+    assert run_search(argv) == 0
+    assert len(trials(sp)) == 1  # nothing started
+    err = capsys.readouterr().err
+    assert "search stopped (budget); continue with: uv run automl.py --mode search --resume" in err
+    assert "--hp-trials 2" in err
+    fast = write_behaviour(tmp_path, "fast", seconds_per_point=0.02, score=LR_SCORE)
+    argv = search_argv(study="counted", space=None, behaviour=fast, hp_trials=0, workers=1,
+                       flags=flags)
+    del argv[argv.index("--hp-trials"):argv.index("--hp-trials") + 2]
+    assert run_search(argv) == 0
+    assert counted(sp) == 2

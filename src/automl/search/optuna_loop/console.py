@@ -61,16 +61,22 @@ class LiveConsole(QuietConsole):
         super().__init__()
         self.live = Live(console=self.out, auto_refresh=False, transient=False)
         self.last = 0.0
+        self.scheduler: Any = None
 
     def __enter__(self) -> LiveConsole:
         self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.scheduler is not None:  # the last state, not the last throttled redraw
+            self.live.update(self.render(self.scheduler))
         self.live.__exit__(None, None, None)
+        if not self.out.is_terminal:  # rich ends the last frame with a newline only on a terminal
+            self.out.line()
 
     def update(self, scheduler: Any) -> None:
         """Redraw the live table from the scheduler's state, at most twice a second."""
+        self.scheduler = scheduler
         now = time.monotonic()
         if now - self.last < 0.5:
             return
@@ -99,7 +105,8 @@ class LiveConsole(QuietConsole):
         if best:
             best_text = (f"trial {best[1]} score {_fmt_score(best[0])} "
                          f"({best_basis(scheduler.tally.best_seeds)})")
-        footer = Text(f"trained {scheduler.trained_count()}/{scheduler.s.hp_trials}   "
+        footer = Text(f"started {scheduler.trained_count()}/{scheduler.s.hp_trials} "
+                      f"({len(scheduler.running)} running)   "
                       f"finished: {counts}\nbest: {best_text}   "
                       f"time left: {_fmt_time(scheduler.time_left())}")
         return Group(table, footer)

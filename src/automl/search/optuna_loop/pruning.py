@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import optuna
@@ -81,14 +81,21 @@ class PruningPlan:
         """One line on the plan for the console: algorithm, brackets, rungs, patience, start-up."""
         if self.algorithm == "none":
             return f"pruning: none ({self.note})" if self.note else "pruning: none"
-        rungs = ", ".join(f"{r:,}" for r in self.rungs)
-        text = (f"pruning: {self.algorithm} for {self.trials} trials; {self.brackets} bracket(s), "
-                f"rungs at {rungs} frames; no pruning at a rung before {self.min_trials_at_rung} "
-                f"trials reached it; sampler start-up {self.startup_trials} trial(s) per bracket")
+        why = f" ({self.note})" if self.note else ""
+        text = (f"pruning: {self.algorithm}{why}, {self.brief()}; no pruning at a rung before "
+                f"{self.min_trials_at_rung} trials reached it; sampler start-up "
+                f"{self.startup_trials} trial(s) per bracket")
         if self.algorithm in ("asha", "hyperband"):
             text += (f"; a rung prunes only once {self.rung_min_pairs} completed trials show its "
                      f"values predict their final scores (Spearman >= {self.rung_min_correlation})")
-        return f"{text} ({self.note})" if self.note else text
+            if self.trials <= self.rung_min_pairs:
+                text += f": with {self.trials} trials that cannot happen, so nothing is pruned"
+        return text
+
+    def brief(self) -> str:
+        """The plan's size: trials, brackets, rungs."""
+        rungs = ", ".join(f"{r:,}" for r in self.rungs) or "none"
+        return f"{self.trials} trials, {self.brackets} bracket(s), rungs at {rungs} frames"
 
 
 def first_rung(*, grace: int, eval_frequency: int, episode_frames: int | None) -> int:
@@ -137,9 +144,10 @@ def plan_pruning(pruner: str, *, trials: int, frames: int, eval_frequency: int, 
         while _hyperband_brackets(first, frames, eta) > max_brackets:
             first *= eta  # fewer brackets: each keeps enough trials to compare
         if first >= frames:
-            return plan_pruning("successive_halving", trials=trials, frames=frames,
-                                eval_frequency=eval_frequency, grace=grace,
-                                episode_frames=episode_frames)
+            single = plan_pruning("successive_halving", trials=trials, frames=frames,
+                                  eval_frequency=eval_frequency, grace=grace,
+                                  episode_frames=episode_frames)
+            return replace(single, note="Hyperband's brackets do not fit train.frames: one bracket")
         brackets = _hyperband_brackets(first, frames, eta)
         return PruningPlan(**common, algorithm="hyperband", first_rung=first, reduction_factor=eta,
                            brackets=brackets, rungs=_rungs(first, frames, eta),

@@ -63,6 +63,7 @@ class Scheduler:
                  console: Any) -> None:
         self.study, self.paths, self.s, self.console = study, study_paths, settings, console
         self.budget = Budget(settings.budget_s, frames=settings.frames)
+        self.budget.seen_before(study)
         self.start = self.budget.start
         self.running: dict[int, Running] = {}
         self.free: list[Slot] = list(settings.slots)

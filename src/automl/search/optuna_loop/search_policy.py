@@ -92,6 +92,14 @@ class Budget:
         """Seconds to the deadline (0 once past it)."""
         return max(0.0, self.deadline - time.monotonic())
 
+    def seen_before(self, study: optuna.Study) -> None:
+        """The rates of the trials earlier sessions ended: a resumed study plans its first new
+        trial at them, so a session with too little time left starts none."""
+        for t in study.get_trials(deepcopy=False):
+            if t.state.is_finished() and records.in_search(t):
+                self.trial_ended(int(t.user_attrs.get(records.FRAMES) or 0),
+                                 float(t.user_attrs.get(records.WALL_S) or 0.0))
+
     def trial_ended(self, frames: int, wall_s: float) -> None:
         """A trial ended after training `frames` in `wall_s`: one more rate sample."""
         if frames > 0 and wall_s > 0:

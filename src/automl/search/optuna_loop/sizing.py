@@ -75,7 +75,8 @@ class PlanSizing:
             return f"automl: {holds}; --hp-trials {self.hp_trials} ends the search first"
         self._adopt(study, plan, sized_by=f"budget; {holds}")
         self._record(study, plan)
-        return f"automl: {holds}, fewer than --hp-trials {self.hp_trials}: {plan.describe()}"
+        return (f"automl: {holds}, fewer than --hp-trials {self.hp_trials}: pruning resized to "
+                f"{plan.brief()}")
 
     def _adopt(self, study: optuna.Study, plan: PruningPlan, *, sized_by: str) -> None:
         """Put `plan` in force: the pruner, TPE's start-up, meta.yaml."""

@@ -1,8 +1,8 @@
 """What the study stores about each trial (Optuna user attributes) and the trial_final.csv columns.
 
 The orchestrator writes these; reports and analysis read them. Optuna's own trial state follows the
-stop reason: completed/plateau/drop -> COMPLETE (value = score); pruned/constraint/budget -> PRUNED;
-error/timeout -> FAIL.
+stop reason: completed/plateau/drop -> COMPLETE (value = score); pruned/constraint -> PRUNED;
+error/timeout, and budget (a cut, no verdict on the configuration) -> FAIL.
 """
 
 from __future__ import annotations

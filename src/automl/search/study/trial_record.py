@@ -24,7 +24,10 @@ from automl.search.trials.watch import Pruner, Report, TrialGone
 STATE_OF_REASON = {
     reasons.COMPLETED: TrialState.COMPLETE, reasons.PLATEAU: TrialState.COMPLETE,
     reasons.DROP: TrialState.COMPLETE, reasons.PRUNED: TrialState.PRUNED,
-    reasons.CONSTRAINT: TrialState.PRUNED, reasons.BUDGET: TrialState.PRUNED,
+    reasons.CONSTRAINT: TrialState.PRUNED,
+    # Cut by the budget or Ctrl-C: no verdict on the configuration, so not PRUNED (which TPE reads
+    # as a bad trial); FAIL, which samplers ignore, with stop_reason budget and `interrupted`.
+    reasons.BUDGET: TrialState.FAIL,
     reasons.ERROR: TrialState.FAIL, reasons.TIMEOUT: TrialState.FAIL,
 }
 

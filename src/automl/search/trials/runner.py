@@ -69,6 +69,18 @@ def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline:
                 for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         while pending or running:
+            # Runs that ended are results first: a run that ended before the deadline check is
+            # never counted as cut by it.
+            for job, proc in list(running):
+                code = proc.poll()
+                if code is not None:
+                    running.remove((job, proc))
+                    free.append(proc.slot)
+                    results.append(_result(job, proc, code, stopped=False))
+                    if callable(on_done):
+                        on_done(results[-1])
+            if not (pending or running):
+                break
             if cut["why"] is None and time.monotonic() >= deadline:
                 cut["why"] = BUDGET
             if cut["why"] is not None:
@@ -86,14 +98,6 @@ def run_jobs(jobs: list[Job], *, worker: list[str], slots: list[Slot], deadline:
                 proc = launch(number=len(results) + len(running), command=[*worker, *job.overrides, *ours],
                               run=RunPaths(job.run_dir), slot=slot, forkserver=forkserver)
                 running.append((job, proc))
-            for job, proc in list(running):
-                code = proc.poll()
-                if code is not None:
-                    running.remove((job, proc))
-                    free.append(proc.slot)
-                    results.append(_result(job, proc, code, stopped=False))
-                    if callable(on_done):
-                        on_done(results[-1])
             pause(POLL_S, forkserver)
     finally:
         for sig, handler in previous.items():
