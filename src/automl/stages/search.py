@@ -133,7 +133,9 @@ class OptunaSearch:
 
     def lines(self) -> list[str]:
         """The trials, the pruning plan and the confirmation rule."""
-        out = [f"automl: {self.request.search.hp_trials} trials of {self.plan.frames:,} frames",
+        out = [f"automl: {self.request.search.hp_trials} trials of {self.plan.frames:,} frames "
+               "(each ends on the first whole step of every env at or past it, so its end line "
+               "may count a few more)",
                f"automl: {self.plan.pruning.describe()}"]
         if self.seeds > 1:
             out.append(f"automl: a new best is confirmed on {self.seeds - 1} more seed(s) (never "
