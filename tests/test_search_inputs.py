@@ -212,3 +212,17 @@ def test_a_space_whose_constraints_reject_every_sample_exits_2(tmp_path, monkeyp
     reasons_seen = {r["stop_reason"] for r in read_csv(sp.trial_final_csv)}
     assert reasons_seen == {"constraint"}
     assert not sp.trials_dir.exists(), "a rejected configuration was trained"
+
+
+def test_tpe_names_the_default_method_and_the_study_records_bayesian(tmp_path, monkeypatch):
+    """rl-zoo3 and Optuna users say `tpe`: the same multivariate TPE as `bayesian`."""
+    from automl.cli import build_parser, check_flags, to_request
+    from automl.errors import ConfigError
+
+    args = build_parser().parse_args(["--search-method", "tpe"])
+    check_flags(args)
+    request = to_request(args, ["--search-method", "tpe"])
+    assert request.search.method == "bayesian"
+    args = build_parser().parse_args(["--search-method", "tse"])
+    with pytest.raises(ConfigError, match="bayesian, random, grid, cmaes, pbt"):
+        check_flags(args)
