@@ -87,4 +87,4 @@ def resolve(overrides: Sequence[str]) -> list[str]:
                 if root != paths.conf_dir():
                     extra = [f"hydra.searchpath=[file://{root.resolve()}]"]
         out.append(override)
-    return [*extra, *out]
+    return [*out, *extra]  # last: Hydra's command line takes overrides after its flags too

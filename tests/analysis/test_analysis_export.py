@@ -130,7 +130,7 @@ def test_the_presets_root_setting_takes_every_preset(monkeypatch: pytest.MonkeyP
     assert preset == tmp_path / "moved" / "experiment" / "elsewhere_best.yaml"
     assert not (study_paths.root / "experiment").exists()
     assert presets.resolve(["+experiment=elsewhere_best"]) == [
-        f"hydra.searchpath=[file://{(tmp_path / 'moved').resolve()}]", "+experiment=elsewhere_best"]
+        "+experiment=elsewhere_best", f"hydra.searchpath=[file://{(tmp_path / 'moved').resolve()}]"]
     assert presets.resolve(["env=cartpole"]) == ["env=cartpole"]  # nothing added without a preset
 
 
