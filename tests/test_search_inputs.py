@@ -226,3 +226,18 @@ def test_tpe_names_the_default_method_and_the_study_records_bayesian(tmp_path, m
     args = build_parser().parse_args(["--search-method", "tse"])
     with pytest.raises(ConfigError, match="bayesian, random, grid, cmaes, pbt"):
         check_flags(args)
+
+
+def test_a_run_without_a_budget_says_how_long_it_may_take(tmp_path, monkeypatch, capsys):
+    """The 12-hour default is said before the first trial starts, and only after the input
+    checks (a wrong input still gets its one message)."""
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    skip_reports(monkeypatch)
+    quick = write_behaviour(tmp_path, "quick", seconds_per_point=0.0)
+    argv = search_argv(study="unbudgeted", space="lr_prior.yaml", behaviour=quick, hp_trials=1,
+                       workers=1)
+    del argv[argv.index("--budget-hours"):argv.index("--budget-hours") + 2]
+    assert run_search(argv) == 0
+    out = capsys.readouterr().out
+    said = out.index("no --budget-hours given: this search runs for up to 12 hours")
+    assert said < out.index("trial    0")

@@ -327,11 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)
         request = to_request(args, sys.argv[1:] if argv is None else argv)
-        if request.mode in ("search", "stage") and not any(
-                a.split("=")[0] == "--budget-hours" for a in request.argv):
-            print(f"automl: no --budget-hours given: this {request.mode} runs for up to "
-                  f"{request.budget.hours:g} hours (Ctrl-C stops it cleanly and prints the command "
-                  "that continues it)", file=sys.stderr)
         from automl.stages.modes import run_mode
 
         return run_mode(request)

@@ -73,18 +73,17 @@ def _is_experiment(override: str) -> bool:
 
 
 def resolve(overrides: Sequence[str]) -> list[str]:
-    """`overrides` with an `experiment=` option renamed to the preset's file name, plus the Hydra
-    search path of the folder that holds it where that is not `conf/`."""
+    """`overrides` with an `experiment=` option renamed to the preset's file name, followed by the
+    Hydra search path of the folder that holds it where that is not `conf/` (right after it, so
+    it stays among the overrides wherever Hydra's own flags stand on the command line)."""
     out: list[str] = []
-    extra: list[str] = []
     for override in overrides:
-        if _is_experiment(override):
-            key, _, option = override.partition("=")
-            found = find(option)
-            if found is not None:
-                override = f"{key}={found.stem}"
-                root = found.parent.parent
-                if root != paths.conf_dir():
-                    extra = [f"hydra.searchpath=[file://{root.resolve()}]"]
-        out.append(override)
-    return [*out, *extra]  # last: Hydra's command line takes overrides after its flags too
+        found = find(override.partition("=")[2]) if _is_experiment(override) else None
+        if found is None:
+            out.append(override)
+            continue
+        out.append(f"{override.partition('=')[0]}={found.stem}")
+        root = found.parent.parent
+        if root != paths.conf_dir():
+            out.append(f"hydra.searchpath=[file://{root.resolve()}]")
+    return out

@@ -86,6 +86,10 @@ def run_search(request: Request, plan: Plan, method: SearchMethod, *, budget_s: 
         "budget_hours": request.budget.hours, "overrides": list(plan.overrides), **extra,
         "retried_trials": again})
     console = LiveConsole() if method.live and not request.quiet else QuietConsole()
+    if not any(a.split("=")[0] == "--budget-hours" for a in request.argv):
+        console.message(f"automl: no --budget-hours given: this {request.mode} runs for up to "
+                        f"{request.budget.hours:g} hours (Ctrl-C stops it cleanly and prints the "
+                        "command that continues it)")
     console.message(f"automl: study {plan.study_paths.name} in {plan.study_paths.root}; "
                     f"{len(slots)} slot(s), search budget {budget_s / 3600:.2f} h")
     for line in method.lines():
