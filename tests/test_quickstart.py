@@ -74,12 +74,19 @@ def test_help_groups_the_flags_and_shows_every_default(copy: Path) -> None:
 
 
 def test_the_quick_start_leaves_a_result_and_a_clean_checkout(copy: Path) -> None:
+    """The whole pipeline with the real train_one (through the fork server), at a tiny budget."""
     done = run(copy, "automl.py", "--mode", "stage", "--budget-hours", "0.1", "--hp-trials", "2",
-               "--validate-top", "1", "--study-name", "first-look", "--quiet", *TINY,
-               "train.frames=8192")
+               "--validate-top", "1", "--screen-seeds", "2", "--validate-seeds", "2",
+               "--final-frames-multiplier", "1", "--study-name", "first-look", "--quiet", *TINY,
+               "train.frames=4096", "env.num_envs=8", "ppo.mini_batches=2")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().splitlines()[-1].startswith("automl: result: ")
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("automl: result: ") and "the starting configuration" in last
+    assert "best validated configuration" in done.stdout
     study = copy / "starter_kit_log" / "automl" / "first-look"
+    validated = (study / "validation.csv").read_text().splitlines()
+    assert len(validated) == 3 and validated[2].split(",")[0] == "baseline"  # the top, the start
+    assert (study / "final" / "model.pt").is_file()
     assert (study / "best_config.yaml").is_file()
     assert (study / "experiment" / "first_look_best.yaml").is_file()
     assert git_status(copy) == ""
@@ -94,7 +101,7 @@ def test_ctrl_c_prints_the_command_that_continues_the_study(copy: Path) -> None:
     study = copy / "starter_kit_log" / "automl" / "cut-short"
     process = subprocess.Popen(
         [sys.executable, "automl.py", "--mode", "search", "--budget-hours", "0.1", "--hp-trials",
-         "2", "--study-name", "cut-short", "--quiet", *TINY, "train.frames=40960"],
+         "2", "--study-name", "cut-short", "--quiet", *TINY, "train.frames=8192"],
         cwd=copy, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     try:

@@ -160,24 +160,3 @@ def test_report_mode_rewrites_the_reports_of_an_existing_study(tmp_path, log_roo
     assert cli.main(["--mode", "report", "--study-name", "reported"]) == 0
     with sp.experiment_df_csv.open() as handle:
         assert len(list(csv.DictReader(handle))) == 3
-
-
-@pytest.mark.slow
-def test_a_real_stage_on_cartpole(log_root, capsys):
-    """The whole pipeline with the real train_one (through the fork server), tiny budget."""
-    code = cli.main([
-        "--mode", "stage", "--quiet", "--budget-hours", "0.5", "--hp-trials", "2",
-        "--workers", "1", "--validate-top", "1", "--validate-seeds", "2",
-        "--final-frames-multiplier", "1", "--space", str(REPO / "templates" / "cartpole.yaml"),
-        "--study-name", "real_stage", "env=cartpole", "train.frames=2000",
-        "train.eval_frequency=1000", "env.num_envs=8", "ppo.mini_batches=2"])
-    assert code == 0
-    sp = StudyPaths.for_study("real_stage")
-    rows = read_csv(sp.validation_csv)
-    assert [r["config_id"] for r in rows][1:] == ["baseline"]  # the top one, then the start
-    assert (sp.root / "final" / "model.pt").exists()
-    cfg = load_run_config([f"+experiment={preset_name('real_stage')}"])
-    assert cfg.env.name == "cartpole"
-    out = capsys.readouterr().out
-    assert "best validated configuration" in out
-    assert "the starting configuration" in out.strip().splitlines()[-1]
