@@ -11,7 +11,9 @@ import io
 import json
 import math
 import os
+import re
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -24,8 +26,10 @@ from search_harness import (
     choice_names,
     kill_leftovers,
     read_csv,
+    rows,
     run_search,
     search_argv,
+    skip_reports,
     start_orchestrator,
     trials,
     wait_for,
@@ -471,3 +475,37 @@ def test_a_generation_queued_in_part_is_completed_and_interrupted_segments_run_a
     retry = [t for t in study.trials if t.user_attrs.get(records.RETRY_OF) == trial.number]
     assert retry[0].user_attrs[records.MEMBER] == frozen.user_attrs[records.MEMBER]
     assert records.in_pbt(retry[0])
+
+
+def test_a_segment_whose_parent_state_is_gone_is_an_error_and_the_population_stops(
+        tmp_path, monkeypatch, capsys):
+    """Every parent's state is lost from this folder and the store (as a store that dropped its
+    files): each next segment is recorded as an error naming the missing state, never started
+    from scratch in silence, and the population stops on failures instead of retrying until the
+    budget runs out."""
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    skip_reports(monkeypatch)
+
+    def lost(self, parent, run):
+        raise checkpoints.CheckpointMissing(f"segment {parent.number}'s state file is not in the "
+                                            "store")
+
+    monkeypatch.setattr(checkpoints.Checkpoints, "state_of", lost)
+    behaviour = write_behaviour(tmp_path, "plain", seconds_per_point=0.01, horizon=FRAMES,
+                                score=LR_SCORE)
+    argv = search_argv(study="stateless", space="pbt.yaml", behaviour=behaviour, hp_trials=8,
+                       workers=2, budget_hours=0.05,
+                       flags=["--search-method", "pbt", "--population", "2",
+                              "--pbt-interval", str(INTERVAL)])
+    argv[argv.index("train.frames=100000")] = f"train.frames={FRAMES}"
+    started = time.monotonic()
+    assert run_search(argv) == 1
+    assert time.monotonic() - started < 60
+    out = capsys.readouterr().out
+    sp = StudyPaths.for_study("stateless")
+    table = rows(sp)
+    errors = [r for r in table if r["stop_reason"] == reasons.ERROR]
+    assert [r["stop_reason"] for r in table[:2]] == ["completed", "completed"]  # generation 0
+    assert errors and all("its parent's state is missing" in r["error_tail"] for r in errors)
+    assert all(r["frames"] == "0" for r in errors)  # never started
+    assert re.search(r"segment \d+ cannot start: segment \d+'s state file is not in the store", out)

@@ -157,7 +157,7 @@ class Checkpoints:
                 if artifact is not None:
                     try:
                         self.store.remove(str(artifact))
-                    except (ArtifactNotFound, OSError, FileNotFoundError):
+                    except (ArtifactNotFound, OSError):
                         pass  # removed by another orchestrator
             self.paths.trial_run(s.number).state.unlink(missing_ok=True)
             self.removed.add(s.number)
