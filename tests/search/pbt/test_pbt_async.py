@@ -12,7 +12,7 @@ import pytest
 from search_harness import SPACES
 
 from automl.errors import ConfigError
-from automl.search.pbt.decide import choose, next_segment
+from automl.search.pbt.decide import Wait, choose, next_segment
 from automl.search.pbt.exploit import exploit, exploit_one
 from automl.search.pbt.plan import PbtPlan
 from automl.search.pbt.population import Population, Segment
@@ -99,7 +99,7 @@ def test_a_replaced_member_starts_from_the_donors_state_at_the_frames_it_holds()
 def test_a_failed_member_waits_for_a_donor_then_copies_one_whatever_the_pool_size():
     alone = {2: segment(2, 2, math.nan)}
     assert decide(plan(population=8), alone, 2) is None  # nothing to copy yet: it waits
-    assert choose(plan(population=8), alone, 2, rng=random.Random(0)) is False
+    assert choose(plan(population=8), alone, 2, rng=random.Random(0)) is Wait.WAIT
     with_one = {**alone, 5: segment(5, 5, 0.4)}  # 2 of 8 members: too few to rank, one to copy
     spec = decide(plan(population=8), with_one, 2)
     assert spec.exploit is not None and spec.exploit.donor == 5 and spec.parent == 5

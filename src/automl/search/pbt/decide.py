@@ -22,6 +22,7 @@ Every decision draws from a generator seeded by the plan's seed, the generation 
 
 from __future__ import annotations
 
+import enum
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -96,10 +97,16 @@ def first_generation(plan: PbtPlan, space: SearchSpace, start: dict[str, Any], *
     return specs
 
 
+class Wait(enum.Enum):
+    """choose's third answer: the member has no score and no member of its pool has one."""
+
+    WAIT = "wait"
+
+
 def choose(plan: PbtPlan, pool: Mapping[int, Segment], member: int, *,
-           rng: random.Random) -> Replacement | None | bool:
+           rng: random.Random) -> Replacement | None | Wait:
     """`member`'s exploit decision among `pool` (member -> its latest segment with a result, the
-    member's own among them): the Replacement, None to go on from its own state, or False to wait
+    member's own among them): the Replacement, None to go on from its own state, or Wait.WAIT
     (it has no score and no member of the pool has one)."""
     own = pool[member]
     scores = [(m, s.score) for m, s in sorted(pool.items())]
@@ -114,7 +121,7 @@ def choose(plan: PbtPlan, pool: Mapping[int, Segment], member: int, *,
     k = group_size(len(scores), plan.fraction) if len(scores) > 1 else 1
     donors = [(m, score) for m, score in ranked(scores)[:k] if math.isfinite(score)]
     if not donors:
-        return False
+        return Wait.WAIT
     donor, donor_score = donors[draw_index(rng, len(donors))]
     return Replacement(replaced=member, donor=donor, donor_score=donor_score,
                        replaced_score=own.score, margin=math.nan)
@@ -128,9 +135,8 @@ def next_segment(plan: PbtPlan, space: SearchSpace, pool: Mapping[int, Segment],
     generation = own.generation + 1
     rng = rng_for(plan, generation, member)
     decision = choose(plan, pool, member, rng=rng)
-    if decision is False:
+    if decision is Wait.WAIT:
         return None
-    assert decision is None or isinstance(decision, Replacement)
     parent = pool[decision.donor] if decision is not None else own
     values = dict(parent.values)
     if decision is not None:
