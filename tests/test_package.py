@@ -26,6 +26,7 @@ def no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def project(folder: Path) -> Path:
     (folder / "conf").mkdir(parents=True)
     (folder / "conf" / "train.yaml").write_text("defaults: []\n")
+    (folder / "templates").mkdir()
     return folder
 
 
@@ -41,6 +42,15 @@ def test_the_project_is_the_working_folder_or_the_nearest_above_it(
     monkeypatch.setenv(paths.PROJECT_ENV, str(mine))  # the setting wins over the working folder
     monkeypatch.chdir(REPO)
     assert paths.repo_root() == mine
+    monkeypatch.chdir(tmp_path)  # a relative setting is read from where it was given
+    monkeypatch.setenv(paths.PROJECT_ENV, "mine")
+    assert paths.repo_root() == mine
+    monkeypatch.delenv(paths.PROJECT_ENV)
+    other = tmp_path / "other_hydra_app"  # conf/train.yaml alone is any Hydra app's, not automl's
+    (other / "conf").mkdir(parents=True)
+    (other / "conf" / "train.yaml").write_text("x: 1\n")
+    monkeypatch.chdir(other)
+    assert paths.repo_root() == REPO
 
 
 def built_wheel(tmp_path: Path) -> Path:
@@ -85,6 +95,17 @@ def test_the_installed_package_runs_from_any_folder_with_its_own_configs(tmp_pat
     assert Path(templates).is_dir() and Path(templates).parent == Path(conf).parent
     assert Path(log) == elsewhere / "starter_kit_log"
     assert gym_id == "CartPole-v1"
+    # A trial of it runs in the working folder, told the orchestrator's project and log folders.
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]);"
+             "from automl import paths; from automl.search.trials.launcher import Slot, trial_env;"
+             "env = trial_env(Slot(index=0, threads=1));"
+             "print(paths.work_dir()); print(env[paths.PROJECT_ENV]); print(env[paths.LOG_ROOT_ENV])")
+    done = subprocess.run([sys.executable, "-P", "-c", probe, str(tmp_path / "site")],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    work, project, trial_log = done.stdout.split()
+    assert Path(work) == elsewhere and Path(project) == Path(conf).parent
+    assert Path(trial_log) == elsewhere / "starter_kit_log"
 
 
 def test_version_and_scripts() -> None:

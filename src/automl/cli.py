@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="automl.py", usage="%(prog)s [flags] [key=value ...]", description=DESCRIPTION,
-        formatter_class=_HelpFormatter,
+        formatter_class=_HelpFormatter, allow_abbrev=False,  # a flag is named in full
         epilog="Anything of the form key=value is a Hydra override passed to every trial, "
                "e.g. env=cartpole train.frames=200000.")
     a = p.add_argument
@@ -88,7 +88,7 @@ def _add_budget_flags(p: argparse.ArgumentParser) -> None:
     g("--budget-hours", type=float, default=12.0, help="wall-clock budget of the whole run, "
       "every stage included")
     g("--hp-trials", type=int, default=None, help="search trials to train (default: "
-      f"{DEFAULT_HP_TRIALS}; with --resume, the study's own count)")
+      f"{DEFAULT_HP_TRIALS}; with --resume, the count in the study folder's meta.yaml)")
     g("--stage-shares", default="0.7,0.2,0.1", help="budget shares of search,validate,final")
     g("--trial-timeout", type=float, default=600.0, help="kill a trial silent this long (s)")
     g("--max-failure-rate", type=float, default=0.5, help="stop when a larger share of trials "

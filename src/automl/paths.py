@@ -26,18 +26,20 @@ def package_parent() -> Path:
 
 
 def _is_project(folder: Path) -> bool:
-    return (folder / "conf" / "train.yaml").is_file()
+    """conf/train.yaml and templates/: automl's layout, not just any Hydra project's."""
+    return (folder / "conf" / "train.yaml").is_file() and (folder / "templates").is_dir()
 
 
 def repo_root() -> Path:
     """The project's folder, holding `conf/` and `templates/` (and `starter_kit_log/`): $AUTOML_PROJECT;
-    else the working folder or the nearest folder above it that holds `conf/train.yaml`; else the
+    else the working folder or the nearest folder above it that holds `conf/train.yaml` and
+    `templates/`; else the
     checkout this package runs from; else the copy of `conf/` and `templates/` an installed package
     carries. So an installed package runs from any folder, and a folder of the user's own with its
     `conf/` wins."""
     override = os.environ.get(PROJECT_ENV)
     if override:
-        return Path(override)
+        return Path(override).resolve()
     cwd = Path.cwd()
     for folder in (cwd, *cwd.parents):
         if _is_project(folder):
@@ -62,15 +64,24 @@ def templates_dir() -> Path:
     return repo_root() / "templates"
 
 
+def bundled() -> bool:
+    """Whether the project is the copy of `conf/` and `templates/` an installed package carries."""
+    return repo_root() == Path(__file__).resolve().parent / BUNDLED
+
+
+def work_dir() -> Path:
+    """Where trials run and outputs go by default: the project folder, or the working folder when
+    the project is the installed package's own copy (never inside site-packages)."""
+    return Path.cwd() if bundled() else repo_root()
+
+
 def log_root() -> Path:
     """`starter_kit_log/` of the project (or of the working folder, for an installed package's own
     configs), or $AUTOML_LOG_ROOT."""
     override = os.environ.get(LOG_ROOT_ENV)
     if override:
-        return Path(override)
-    root = repo_root()
-    bundled = root == Path(__file__).resolve().parent / BUNDLED  # inside site-packages: not there
-    return (Path.cwd() if bundled else root) / "starter_kit_log"
+        return Path(override).resolve()
+    return work_dir() / "starter_kit_log"
 
 
 def runs_root() -> Path:

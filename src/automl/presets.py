@@ -3,8 +3,8 @@ finds it.
 
 A study writes its preset into its own folder (`<study>/experiment/<study>_best.yaml`), never into
 `conf/`, so no run changes the source tree; $AUTOML_PRESETS_ROOT sends every preset to
-`<root>/experiment/` instead. Composition looks in `conf/experiment/` (presets a user keeps
-there), then in $AUTOML_PRESETS_ROOT, then in the study folders, newest first, and adds the one
+`<root>/experiment/` instead. Composition looks in $AUTOML_PRESETS_ROOT, then in the study
+folders, newest first, then in `conf/experiment/` (presets a user keeps there), and adds the one
 folder that holds the preset to Hydra's search path. A name is matched after the same clean-up the
 export applies, so `+experiment=my-study_best` finds the preset of study `my-study`.
 """
@@ -41,16 +41,16 @@ def export_path(study_root: Path, study_name: str) -> Path:
 
 
 def _folders() -> list[Path]:
-    """Every folder whose `experiment/` may hold presets, in the order composition prefers them."""
-    folders = [paths.conf_dir()]
+    """Every folder whose `experiment/` may hold presets, in the order composition prefers them:
+    $AUTOML_PRESETS_ROOT, the study folders (newest first), then `conf/` (so a preset exported
+    into `conf/experiment/` by an older version never shadows its study's newer export)."""
     moved = paths.presets_root()
-    if moved is not None:
-        folders.append(moved)
+    folders = [moved] if moved is not None else []
     studies = paths.automl_root()
     if studies.is_dir():
         found = [d for d in studies.iterdir() if (d / GROUP).is_dir()]
         folders += sorted(found, key=lambda d: (d / GROUP).stat().st_mtime, reverse=True)
-    return folders
+    return [*folders, paths.conf_dir()]
 
 
 def options() -> list[str]:
@@ -85,5 +85,5 @@ def resolve(overrides: Sequence[str]) -> list[str]:
         out.append(f"{override.partition('=')[0]}={found.stem}")
         root = found.parent.parent
         if root != paths.conf_dir():
-            out.append(f"hydra.searchpath=[file://{root.resolve()}]")
+            out.append(f"hydra.searchpath=['file://{root.resolve()}']")  # quoted: any path
     return out

@@ -45,7 +45,7 @@ class Resources:
     heartbeat_interval: int
     """--heartbeat-interval: seconds between heartbeats of running trials on a database storage."""
     worker: str | None
-    """The trial command (tests' stand-in worker); None: train_one.py."""
+    """The trial command (tests' stand-in worker); None: train_one (python -P -m automl.run.train_one)."""
     fork_server: bool
     """Fork trials from a warm server (not with a stand-in worker or --no-fork-server)."""
 

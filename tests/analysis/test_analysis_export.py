@@ -130,7 +130,7 @@ def test_the_presets_root_setting_takes_every_preset(monkeypatch: pytest.MonkeyP
     assert preset == tmp_path / "moved" / "experiment" / "elsewhere_best.yaml"
     assert not (study_paths.root / "experiment").exists()
     assert presets.resolve(["+experiment=elsewhere_best"]) == [
-        "+experiment=elsewhere_best", f"hydra.searchpath=[file://{(tmp_path / 'moved').resolve()}]"]
+        "+experiment=elsewhere_best", f"hydra.searchpath=['file://{(tmp_path / 'moved').resolve()}']"]
     assert presets.resolve(["env=cartpole"]) == ["env=cartpole"]  # nothing added without a preset
 
 
@@ -138,3 +138,21 @@ def test_trial_config_values_of_a_missing_trial(log_root: Path) -> None:
     study_paths = make_study("missing", [FakeTrial(lr_driven_trials(1)[0].params, score=0.1)])
     with pytest.raises(ConfigError, match="no search trial of that number"):
         trial_config_values(study_paths, 5)
+
+
+def test_a_study_preset_wins_over_a_stale_copy_in_conf_and_any_folder_name_composes(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An older version exported presets into conf/experiment/: the study's own newer export
+    wins. And the study folder may sit below any path (brackets, commas, equals signs)."""
+    monkeypatch.delenv(paths.PRESETS_ROOT_ENV, raising=False)
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "runs (v2), a=b]"))
+    study_paths = paths.StudyPaths.for_study("again")
+    _, preset = export_best_config(study_paths, config_values=VALUES, source={"trial": 1})
+    stale = tmp_path / "conf"
+    (stale / "experiment").mkdir(parents=True)
+    (stale / "experiment" / "again_best.yaml").write_text("# @package _global_\n")
+    with monkeypatch.context() as m:
+        m.setattr(paths, "conf_dir", lambda: stale)
+        assert presets.find("again_best") == preset
+    cfg = load_run_config(["+experiment=again_best"])
+    assert cfg.ppo.learning_rate == VALUES["ppo.learning_rate"]

@@ -45,7 +45,7 @@ def _run_on_policy(st: Stages, view: PbtView, what: str, args: list[str], *,
     command = [*st.worker(), *args, f"checkpoint={model}", f"train.threads={slot.threads}"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=trial_env(slot),
-                              cwd=paths.repo_root(), timeout=left, check=False)
+                              cwd=paths.work_dir(), timeout=left, check=False)
     except subprocess.TimeoutExpired:
         st.note(f"the final policy was not {what}: it timed out")
         return None

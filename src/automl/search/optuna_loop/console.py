@@ -68,11 +68,13 @@ class LiveConsole(QuietConsole):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.scheduler is not None:  # the last state, not the last throttled redraw
-            self.live.update(self.render(self.scheduler))
-        self.live.__exit__(None, None, None)
-        if not self.out.is_terminal:  # rich ends the last frame with a newline only on a terminal
-            self.out.line()
+        try:
+            if self.scheduler is not None and exc[0] is None:  # the last state, not the last
+                self.live.update(self.render(self.scheduler))  # throttled redraw
+        finally:
+            self.live.__exit__(None, None, None)
+            if not self.out.is_terminal:  # rich ends its last frame with a newline on a terminal only
+                self.out.line()
 
     def update(self, scheduler: Any) -> None:
         """Redraw the live table from the scheduler's state, at most twice a second."""

@@ -19,7 +19,7 @@ class SearchSettings:
 
     space: SearchSpace
     worker: list[str]
-    """Command prefix of a trial (python train_one.py); overrides are appended."""
+    """Command prefix of a trial (python -P -m automl.run.train_one); overrides are appended."""
     user_overrides: list[str]
     """Hydra overrides from the command line: they win over the space's fixed values."""
     hp_trials: int

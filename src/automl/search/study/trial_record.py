@@ -163,7 +163,7 @@ class TrialRecorder:
                metrics: dict[str, Any] | None = None) -> None:
         """A trial ended: once to the study, a row of trial_final.csv, a line on the console."""
         state = STATE_OF_REASON[reason]
-        if state == TrialState.FAIL:
+        if reason in (reasons.ERROR, reasons.TIMEOUT):
             score = math.nan  # a failed trial has no result, whatever it reported before
         if state == TrialState.COMPLETE and not math.isfinite(score):
             state, reason = TrialState.FAIL, reasons.ERROR  # completed without any score point

@@ -118,8 +118,9 @@ class TrialProcess:
 
 
 def trial_env(slot: Slot) -> dict[str, str]:
-    """Environment of a trial: its thread count, its GPU and share of that GPU's memory, and the
-    project on PYTHONPATH."""
+    """Environment of a trial: its thread count, its GPU and share of that GPU's memory, this
+    package on PYTHONPATH, and this orchestrator's project and log folders (absolute), so the
+    trial composes and finds presets where the orchestrator does, whatever its working folder."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(slot.threads)
@@ -129,6 +130,8 @@ def trial_env(slot: Slot) -> dict[str, str]:
         env[paths.GPU_SHARE_ENV] = repr(slot.gpu_share)
     else:
         env.pop(paths.GPU_SHARE_ENV, None)
+    env[paths.PROJECT_ENV] = str(paths.repo_root())
+    env[paths.LOG_ROOT_ENV] = str(paths.log_root())
     src = str(paths.package_parent())
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
@@ -143,7 +146,7 @@ def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot,
     if forkserver is not None and forkserver.alive():
         try:
             pid = forkserver.spawn(argv=_fork_argv(command), env=trial_env(slot),
-                                   cwd=str(paths.repo_root()), stderr=str(run.stderr_log))
+                                   cwd=str(paths.work_dir()), stderr=str(run.stderr_log))
             return TrialProcess(number=number, run=run, slot=slot,
                                 process=ForkedProcess(forkserver, pid))  # type: ignore[arg-type]
         except RuntimeError as err:  # the server died: this and later trials start cold
@@ -151,7 +154,7 @@ def launch(*, number: int, command: list[str], run: RunPaths, slot: Slot,
     with run.stderr_log.open("ab") as stderr:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-            env=trial_env(slot), cwd=paths.repo_root(), preexec_fn=_die_with_parent,  # noqa: PLW1509
+            env=trial_env(slot), cwd=paths.work_dir(), preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
     return TrialProcess(number=number, run=run, slot=slot, process=process)
 
