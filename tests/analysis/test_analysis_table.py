@@ -91,6 +91,16 @@ def test_running_trial_reads_its_event_files(log_root: Path) -> None:
     assert row.metrics["success_rate"] == pytest.approx(0.5 + 0.4 / 4)
 
 
+def test_a_trial_cut_by_the_budget_is_shown_cut_not_failed(log_root: Path) -> None:
+    cut = FakeTrial(params(3e-4), score=0.4, state="fail", stop_reason="budget", points=3)
+    failed = FakeTrial(params(1e-3), score=None, state="fail", points=1)
+    study_paths = make_study("cut", [FakeTrial(params(1e-4), score=0.1), cut, failed])
+    rows = {r.number: r for r in trial_rows(open_view(study_paths))}
+    assert (rows[1].state, rows[1].stop_reason) == ("cut", "budget")
+    assert (rows[2].state, rows[2].stop_reason) == ("failed", "error")
+    assert [r.number for r in sort_rows(list(rows.values()))] == [0, 1, 2]
+
+
 def test_validated_score_comes_from_validation_csv(log_root: Path) -> None:
     study_paths = make_study("validated", [FakeTrial(params(1e-4), score=0.2),
                                            FakeTrial(params(3e-4), score=0.8)])

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl import tags
+from automl import reasons, tags
 from automl.analysis.configs import ConfigEntry, rank_configurations
 from automl.analysis.folder import StudyView, open_view
 from automl.analysis.validation import read_validation_csv
@@ -35,7 +35,10 @@ SORT_METRICS = ("score", *METRICS)
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
                TrialState.FAIL: "failed", TrialState.RUNNING: "running",
                TrialState.WAITING: "waiting"}
-_STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "failed": 3, "waiting": 4}
+CUT = "cut"
+"""The state shown for a trial the budget or Ctrl-C stopped (Optuna's FAIL, stop reason budget):
+no verdict on its configuration, and not a failure."""
+_STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, CUT: 2, "failed": 3, "waiting": 4}
 """Finished results first, whatever the sort metric: a partial score is not a final one."""
 LEADING_COLUMNS = ("trial", "state", "stop_reason", "score", "frames", "wall_s")
 TRAILING_COLUMNS = (*METRICS, "validated_score", "confirms", "configuration", "config_rank",
@@ -137,6 +140,8 @@ def trial_row(view: StudyView, trial: FrozenTrial, validated: dict[int, float]) 
         wall = time.time() - trial.datetime_start.timestamp()
     state = STATE_NAMES.get(trial.state, trial.state.name.lower())
     reason = trial.user_attrs.get(records.STOP_REASON) or state
+    if reason == reasons.BUDGET:
+        state = CUT
     return TrialRow(number=trial.number, state=state, stop_reason=str(reason), score=score,
                     frames=int(frames) if frames is not None else None,
                     wall_s=float(wall) if wall is not None else None,
