@@ -73,17 +73,21 @@ def _is_experiment(override: str) -> bool:
 
 
 def resolve(overrides: Sequence[str]) -> list[str]:
-    """`overrides` with an `experiment=` option renamed to the preset's file name, followed by the
-    Hydra search path of the folder that holds it where that is not `conf/` (right after it, so
-    it stays among the overrides wherever Hydra's own flags stand on the command line)."""
+    """`overrides` with an `experiment=` option renamed to the preset's file name (each option of
+    a `--multirun` sweep `a_best,b_best`), followed by the Hydra search path of the folders that
+    hold them where those are not `conf/` (right after it, so it stays among the overrides
+    wherever Hydra's own flags stand on the command line)."""
     out: list[str] = []
     for override in overrides:
-        found = find(override.partition("=")[2]) if _is_experiment(override) else None
-        if found is None:
-            out.append(override)
+        key, _, value = override.partition("=")
+        found = [find(option) for option in value.split(",")] if _is_experiment(override) else []
+        if not found or None in found:
+            out.append(override)  # Hydra names what it cannot find
             continue
-        out.append(f"{override.partition('=')[0]}={found.stem}")
-        root = found.parent.parent
-        if root != paths.conf_dir():
-            out.append(f"hydra.searchpath=['file://{root.resolve()}']")  # quoted: any path
+        files = [f for f in found if f is not None]
+        out.append(f"{key}={','.join(f.stem for f in files)}")
+        roots = dict.fromkeys(f.parent.parent.resolve() for f in files)
+        extra = [f"'file://{root}'" for root in roots if root != paths.conf_dir().resolve()]
+        if extra:  # quoted: a folder's name may hold any character
+            out.append(f"hydra.searchpath=[{','.join(extra)}]")
     return out

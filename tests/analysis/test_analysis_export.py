@@ -156,3 +156,15 @@ def test_a_study_preset_wins_over_a_stale_copy_in_conf_and_any_folder_name_compo
         assert presets.find("again_best") == preset
     cfg = load_run_config(["+experiment=again_best"])
     assert cfg.ppo.learning_rate == VALUES["ppo.learning_rate"]
+
+
+def test_a_sweep_over_two_studies_presets_finds_both(monkeypatch: pytest.MonkeyPatch,
+                                                     log_root: Path) -> None:
+    monkeypatch.delenv(paths.PRESETS_ROOT_ENV, raising=False)
+    for name in ("first-study", "second"):
+        export_best_config(paths.StudyPaths.for_study(name), config_values=VALUES,
+                           source={"trial": 1})
+    resolved = presets.resolve(["+experiment=first-study_best,second_best", "env=cartpole"])
+    roots = [f"'file://{(log_root / 'automl' / n).resolve()}'" for n in ("first-study", "second")]
+    assert resolved == ["+experiment=first_study_best,second_best",
+                        f"hydra.searchpath=[{','.join(roots)}]", "env=cartpole"]
