@@ -505,7 +505,7 @@ def test_a_segment_whose_parent_state_is_gone_is_an_error_and_the_population_sto
     sp = StudyPaths.for_study("stateless")
     table = rows(sp)
     errors = [r for r in table if r["stop_reason"] == reasons.ERROR]
-    assert [r["stop_reason"] for r in table[:2]] == ["completed", "completed"]  # generation 0
+    assert sum(r["stop_reason"] == "completed" for r in table) == 2  # generation 0, from scratch
     assert errors and all("its parent's state is missing" in r["error_tail"] for r in errors)
     assert all(r["frames"] == "0" for r in errors)  # never started
     assert re.search(r"segment \d+ cannot start: segment \d+'s state file is not in the store", out)
