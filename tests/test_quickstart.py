@@ -4,6 +4,8 @@ the command it printed. Nothing may change `git status` of the copy. Real traini
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import shlex
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from automl import paths
+from automl import paths, reasons
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--space", "templates/cartpole.yaml", "env=cartpole", "train.eval_frequency=2048"]
@@ -98,10 +100,13 @@ def test_the_quick_start_leaves_a_result_and_a_clean_checkout(copy: Path) -> Non
 
 
 def test_ctrl_c_prints_the_command_that_continues_the_study(copy: Path) -> None:
+    """A real search on CartPole stopped by Ctrl-C, then continued by the command it printed: it
+    trains to the study's count with the study's overrides, and no real trial fails."""
     study = copy / "starter_kit_log" / "automl" / "cut-short"
     process = subprocess.Popen(
         [sys.executable, "automl.py", "--mode", "search", "--budget-hours", "0.1", "--hp-trials",
-         "2", "--study-name", "cut-short", "--quiet", *TINY, "train.frames=8192"],
+         "2", "--study-name", "cut-short", "--quiet", *TINY, "train.frames=8192",
+         "env.num_envs=8", "ppo.mini_batches=2"],
         cwd=copy, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     try:
@@ -124,4 +129,16 @@ def test_ctrl_c_prints_the_command_that_continues_the_study(copy: Path) -> None:
     meta = yaml.safe_load((study / "meta.yaml").read_text())
     assert len(meta["sessions"]) == 2 and meta["sessions"][1]["hp_trials"] == 2
     assert "search ended (hp_trials)" in resumed.stdout + resumed.stderr
+    table = list(csv.DictReader((study / "trial_final.csv").open()))
+    for row in table:  # an error in a real run is a bug in train_one or the orchestrator
+        assert row["stop_reason"] in (reasons.COMPLETED, reasons.PRUNED, reasons.PLATEAU,
+                                      reasons.DROP, reasons.BUDGET), row["error_tail"]
+    assert sum(r["stop_reason"] != reasons.BUDGET for r in table) == 2
+    for run_dir in (study / "trials").iterdir():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert config["env"]["num_envs"] == 8  # the command line's, kept on resume, over the space's
+        if (run_dir / "summary.json").exists():
+            assert json.loads((run_dir / "summary.json").read_text())["frames"] > 0
+    assert yaml.safe_load((study / "automl_state.yaml").read_text())["phase"] == "search finished"
+    assert (study / "experiment_df.csv").exists() and (study / "hyperparameter_importance.yaml").exists()
     assert git_status(copy) == ""

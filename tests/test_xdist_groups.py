@@ -40,10 +40,11 @@ def test_a_module_fixture_keeps_its_tests_on_one_worker(tmp_path):
     (suite / "test_plain.py").write_text(_TEST.format(scope="function"))
     out = tmp_path / "ran"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "xdist.plugin", "-p", "no:cacheprovider",
          "-n", "2", "--dist", "loadgroup", "--basetemp", str(tmp_path / "base"), str(suite)],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PROBE_OUT": str(out)})
+        # xdist alone: the other installed plugins (Hydra's, dash's) only slow each worker's start
+        env={**os.environ, "PROBE_OUT": str(out), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert run.returncode == 0, run.stdout + run.stderr
     workers: dict[str, set[str]] = {}
     for line in out.read_text().splitlines():
