@@ -17,6 +17,7 @@ from automl.envs import isaaclab_agent
 from automl.errors import EXIT_BAD_INPUT, EXIT_FAILURE, ConfigError, Interrupted, bad_flag
 from automl.requests import (
     DEFAULT_CONFIRM_SEEDS,
+    DEFAULT_SEARCH_METHOD,
     Budget,
     PbtOptions,
     Request,
@@ -99,7 +100,7 @@ def _add_search_flags(p: argparse.ArgumentParser) -> None:
     """How the search samples, prunes and ranks."""
     g = p.add_argument_group("search").add_argument
     g("--space", default=None, help=f"search-space file (default: {DEFAULT_SPACE})")
-    g("--search-method", default="bayesian", help="bayesian or tpe (multivariate TPE), random, "
+    g("--search-method", default=DEFAULT_SEARCH_METHOD, help="bayesian or tpe (multivariate TPE), random, "
       "grid, cmaes, or pbt (population-based training)")
     g("--pruner", default="hyperband", help="hyperband, median, successive_halving, none")
     g("--grace-frames", type=int, default=None, help="frames before a trial may be pruned "

@@ -31,12 +31,11 @@ def _is_project(folder: Path) -> bool:
 
 
 def repo_root() -> Path:
-    """The project's folder, holding `conf/` and `templates/` (and `starter_kit_log/`): $AUTOML_PROJECT;
-    else the working folder or the nearest folder above it that holds `conf/train.yaml` and
-    `templates/`; else the
-    checkout this package runs from; else the copy of `conf/` and `templates/` an installed package
-    carries. So an installed package runs from any folder, and a folder of the user's own with its
-    `conf/` wins."""
+    """The project's folder, holding `conf/` and `templates/` (and `starter_kit_log/`):
+    $AUTOML_PROJECT; else the working folder or the nearest folder above it that holds
+    `conf/train.yaml` and `templates/`; else the checkout this package runs from; else the copy of
+    `conf/` and `templates/` an installed package carries. So an installed package runs from any
+    folder, and a folder of the user's own with its `conf/` wins."""
     override = os.environ.get(PROJECT_ENV)
     if override:
         return Path(override).resolve()

@@ -19,11 +19,13 @@ from automl import paths
 
 GROUP = "experiment"
 SUFFIX = "_best"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
+"""What a preset's name holds as `_`: anything a file name or a Hydra override could trip on."""
 
 
 def preset_name(study_name: str) -> str:
     """`<study>_best`, with every character a file name or a Hydra override could trip on as `_`."""
-    safe = re.sub(r"[^A-Za-z0-9_]+", "_", study_name).strip("_") or "study"
+    safe = _UNSAFE.sub("_", study_name).strip("_") or "study"
     return f"{safe}{SUFFIX}"
 
 
@@ -31,7 +33,7 @@ def normalized(option: str) -> str:
     """The preset name `option` means: `my-study_best` -> `my_study_best`, as the export names it."""
     if option.endswith(SUFFIX):
         return preset_name(option.removesuffix(SUFFIX))
-    return re.sub(r"[^A-Za-z0-9_]+", "_", option).strip("_") or option
+    return _UNSAFE.sub("_", option).strip("_") or option
 
 
 def export_path(study_root: Path, study_name: str) -> Path:

@@ -7,9 +7,7 @@ import math
 import shlex
 from collections.abc import Sequence
 
-from automl.requests import Request, ValidationOptions
-
-DEFAULT_METHOD = "bayesian"
+from automl.requests import DEFAULT_SEARCH_METHOD, Request, ValidationOptions
 
 
 def hours_flag(seconds: float) -> list[str]:
@@ -53,7 +51,7 @@ def continue_search(request: Request, study_name: str) -> str:
     words = ["uv", "run", "automl.py", "--mode", request.mode, "--resume", "--study-name",
              study_name, "--budget-hours", f"{request.budget.hours:g}",
              "--hp-trials", str(search.hp_trials)]
-    if search.method != DEFAULT_METHOD:
+    if search.method != DEFAULT_SEARCH_METHOD:
         words += ["--search-method", search.method]
     words += other_flags(request.argv)
     return shlex.join(words + _storage_flag(request.study.storage))
