@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 
+import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
@@ -27,6 +28,7 @@ from search_harness import (
 
 from automl import paths, reasons
 from automl.paths import StudyPaths
+from automl.search.optuna_loop.search_policy import Budget
 from automl.search.study import records
 
 LR_SCORE = {"param": "ppo.learning_rate", "target": 3e-4, "log": True, "width": 0.5}
@@ -214,6 +216,23 @@ def test_resume_beside_a_live_orchestrator_leaves_its_running_trial_alone(tmp_pa
             first.kill()
             first.wait()
         kill_leftovers(str(sp.root))
+
+
+def test_a_trial_cut_soon_after_its_start_does_not_slow_the_next_sessions_plan():
+    """A resumed study plans at the frames/s of the trials earlier sessions ended, but not of one
+    the budget or Ctrl-C cut: a trial cut a minute in (start-up, 500 frames) would say a trial of
+    100,000 frames takes 3 hours, and a session of 0.1 h would start none."""
+    study = optuna.create_study(direction="maximize")
+    for frames, wall_s, cut in ((100_000, 10.0, False), (500, 60.0, True), (400, 50.0, True)):
+        attrs = {records.FRAMES: frames, records.WALL_S: wall_s,
+                 **({records.INTERRUPTED: True} if cut else {})}
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.FAIL if cut else TrialState.COMPLETE, value=None if cut else 1.0,
+            user_attrs=attrs))
+    budget = Budget(360.0, frames=100_000)
+    budget.seen_before(study)
+    assert budget.expected_duration([]) == pytest.approx(10.0)
+    assert budget.allows_start([])
 
 
 def test_a_resumed_study_keeps_its_trial_count_and_starts_no_trial_it_cannot_finish(

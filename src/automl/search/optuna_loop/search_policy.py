@@ -94,9 +94,13 @@ class Budget:
 
     def seen_before(self, study: optuna.Study) -> None:
         """The rates of the trials earlier sessions ended: a resumed study plans its first new
-        trial at them, so a session with too little time left starts none."""
+        trial at them, so a session with too little time left starts none.
+
+        A trial the budget or a signal cut is left out: cut soon after its start, its start-up
+        weighs on a few frames, and its rate says a trial takes many times what it takes."""
         for t in study.get_trials(deepcopy=False):
-            if t.state.is_finished() and records.in_search(t):
+            if (t.state.is_finished() and records.in_search(t)
+                    and not t.user_attrs.get(records.INTERRUPTED)):
                 self.trial_ended(int(t.user_attrs.get(records.FRAMES) or 0),
                                  float(t.user_attrs.get(records.WALL_S) or 0.0))
 
