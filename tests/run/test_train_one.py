@@ -7,6 +7,7 @@ The real runs are shared between tests (module-scoped fixtures) to keep the file
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -85,8 +86,10 @@ def navigation(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 
 @pytest.fixture(params=["cartpole", "navigation"])
-def run(request: pytest.FixtureRequest) -> Run:
-    return request.getfixturevalue(request.param)
+def run(request: pytest.FixtureRequest, cartpole: Run, navigation: Run) -> Run:
+    # Both named here, not looked up by name: the tests using them then stay on one worker with
+    # the module's other runs (tests/xdist_groups.py), and each run is trained once.
+    return {"cartpole": cartpole, "navigation": navigation}[request.param]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -303,15 +306,29 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize("args, says", BAD_INPUT, ids=[" ".join(args) for args, _ in BAD_INPUT])
-def test_bad_input_exits_2_with_one_message(args: list[str], says: list[str], tmp_path: Path) -> None:
+def test_bad_input_exits_2_with_one_message(args: list[str], says: list[str], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # train_one's own start, in this process (a fresh interpreter per case would import torch 14
+    # times); the hydra test below and the real runs above go through `python train_one.py`.
+    import automl.run.train_one
+
     args = [a.replace("MISSING", str(tmp_path / "no_run" / "model.pt")) for a in args]
-    process = train_one([*args, f"run_dir={tmp_path / 'run'}", "train.threads=1"],
-                        log_root=tmp_path / "log")
-    output = process.stdout + process.stderr
-    assert process.returncode == EXIT_BAD_INPUT, output
-    assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output
-    errors = [line for line in process.stderr.splitlines() if line.startswith("train_one: error:")]
-    assert len(errors) == 1, process.stderr
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    monkeypatch.setattr(sys, "argv", ["train_one.py", *args, f"run_dir={tmp_path / 'run'}",
+                                      "train.threads=1"])
+    # skrl's log handler holds the stderr of the test that imported skrl, closed since: the
+    # process's own stderr for this one (skrl's log lines are not what the test reads).
+    for handler in logging.getLogger("skrl").handlers:
+        if type(handler) is logging.StreamHandler:  # not pytest's own log capture
+            monkeypatch.setattr(handler, "stream", sys.__stderr__)
+    with pytest.raises(SystemExit) as exited:  # any other exception fails the test
+        automl.run.train_one.run()
+    out, err = capsys.readouterr()
+    assert exited.value.code == EXIT_BAD_INPUT, out + err
+    assert "Traceback" not in out + err and "HYDRA_FULL_ERROR" not in out + err
+    errors = [line for line in err.splitlines() if line.startswith("train_one: error:")]
+    assert len(errors) == 1, err
     for text in says:
         assert text in errors[0]
     assert "Fix:" in errors[0]
