@@ -105,24 +105,24 @@ def test_stage_validates_on_fresh_seeds_and_picks_the_validated_mean_over_a_luck
 
 def test_stage_splits_its_budget_and_reports_what_did_not_fit(tmp_path, log_root, capsys,
                                                                monkeypatch):
-    # 36 s in all, shared 50/40/10. The search fills its 18 s (hp-trials is no limit); 3 x 3
-    # validation runs of ~2-3 s each in one slot cannot fit in the ~14 s left, so validation runs
+    # 18 s in all, shared 50/40/10. The search fills its 9 s (hp-trials is no limit); 3 x 3
+    # validation runs of ~1.3 s each in one slot cannot fit in the ~7 s left, so validation runs
     # fewer configurations or seeds, and the final run (frames x 10) cannot fit at all: each must
     # be reported, never silently dropped. (Validation's share leaves room for a run or two to
     # complete on a loaded machine, where runs take longer than the search's rate predicts.)
     skip_reports(monkeypatch)
-    behaviour = write_behaviour(tmp_path, "slowish", seconds_per_point=0.2, score=LR_SCORE)
+    behaviour = write_behaviour(tmp_path, "slowish", seconds_per_point=0.1, score=LR_SCORE)
     argv = stage_argv("split", behaviour, "--hp-trials", "100", "--pruner", "none",
                       "--validate-top", "3", "--validate-seeds", "3",
                       "--final-frames-multiplier", "10", "--stage-shares", "0.5,0.4,0.1",
-                      budget=0.01)
+                      budget=0.005)
     argv[argv.index("--workers") + 1] = "1"
     code = cli.main(argv)
     out = capsys.readouterr().out
     assert code == 0
     sp = StudyPaths.for_study("split")
     state = yaml.safe_load(sp.state.read_text())
-    assert state["budget"]["total_s"] == pytest.approx(0.5 * 36.0, abs=0.5)
+    assert state["budget"]["total_s"] == pytest.approx(0.5 * 18.0, abs=0.5)
     notes = " | ".join(state["stage_notes"])
     assert "validation fits" in notes and "configuration(s) x" in notes
     assert "final run skipped: budget too small" in notes
