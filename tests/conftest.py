@@ -41,7 +41,6 @@ def _source_outputs() -> set[str]:
             for p in (_root / folder).rglob("*") if p.is_file()}
 
 
-
 @pytest.fixture(autouse=True)
 def _isaaclab_starts_read_in_this_process():
     """An orchestrator run in a test's process (cli.main) switches the process to reading Isaac Lab

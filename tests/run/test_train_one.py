@@ -322,8 +322,12 @@ def test_bad_input_exits_2_with_one_message(args: list[str], says: list[str], tm
     for handler in logging.getLogger("skrl").handlers:
         if type(handler) is logging.StreamHandler:  # not pytest's own log capture
             monkeypatch.setattr(handler, "stream", sys.__stderr__)
-    with pytest.raises(SystemExit) as exited:  # any other exception fails the test
-        automl.run.train_one.run()
+    threads = torch.get_num_threads()  # train.threads=1 may set this process's
+    try:
+        with pytest.raises(SystemExit) as exited:  # any other exception fails the test
+            automl.run.train_one.run()
+    finally:
+        torch.set_num_threads(threads)
     out, err = capsys.readouterr()
     assert exited.value.code == EXIT_BAD_INPUT, out + err
     assert "Traceback" not in out + err and "HYDRA_FULL_ERROR" not in out + err
