@@ -28,6 +28,14 @@ Holm-level lower bound is above 0.
 
 Every step writes its result under --out as it ends (JSON), and a rerun skips what is there: the
 benchmark runs over several sessions. A search cut short is started again from scratch.
+
+One arm against the benchmark's own, same seeds and protocol: `--methods pbt` runs only PBT, with
+the overrides given (for the critic's refit, `ppo.value_refit_updates=2`, which then also acts in
+the retrains of its schedule), and `--report --paired-with DIR` sets its replayed schedule and final
+policy against DIR's PBT, paired by replicate (two-sided paired t at 0.05, with its interval):
+
+    uv run python bench/pbt_vs_search.py --out REFIT --tasks nav_falling --methods pbt ppo.value_refit_updates=2
+    uv run python bench/pbt_vs_search.py --out REFIT --tasks nav_falling --methods pbt --report --paired-with DIR
 """
 
 from __future__ import annotations
@@ -79,10 +87,19 @@ def parse() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--frames", type=int, default=None, help="frames per run for every task "
                    "(default: each task's; a quick check of the harness)")
+    p.add_argument("--methods", default=",".join(METHODS), help="the methods to run (and report)")
     p.add_argument("--report", action="store_true", help="print the tables and stop")
+    p.add_argument("--paired-with", type=Path, default=None, help="with --report: set this "
+                   "folder's PBT against that folder's, paired by replicate")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every task (replacing the "
                    "task's own of the same key; a quick check of the harness: env.num_envs=16)")
     args = p.parse_args()
+    given = args.methods.split(",")
+    if not given or set(given) - set(METHODS):
+        p.error(f"--methods: choose among {', '.join(METHODS)}")
+    args.methods = tuple(m for m in METHODS if m in given)
+    if args.paired_with is not None and not args.report:
+        p.error("--paired-with goes with --report")
     for task in TASKS.values():
         task["frames"] = args.frames or task["frames"]
         ours = {key_of(o) for o in args.overrides}
@@ -241,7 +258,7 @@ def validate(task_name: str, seed: int, picks: dict[str, dict[str, Any]],
 def replicate(task_name: str, seed: int, args: argparse.Namespace) -> None:
     folder = args.out / task_name / f"s{seed}"
     picks = {}
-    for method in METHODS:
+    for method in args.methods:
         path = folder / method / "pick.json"
         if not path.exists():
             name = f"b_{task_name}_{method}_{seed}"
@@ -252,13 +269,15 @@ def replicate(task_name: str, seed: int, args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------- report
-def figures(args: argparse.Namespace, task_name: str) -> dict[int, dict[str, float]]:
-    """replicate -> {method: mean fresh-seed score, method + '_policy': final policy's score}."""
+def figures(args: argparse.Namespace, task_name: str, out_dir: Path | None = None,
+            methods: tuple[str, ...] = METHODS) -> dict[int, dict[str, float]]:
+    """replicate -> {method: mean fresh-seed score, method + '_policy': final policy's score}, for
+    the replicates where every one of `methods` is complete."""
     out: dict[int, dict[str, float]] = {}
     for seed in range(args.seeds):
-        folder = args.out / task_name / f"s{seed}"
+        folder = (out_dir or args.out) / task_name / f"s{seed}"
         row: dict[str, float] = {}
-        for method in METHODS:
+        for method in methods:
             scores = [json.loads(p.read_text())["score"]
                       for p in sorted((folder / "val").glob(f"{method}_*.json"))]
             if len(scores) == args.val_seeds:
@@ -266,9 +285,42 @@ def figures(args: argparse.Namespace, task_name: str) -> dict[int, dict[str, flo
             policy = folder / method / "policy.json"
             if policy.exists():
                 row[f"{method}_policy"] = json.loads(policy.read_text())["score"]
-        if all(m in row for m in METHODS):
+        if all(m in row for m in methods):
             out[seed] = row
     return out
+
+
+def paired_report(args: argparse.Namespace) -> None:
+    """This folder's PBT against --paired-with's, same replicates: the mean difference of the
+    replayed schedules' fresh-seed means and of the final policies, each with a two-sided paired t
+    test at 0.05 and its 95% interval (an effect is claimed where the interval excludes 0)."""
+    import numpy as np
+
+    from automl.stages.selection import lower_bound, p_better
+
+    print(f"bench: {datetime.date.today()}: {args.out} against {args.paired_with}, PBT, "
+          f"{args.val_seeds} fresh seeds per schedule; evaluation seed {EVAL_SEED}")
+    for task_name in args.tasks.split(","):
+        ours = figures(args, task_name, methods=("pbt",))
+        theirs = figures(args, task_name, args.paired_with, methods=("pbt",))
+        seeds = sorted(set(ours) & set(theirs))
+        print(f"\n## {task_name}: {len(seeds)} replicates in both")
+        print("| replicate | schedule (this) | schedule (paired) | final policy (this) | final policy (paired) |")
+        print("|---|---|---|---|---|")
+        for seed in seeds:
+            a, b = ours[seed], theirs[seed]
+            print(f"| {seed} | {a['pbt']:.4g} | {b['pbt']:.4g} | {a.get('pbt_policy', math.nan):.4g} "
+                  f"| {b.get('pbt_policy', math.nan):.4g} |")
+        for answer in ("pbt", "pbt_policy"):
+            d = np.array([ours[s].get(answer, math.nan) - theirs[s].get(answer, math.nan) for s in seeds])
+            if np.sum(np.isfinite(d)) < 2:
+                continue
+            p_up, p_down = float(p_better(d)), float(p_better(-d))
+            low, high = lower_bound(d, 0.025)
+            effect = "an effect" if float(low) > 0 or float(high) < 0 else "no effect claimed"
+            print(f"{answer}, this - paired: mean {np.nanmean(d):+.4g} (per replicate "
+                  f"{', '.join(f'{x:+.3g}' for x in d)}), two-sided p {min(1.0, 2 * min(p_up, p_down)):.3g}, "
+                  f"95% interval [{float(low):+.4g}, {float(high):+.4g}]: {effect}")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -310,7 +362,7 @@ def main() -> None:
     os.environ["AUTOML_PRESETS_ROOT"] = str(args.out / "presets")
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     if args.report:
-        report(args)
+        paired_report(args) if args.paired_with is not None else report(args)
         return
     git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     write_json(args.out / "run.json", {"commit": git.stdout.strip(), "args": {
