@@ -39,14 +39,3 @@ def _source_outputs() -> set[str]:
     """Files in the source tree's output places: conf/ (exported presets) and starter_kit_log/."""
     return {str(p.relative_to(_root)) for folder in ("conf", "starter_kit_log")
             for p in (_root / folder).rglob("*") if p.is_file()}
-
-
-@pytest.fixture(autouse=True)
-def _isaaclab_starts_read_in_this_process():
-    """An orchestrator run in a test's process (cli.main) switches the process to reading Isaac Lab
-    starts in a subprocess, as the orchestrator must; later tests read them in-process again rather
-    than paying a fresh Isaac Lab import for every task they compose."""
-    from automl.envs import isaaclab_agent
-
-    yield
-    isaaclab_agent._READER["subprocess"] = False

@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     """automl.py: parse, check, run the mode; returns the exit code (2: bad input)."""
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    isaaclab_agent.read_in_subprocess()  # this process never imports Isaac Lab (nor torch)
+    reader = isaaclab_agent.read_in_subprocess()  # this process never imports Isaac Lab (nor torch)
     # SIGTERM as Ctrl-C: between stages either one stops the pipeline the same way (each stage's
     # loop installs its own handler to stop its trials first).
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -347,3 +347,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, previous)
+        isaaclab_agent.read_in_subprocess(reader)  # as it was, for a caller in the same process

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_CONFIRM_SEEDS = 2
+"""--confirm-seeds of a new study that is not given one."""
 DEFAULT_SEARCH_METHOD = "bayesian"
 """--search-method when none is given: multivariate TPE."""
-"""--confirm-seeds of a new study that is not given one."""
 
 
 @dataclass(frozen=True)

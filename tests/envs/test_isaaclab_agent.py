@@ -133,3 +133,16 @@ def test_the_orchestrators_subprocess_reads_the_same_start() -> None:
     from automl.envs.isaaclab_agent import _from_subprocess, read_start
 
     assert _from_subprocess("Isaac-Ant") == read_start("Isaac-Ant")
+
+
+def test_an_orchestrator_run_in_a_process_gives_back_how_it_reads_starts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """cli.main reads Isaac Lab starts in a subprocess while it runs, and puts the process's own way
+    back when it returns: a caller in the same process (a test) composes in-process again."""
+    from automl import cli
+    from automl.envs import isaaclab_agent
+
+    assert isaaclab_agent.read_in_subprocess(False) is False  # this process's own way
+    assert cli.main(["--mode", "report"]) == 2  # bad input, after the switch
+    assert "--study-name" in capsys.readouterr().err
+    assert isaaclab_agent.read_in_subprocess(False) is False

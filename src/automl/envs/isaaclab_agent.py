@@ -139,10 +139,12 @@ _READER = {"subprocess": False}
 (the orchestrator: `read_in_subprocess`), else in-process (trainers, which import it anyway)."""
 
 
-def read_in_subprocess() -> None:
-    """From now on read a task's start in a short subprocess, so this process never imports Isaac
-    Lab or torch (the orchestrator: its reward terms are read the same way, search/plan.py)."""
-    _READER["subprocess"] = True
+def read_in_subprocess(on: bool = True) -> bool:
+    """From now on read a task's start in a short subprocess (`on`), so this process never imports
+    Isaac Lab or torch (the orchestrator: its reward terms are read the same way, search/plan.py);
+    returns the setting it replaced, for the caller to put back when it is done."""
+    previous, _READER["subprocess"] = _READER["subprocess"], on
+    return previous
 
 
 @functools.cache
