@@ -105,7 +105,7 @@ def test_ctrl_c_prints_the_command_that_continues_the_study(copy: Path) -> None:
     study = copy / "starter_kit_log" / "automl" / "cut-short"
     process = subprocess.Popen(
         [sys.executable, "automl.py", "--mode", "search", "--budget-hours", "0.1", "--hp-trials",
-         "2", "--study-name", "cut-short", "--quiet", *TINY, "train.frames=8192",
+         "2", "--study-name", "cut-short", "--quiet", *TINY, "train.frames=4096",
          "env.num_envs=8", "ppo.mini_batches=2"],
         cwd=copy, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from train_harness import REPO, train_one
+from train_harness import REPO, train_one_here
 
-from automl import paths, tags
+from automl import cli, paths, tags
 from automl.envs.base import FELL, LENGTH, RETURN, SUCCESS, TERMINATED_BY, WARMUP
 from automl.envs.isaaclab_assets import ASSET_ROOT_ENV, BUNDLED, build_offline_root, check_assets
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
@@ -210,36 +210,39 @@ def test_a_search_of_two_trials_over_cartpole_reward_weights(tmp_path: Path) -> 
         assert tags.task_metric_tag("termination_rate/cart_out_of_bounds") in series
 
 
-def test_a_space_naming_a_term_the_task_lacks_is_refused_before_any_trial(tmp_path: Path) -> None:
+def _search_refused(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    capsys: pytest.CaptureFixture[str]) -> str:
+    """The orchestrator in this process (it reads the task's terms in a subprocess, as it does
+    when started by hand): exit 2 and nothing written; its message."""
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    assert cli.main(["--mode", "search", *argv]) == EXIT_BAD_INPUT, capsys.readouterr()
+    assert not (tmp_path / "log" / "automl").exists() or not any((tmp_path / "log" / "automl").iterdir())
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_space_naming_a_term_the_task_lacks_is_refused_before_any_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({"search_space_id": "bad", "fixed": {}, "ppo_params": {},
                                      "reward_weights": {"pole_angle": {"type": "uniform", "low": -2,
                                                                        "high": -1}}}))
-    env = {**os.environ, paths.LOG_ROOT_ENV: str(tmp_path / "log")}
-    process = subprocess.run([sys.executable, "automl.py", "--mode", "search", "--space", str(space),
-                              "env=isaaclab"], cwd=REPO, env=env, capture_output=True, text=True,
-                             timeout=300, check=False)
-    assert process.returncode == EXIT_BAD_INPUT, process.stderr
-    assert "pole_angle" in process.stderr and "pole_pos" in process.stderr  # names the task's terms
-    assert not (tmp_path / "log" / "automl").exists() or not any((tmp_path / "log" / "automl").iterdir())
+    message = _search_refused(["--space", str(space), "env=isaaclab"], tmp_path, monkeypatch, capsys)
+    assert "pole_angle" in message and "pole_pos" in message  # names the task's terms
 
 
-def test_a_scale_for_a_term_the_task_lacks_is_refused_before_any_trial(tmp_path: Path) -> None:
-    env = {**os.environ, paths.LOG_ROOT_ENV: str(tmp_path / "log")}
-    process = subprocess.run([sys.executable, "automl.py", "--mode", "search", "--space",
-                              "templates/isaaclab_cartpole.yaml", "env=isaaclab", "+reward.scales.pole_angle=-1"],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert process.returncode == EXIT_BAD_INPUT, process.stderr
-    message = process.stderr.strip().splitlines()[-1]
+def test_a_scale_for_a_term_the_task_lacks_is_refused_before_any_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    message = _search_refused(["--space", str(paths.templates_dir() / "isaaclab_cartpole.yaml"),
+                               "env=isaaclab", "+reward.scales.pole_angle=-1"], tmp_path, monkeypatch, capsys)
     assert "reward.scales.pole_angle" in message and "pole_pos" in message
-    assert not (tmp_path / "log" / "automl").exists() or not any((tmp_path / "log" / "automl").iterdir())
 
 
-def test_an_unknown_task_is_exit_2_naming_registered_ones(tmp_path: Path) -> None:
-    process = train_one(["env=isaaclab", "env.task=Isaac-Cartpol", f"run_dir={tmp_path / 'run'}"],
-                        log_root=tmp_path)
-    assert process.returncode == EXIT_BAD_INPUT
-    assert "Isaac-Cartpol" in process.stderr and "Isaac-Cartpole" in process.stderr
+def test_an_unknown_task_is_exit_2_naming_registered_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = train_one_here(["env=isaaclab", "env.task=Isaac-Cartpol", f"run_dir={tmp_path / 'run'}"],
+                                  log_root=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == EXIT_BAD_INPUT, err
+    assert "Isaac-Cartpol" in err and "Isaac-Cartpole" in err
     assert not (tmp_path / "run").exists()
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 from gymnasium.vector import AutoresetMode
-from train_harness import train_one
+from train_harness import train_one, train_one_here
 
 from automl import paths, tags
 from automl.config import load_run_config
@@ -152,21 +152,22 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize("args, says", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_scales_exit_2_naming_the_tasks_terms(args: list[str], says: list[str],
-                                                   tmp_path: Path) -> None:
-    process = train_one([*args, f"run_dir={tmp_path / 'run'}", "train.threads=1"],
-                        log_root=tmp_path / "log")
-    assert process.returncode == EXIT_BAD_INPUT, process.stdout + process.stderr
-    errors = [line for line in process.stderr.splitlines() if line.startswith("train_one: error:")]
-    assert len(errors) == 1 and "Traceback" not in process.stderr, process.stderr
+def test_bad_scales_exit_2_naming_the_tasks_terms(args: list[str], says: list[str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = train_one_here([*args, f"run_dir={tmp_path / 'run'}", "train.threads=1"],
+                                    log_root=tmp_path / "log", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == EXIT_BAD_INPUT, out + err
+    errors = [line for line in err.splitlines() if line.startswith("train_one: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
     for text in says:
         assert text in errors[0]
     assert not (tmp_path / "run").exists()
 
 
-# 4 envs x 1000 steps, rollouts 2000: no PPO update happens, so the policy acts the same whatever
+# 4 envs x 500 steps, rollouts 2000: no PPO update happens, so the policy acts the same whatever
 # the reward weights; only the shaped reward (never scored) may differ between the two runs.
-FROZEN = ["env=hopper", "env.num_envs=4", "train.frames=4000", "train.eval_frequency=1000",
+FROZEN = ["env=hopper", "env.num_envs=4", "train.frames=2000", "train.eval_frequency=500",
           "ppo.rollouts=2000", "train.threads=1"]
 
 

@@ -7,7 +7,6 @@ The real runs are shared between tests (module-scoped fixtures) to keep the file
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from train_harness import REPO, train_one
+from train_harness import REPO, train_one, train_one_here
 
 from automl import paths, reasons, tags
 from automl.config import load_run_config
@@ -309,27 +308,12 @@ BAD_INPUT = [
 def test_bad_input_exits_2_with_one_message(args: list[str], says: list[str], tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    # train_one's own start, in this process (a fresh interpreter per case would import torch 14
-    # times); the hydra test below and the real runs above go through `python train_one.py`.
-    import automl.run.train_one
-
+    # In this process (a fresh interpreter per case would import torch 14 times); the hydra test
+    # below and the real runs above go through `python train_one.py`.
     args = [a.replace("MISSING", str(tmp_path / "no_run" / "model.pt")) for a in args]
-    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
-    monkeypatch.setattr(sys, "argv", ["train_one.py", *args, f"run_dir={tmp_path / 'run'}",
-                                      "train.threads=1"])
-    # skrl's log handler holds the stderr of the test that imported skrl, closed since: the
-    # process's own stderr for this one (skrl's log lines are not what the test reads).
-    for handler in logging.getLogger("skrl").handlers:
-        if type(handler) is logging.StreamHandler:  # not pytest's own log capture
-            monkeypatch.setattr(handler, "stream", sys.__stderr__)
-    threads = torch.get_num_threads()  # train.threads=1 may set this process's
-    try:
-        with pytest.raises(SystemExit) as exited:  # any other exception fails the test
-            automl.run.train_one.run()
-    finally:
-        torch.set_num_threads(threads)
-    out, err = capsys.readouterr()
-    assert exited.value.code == EXIT_BAD_INPUT, out + err
+    code, out, err = train_one_here([*args, f"run_dir={tmp_path / 'run'}", "train.threads=1"],
+                                    log_root=tmp_path / "log", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == EXIT_BAD_INPUT, out + err
     assert "Traceback" not in out + err and "HYDRA_FULL_ERROR" not in out + err
     errors = [line for line in err.splitlines() if line.startswith("train_one: error:")]
     assert len(errors) == 1, err
