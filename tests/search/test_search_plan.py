@@ -192,12 +192,12 @@ def test_a_search_settles_its_plan_on_the_budget_before_any_pruning(tmp_path, ca
                                 score={"param": "ppo.learning_rate", "target": 3e-4, "log": True,
                                        "width": 0.5})
     argv = search_argv(study="sized", space="lr_prior.yaml", behaviour=behaviour, hp_trials=10_000,
-                       budget_hours=0.006, flags=["--seed", "3"])
+                       budget_hours=0.003, flags=["--seed", "3"])
     assert run_search(argv) == 0
     sp = StudyPaths.for_study("sized")
     session = yaml.safe_load(sp.meta.read_text())["sessions"][0]
     plan = session["pruning"]
-    # Sized to what ~22 s on 2 slots holds, not to 10,000 trials (Hyperband of 3+ brackets).
+    # Sized to what ~11 s on 2 slots holds, not to 10,000 trials (Hyperband of 3+ brackets).
     assert session["pruning_sized_by"].startswith("budget; the budget holds about")
     assert plan["trials"] < 200 and plan["trials"] == optuna.load_study(
         study_name="sized", storage=optuna.storages.JournalStorage(

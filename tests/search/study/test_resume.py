@@ -193,7 +193,7 @@ def test_resume_beside_a_live_orchestrator_leaves_its_running_trial_alone(tmp_pa
     trial, then waits for the live one to end (had its orchestrator died, it would run it again)."""
     log = tmp_path / "log"
     sp = StudyPaths(log / "automl" / "shared")
-    slow = write_behaviour(tmp_path, "slow", seconds_per_point=1.5)  # 15 s a trial
+    slow = write_behaviour(tmp_path, "slow", seconds_per_point=0.8)  # 8 s a trial
     first = start_orchestrator(search_argv(
         study="shared", space="lr_prior.yaml", behaviour=slow, hp_trials=2, workers=1,
         flags=["--pruner", "none", "--search-method", "random", "--seed", "5"]), log, tmp_path)

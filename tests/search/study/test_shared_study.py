@@ -108,7 +108,7 @@ def test_three_orchestrators_share_one_study_without_running_a_trial_twice(postg
 def test_a_killed_orchestrators_trials_are_failed_by_heartbeat_and_run_again(postgres, tmp_path,
                                                                             monkeypatch):
     url = postgres.create_database("killed")
-    behaviour = write_behaviour(tmp_path, "slow", seconds_per_point=0.5)
+    behaviour = write_behaviour(tmp_path, "slow", seconds_per_point=0.3)
     argv = search_argv(study="killed", space="lr_prior.yaml", behaviour=behaviour, hp_trials=4,
                        workers=1, budget_hours=0.2,
                        flags=["--storage", url, "--pruner", "none", "--heartbeat-interval", "1"])

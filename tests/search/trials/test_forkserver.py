@@ -97,7 +97,7 @@ def test_a_dead_server_does_not_hang_its_trials_handles(tmp_path):
             server.process.kill()
 
 
-def test_the_server_ignores_ctrl_c(tmp_path, monkeypatch):
+def test_the_server_ignores_ctrl_c_and_a_trials_end_wakes_its_pump(tmp_path, monkeypatch):
     # Its own exit when stdin closes is under test, not its speed: a loaded machine may take
     # longer than the usual grace to unload torch.
     monkeypatch.setattr(forkserver, "CLOSE_GRACE_S", 120.0)
@@ -112,30 +112,17 @@ def test_the_server_ignores_ctrl_c(tmp_path, monkeypatch):
                                  "train.quiet=true"],
                            env=trial_env(Slot(index=0, threads=1)), cwd=str(REPO),
                            stderr=str(tmp_path / "stderr.log"))
-        assert ForkedProcess(server, pid).wait(timeout=120) == 0
-    finally:
-        server.close()
-    assert server.process.returncode == 0  # it stopped when its stdin closed
-
-
-def test_pump_wakes_when_a_trial_ends_not_at_its_timeout(tmp_path):
-    # The search loop sleeps in pump(timeout) between passes; a trial's end must wake it.
-    server = ForkServer(env=trial_env(Slot(index=0, threads=1)))
-    try:
-        server.wait_ready()
-        pid = server.spawn(argv=["train_one.py", "env=cartpole", "train.frames=16", "env.num_envs=8",
-                                 "train.eval_frequency=8", f"run_dir={tmp_path / 'run'}",
-                                 "train.quiet=true"],
-                           env=trial_env(Slot(index=0, threads=1)), cwd=str(REPO),
-                           stderr=str(tmp_path / "stderr.log"))
+        # The search loop sleeps in pump(timeout) between passes; a trial's end must wake it.
         start = time.monotonic()
         while pid not in server.exits and time.monotonic() - start < 120:
             server.pump(timeout=600)
         assert server.exits.get(pid) == 0, (tmp_path / "stderr.log").read_text()
         assert time.monotonic() - start < 120  # woken by the exit, not by the 600 s timeout
         server.pump(timeout=0)  # nothing more to collect: returns at once
+        assert ForkedProcess(server, pid).wait(timeout=1) == 0
     finally:
         server.close()
+    assert server.process.returncode == 0  # it stopped when its stdin closed
 
 
 def test_a_server_that_sees_a_gpu_initialises_no_warp_runtime_nor_cuda_before_a_trial_forks():
