@@ -12,7 +12,7 @@ import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 from skrl.resources.preprocessors.torch import RunningStandardScaler
-from train_harness import train_one
+from train_harness import train_one, train_one_here
 
 from automl.config import load_run_config
 from automl.errors import EXIT_BAD_INPUT, EXIT_OK, ConfigError
@@ -72,7 +72,7 @@ def test_eval_mode_refuses_a_checkpoint_of_another_task(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_trained_run_exports_from_the_command_line(tmp_path):
+def test_a_trained_run_exports_from_the_command_line(tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     trained = train_one(["env=cartpole", "train.frames=800", "train.eval_frequency=400",
                          "env.num_envs=8", "ppo.mini_batches=2", f"run_dir={run}"], log_root=tmp_path)
@@ -83,5 +83,5 @@ def test_a_trained_run_exports_from_the_command_line(tmp_path):
     written = json.loads(exported.stdout[exported.stdout.index("{"):])
     assert Path(written["onnx"]) == run / "policy.onnx" and (run / "policy.ts.pt").is_file()
     assert max(written["max_difference"].values()) <= 1e-5
-    missing = train_one(["mode=export"], log_root=tmp_path)
-    assert missing.returncode == EXIT_BAD_INPUT and "mode=export needs a checkpoint" in missing.stderr
+    code, _, err = train_one_here(["mode=export"], log_root=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert code == EXIT_BAD_INPUT and "mode=export needs a checkpoint" in err

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import torch
-from train_harness import train_one
+from train_harness import train_one, train_one_here
 
 from automl import tags
 from automl.config import load_run_config
@@ -330,17 +330,18 @@ def test_a_resumed_segment_counts_on_from_the_state(segments: tuple[Segment, Seg
 
 @pytest.mark.slow
 def test_a_network_that_does_not_fit_exits_2_and_overwrites_nothing(
-        segments: tuple[Segment, Segment], tmp_path: Path) -> None:
+        segments: tuple[Segment, Segment], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     a, _ = segments
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in a.root.rglob("*") if p.is_file()}
     # Into segment A's own run dir: a refused resume must leave it as it was.
-    process = train_one([*TINY, f"train.resume_from={a.files.state}", "train.frames=2000",
-                         "network.policy_hidden_layer_sizes=[64,64]", f"run_dir={a.root}"],
-                        log_root=tmp_path / "log")
-    assert process.returncode == EXIT_BAD_INPUT, explain(process)
-    assert "Traceback" not in process.stdout + process.stderr
-    errors = [line for line in process.stderr.splitlines() if line.startswith("train_one: error:")]
-    assert len(errors) == 1, process.stderr
+    code, out, err = train_one_here([*TINY, f"train.resume_from={a.files.state}", "train.frames=2000",
+                                     "network.policy_hidden_layer_sizes=[64,64]", f"run_dir={a.root}"],
+                                    log_root=tmp_path / "log", monkeypatch=monkeypatch, capsys=capsys)
+    assert code == EXIT_BAD_INPUT, out + err
+    assert "Traceback" not in out + err
+    errors = [line for line in err.splitlines() if line.startswith("train_one: error:")]
+    assert len(errors) == 1, err
     for text in ("`train.resume_from`", str(a.files.state), "network.policy_hidden_layer_sizes",
                  "[256,128,64]", "[64,64]", "fixed per member", "Fix:"):
         assert text in errors[0]
