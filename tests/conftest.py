@@ -16,6 +16,7 @@ _root = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != _root]
 
 from pg_server import postgres  # noqa: E402, F401 - a throwaway PostgreSQL server, for any test
+from s3_server import s3_bucket, s3_endpoint  # noqa: E402, F401 - an S3-compatible one, likewise
 from xdist_groups import pytest_collection_modifyitems  # noqa: E402, F401 - keeps groups on one worker
 
 

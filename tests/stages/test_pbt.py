@@ -341,15 +341,14 @@ def test_kill_9_mid_generation_then_resume_loses_no_member_and_runs_no_segment_t
 
 
 # ----------------------------------------------------------------- PostgreSQL, two orchestrators
-def test_two_orchestrators_with_their_own_folders_train_one_population_on_postgresql(postgres,
-                                                                                     tmp_path):
-    """Two machines, each with its own study folder, one PostgreSQL study and one artifact store:
-    every segment's parent state travels through the store, none fails."""
+def test_two_orchestrators_with_their_own_folders_train_one_population_on_postgresql(
+        postgres, s3_bucket, tmp_path):
+    """Two machines, each with its own study folder, one PostgreSQL study and one S3 bucket as the
+    artifact store: every segment's parent state travels through the bucket, none fails."""
     url = postgres.create_database("pbt_two")
-    store = tmp_path / "store"  # the one place both reach (a shared folder, or s3://BUCKET)
     folders = [tmp_path / "a", tmp_path / "b"]
     argv = [*pbt_argv(tmp_path, "pbt_two", seconds=0.05, workers=1), "--storage", url,
-            "--artifact-store", str(store)]
+            "--artifact-store", s3_bucket.url]
     procs = [start_orchestrator(argv, folders[0], tmp_path)]
     try:
         wait_for(lambda: "pbt_two" in optuna.get_all_study_names(url), timeout=START_TIMEOUT_S,
@@ -365,7 +364,7 @@ def test_two_orchestrators_with_their_own_folders_train_one_population_on_postgr
             kill_leftovers(str(folder))
     assert codes == [0, 0], (tmp_path / "stderr.txt").read_text()[-3000:]
     study = optuna.load_study(study_name="pbt_two", storage=url)
-    assert study.user_attrs[checkpoints.STORE_ATTR] == str(store)
+    assert study.user_attrs[checkpoints.STORE_ATTR] == s3_bucket.url
     ran = [t for t in study.get_trials() if records.in_pbt(t)]
     expected = {(m, g) for m in range(POPULATION) for g in range(FRAMES // INTERVAL)}
     done = Counter((t.user_attrs[records.MEMBER], t.user_attrs[records.GENERATION]) for t in ran
@@ -393,7 +392,7 @@ def test_two_orchestrators_with_their_own_folders_train_one_population_on_postgr
     view = PbtView.read(paths[0], study)
     assert view is not None and view.winner() is not None and math.isfinite(view.winner().score)
     keep = checkpoints.kept(view.population, winner=view.winner())
-    stored = {p.name for p in store.rglob("*") if p.is_file()}
+    stored = s3_bucket.keys()
     states = {t.number: t.user_attrs[checkpoints.STATE_ARTIFACT] for t in ran}
     assert {n for n, a in states.items() if a in stored} == keep
     assert len(keep) < len(ran)

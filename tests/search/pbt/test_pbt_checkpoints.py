@@ -4,6 +4,11 @@ from this machine's folder or the store, and the retention rule."""
 from __future__ import annotations
 
 import math
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 
 import optuna
 import pytest
@@ -69,25 +74,53 @@ def test_a_recorded_folder_this_machine_lacks_exits_2_naming_the_flag(tmp_path):
     assert "this machine does not have" in str(err.value)
 
 
-@pytest.mark.parametrize("url, words", [("s3://bucket/prefix", "a whole bucket"),
-                                        ("s3://", "a whole bucket"),
-                                        ("s3://bucket", "boto3")])
-def test_an_s3_store_is_a_whole_bucket_and_needs_boto3(url, words):
-    try:
-        import boto3  # noqa: F401
-        if words == "boto3":
-            pytest.skip("boto3 is installed")
-    except ImportError:
-        pass
-    with pytest.raises(ConfigError, match=words):
+@pytest.mark.parametrize("url", ["s3://bucket/prefix", "s3://"])
+def test_an_s3_store_is_a_whole_bucket(url):
+    with pytest.raises(ConfigError, match="a whole bucket"):
         checkpoints.open_store(url)
 
 
+def test_an_s3_store_without_boto3_exits_2_naming_the_extra():
+    # A process where boto3 cannot be imported (this one has it: the tests' own S3 store).
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['boto3'] = None\n"
+                           "from automl.search.pbt.checkpoints import open_store\n"
+                           "from automl.errors import ConfigError\n"
+                           "try:\n    open_store('s3://bucket')\n"
+                           "except ConfigError as err:\n    print(err)"],
+                          capture_output=True, text=True, check=True)
+    assert "needs boto3" in done.stdout and "uv sync --extra s3" in done.stdout, done
+
+
+def test_an_s3_bucket_that_cannot_be_reached_exits_2_before_any_segment(s3_bucket, monkeypatch):
+    with pytest.raises(ConfigError, match="cannot be reached") as err:
+        checkpoints.open_store(s3_bucket.url + "-typo")  # no such bucket on the server
+    assert err.value.key == "--artifact-store" and "AWS_ENDPOINT_URL" in err.value.fix
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match="cannot be reached"):
+            checkpoints.open_store(s3_bucket.url)
+    assert time.monotonic() - started < 30
+
+
+@pytest.fixture(params=["folder", "s3"])
+def store(request, tmp_path) -> tuple[str, Callable[[], set[str]]]:
+    """The store's URL, and what it holds: the artifact ids stored (a folder's file names, a
+    bucket's keys)."""
+    if request.param == "folder":
+        return str(tmp_path / "store"), lambda: {p.name for p in (tmp_path / "store").rglob("*")
+                                                  if p.is_file()}
+    bucket = request.getfixturevalue("s3_bucket")
+    return bucket.url, bucket.keys
+
+
 # ------------------------------------------------------------------------- a parent's state
-def test_a_parent_state_comes_from_this_folder_else_from_the_store(tmp_path):
+def test_a_parent_state_comes_from_this_folder_else_from_the_store(tmp_path, store):
     study = optuna.create_study()
     paths = StudyPaths(tmp_path / "automl" / "s")
-    store = Checkpoints(study, paths, str(tmp_path / "store"))
+    url, holds = store
+    store = Checkpoints(study, paths, url)
     trial = study.ask()
     ran = paths.trial_run(trial.number)
     ran.root.mkdir(parents=True)
@@ -103,7 +136,9 @@ def test_a_parent_state_comes_from_this_folder_else_from_the_store(tmp_path):
     fetched = store.state_of(parent, child)  # another machine's folder: from the store
     assert fetched == child.root / checkpoints.PARENT_STATE and fetched.read_bytes() == b"state of 0"
     assert store.model_of(parent) == ran.model and ran.model.read_bytes() == b"policy of 0"
+    assert parent.attr(checkpoints.STATE_ARTIFACT) in holds()
     store.store.remove(parent.attr(checkpoints.STATE_ARTIFACT))
+    assert parent.attr(checkpoints.STATE_ARTIFACT) not in holds()
     fetched.unlink()
     with pytest.raises(CheckpointMissing, match="not in the store"):
         store.state_of(parent, child)
@@ -130,10 +165,11 @@ def test_retention_keeps_live_lineages_and_what_a_decision_may_copy_and_drops_de
     assert kept(three, winner=winner) == {0, 2, 4, 7, 5, 6, 12, 13}  # member 2's last two
 
 
-def test_retention_removes_the_dropped_states_from_the_store_and_this_folder(tmp_path):
+def test_retention_removes_the_dropped_states_from_the_store_and_this_folder(tmp_path, store):
     study = optuna.create_study()
     paths = StudyPaths(tmp_path / "automl" / "s")
-    store = Checkpoints(study, paths, str(tmp_path / "store"))
+    url, holds = store
+    store = Checkpoints(study, paths, url)
     ids = {}
     for number in range(4):
         trial = study.ask()
@@ -149,7 +185,7 @@ def test_retention_removes_the_dropped_states_from_the_store_and_this_folder(tmp
     assert store.retain(population, winner=population.segments[-1]) == 0  # one lineage: all kept
     population = view(plan(1), *(segment(n, 0, n, NO_PARENT, **attrs[n]) for n in range(4)))
     assert store.retain(population, winner=population.segments[-1]) == 2  # 0 and 1 dropped
-    stored = {p.name for p in (tmp_path / "store").rglob("*") if p.is_file()}
+    stored = holds()
     assert ids[0] not in stored and ids[1] not in stored and {ids[2], ids[3]} <= stored
     assert not paths.trial_run(0).state.exists() and paths.trial_run(3).state.exists()
     assert math.isfinite(population.segments[0].score)
