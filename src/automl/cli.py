@@ -178,13 +178,25 @@ def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
 
 
 def resumed_hp_trials(args: argparse.Namespace) -> int | None:
-    """The trial count a resumed study last ran with (its meta.yaml), where the folder is here."""
+    """The trial count a resumed study last ran with: its meta.yaml where the folder is here, else
+    (a machine joining a shared study from a folder of its own) what the storage recorded."""
     if not (args.resume and args.study_name):
         return None
-    from automl.paths import StudyPaths
-    from automl.search.study.reports import recorded
+    import optuna
 
-    value = recorded(StudyPaths.for_study(args.study_name), "hp_trials")
+    from automl.paths import StudyPaths
+    from automl.search.study import records
+    from automl.search.study.reports import recorded
+    from automl.search.study.storage import open_storage
+
+    sp = StudyPaths.for_study(args.study_name)
+    value = recorded(sp, "hp_trials")
+    if value is None and args.storage:
+        try:  # an unusable URL raises its own ConfigError, as it would a moment later
+            stored = optuna.load_study(study_name=sp.name, storage=open_storage(sp, args.storage))
+        except KeyError:
+            return None  # no such study: opening it says so
+        value = stored.user_attrs.get(records.STUDY_HP_TRIALS)
     return value if isinstance(value, int) and value > 0 else None
 
 

@@ -260,6 +260,7 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         study_name=sp.name, storage=storage, direction="maximize", load_if_exists=resume,
         sampler=make_sampler(method, plan.space, request.study.seed, plan.pruning.startup_trials),
         pruner=make_pruner(plan.pruning))
+    study.set_user_attr(records.STUDY_HP_TRIALS, request.search.hp_trials)
     if exists:  # joined from a folder of its own: the reports read the study's space here
         fetch_space_file(study, sp)
     else:

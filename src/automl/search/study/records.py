@@ -89,6 +89,10 @@ STUDY_OVERRIDES = "overrides"
 with them (automl.search.study.resume)."""
 STUDY_CONFIRM_SEEDS = "confirm_seeds"
 """Study attribute: --confirm-seeds of the study (automl.search.study.confirm), kept on --resume."""
+STUDY_HP_TRIALS = "hp_trials"
+"""Study attribute: the --hp-trials its latest session ran with; a resume without the flag keeps
+it (meta.yaml says the same where the study's folder is; a machine joining from a folder of its
+own reads it here)."""
 SEARCH_METHOD = "search_method"
 """Study attribute: `pbt` for a population, `optuna` for the Optuna loop's methods (a study of an
 earlier version has none: it is `pbt` if it stores a PBT plan); --resume must keep it."""
