@@ -180,8 +180,10 @@ def test_a_search_of_two_trials_over_cartpole_reward_weights(tmp_path: Path) -> 
         "reward_weights": {"pole_pos": {"type": "uniform", "low": -3.0, "high": -0.5, "prior": -1.0},
                            "terminating": {"type": "uniform", "low": -5.0, "high": 0.0, "prior": -2.0}}}))
     env = {**os.environ, paths.LOG_ROOT_ENV: str(tmp_path / "log")}
+    # tests/orchestrator.py: automl.py's command line and code, its reports the tables only.
     process = subprocess.run(
-        [sys.executable, "automl.py", "--mode", "search", "--space", str(space), "--hp-trials", "2",
+        [sys.executable, str(REPO / "tests" / "orchestrator.py"), "--mode", "search", "--space",
+         str(space), "--hp-trials", "2",
          "--confirm-seeds", "1", "--workers", "2", "--budget-hours", "0.2", "--study-name", "il",
          "--quiet", "env=isaaclab", "train.frames=1600", "train.eval_frequency=800"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
