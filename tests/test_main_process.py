@@ -40,3 +40,17 @@ def test_the_orchestrator_loads_the_report_libraries_only_to_write_reports() -> 
     out = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_training_process_leaves_boto3_to_the_orchestrator() -> None:
+    """TensorBoard's file layer imports boto3 where it is installed (0.3-0.5 s); a trial's entry
+    (train_one's, the fork server's) keeps it from doing so, and TensorBoard's writer still loads."""
+    code = ("import sys\n{skip}import tensorboard.summary.writer.event_file_writer\n"
+            "from tensorboard.compat.tensorflow_stub.io import gfile\n"
+            "print(gfile.S3_ENABLED, sys.modules.get('boto3') is not None)")
+    skipped, plain = (subprocess.run(
+        [sys.executable, "-P", "-c", code.format(skip=skip)], capture_output=True, text=True,
+        check=True).stdout.split() for skip in ("from automl.run import skip_tensorboards_s3\n"
+                                                "skip_tensorboards_s3()\n", ""))
+    assert skipped == ["False", "False"]
+    assert plain == ["True", "True"]  # boto3 is installed here (the tests' S3 store): it would load
