@@ -15,7 +15,7 @@ import yaml
 
 from automl import paths
 from automl.config import load_run_config
-from automl.envs.isaaclab_agent import start_of
+from automl.envs.isaaclab_agent import forget_starts
 from automl.errors import ConfigError
 from automl.typed import to_plain
 
@@ -88,7 +88,7 @@ def test_a_value_the_user_sets_wins_over_the_tasks() -> None:
 
 def test_a_task_without_a_buildable_configuration_names_its_fallback(
         capsys: pytest.CaptureFixture[str]) -> None:
-    start_of.cache_clear()  # the note is printed once per process, at the first read
+    forget_starts()  # the note is printed once per process, at the first read
     cfg = load_run_config(["env=isaaclab", "env.task=IsaacContrib-Humanoid-AMP-Walk-Direct"])
     err = capsys.readouterr().err
     assert "IsaacContrib-Humanoid-AMP-Walk-Direct starts from conf/ppo/isaaclab.yaml and " \
@@ -132,7 +132,7 @@ def test_the_orchestrators_subprocess_reads_the_same_start() -> None:
     the same values (its errors come back as search/plan.py's reward-term reader's do)."""
     from automl.envs.isaaclab_agent import _from_subprocess, read_start
 
-    assert _from_subprocess("Isaac-Ant") == read_start("Isaac-Ant")
+    assert _from_subprocess("Isaac-Ant") == (read_start("Isaac-Ant"), None)
 
 
 def test_an_orchestrator_run_in_a_process_gives_back_how_it_reads_starts(
@@ -146,3 +146,32 @@ def test_an_orchestrator_run_in_a_process_gives_back_how_it_reads_starts(
     assert cli.main(["--mode", "report"]) == 2  # bad input, after the switch
     assert "--study-name" in capsys.readouterr().err
     assert isaaclab_agent.read_in_subprocess(False) is False
+
+
+def test_an_orchestrator_imports_isaac_lab_once_for_the_start_and_the_reward_terms(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Its subprocess that reads the task's start reads the reward terms the plan checks too (each
+    read is a fresh Isaac Lab import, about 5 s), and the terms are the ones read on their own."""
+    import subprocess
+
+    from automl import cli
+    from automl.envs.isaaclab_cfg import task_reward_weights
+
+    reads: list[list[str]] = []
+    run = subprocess.run
+
+    def counted(args: Any, *a: Any, **k: Any) -> Any:
+        if isinstance(args, list) and any(str(x).startswith("automl.envs.isaaclab") for x in args):
+            reads.append([str(x) for x in args])
+        return run(args, *a, **k)
+
+    forget_starts()
+    monkeypatch.setattr(subprocess, "run", counted)
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    # A scale for a term the task lacks: refused once the terms are read, before any trial.
+    assert cli.main(["--mode", "search", "--space", str(paths.templates_dir() / "isaaclab_cartpole.yaml"),
+                     "env=isaaclab", "+reward.scales.pole_angle=-1"]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert [r[3] for r in reads] == ["automl.envs.isaaclab_agent"], reads
+    assert "pole_angle" in message and ", ".join(task_reward_weights("Isaac-Cartpole")) in message
+    forget_starts()

@@ -27,10 +27,10 @@ says so, once per process, on stderr.
 
 from __future__ import annotations
 
-import functools
 import importlib.resources
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -147,19 +147,59 @@ def read_in_subprocess(on: bool = True) -> bool:
     return previous
 
 
-@functools.cache
-def start_of(task: str) -> dict[str, Any]:
-    """The task's start by dotted key (`ppo.rollouts`, `network.shared`), or the fallback's."""
-    return _from_subprocess(task) if _READER["subprocess"] else read_start(task)
+_STARTS: dict[str, dict[str, Any]] = {}
+"""This process's starts by task: each is read once."""
+_TERMS: dict[str, list[str]] = {}
+"""Reward terms the orchestrator's subprocess read together with a start, by `settings_key`."""
 
 
-def _from_subprocess(task: str) -> dict[str, Any]:
+def start_of(task: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The task's start by dotted key (`ppo.rollouts`, `network.shared`), or the fallback's.
+
+    `settings`: `device`, `params` and `overrides` (env.device, env.params, env.cfg) of the run
+    that asks. Where this process reads starts in a subprocess, that subprocess also reads the
+    task's reward terms under them (`terms_read_with_start`): the orchestrator imports Isaac Lab
+    once for both, not once for each."""
+    if task not in _STARTS:
+        if _READER["subprocess"]:
+            _STARTS[task], terms = _from_subprocess(task, settings)
+            if settings is not None and terms is not None:
+                _TERMS[settings_key(task, settings)] = terms
+        else:
+            _STARTS[task] = read_start(task)
+    return _STARTS[task]
+
+
+def terms_read_with_start(task: str, settings: Mapping[str, Any]) -> list[str] | None:
+    """The reward terms of `task` under `settings` that its start's read brought back; None where
+    it read none (in-process reading, other settings, or a read that failed: read them again)."""
+    return _TERMS.get(settings_key(task, settings))
+
+
+def settings_key(task: str, settings: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps([task, {k: settings.get(k) or ({} if k != "device" else "auto")
+                              for k in ("device", "params", "overrides")}], sort_keys=True, default=str)
+
+
+def forget_starts() -> None:
+    """Read every start again (its first read prints the fallback's note)."""
+    _STARTS.clear()
+    _TERMS.clear()
+
+
+def _from_subprocess(task: str, settings: Mapping[str, Any] | None = None
+                     ) -> tuple[dict[str, Any], list[str] | None]:
     import json
     import subprocess
 
     env = dict(os.environ)  # this very package first, as a trial gets it (search/trials/launcher)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.package_parent()), env.get("PYTHONPATH")]))
-    process = subprocess.run([sys.executable, "-P", "-m", __name__, task], capture_output=True,
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = "1"
+    extra = [] if settings is None else [json.dumps(dict(settings), default=str)]
+    process = subprocess.run([sys.executable, "-P", "-m", __name__, task, *extra], capture_output=True,
                              text=True, check=False, env=env)
     lines = process.stderr.strip().splitlines()
     if process.returncode == EXIT_BAD_INPUT:  # the error's parts, as JSON on its last line
@@ -169,7 +209,24 @@ def _from_subprocess(task: str) -> dict[str, Any]:
     for line in lines:  # the fallback's note
         if line.startswith(NOTE):
             print(line, file=sys.stderr)
-    return dict(json.loads(process.stdout.strip().splitlines()[-1]))
+    answer = json.loads(process.stdout.strip().splitlines()[-1])
+    return dict(answer["start"]), answer["terms"]
+
+
+def _terms(task: str, settings: Mapping[str, Any]) -> list[str] | None:
+    """The task's reward terms under `settings`, as search/plan.py's own read finds them; None
+    where that read fails (the orchestrator then reads them again, and reports what failed)."""
+    from automl.envs.isaaclab_cfg import task_reward_weights
+    from automl.search.trials.gpus import visible_gpus  # the orchestrator's rule for `auto`
+
+    device = settings.get("device") or "auto"
+    if device == "auto":
+        device = "cuda" if visible_gpus() else "cpu"
+    try:
+        return list(task_reward_weights(task, device=str(device), params=settings.get("params") or {},
+                                        overrides=settings.get("overrides") or {}))
+    except Exception:  # noqa: BLE001 - any failure: the orchestrator's own read reports it
+        return None
 
 
 def read_start(task: str) -> dict[str, Any]:
@@ -201,13 +258,21 @@ def resolve(key: str, _root_: Any) -> Any:
                           key=key, value=f"${{{RESOLVER}:{key}}}",
                           rule="it reads an Isaac Lab task's own agent configuration, and env.task "
                                "is not set", fix="use it with env=isaaclab env.task=Isaac-...")
-    start = start_of(str(task))
+    env = _root_.env
+    start = start_of(str(task), {"device": env.get("device"), "params": _plain(env.get("params")),
+                                 "overrides": _plain(env.get("cfg"))})
     if key not in start:
         raise ConfigError(file="conf/ppo/isaaclab_task.yaml or conf/network/isaaclab_task.yaml",
                           key=key, value=f"${{{RESOLVER}:{key}}}",
                           rule=f"the start of {task} has no such key; its keys: {', '.join(start)}",
                           fix="correct the key")
     return start[key]
+
+
+def _plain(node: Any) -> Any:
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
 
 
 def register() -> None:
@@ -219,12 +284,17 @@ def register() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m automl.envs.isaaclab_agent TASK`: the task's start as JSON on stdout (the note of
-    a fallback on stderr); exit 2 with the error's parts as JSON on stderr for an unknown task."""
+    """`python -m automl.envs.isaaclab_agent TASK [SETTINGS_JSON]`: {"start": the task's start,
+    "terms": its reward terms under SETTINGS_JSON (`start_of`), or null} as JSON on stdout (the note
+    of a fallback on stderr); exit 2 with the error's parts as JSON on stderr for an unknown task."""
+    import json
+
     from automl.envs.isaaclab_cfg import answer_as_json
 
-    (task,) = argv if argv is not None else sys.argv[1:]
-    return answer_as_json(lambda: read_start(task))
+    task, *rest = argv if argv is not None else sys.argv[1:]
+    settings = json.loads(rest[0]) if rest else None
+    return answer_as_json(lambda: {"start": read_start(task),
+                                   "terms": None if settings is None else _terms(task, settings)})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import optuna
 
 from automl import paths
 from automl.config import compose, compose_with_choices, to_run_config
+from automl.envs import isaaclab_agent
 from automl.errors import EXIT_BAD_INPUT, ConfigError, bad_flag
 from automl.paths import StudyPaths
 from automl.requests import Request, Resources, SearchOptions, StudyRequest
@@ -85,11 +86,27 @@ def _space_path(request: StudyRequest, study_paths: StudyPaths | None) -> Path:
 def reward_terms(cfg: RunConfig) -> list[str]:
     """The reward terms a space may weigh: `reward.scales`, or an Isaac Lab task's own terms under the
     physics, presets and settings the run chose (read by a short subprocess, so that this process
-    never imports Isaac Lab or torch), against which a scale given on the command line is checked
-    here, before any trial."""
+    never imports Isaac Lab or torch: the one that read the task's start, where composing the run
+    read it so), against which a scale given on the command line is checked here, before any trial."""
     if cfg.env.kind != "isaaclab":
         return list(cfg.reward.scales)
     assert cfg.env.task is not None  # checked by EnvConfig.check
+    terms = isaaclab_agent.terms_read_with_start(cfg.env.task, {
+        "device": cfg.env.device, "params": cfg.env.params, "overrides": cfg.env.cfg})
+    if terms is None:  # not read with the start (read in-process, under other settings, or failed)
+        terms = _read_terms(cfg)
+    for term, scale in cfg.reward.scales.items():
+        if term not in terms:
+            raise ConfigError(file="conf/reward or the command line", key=f"reward.scales.{term}",
+                              value=scale, rule=f"{cfg.env.task} has no reward term `{term}`; its terms: "
+                                                f"{', '.join(terms)}",
+                              fix="remove the scale or name one of those terms")
+    return terms
+
+
+def _read_terms(cfg: RunConfig) -> list[str]:
+    """The Isaac Lab task's reward terms, read by a short subprocess under the run's settings."""
+    assert cfg.env.task is not None
     device = cfg.env.device if cfg.env.device != "auto" else ("cuda" if visible_gpus() else "cpu")
     options = {"device": device, "params": cfg.env.params, "overrides": cfg.env.cfg}
     process = subprocess.run([sys.executable, "-P", "-m", "automl.envs.isaaclab_cfg", cfg.env.task,
@@ -99,14 +116,7 @@ def reward_terms(cfg: RunConfig) -> list[str]:
         raise ConfigError(**json.loads(process.stderr.strip().splitlines()[-1]))
     if process.returncode != 0:
         raise RuntimeError(f"reading the reward terms of {cfg.env.task} failed:\n{process.stderr[-2000:]}")
-    terms = list(json.loads(process.stdout.strip().splitlines()[-1]))
-    for term, scale in cfg.reward.scales.items():
-        if term not in terms:
-            raise ConfigError(file="conf/reward or the command line", key=f"reward.scales.{term}",
-                              value=scale, rule=f"{cfg.env.task} has no reward term `{term}`; its terms: "
-                                                f"{', '.join(terms)}",
-                              fix="remove the scale or name one of those terms")
-    return terms
+    return list(json.loads(process.stdout.strip().splitlines()[-1]))
 
 
 def make_plan(request: StudyRequest, search: SearchOptions) -> Plan:
