@@ -82,7 +82,7 @@ def test_an_s3_store_is_a_whole_bucket(url):
 
 def test_an_s3_store_without_boto3_exits_2_naming_the_extra():
     # A process where boto3 cannot be imported (this one has it: the tests' own S3 store).
-    done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['boto3'] = None\n"
+    done = subprocess.run([sys.executable, "-P", "-c", "import sys; sys.modules['boto3'] = None\n"
                            "from automl.search.pbt.checkpoints import open_store\n"
                            "from automl.errors import ConfigError\n"
                            "try:\n    open_store('s3://bucket')\n"
