@@ -7,7 +7,6 @@ import math
 import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +70,8 @@ def git_sha() -> str | None:
 
 def package_versions() -> dict[str, str]:
     """Installed versions of PACKAGES (those not installed are left out)."""
+    from importlib import metadata  # here, not at import: 20-40 ms of every process that imports this
+
     versions = {}
     for name in PACKAGES:
         try:

@@ -20,7 +20,8 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from automl import tags
-from automl.search.trials.tb_reader import EventTail, masked_crc32c, read_scalars
+from automl.search.trials.tb_reader import EventTail, read_scalars
+from automl.search.trials.tfrecord import masked_crc32c
 
 
 def scalar_event(tag: str, step: int, value: float) -> Event:
