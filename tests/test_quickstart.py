@@ -1,6 +1,6 @@
 """The README's quick start, as a newcomer runs it: in a fresh copy of the repository, `--help`,
-the CartPole stage at a tiny budget, its preset, then a search stopped by Ctrl-C and continued with
-the command it printed. Nothing may change `git status` of the copy. Real training (CartPole)."""
+then the CartPole stage at a tiny budget, stopped by Ctrl-C and continued with the command it
+printed, and its preset. Nothing may change `git status` of the copy. Real training (CartPole)."""
 
 from __future__ import annotations
 
@@ -75,38 +75,17 @@ def test_help_groups_the_flags_and_shows_every_default(copy: Path) -> None:
     assert not undocumented, f"flags whose help shows no default: {undocumented}"
 
 
-def test_the_quick_start_leaves_a_result_and_a_clean_checkout(copy: Path) -> None:
-    """The whole pipeline with the real train_one (through the fork server), at a tiny budget."""
-    done = run(copy, "automl.py", "--mode", "stage", "--budget-hours", "0.1", "--hp-trials", "2",
-               "--validate-top", "1", "--screen-seeds", "2", "--validate-seeds", "2",
-               "--final-frames-multiplier", "1", "--study-name", "first-look", "--quiet", *TINY,
-               "train.frames=4096", "env.num_envs=8", "ppo.mini_batches=2")
-    assert done.returncode == 0, done.stdout + done.stderr
-    last = done.stdout.strip().splitlines()[-1]
-    assert last.startswith("automl: result: ") and "the starting configuration" in last
-    assert "best validated configuration" in done.stdout
+def test_the_quick_start_stopped_by_ctrl_c_and_continued_leaves_a_result(copy: Path) -> None:
+    """The README's first result at a tiny budget, with the real train_one through the fork server:
+    stopped by Ctrl-C in its search, then continued by the command it printed, it trains to the
+    study's trial count with the study's overrides, validates, trains the choice and exports it; no
+    real trial fails, and `git status` of the copy stays clean."""
     study = copy / "starter_kit_log" / "automl" / "first-look"
-    validated = (study / "validation.csv").read_text().splitlines()
-    assert len(validated) == 3 and validated[2].split(",")[0] == "baseline"  # the top, the start
-    assert (study / "final" / "model.pt").is_file()
-    assert (study / "best_config.yaml").is_file()
-    assert (study / "experiment" / "first_look_best.yaml").is_file()
-    assert git_status(copy) == ""
-    # The preset trains again as the README says, dash and all (--cfg: compose it, print it).
-    again = run(copy, "train_one.py", "+experiment=first-look_best", "--cfg", "job", timeout=120)
-    assert again.returncode == 0, again.stderr
-    assert yaml.safe_load(again.stdout)["experiment"]["study"] == "first-look"
-    assert git_status(copy) == ""
-
-
-def test_ctrl_c_prints_the_command_that_continues_the_study(copy: Path) -> None:
-    """A real search on CartPole stopped by Ctrl-C, then continued by the command it printed: it
-    trains to the study's count with the study's overrides, and no real trial fails."""
-    study = copy / "starter_kit_log" / "automl" / "cut-short"
     process = subprocess.Popen(
-        [sys.executable, "automl.py", "--mode", "search", "--budget-hours", "0.1", "--hp-trials",
-         "2", "--study-name", "cut-short", "--quiet", *TINY, "train.frames=4096",
-         "env.num_envs=8", "ppo.mini_batches=2"],
+        [sys.executable, "automl.py", "--mode", "stage", "--budget-hours", "0.1", "--hp-trials", "2",
+         "--validate-top", "1", "--screen-seeds", "2", "--validate-seeds", "2",
+         "--final-frames-multiplier", "1", "--study-name", "first-look", "--quiet", *TINY,
+         "train.frames=4096", "env.num_envs=8", "ppo.mini_batches=2"],
         cwd=copy, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     try:
@@ -123,12 +102,14 @@ def test_ctrl_c_prints_the_command_that_continues_the_study(copy: Path) -> None:
     [command] = re.findall(r"continue with: (.+)", err)
     words = shlex.split(command)
     assert words[:3] == ["uv", "run", "automl.py"] and "--budget-hours" in words, command
-    assert words[words.index("--hp-trials") + 1] == "2"
-    resumed = run(copy, *words[2:])
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert words[words.index("--mode") + 1] == "stage" and words[words.index("--hp-trials") + 1] == "2"
+    done = run(copy, *words[2:])
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("automl: result: ") and "the starting configuration" in last
+    assert "best validated configuration" in done.stdout
     meta = yaml.safe_load((study / "meta.yaml").read_text())
     assert len(meta["sessions"]) == 2 and meta["sessions"][1]["hp_trials"] == 2
-    assert "search ended (hp_trials)" in resumed.stdout + resumed.stderr
     table = list(csv.DictReader((study / "trial_final.csv").open()))
     for row in table:  # an error in a real run is a bug in train_one or the orchestrator
         assert row["stop_reason"] in (reasons.COMPLETED, reasons.PRUNED, reasons.PLATEAU,
@@ -144,6 +125,15 @@ def test_ctrl_c_prints_the_command_that_continues_the_study(copy: Path) -> None:
         if summary.exists():  # a trial the signal stopped before its first update trained 0
             ended = json.loads(summary.read_text())
             assert ended["frames"] > 0 or ended["status"] != "completed", ended
-    assert yaml.safe_load((study / "automl_state.yaml").read_text())["phase"] == "search finished"
+    validated = (study / "validation.csv").read_text().splitlines()
+    assert len(validated) == 3 and validated[2].split(",")[0] == "baseline"  # the top, the start
+    assert (study / "final" / "model.pt").is_file()
+    assert (study / "best_config.yaml").is_file()
+    assert (study / "experiment" / "first_look_best.yaml").is_file()
     assert (study / "experiment_df.csv").exists() and (study / "hyperparameter_importance.yaml").exists()
+    assert git_status(copy) == ""
+    # The preset trains again as the README says, dash and all (--cfg: compose it, print it).
+    again = run(copy, "train_one.py", "+experiment=first-look_best", "--cfg", "job", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert yaml.safe_load(again.stdout)["experiment"]["study"] == "first-look"
     assert git_status(copy) == ""
