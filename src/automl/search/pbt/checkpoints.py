@@ -26,6 +26,7 @@ machine's folder (its model.pt stays there).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,11 @@ def open_store(url: str) -> Any:
 
 
 def _s3_store(url: str, bucket: str) -> Any:
-    """Optuna's Boto3ArtifactStore on `bucket`, checked reachable now (exit 2 naming the flag
-    before any segment trains, not a failed store at the end of each), with a client that gives
-    up on an unreachable endpoint in seconds rather than botocore's minute per try."""
+    """Optuna's Boto3ArtifactStore on `bucket`, checked usable now (exit 2 naming the flag before
+    any segment trains, not a failed store at the end of each), with a client that gives up on an
+    unreachable endpoint in seconds rather than botocore's minute per try. The check writes and
+    removes a small object, as the store does: credentials limited to objects (no s3:ListBucket,
+    which a HeadBucket needs) pass it, as they serve the store."""
     try:
         import boto3
         from botocore.config import Config
@@ -103,11 +106,14 @@ def _s3_store(url: str, bucket: str) -> Any:
                           fix="install it: uv sync --extra s3") from err
     client = boto3.client("s3", config=Config(connect_timeout=S3_CONNECT_TIMEOUT_S,
                                               retries={"max_attempts": 3, "mode": "standard"}))
+    probe = f"automl-probe-{os.getpid()}-{time.time_ns()}"
     try:
-        client.head_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key=probe, Body=b"")
+        client.delete_object(Bucket=bucket, Key=probe)
     except (BotoCoreError, ClientError) as err:
         raise ConfigError(file="command line", key="--artifact-store", value=url,
-                          rule=f"the bucket cannot be reached ({type(err).__name__}: {err})",
+                          rule=f"an object cannot be written to and removed from the bucket "
+                               f"({type(err).__name__}: {err})",
                           fix="create the bucket, or give boto3 the endpoint and credentials that "
                               "reach it (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
                               "AWS_SECRET_ACCESS_KEY)") from err
