@@ -178,8 +178,8 @@ def _add_pbt_flags(p: argparse.ArgumentParser) -> None:
 
 
 def resumed_hp_trials(args: argparse.Namespace) -> int | None:
-    """The trial count a resumed study last ran with: its meta.yaml where the folder is here, else
-    (a machine joining a shared study from a folder of its own) what the storage recorded."""
+    """The trial count a resumed study last ran with: on a shared storage what the study recorded
+    (its latest session ran on any machine), else this folder's meta.yaml."""
     if not (args.resume and args.study_name):
         return None
     import optuna
@@ -190,13 +190,15 @@ def resumed_hp_trials(args: argparse.Namespace) -> int | None:
     from automl.search.study.storage import open_storage
 
     sp = StudyPaths.for_study(args.study_name)
-    value = recorded(sp, "hp_trials")
-    if value is None and args.storage:
+    value = None
+    if args.storage:
         try:  # an unusable URL raises its own ConfigError, as it would a moment later
             stored = optuna.load_study(study_name=sp.name, storage=open_storage(sp, args.storage))
         except KeyError:
             return None  # no such study: opening it says so
         value = stored.user_attrs.get(records.STUDY_HP_TRIALS)
+    if value is None:  # the journal file's study, or one stored before the count was recorded
+        value = recorded(sp, "hp_trials")
     return value if isinstance(value, int) and value > 0 else None
 
 

@@ -198,10 +198,12 @@ def test_a_joining_machine_trains_with_the_overrides_the_study_started_with(
     trials = optuna.load_study(study_name="joined", storage=url).get_trials(deepcopy=False)
     assert sorted(t.user_attrs.get(records.FRAMES) for t in trials) == [100_000, 100_000]
     # A third machine joins without --hp-trials: the study's count (2, its latest session's), not
-    # the default's 8; both trials are done, so it trains none.
-    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "c"))
+    # the default's 8; both trials are done, so it trains none. Machine a, whose own folder says 1,
+    # takes 2 too: the study's latest session ran elsewhere.
     at = plain.index("--hp-trials")
-    assert run_search(plain[:at] + plain[at + 2:]) == 0
-    assert len(optuna.load_study(study_name="joined", storage=url).get_trials(deepcopy=False)) == 2
-    meta = yaml.safe_load(StudyPaths(tmp_path / "c" / "automl" / "joined").meta.read_text())
-    assert meta["sessions"][-1]["hp_trials"] == 2
+    for machine in ("c", "a"):
+        monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / machine))
+        assert run_search(plain[:at] + plain[at + 2:]) == 0
+        assert len(optuna.load_study(study_name="joined", storage=url).get_trials(deepcopy=False)) == 2
+        meta = yaml.safe_load(StudyPaths(tmp_path / machine / "automl" / "joined").meta.read_text())
+        assert meta["sessions"][-1]["hp_trials"] == 2
