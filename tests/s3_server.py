@@ -52,7 +52,8 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
     for key, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "automl-test",
                        "AWS_SECRET_ACCESS_KEY": "automl-test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):  # a developer's own
+        monkeypatch.delenv(key, raising=False)
     client = boto3.client("s3")
     name = f"automl-states-{next(_buckets)}"
     client.create_bucket(Bucket=name)

@@ -42,15 +42,17 @@ def test_the_orchestrator_loads_the_report_libraries_only_to_write_reports() -> 
     assert out.stdout.strip() == "[]"
 
 
-def test_a_training_process_leaves_boto3_to_the_orchestrator() -> None:
-    """TensorBoard's file layer imports boto3 where it is installed (0.3-0.5 s); a trial's entry
-    (train_one's, the fork server's) keeps it from doing so, and TensorBoard's writer still loads."""
-    code = ("import sys\n{skip}import tensorboard.summary.writer.event_file_writer\n"
+def test_a_training_process_imports_tensorboard_without_boto3_and_boto3_still_imports() -> None:
+    """TensorBoard's file layer imports boto3 where it is installed (0.3-0.5 s); a trial (the
+    trainer's build_agent, the fork server) imports that layer without it, skrl's agent and
+    TensorBoard's writer load, and boto3 still imports for a user's environment that needs it."""
+    code = ("import sys\n{skip}import skrl.agents.torch.base\n"
             "from tensorboard.compat.tensorflow_stub.io import gfile\n"
-            "print(gfile.S3_ENABLED, sys.modules.get('boto3') is not None)")
+            "print(gfile.S3_ENABLED, 'boto3' in sys.modules)\n"
+            "import boto3\nprint(boto3.__name__)")
     skipped, plain = (subprocess.run(
         [sys.executable, "-P", "-c", code.format(skip=skip)], capture_output=True, text=True,
-        check=True).stdout.split() for skip in ("from automl.run import skip_tensorboards_s3\n"
-                                                "skip_tensorboards_s3()\n", ""))
-    assert skipped == ["False", "False"]
-    assert plain == ["True", "True"]  # boto3 is installed here (the tests' S3 store): it would load
+        check=True).stdout.split() for skip in ("from automl.run import import_tensorboard_without_s3\n"
+                                                "import_tensorboard_without_s3()\n", ""))
+    assert skipped == ["False", "False", "boto3"]
+    assert plain == ["True", "True", "boto3"]  # boto3 is installed here (the tests' S3 store)

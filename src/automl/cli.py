@@ -10,6 +10,7 @@ import argparse
 import math
 import signal
 import sys
+from typing import Any
 
 import optuna
 
@@ -60,17 +61,30 @@ minutes:
 """
 
 
+class _Version(argparse.Action):
+    """--version: the installed package's version, read only when asked (importlib.metadata
+    costs every orchestrator's start 40 ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **_: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show automl's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from automl import __version__
+
+        print(f"automl {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """automl.py's flags, in groups (docs/guide/commands.md lists them)."""
-    from automl import __version__
-
     p = argparse.ArgumentParser(
         prog="automl.py", usage="%(prog)s [flags] [key=value ...]", description=DESCRIPTION,
         formatter_class=_HelpFormatter, allow_abbrev=False,  # a flag is named in full
         epilog="Anything of the form key=value is a Hydra override passed to every trial, "
                "e.g. env=cartpole train.frames=200000.")
     a = p.add_argument
-    a("--version", action="version", version=f"automl {__version__}")
+    a("--version", action=_Version)
     a("--mode", default="stage", help="stage (search, validate, final run), search, validate "
       "(an existing study's top configurations) or report")
     a("overrides", nargs="*", help="Hydra overrides for every trial (key=value)")
@@ -182,8 +196,6 @@ def resumed_hp_trials(args: argparse.Namespace) -> int | None:
     (its latest session ran on any machine), else this folder's meta.yaml."""
     if not (args.resume and args.study_name):
         return None
-    import optuna
-
     from automl.paths import StudyPaths
     from automl.search.study import records
     from automl.search.study.reports import recorded
@@ -192,28 +204,31 @@ def resumed_hp_trials(args: argparse.Namespace) -> int | None:
     sp = StudyPaths.for_study(args.study_name)
     value = None
     if args.storage:
-        try:  # an unusable URL raises its own ConfigError, as it would a moment later
-            stored = optuna.load_study(study_name=sp.name, storage=open_storage(sp, args.storage))
+        storage = open_storage(sp, args.storage)  # an unusable URL: its ConfigError, exit 2
+        try:
+            value = optuna.load_study(study_name=sp.name, storage=storage).user_attrs.get(
+                records.STUDY_HP_TRIALS)
         except KeyError:
             return None  # no such study: opening it says so
-        value = stored.user_attrs.get(records.STUDY_HP_TRIALS)
+        finally:
+            storage.engine.dispose()  # type: ignore[attr-defined]  # an RDBStorage: a URL
     if value is None:  # the journal file's study, or one stored before the count was recorded
         value = recorded(sp, "hp_trials")
     return value if isinstance(value, int) and value > 0 else None
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    """Every flag rule, before anything is read or written."""
+    """Every flag rule, before anything is written; last, a resume without --hp-trials reads the
+    count the study ran with (on a shared storage, from it)."""
     args.search_method = METHOD_ALIASES.get(args.search_method, args.search_method)
-    if args.hp_trials is None:
-        args.hp_trials = resumed_hp_trials(args) or DEFAULT_HP_TRIALS
     choices = {"--mode": (args.mode, MODES), "--search-method": (args.search_method, SEARCH_METHODS),
                "--pruner": (args.pruner, PRUNERS)}
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
             raise bad_flag(flag, value, f"it must be one of {', '.join(allowed)}",
                             f"use {flag} {allowed[0]}")
-    positive = {"--budget-hours": args.budget_hours, "--hp-trials": args.hp_trials,
+    hp_trials = 1 if args.hp_trials is None else args.hp_trials  # None: the study's, read below
+    positive = {"--budget-hours": args.budget_hours, "--hp-trials": hp_trials,
                 "--threads-per-trial": args.threads_per_trial, "--trial-timeout": args.trial_timeout,
                 "--validate-top": args.validate_top, "--validate-seeds": args.validate_seeds,
                 "--final-frames-multiplier": args.final_frames_multiplier,
@@ -245,6 +260,8 @@ def check_flags(args: argparse.Namespace) -> None:
         if "=" not in item:
             raise bad_flag("overrides", item, "a Hydra override has the form key=value",
                             "e.g. env=cartpole or train.frames=200000")
+    if args.hp_trials is None:
+        args.hp_trials = resumed_hp_trials(args) or DEFAULT_HP_TRIALS
 
 def stage_shares(text: str) -> tuple[float, float, float]:
     """--stage-shares "0.7,0.2,0.1" as three shares summing to 1 (exit 2 otherwise)."""

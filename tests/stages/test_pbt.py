@@ -403,6 +403,18 @@ def test_two_orchestrators_with_their_own_folders_train_one_population_on_postgr
         assert final["trial"] == view.winner().number
 
 
+def test_an_s3_store_it_cannot_use_exits_2_before_the_study_exists(s3_bucket, tmp_path, monkeypatch,
+                                                                   capsys):
+    """A mistyped bucket is refused before the study is created: the same command, corrected,
+    starts the study (it is not refused as one that exists), and no joiner is sent to the typo."""
+    monkeypatch.setenv(paths.LOG_ROOT_ENV, str(tmp_path / "log"))
+    argv = [*pbt_argv(tmp_path, "pbt_typo"), "--artifact-store", s3_bucket.url + "-typo"]
+    assert run_search(argv) == 2
+    err = capsys.readouterr().err
+    assert "--artifact-store" in err and "cannot be written to and removed" in err
+    assert not StudyPaths.for_study("pbt_typo").root.exists()
+
+
 def test_resuming_a_population_with_another_search_method_exits_2(stage, monkeypatch, capsys):
     sp, _ = stage
     monkeypatch.setenv(paths.LOG_ROOT_ENV, str(sp.root.parent.parent))

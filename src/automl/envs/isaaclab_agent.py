@@ -258,9 +258,12 @@ def resolve(key: str, _root_: Any) -> Any:
                           key=key, value=f"${{{RESOLVER}:{key}}}",
                           rule="it reads an Isaac Lab task's own agent configuration, and env.task "
                                "is not set", fix="use it with env=isaaclab env.task=Isaac-...")
-    env = _root_.env
-    start = start_of(str(task), {"device": env.get("device"), "params": _plain(env.get("params")),
-                                 "overrides": _plain(env.get("cfg"))})
+    settings = None
+    if _READER["subprocess"] and str(task) not in _STARTS:  # the orchestrator's first read: terms too
+        env = _root_.env
+        settings = {"device": env.get("device"), "params": _plain(env.get("params")),
+                    "overrides": _plain(env.get("cfg"))}
+    start = start_of(str(task), settings)
     if key not in start:
         raise ConfigError(file="conf/ppo/isaaclab_task.yaml or conf/network/isaaclab_task.yaml",
                           key=key, value=f"${{{RESOLVER}:{key}}}",

@@ -4,11 +4,19 @@ and the score. The only package besides automl.envs that imports torch.
 
 import sys
 
+GFILE = "tensorboard.compat.tensorflow_stub.io.gfile"
 
-def skip_tensorboards_s3() -> None:
-    """Keep TensorBoard from importing boto3 in a process that trains: its file layer imports
-    boto3 when installed (the s3 extra), for s3:// log folders, which a run never writes (the
-    orchestrator stores population states itself); 0.3-0.5 s of every trial process's start.
-    Only for a process's own entry: in a process where boto3 is in use it is already imported,
-    and this leaves it."""
-    sys.modules.setdefault("boto3", None)  # type: ignore[arg-type]  # `import boto3` now fails
+
+def import_tensorboard_without_s3() -> None:
+    """Import TensorBoard's file layer without its boto3 (0.3-0.5 s of a trial's start where the s3
+    extra is installed): it imports boto3 when it can, for s3:// log folders, which a run never
+    writes (the orchestrator stores population states itself). boto3 imports as usual afterwards,
+    for a user's environment that needs it. Call before skrl's agent, which imports that layer."""
+    if GFILE in sys.modules or "boto3" in sys.modules:
+        return
+    sys.modules["boto3"] = None  # type: ignore[assignment]  # `import boto3` fails while it is
+    try:
+        __import__(GFILE)
+    finally:
+        if sys.modules.get("boto3", False) is None:
+            del sys.modules["boto3"]

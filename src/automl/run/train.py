@@ -82,6 +82,9 @@ def _install_stop_handlers() -> dict[str, bool]:
 
 def build_agent(cfg: RunConfig, env: BatchedEnv, run: RunPaths, timesteps: int):  # noqa: ANN201
     """skrl PPO with our models and memory; its TensorBoard writer goes to run_dir/tb."""
+    from automl.run import import_tensorboard_without_s3
+
+    import_tensorboard_without_s3()
     from skrl.agents.torch.base import ExperimentCfg
     from skrl.agents.torch.ppo import PPO, PPO_CFG
     from skrl.memories.torch import RandomMemory

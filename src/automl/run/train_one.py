@@ -110,7 +110,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    from automl.run import skip_tensorboards_s3
-
-    skip_tensorboards_s3()
     run()

@@ -270,7 +270,6 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         study_name=sp.name, storage=storage, direction="maximize", load_if_exists=resume,
         sampler=make_sampler(method, plan.space, request.study.seed, plan.pruning.startup_trials),
         pruner=make_pruner(plan.pruning))
-    study.set_user_attr(records.STUDY_HP_TRIALS, request.search.hp_trials)
     if exists:  # joined from a folder of its own: the reports read the study's space here
         fetch_space_file(study, sp)
     else:
@@ -285,6 +284,7 @@ def open_study(request: Request, plan: Plan, on_stale: Recovery | None = None) -
         # population starts from the priors by itself (automl.search.pbt).
         if plan.space.prior_params() and method not in ("grid", "pbt"):
             study.enqueue_trial(plan.space.prior_params(), user_attrs={"prior": True})
+    study.set_user_attr(records.STUDY_HP_TRIALS, request.search.hp_trials)  # this session's, opened
     return study
 
 

@@ -16,7 +16,7 @@ from automl.analysis.pbt import PbtView, pbt_dir
 from automl.analysis.validation import BASELINE, NO_TRIAL, WINNER, ValidationResult
 from automl.paths import atomic_write_text
 from automl.requests import Request, ValidationOptions
-from automl.search.pbt.checkpoints import Checkpoints, store_url
+from automl.search.pbt.checkpoints import Checkpoints, open_store, record_store, store_url
 from automl.search.pbt.decide import starting_values
 from automl.search.pbt.explore import check_mutable
 from automl.search.pbt.loop import SEGMENT_KEYS, PbtLoop, PbtSettings
@@ -65,11 +65,14 @@ class PbtSearch:
         self.checkpoints: Checkpoints | None = None
 
     def check(self, slots: list[Slot]) -> None:
-        """A space with nothing to perturb, bad PBT flags: exit 2."""
+        """A space with nothing to perturb, bad PBT flags, an S3 store it cannot use: exit 2."""
         plan = self.plan
         check_mutable(plan.space)
         _, self.moved = starting_values(plan.space,
                                         Feasibility.compose(plan.space, list(plan.overrides)).base)
+        store = self.request.study.artifact_store
+        if store is not None and store.startswith("s3://"):
+            open_store(store)  # a bucket it cannot use: exit 2 before the study exists
         gpus = len(visible_gpus())
         self.fresh = plan_pbt(self.request.search.pbt, plan.base, slots=len(slots),
                               episode_frames=plan.episode_frames, seed=self.request.study.seed,
@@ -82,7 +85,11 @@ class PbtSearch:
         self.pbt = settle_plan(run.study, self.fresh, run.recovery)
         with run.recovery.locked(run.study):
             url = store_url(self.request.study.artifact_store, run.study, self.plan.study_paths)
+        # Opened outside the lock (an S3 store's check waits on the network), recorded once it
+        # opened: a store that cannot be used exits 2 and is never the one joiners are sent to.
         self.checkpoints = Checkpoints(run.study, self.plan.study_paths, url)
+        with run.recovery.locked(run.study):
+            record_store(run.study, url)
         if self.pbt != self.fresh:
             print("automl: the study's own population plan stands (its first session's); flags and "
                   "slots that differ change nothing", file=sys.stderr)

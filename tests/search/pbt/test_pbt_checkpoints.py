@@ -17,7 +17,7 @@ from search_harness import SPACES
 from automl.errors import ConfigError
 from automl.paths import StudyPaths
 from automl.search.pbt import checkpoints
-from automl.search.pbt.checkpoints import CheckpointMissing, Checkpoints, kept, store_url
+from automl.search.pbt.checkpoints import CheckpointMissing, Checkpoints, kept, record_store, store_url
 from automl.search.pbt.plan import PbtPlan
 from automl.search.pbt.population import NO_PARENT, Population, Segment
 from automl.search.space import load_space
@@ -57,12 +57,15 @@ def view(made: PbtPlan, *segments: Segment) -> Population:
 def test_the_first_orchestrator_records_its_store_and_a_joining_one_uses_it(tmp_path):
     study = optuna.create_study()
     paths = StudyPaths(tmp_path / "a" / "automl" / "s")
-    assert store_url(None, study, paths) == str(paths.root / "artifacts")  # the default, recorded
+    assert store_url(None, study, paths) == str(paths.root / "artifacts")  # the default
+    assert checkpoints.STORE_ATTR not in study.user_attrs  # recorded once it opened
+    record_store(study, str(paths.root / "artifacts"))
     assert study.user_attrs[checkpoints.STORE_ATTR] == str(paths.root / "artifacts")
     (paths.root / "artifacts").mkdir(parents=True)
     other = StudyPaths(tmp_path / "b" / "automl" / "s")
     assert store_url(None, study, other) == str(paths.root / "artifacts")  # reachable here
     assert store_url(str(tmp_path / "mounted"), study, other) == str(tmp_path / "mounted")
+    record_store(study, str(tmp_path / "mounted"))
     assert study.user_attrs[checkpoints.STORE_ATTR] == str(paths.root / "artifacts")  # unchanged
 
 
@@ -97,13 +100,17 @@ def test_an_s3_bucket_that_cannot_be_used_exits_2_before_any_segment(s3_bucket, 
     assert err.value.key == "--artifact-store" and "AWS_ENDPOINT_URL" in err.value.fix
     checkpoints.open_store(s3_bucket.url)  # a usable bucket: its check leaves nothing in it
     assert s3_bucket.keys() == set()
-    with socket.socket() as closed:  # a port nothing listens on
-        closed.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed.getsockname()[1]}")
-        started = time.monotonic()
-        with pytest.raises(ConfigError, match="cannot be written to and removed"):
-            checkpoints.open_store(s3_bucket.url)
-    assert time.monotonic() - started < 30
+    monkeypatch.setattr(checkpoints, "S3_CHECK_TIMEOUT_S", 0.5)
+    for listening in (False, True):  # refused at once; or accepted, then never answered
+        with socket.socket() as endpoint:
+            endpoint.bind(("127.0.0.1", 0))
+            if listening:
+                endpoint.listen()
+            monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{endpoint.getsockname()[1]}")
+            started = time.monotonic()
+            with pytest.raises(ConfigError, match="cannot be written to and removed"):
+                checkpoints.open_store(s3_bucket.url)
+            assert time.monotonic() - started < 10  # boto3's own: 60 s a try, several tries
 
 
 @pytest.fixture(params=["folder", "s3"])

@@ -47,8 +47,9 @@ PARENT_STATE = "parent_state.pt"
 """Where a segment's parent state lands in its run folder when it comes from the store."""
 KEEP_LAST = 2
 """Segments with a result per member whose states are always kept."""
-S3_CONNECT_TIMEOUT_S = 10
-"""An S3 endpoint that does not answer a connection in this long counts as unreachable."""
+S3_CHECK_TIMEOUT_S = 10.0
+"""Seconds the S3 store's check waits for a connection or an answer (two tries) before it says the
+bucket cannot be used."""
 
 
 class CheckpointMissing(Exception):
@@ -57,11 +58,9 @@ class CheckpointMissing(Exception):
 
 def store_url(flag: str | None, study: optuna.Study, paths: StudyPaths) -> str:
     """The store this orchestrator uses: the flag, else the study's recorded one, else the study
-    folder's artifacts/ (recorded for the orchestrators that join)."""
+    folder's artifacts/ (`record_store` records it, once opened, for the orchestrators that join)."""
     recorded = study.user_attrs.get(STORE_ATTR)
     url = flag or recorded or str(paths.root / "artifacts")
-    if recorded is None:
-        study.set_user_attr(STORE_ATTR, url)
     if not url.startswith("s3://") and flag is None and recorded is not None and not Path(url).is_dir():
         raise ConfigError(file="command line", key="--artifact-store", value=url,
                           rule="the study's segment states are stored in this folder (its first "
@@ -69,6 +68,12 @@ def store_url(flag: str | None, study: optuna.Study, paths: StudyPaths) -> str:
                           fix="give --artifact-store with the folder (or s3://BUCKET) where this "
                               "machine reaches the same store")
     return url
+
+
+def record_store(study: optuna.Study, url: str) -> None:
+    """The study's store, recorded by its first orchestrator once the store opened."""
+    if study.user_attrs.get(STORE_ATTR) is None:
+        study.set_user_attr(STORE_ATTR, url)
 
 
 def open_store(url: str) -> Any:
@@ -90,11 +95,11 @@ def open_store(url: str) -> Any:
 
 
 def _s3_store(url: str, bucket: str) -> Any:
-    """Optuna's Boto3ArtifactStore on `bucket`, checked usable now (exit 2 naming the flag before
-    any segment trains, not a failed store at the end of each), with a client that gives up on an
-    unreachable endpoint in seconds rather than botocore's minute per try. The check writes and
-    removes a small object, as the store does: credentials limited to objects (no s3:ListBucket,
-    which a HeadBucket needs) pass it, as they serve the store."""
+    """Optuna's Boto3ArtifactStore on `bucket`, checked usable now (exit 2 naming the flag, not a
+    failed store at the end of each segment). The check writes and removes a small object, as the
+    store does (credentials limited to objects, without the s3:ListBucket a HeadBucket needs, serve
+    the store and pass it), through a client of its own that gives up on an endpoint that does not
+    answer in seconds; the store's client keeps boto3's settings (uploads of states take long)."""
     try:
         import boto3
         from botocore.config import Config
@@ -104,20 +109,21 @@ def _s3_store(url: str, bucket: str) -> Any:
         raise ConfigError(file="command line", key="--artifact-store", value=url,
                           rule=f"an S3 store needs boto3 ({err})",
                           fix="install it: uv sync --extra s3") from err
-    client = boto3.client("s3", config=Config(connect_timeout=S3_CONNECT_TIMEOUT_S,
-                                              retries={"max_attempts": 3, "mode": "standard"}))
     probe = f"automl-probe-{os.getpid()}-{time.time_ns()}"
     try:
-        client.put_object(Bucket=bucket, Key=probe, Body=b"")
-        client.delete_object(Bucket=bucket, Key=probe)
-    except (BotoCoreError, ClientError) as err:
+        checker = boto3.client("s3", config=Config(
+            connect_timeout=S3_CHECK_TIMEOUT_S, read_timeout=S3_CHECK_TIMEOUT_S,
+            retries={"max_attempts": 2, "mode": "standard"}))
+        checker.put_object(Bucket=bucket, Key=probe, Body=b"")
+        checker.delete_object(Bucket=bucket, Key=probe)
+        return Boto3ArtifactStore(bucket, client=boto3.client("s3"))
+    except (BotoCoreError, ClientError, ValueError) as err:  # ValueError: a malformed endpoint URL
         raise ConfigError(file="command line", key="--artifact-store", value=url,
                           rule=f"an object cannot be written to and removed from the bucket "
                                f"({type(err).__name__}: {err})",
                           fix="create the bucket, or give boto3 the endpoint and credentials that "
                               "reach it (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
                               "AWS_SECRET_ACCESS_KEY)") from err
-    return Boto3ArtifactStore(bucket, client=client)
 
 
 class Checkpoints:

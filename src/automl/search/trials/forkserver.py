@@ -130,9 +130,9 @@ def serve() -> None:
     # Lab) goes to stderr instead of corrupting it.
     protocol = os.dup(1)
     os.dup2(2, 1)
-    from automl.run import skip_tensorboards_s3
+    from automl.run import import_tensorboard_without_s3
 
-    skip_tensorboards_s3()
+    import_tensorboard_without_s3()
     for module in PRELOAD:
         __import__(module)
     if ISAACLAB_FLAG in sys.argv[1:]:

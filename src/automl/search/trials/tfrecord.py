@@ -1,7 +1,7 @@
 """TFRecord framing, the layout of TensorBoard's event files: each record is its length (uint64), a
 masked CRC-32C of the length, the data, and a masked CRC-32C of the data. Pure Python and the
-standard library only, for the readers and writers that must not import protobuf or numpy to
-split or frame records (the orchestrator's tb_reader, the tests' stand-in trainer).
+standard library only: the orchestrator's tb_reader splits records with it (and decodes them with
+protobuf), and the tests' stand-in trainer frames its records without importing protobuf.
 """
 
 from __future__ import annotations
