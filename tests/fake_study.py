@@ -16,8 +16,7 @@ from typing import Any
 import optuna
 import yaml
 from optuna.trial import TrialState
-from standin_worker import write_point
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from standin_worker import EventWriter, write_point
 
 from automl import reasons
 from automl.paths import RunPaths, StudyPaths, trial_name
@@ -88,8 +87,7 @@ def curve(trial: FakeTrial) -> list[tuple[int, float]]:
 
 def write_events(run: RunPaths, points: list[tuple[int, float]]) -> None:
     """One event per tag per evaluation point, at step = frames (as the trial worker writes)."""
-    run.tb.mkdir(parents=True, exist_ok=True)
-    writer = EventFileWriter(str(run.tb))
+    writer = EventWriter(run.tb)
     try:
         for frames, score in points:
             write_point(writer, frames, score, metrics_for(score))
