@@ -197,7 +197,9 @@ def key_of(override: str) -> str:
 
 
 def retrain(cells: list[tuple[Path, list[str]]], args: argparse.Namespace) -> None:
-    """Train each (run folder, overrides) from scratch in the slots (train_one)."""
+    """Train each (run folder, overrides) from scratch in the slots (train_one). Any retrain that
+    did not complete (stopped, failed) stops the benchmark before anything is evaluated: a rerun
+    trains it again; an evaluation of a cut run would be recorded as the pick's score."""
     from automl.search.trials.launcher import plan_slots
     from automl.search.trials.runner import Job, run_jobs
 
@@ -208,7 +210,8 @@ def retrain(cells: list[tuple[Path, list[str]]], args: argparse.Namespace) -> No
                             deadline=time.monotonic() + 86_400)
     failed = [(r.job.name, r.reason, r.message) for r in results if r.reason != "completed"]
     if cut or failed:
-        log(f"retrains that did not complete: {failed}")
+        log(f"retrains that did not complete: {failed}; stopped, the rerun trains them again")
+        raise SystemExit(1)
 
 
 def evaluate(model: Path, task: dict[str, Any]) -> dict[str, float]:
