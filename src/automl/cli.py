@@ -263,6 +263,7 @@ def check_flags(args: argparse.Namespace) -> None:
     if args.hp_trials is None:
         args.hp_trials = resumed_hp_trials(args) or DEFAULT_HP_TRIALS
 
+
 def stage_shares(text: str) -> tuple[float, float, float]:
     """--stage-shares "0.7,0.2,0.1" as three shares summing to 1 (exit 2 otherwise)."""
     try:
