@@ -150,7 +150,7 @@ def read_in_subprocess(on: bool = True) -> bool:
 _STARTS: dict[str, dict[str, Any]] = {}
 """This process's starts by task: each is read once."""
 _TERMS: dict[str, list[str]] = {}
-"""Reward terms the orchestrator's subprocess read together with a start, by `settings_key`."""
+"""Reward terms the orchestrator's subprocess read together with a start, by `_settings_key`."""
 
 
 def start_of(task: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -164,7 +164,7 @@ def start_of(task: str, settings: Mapping[str, Any] | None = None) -> dict[str, 
         if _READER["subprocess"]:
             _STARTS[task], terms = _from_subprocess(task, settings)
             if settings is not None and terms is not None:
-                _TERMS[settings_key(task, settings)] = terms
+                _TERMS[_settings_key(task, settings)] = terms
         else:
             _STARTS[task] = read_start(task)
     return _STARTS[task]
@@ -173,10 +173,10 @@ def start_of(task: str, settings: Mapping[str, Any] | None = None) -> dict[str, 
 def terms_read_with_start(task: str, settings: Mapping[str, Any]) -> list[str] | None:
     """The reward terms of `task` under `settings` that its start's read brought back; None where
     it read none (in-process reading, other settings, or a read that failed: read them again)."""
-    return _TERMS.get(settings_key(task, settings))
+    return _TERMS.get(_settings_key(task, settings))
 
 
-def settings_key(task: str, settings: Mapping[str, Any]) -> str:
+def _settings_key(task: str, settings: Mapping[str, Any]) -> str:
     import json
 
     return json.dumps([task, {k: settings.get(k) or ({} if k != "device" else "auto")
