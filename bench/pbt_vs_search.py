@@ -28,6 +28,12 @@ Holm-level lower bound is above 0.
 
 Every step writes its result under --out as it ends (JSON), and a rerun skips what is there: the
 benchmark runs over several sessions. A search cut short is started again from scratch.
+`--replicates 2` runs only that replicate. The results a report reads (`TASK/sN/val/*.json`,
+`TASK/sN/METHOD/policy.json`, `TASK/sN/METHOD/pick.json`) are kept in the repository under
+`bench/results/pbt_vs_search/` (`--keep` copies them there), so the tables come back on any
+machine:
+
+    uv run python bench/pbt_vs_search.py --out bench/results/pbt_vs_search --report
 
 One arm against the benchmark's own, same seeds and protocol: `--methods pbt` runs only PBT, with
 the overrides given (for the critic's refit, `ppo.value_refit_updates=2`, which then also acts in
@@ -81,6 +87,8 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="results folder (kept between runs)")
     p.add_argument("--seeds", type=int, default=3, help="replicates (PBT seeds) per task")
+    p.add_argument("--replicates", default=None, help="which of them to run, comma-separated "
+                   "(default: all; the report reads every complete one)")
     p.add_argument("--val-seeds", type=int, default=3, help="fresh seeds per pick")
     p.add_argument("--population", type=int, default=4)
     p.add_argument("--tasks", default=",".join(TASKS))
@@ -89,6 +97,8 @@ def parse() -> argparse.Namespace:
                    "(default: each task's; a quick check of the harness)")
     p.add_argument("--methods", default=",".join(METHODS), help="the methods to run (and report)")
     p.add_argument("--report", action="store_true", help="print the tables and stop")
+    p.add_argument("--keep", type=Path, default=None, help="copy the results (the JSON files the "
+                   "report reads) to this folder, now and after each replicate")
     p.add_argument("--paired-with", type=Path, default=None, help="with --report: set this "
                    "folder's PBT against that folder's, paired by replicate")
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every task (replacing the "
@@ -98,6 +108,10 @@ def parse() -> argparse.Namespace:
     if not given or set(given) - set(METHODS):
         p.error(f"--methods: choose among {', '.join(METHODS)}")
     args.methods = tuple(m for m in METHODS if m in given)
+    args.replicates = ([int(r) for r in args.replicates.split(",")] if args.replicates
+                       else list(range(args.seeds)))
+    if not set(args.replicates) <= set(range(args.seeds)):
+        p.error(f"--replicates: choose among 0..{args.seeds - 1}")
     if args.paired_with is not None and not args.report:
         p.error("--paired-with goes with --report")
     for task in TASKS.values():
@@ -359,20 +373,33 @@ def report(args: argparse.Namespace) -> None:
                       f"{lv:.3g}, lower bound {lo:+.4g}: {'WIN' if win else 'no win claimed'}")
 
 
+def keep(args: argparse.Namespace) -> None:
+    """Copy every replicate's result JSON files (not the logs, studies or retrained runs) from --out
+    to --keep, so that the tables survive the machine that ran them."""
+    if args.keep is None:
+        return
+    for path in sorted(args.out.glob("*/s*/**/*.json")):
+        target = args.keep / path.relative_to(args.out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
 def main() -> None:
     args = parse()
     os.environ["AUTOML_LOG_ROOT"] = str(args.out / "log")
     os.environ["AUTOML_PRESETS_ROOT"] = str(args.out / "presets")
-    (args.out / "logs").mkdir(parents=True, exist_ok=True)
+    keep(args)
     if args.report:
         paired_report(args) if args.paired_with is not None else report(args)
         return
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
     git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     write_json(args.out / "run.json", {"commit": git.stdout.strip(), "args": {
         k: str(v) for k, v in vars(args).items()}})
-    for seed in range(args.seeds):
+    for seed in args.replicates:
         for task_name in args.tasks.split(","):
             replicate(task_name, seed, args)
+            keep(args)
     report(args)
 
 
