@@ -267,9 +267,7 @@ def validate(task_name: str, seed: int, picks: dict[str, dict[str, Any]],
                                                                      "error": "no model.pt"}
             write_json(path, metrics)
     for method, pick in picks.items():
-        path = folder / method / "policy.json"
-        if pick.get("policy") and not path.exists():
-            write_json(path, evaluate(Path(pick["policy"]), task))
+        evaluate_policy(task_name, seed, method, pick, args)
 
 
 def replicate(task_name: str, seed: int, args: argparse.Namespace) -> None:
@@ -282,7 +280,18 @@ def replicate(task_name: str, seed: int, args: argparse.Namespace) -> None:
             log(f"{name}: searching")
             write_json(path, pick_of(run_search(name, method, task_name, seed, args), method))
         picks[method] = json.loads(path.read_text())
+        evaluate_policy(task_name, seed, method, picks[method], args)
+        keep(args)
     validate(task_name, seed, picks, args)
+
+
+def evaluate_policy(task_name: str, seed: int, method: str, pick: dict[str, Any],
+                    args: argparse.Namespace) -> None:
+    """A population's final policy, evaluated as soon as its search ends (the policy lives in the
+    study's folder, which --keep does not copy)."""
+    path = args.out / task_name / f"s{seed}" / method / "policy.json"
+    if pick.get("policy") and Path(pick["policy"]).exists() and not path.exists():
+        write_json(path, evaluate(Path(pick["policy"]), TASKS[task_name]))
 
 
 # ------------------------------------------------------------------------------------- report
@@ -375,13 +384,16 @@ def report(args: argparse.Namespace) -> None:
 
 def keep(args: argparse.Namespace) -> None:
     """Copy every replicate's result JSON files (not the logs, studies or retrained runs) from --out
-    to --keep, so that the tables survive the machine that ran them."""
+    to --keep, so that the tables survive the machine that ran them. The folders they name are
+    written relative to --out (`OUT/...`) and to the repository (`REPO/...`)."""
     if args.keep is None:
         return
     for path in sorted(args.out.glob("*/s*/**/*.json")):
         target = args.keep / path.relative_to(args.out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+        text = (path.read_text().replace(str(args.out.resolve()), "OUT")
+                .replace(str(args.out), "OUT").replace(str(ROOT), "REPO"))
+        if not target.exists() or target.read_text() != text:
+            write_json(target, json.loads(text))
 
 
 def main() -> None:
