@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+WARP_KERNELS = pytest.mark.xdist_group("warp_kernels")
+"""The tests that build an Isaac Lab task (in the test process, or in a search's trials): the
+first build on a machine compiles Newton's and MuJoCo-Warp's kernels (about 60 s of one core, then
+cached on disk), so they share one worker and the kernels are compiled once, not by both workers
+(or two trials) at the same time."""
+
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

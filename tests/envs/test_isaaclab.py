@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from train_harness import REPO, train_one_here
+from xdist_groups import WARP_KERNELS
 
 from automl import cli, paths, tags
 from automl.envs.base import FELL, LENGTH, RETURN, SUCCESS, TERMINATED_BY, WARMUP
@@ -35,6 +36,7 @@ CARTPOLE_WEIGHTS = {"alive": 1.0, "terminating": -2.0, "pole_pos": -1.0, "cart_v
 """Isaac-Cartpole's RewardsCfg weights (isaaclab_tasks/core/cartpole/cartpole_manager_env_cfg.py)."""
 
 
+@WARP_KERNELS
 def test_cartpole_terms_rebuild_isaac_labs_reward_step_by_step() -> None:
     """Isaac Lab's own RewardManager, given back its own weights, computes the reward that env.step
     returns; on the same steps, automl's raw terms weighted by the defaults must equal it."""
@@ -100,6 +102,7 @@ def test_reach_frankas_curricula_are_found_and_one_on_a_zero_weight_is_refused()
     assert err.value.key == "env.task" and "`joint_vel`" in err.value.rule
 
 
+@WARP_KERNELS
 def test_a_curriculum_changes_the_weight_under_automls_scale() -> None:
     """Isaac-Cartpole given Reach-Franka's kind of curriculum: after 3 steps `pole_pos` goes from -1
     to -3 and `cart_vel` from -0.01 to 0. automl's term is the raw value x dt x live / starting
@@ -150,6 +153,7 @@ def test_a_curriculum_changes_the_weight_under_automls_scale() -> None:
     env.close()
 
 
+@WARP_KERNELS
 def test_time_limit_ends_carry_their_own_final_observation() -> None:
     from automl.envs.isaaclab_task import make_isaaclab_env
 
@@ -172,6 +176,7 @@ def test_time_limit_ends_carry_their_own_final_observation() -> None:
 
 
 @pytest.mark.slow
+@WARP_KERNELS  # its trials build the task too
 def test_a_search_of_two_trials_over_cartpole_reward_weights(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from xdist_groups import WARP_KERNELS
 
 from automl.envs.isaaclab_direct import DirectTerms, changed_by_rewards, reward_fields
 
@@ -16,6 +17,7 @@ CARTPOLE_DIRECT = {"reward": 1.0, "rew_scale_alive": 1.0, "rew_scale_terminated"
 """Isaac-Cartpole-Direct's terms: the part no field weighs, then its config's rew_scale_* fields."""
 
 
+@WARP_KERNELS
 def test_cartpole_direct_fields_rebuild_isaac_labs_reward_step_by_step() -> None:
     from automl.envs.isaaclab_cfg import task_reward_weights
     from automl.envs.isaaclab_task import make_isaaclab_env
