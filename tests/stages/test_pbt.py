@@ -58,9 +58,10 @@ START_TIMEOUT_S = 120
 
 
 def pbt_argv(tmp_path: Path, name: str, *, mode: str = "search", seconds: float = 0.01,
-             workers: int = 2, flags: tuple[str, ...] = ()) -> list[str]:
+             workers: int = 2, flags: tuple[str, ...] = (), rules: list[dict] | None = None
+             ) -> list[str]:
     behaviour = write_behaviour(tmp_path, f"{name}_{seconds}", seconds_per_point=seconds,
-                                horizon=FRAMES, score=LR_SCORE)
+                                horizon=FRAMES, score=LR_SCORE, rules=rules or [])
     argv = search_argv(study=name, space="pbt.yaml", behaviour=behaviour, hp_trials=8,
                        workers=workers, budget_hours=0.2, flags=[*PBT_FLAGS, *flags])
     argv[argv.index("search")] = mode
@@ -344,21 +345,42 @@ def test_kill_9_mid_generation_then_resume_loses_no_member_and_runs_no_segment_t
 def test_two_orchestrators_with_their_own_folders_train_one_population_on_postgresql(
         postgres, s3_bucket, tmp_path):
     """Two machines, each with its own study folder, one PostgreSQL study and one S3 bucket as the
-    artifact store: every segment's parent state travels through the bucket, none fails."""
+    artifact store: every segment's parent state travels through the bucket, none fails.
+
+    Ordered by events, not seconds: the first machine trains generation 0 alone, and its segments
+    of generation 1 hold their last point until the second machine has taken a segment; every
+    segment of generation 1 continues a state of the first machine, so the one the second takes
+    crossed machines."""
     url = postgres.create_database("pbt_two")
     folders = [tmp_path / "a", tmp_path / "b"]
-    # 0.3 s a point (about 10 s of the first machine's population before any start-up): under a
-    # loaded suite the second machine took longer to start than 0.05 s a point gave it, and the
-    # first trained every segment alone.
-    argv = [*pbt_argv(tmp_path, "pbt_two", seconds=0.3, workers=1), "--storage", url,
-            "--artifact-store", s3_bucket.url]
+    gate = tmp_path / "second_machine_took_a_segment"
+    seed = 3  # the plan's segment seeds (PbtPlan.seed_of) name generation 1's segments
+    plan = PbtPlan(population=POPULATION, frames=FRAMES, interval=INTERVAL, fraction=0.25,
+                   factors=(1.1, 1.5), resample_probability=0.25, init="start", floor=0.0, seed=seed)
+    hold = [{"when": {"train.seed": plan.seed_of(m, 1)}, "hold_until": str(gate)}
+            for m in range(POPULATION)]
+    argv = [*pbt_argv(tmp_path, "pbt_two", seconds=0.05, workers=1, rules=hold,
+                      flags=("--seed", str(seed))),
+            "--storage", url, "--artifact-store", s3_bucket.url]
     procs = [start_orchestrator(argv, folders[0], tmp_path)]
+
+    def in_generation(generation: int, state: TrialState) -> int:
+        return sum(1 for t in optuna.load_study(study_name="pbt_two", storage=url).get_trials()
+                   if records.in_pbt(t) and t.state == state
+                   and t.user_attrs[records.GENERATION] == generation)
+
     try:
         wait_for(lambda: "pbt_two" in optuna.get_all_study_names(url), timeout=START_TIMEOUT_S,
                  what="the first orchestrator to create the study")
+        wait_for(lambda: in_generation(0, TrialState.COMPLETE) == POPULATION, timeout=180,
+                 what="the first orchestrator to train generation 0")
         procs.append(start_orchestrator([*argv, "--resume"], folders[1], tmp_path))
+        wait_for(lambda: in_generation(1, TrialState.RUNNING) == 2, timeout=START_TIMEOUT_S,
+                 what="a segment of generation 1 running on each machine")
+        gate.touch()
         codes = [p.wait(timeout=300) for p in procs]
     finally:
+        gate.touch()
         for p in procs:
             if p.poll() is None:
                 p.kill()
