@@ -347,10 +347,10 @@ def test_two_orchestrators_with_their_own_folders_train_one_population_on_postgr
     """Two machines, each with its own study folder, one PostgreSQL study and one S3 bucket as the
     artifact store: every segment's parent state travels through the bucket, none fails.
 
-    Ordered by events, not seconds: the first machine trains generation 0 alone, and its segments
-    of generation 1 hold their last point until the second machine has taken a segment; every
-    segment of generation 1 continues a state of the first machine, so the one the second takes
-    crossed machines."""
+    Ordered by events, not seconds: the first machine trains generation 0 alone, then segments of
+    generation 1 (on either machine) hold their last point until the second machine has taken
+    one; every segment of generation 1 continues a state of the first machine, so the one the
+    second takes crossed machines."""
     url = postgres.create_database("pbt_two")
     folders = [tmp_path / "a", tmp_path / "b"]
     gate = tmp_path / "second_machine_took_a_segment"
